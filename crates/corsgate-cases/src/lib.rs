@@ -1,0 +1,583 @@
+//! One table of CORS cases — (policy, request, expected outcome, expected headers) —
+//! that drives the engine tests, the tower tests, the gateway tests, the benchmarks
+//! and the fuzz seeds, so that every form of corsgate is held to the same answers.
+
+use corsgate_policy::{CorsConfig, Policy};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+/// What a case expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// No `Origin`: not a CORS request.
+    NotCors,
+    /// Allowed.
+    Allowed,
+    /// Refused, with this reason (`RejectionReason::as_str`).
+    Rejected(&'static str),
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    /// Unique name, used in test failures and benchmark ids.
+    pub name: &'static str,
+    /// The policy, as the TOML body of a `[server.cors]` table.
+    pub policy: &'static str,
+    /// Request method.
+    pub method: &'static str,
+    /// Request headers, in order (repeats make several lines).
+    pub request: &'static [(&'static str, &'static str)],
+    /// The decision.
+    pub outcome: Outcome,
+    /// The status of a response made without calling the app (`None`: forwarded).
+    pub status: Option<u16>,
+    /// Exactly the `Access-Control-*` and `Vary` headers the response must carry.
+    pub headers: &'static [(&'static str, &'static str)],
+}
+
+impl Case {
+    /// The compiled policy.
+    pub fn compile(&self) -> Policy {
+        let config: CorsConfig = match toml::from_str(self.policy) {
+            Ok(config) => config,
+            Err(err) => panic!("case {}: bad policy TOML: {err}", self.name),
+        };
+        match Policy::compile(&config) {
+            Ok(policy) => policy,
+            Err(err) => panic!("case {}: policy refused: {err}", self.name),
+        }
+    }
+
+    /// The request method.
+    pub fn method(&self) -> Method {
+        match Method::from_bytes(self.method.as_bytes()) {
+            Ok(method) => method,
+            Err(err) => panic!("case {}: bad method: {err}", self.name),
+        }
+    }
+
+    /// The request headers.
+    pub fn request_headers(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in self.request {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: {e}", self.name));
+            let value = HeaderValue::from_bytes(value.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: {e}", self.name));
+            map.append(name, value);
+        }
+        map
+    }
+
+    /// Whether the app (inner service, upstream) must be called.
+    pub fn reaches_app(&self) -> bool {
+        self.status.is_none()
+    }
+
+    /// Compares the CORS and `Vary` headers of a response with the expected ones;
+    /// returns a description of every difference.
+    pub fn check_headers(&self, response: &HeaderMap) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let relevant = |name: &str| {
+            name.starts_with("access-control-") || name == "vary" || name == "x-corsgate-reason"
+        };
+        let mut actual: Vec<(String, String)> = response
+            .iter()
+            .filter(|(name, _)| relevant(name.as_str()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut expected: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_owned()))
+            .collect();
+        actual.sort();
+        expected.sort();
+        if actual != expected {
+            problems.push(format!(
+                "case {}: headers\n  expected {expected:?}\n  actual   {actual:?}",
+                self.name
+            ));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
+    }
+}
+
+const APP: &str = "https://app.example.com";
+
+/// A typical SPA + API policy.
+pub const SPA: &str = r#"
+allow_origins = ["https://app.example.com", "https://*.example.org", "http://localhost:*"]
+allow_methods = ["PUT", "DELETE", "PATCH"]
+allow_headers = ["content-type", "x-api-key", "authorization"]
+expose_headers = ["x-request-id"]
+allow_credentials = true
+max_age = 600
+"#;
+
+/// Public data for everyone.
+pub const PUBLIC: &str = r#"
+allow_origins = "*"
+allow_methods = "*"
+allow_headers = "*"
+expose_headers = ["x-total-count"]
+"#;
+
+/// The same with `on_disallowed = "reject"` and debug mode.
+pub const STRICT_DEBUG: &str = r#"
+allow_origins = ["https://app.example.com"]
+allow_methods = ["PUT"]
+allow_headers = ["x-api-key"]
+on_disallowed = "reject"
+debug = true
+"#;
+
+/// No CORS keys at all: closed.
+pub const CLOSED: &str = "";
+
+const VARY_PF: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+
+/// The table.
+pub const CASES: &[Case] = &[
+    Case {
+        name: "not-cors-get",
+        policy: SPA,
+        method: "GET",
+        request: &[],
+        outcome: Outcome::NotCors,
+        status: None,
+        headers: &[("vary", "Origin")],
+    },
+    Case {
+        name: "actual-get-allowed",
+        policy: SPA,
+        method: "GET",
+        request: &[("origin", APP)],
+        outcome: Outcome::Allowed,
+        status: None,
+        headers: &[
+            ("access-control-allow-origin", APP),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-expose-headers", "x-request-id"),
+            ("vary", "Origin"),
+        ],
+    },
+    Case {
+        name: "actual-get-disallowed-origin",
+        policy: SPA,
+        method: "GET",
+        request: &[("origin", "https://evil.example")],
+        outcome: Outcome::Rejected("origin-not-allowed"),
+        status: None,
+        headers: &[("vary", "Origin")],
+    },
+    Case {
+        name: "actual-suffix-confusion",
+        policy: SPA,
+        method: "GET",
+        request: &[("origin", "https://app.example.com.evil.example")],
+        outcome: Outcome::Rejected("origin-not-allowed"),
+        status: None,
+        headers: &[("vary", "Origin")],
+    },
+    Case {
+        name: "actual-uppercase-origin-is-malformed",
+        policy: SPA,
+        method: "GET",
+        request: &[("origin", "https://APP.example.com")],
+        outcome: Outcome::Rejected("malformed-origin"),
+        status: None,
+        headers: &[("vary", "Origin")],
+    },
+    Case {
+        name: "actual-null-origin",
+        policy: SPA,
+        method: "POST",
+        request: &[("origin", "null")],
+        outcome: Outcome::Rejected("null-origin"),
+        status: None,
+        headers: &[("vary", "Origin")],
+    },
+    Case {
+        name: "actual-two-origin-headers",
+        policy: SPA,
+        method: "GET",
+        request: &[("origin", APP), ("origin", APP)],
+        outcome: Outcome::Rejected("malformed-origin"),
+        status: None,
+        headers: &[("vary", "Origin")],
+    },
+    Case {
+        name: "actual-subdomain-wildcard",
+        policy: SPA,
+        method: "GET",
+        request: &[("origin", "https://a.b.example.org")],
+        outcome: Outcome::Allowed,
+        status: None,
+        headers: &[
+            ("access-control-allow-origin", "https://a.b.example.org"),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-expose-headers", "x-request-id"),
+            ("vary", "Origin"),
+        ],
+    },
+    Case {
+        name: "actual-wildcard-never-the-apex",
+        policy: SPA,
+        method: "GET",
+        request: &[("origin", "https://example.org")],
+        outcome: Outcome::Rejected("origin-not-allowed"),
+        status: None,
+        headers: &[("vary", "Origin")],
+    },
+    Case {
+        name: "actual-any-port",
+        policy: SPA,
+        method: "GET",
+        request: &[("origin", "http://localhost:5173")],
+        outcome: Outcome::Allowed,
+        status: None,
+        headers: &[
+            ("access-control-allow-origin", "http://localhost:5173"),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-expose-headers", "x-request-id"),
+            ("vary", "Origin"),
+        ],
+    },
+    Case {
+        name: "options-without-request-method-is-actual",
+        policy: SPA,
+        method: "OPTIONS",
+        request: &[("origin", APP)],
+        outcome: Outcome::Allowed,
+        status: None,
+        headers: &[
+            ("access-control-allow-origin", APP),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-expose-headers", "x-request-id"),
+            ("vary", "Origin"),
+        ],
+    },
+    Case {
+        name: "preflight-allowed",
+        policy: SPA,
+        method: "OPTIONS",
+        request: &[
+            ("origin", APP),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "content-type,x-api-key"),
+        ],
+        outcome: Outcome::Allowed,
+        status: Some(204),
+        headers: &[
+            ("access-control-allow-origin", APP),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-allow-methods", "PUT"),
+            ("access-control-allow-headers", "content-type,x-api-key"),
+            ("access-control-max-age", "600"),
+            ("vary", VARY_PF),
+        ],
+    },
+    Case {
+        name: "preflight-safelisted-method-needs-no-listing",
+        policy: SPA,
+        method: "OPTIONS",
+        request: &[("origin", APP), ("access-control-request-method", "POST")],
+        outcome: Outcome::Allowed,
+        status: Some(204),
+        headers: &[
+            ("access-control-allow-origin", APP),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-allow-methods", "POST"),
+            ("access-control-max-age", "600"),
+            ("vary", VARY_PF),
+        ],
+    },
+    Case {
+        name: "preflight-header-list-tolerates-case-spaces-empties",
+        policy: SPA,
+        method: "OPTIONS",
+        request: &[
+            ("origin", APP),
+            ("access-control-request-method", "DELETE"),
+            (
+                "access-control-request-headers",
+                " X-Api-Key , ,Content-Type,",
+            ),
+        ],
+        outcome: Outcome::Allowed,
+        status: Some(204),
+        headers: &[
+            ("access-control-allow-origin", APP),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-allow-methods", "DELETE"),
+            (
+                "access-control-allow-headers",
+                " X-Api-Key , ,Content-Type,",
+            ),
+            ("access-control-max-age", "600"),
+            ("vary", VARY_PF),
+        ],
+    },
+    Case {
+        name: "preflight-header-list-over-several-lines",
+        policy: SPA,
+        method: "OPTIONS",
+        request: &[
+            ("origin", APP),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "x-api-key"),
+            ("access-control-request-headers", "content-type"),
+        ],
+        outcome: Outcome::Allowed,
+        status: Some(204),
+        headers: &[
+            ("access-control-allow-origin", APP),
+            ("access-control-allow-credentials", "true"),
+            ("access-control-allow-methods", "PUT"),
+            ("access-control-allow-headers", "x-api-key,content-type"),
+            ("access-control-max-age", "600"),
+            ("vary", VARY_PF),
+        ],
+    },
+    Case {
+        name: "preflight-method-not-allowed",
+        policy: SPA,
+        method: "OPTIONS",
+        request: &[
+            ("origin", APP),
+            ("access-control-request-method", "PROPFIND"),
+        ],
+        outcome: Outcome::Rejected("method-not-allowed"),
+        status: Some(403),
+        headers: &[("vary", VARY_PF)],
+    },
+    Case {
+        name: "preflight-method-is-case-sensitive",
+        policy: SPA,
+        method: "OPTIONS",
+        request: &[("origin", APP), ("access-control-request-method", "patch")],
+        outcome: Outcome::Rejected("method-not-allowed"),
+        status: Some(403),
+        headers: &[("vary", VARY_PF)],
+    },
+    Case {
+        name: "preflight-header-not-allowed",
+        policy: SPA,
+        method: "OPTIONS",
+        request: &[
+            ("origin", APP),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "content-type,x-secret"),
+        ],
+        outcome: Outcome::Rejected("header-not-allowed"),
+        status: Some(403),
+        headers: &[("vary", VARY_PF)],
+    },
+    Case {
+        name: "preflight-malformed-header-list",
+        policy: SPA,
+        method: "OPTIONS",
+        request: &[
+            ("origin", APP),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "x-api-key;evil"),
+        ],
+        outcome: Outcome::Rejected("malformed-request-headers"),
+        status: Some(403),
+        headers: &[("vary", VARY_PF)],
+    },
+    Case {
+        name: "preflight-origin-not-allowed",
+        policy: SPA,
+        method: "OPTIONS",
+        request: &[
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "PUT"),
+        ],
+        outcome: Outcome::Rejected("origin-not-allowed"),
+        status: Some(403),
+        headers: &[("vary", VARY_PF)],
+    },
+    Case {
+        name: "preflight-private-network-refused-when-off",
+        policy: SPA,
+        method: "OPTIONS",
+        request: &[
+            ("origin", APP),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-private-network", "true"),
+        ],
+        outcome: Outcome::Rejected("private-network-not-allowed"),
+        status: Some(403),
+        headers: &[("vary", VARY_PF)],
+    },
+    Case {
+        name: "public-actual-star",
+        policy: PUBLIC,
+        method: "GET",
+        request: &[("origin", "https://anyone.example")],
+        outcome: Outcome::Allowed,
+        status: None,
+        headers: &[
+            ("access-control-allow-origin", "*"),
+            ("access-control-expose-headers", "x-total-count"),
+        ],
+    },
+    Case {
+        name: "public-not-cors-has-no-vary",
+        policy: PUBLIC,
+        method: "GET",
+        request: &[],
+        outcome: Outcome::NotCors,
+        status: None,
+        headers: &[],
+    },
+    Case {
+        name: "public-preflight-echoes-never-star",
+        policy: PUBLIC,
+        method: "OPTIONS",
+        request: &[
+            ("origin", "https://anyone.example"),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "x-anything"),
+        ],
+        outcome: Outcome::Allowed,
+        status: Some(204),
+        headers: &[
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-methods", "PUT"),
+            ("access-control-allow-headers", "x-anything"),
+            (
+                "vary",
+                "Access-Control-Request-Method, Access-Control-Request-Headers",
+            ),
+        ],
+    },
+    Case {
+        name: "public-star-never-covers-authorization",
+        policy: PUBLIC,
+        method: "OPTIONS",
+        request: &[
+            ("origin", "https://anyone.example"),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "authorization"),
+        ],
+        outcome: Outcome::Rejected("header-not-allowed"),
+        status: Some(403),
+        headers: &[(
+            "vary",
+            "Access-Control-Request-Method, Access-Control-Request-Headers",
+        )],
+    },
+    Case {
+        name: "public-star-methods-exclude-forbidden",
+        policy: PUBLIC,
+        method: "OPTIONS",
+        request: &[
+            ("origin", "https://anyone.example"),
+            ("access-control-request-method", "TRACE"),
+        ],
+        outcome: Outcome::Rejected("method-not-allowed"),
+        status: Some(403),
+        headers: &[(
+            "vary",
+            "Access-Control-Request-Method, Access-Control-Request-Headers",
+        )],
+    },
+    Case {
+        name: "strict-rejects-disallowed-actual",
+        policy: STRICT_DEBUG,
+        method: "POST",
+        request: &[("origin", "https://evil.example")],
+        outcome: Outcome::Rejected("origin-not-allowed"),
+        status: Some(403),
+        headers: &[
+            ("vary", "Origin"),
+            ("x-corsgate-reason", "origin-not-allowed"),
+        ],
+    },
+    Case {
+        name: "debug-method-refusal-lets-browser-name-it",
+        policy: STRICT_DEBUG,
+        method: "OPTIONS",
+        request: &[("origin", APP), ("access-control-request-method", "DELETE")],
+        outcome: Outcome::Rejected("method-not-allowed"),
+        status: Some(204),
+        headers: &[
+            ("access-control-allow-origin", APP),
+            ("access-control-allow-methods", "PUT"),
+            ("vary", VARY_PF),
+            ("x-corsgate-reason", "method-not-allowed"),
+        ],
+    },
+    Case {
+        name: "debug-header-refusal-lets-browser-name-it",
+        policy: STRICT_DEBUG,
+        method: "OPTIONS",
+        request: &[
+            ("origin", APP),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "x-other"),
+        ],
+        outcome: Outcome::Rejected("header-not-allowed"),
+        status: Some(204),
+        headers: &[
+            ("access-control-allow-origin", APP),
+            ("access-control-allow-methods", "PUT"),
+            ("access-control-allow-headers", "x-api-key"),
+            ("vary", VARY_PF),
+            ("x-corsgate-reason", "header-not-allowed"),
+        ],
+    },
+    Case {
+        name: "debug-origin-refusal-has-no-allow-origin",
+        policy: STRICT_DEBUG,
+        method: "OPTIONS",
+        request: &[
+            ("origin", "https://evil.example"),
+            ("access-control-request-method", "PUT"),
+        ],
+        outcome: Outcome::Rejected("origin-not-allowed"),
+        status: Some(204),
+        headers: &[
+            ("vary", VARY_PF),
+            ("x-corsgate-reason", "origin-not-allowed"),
+        ],
+    },
+    Case {
+        name: "closed-actual-emits-nothing",
+        policy: CLOSED,
+        method: "GET",
+        request: &[("origin", APP)],
+        outcome: Outcome::Rejected("origin-not-allowed"),
+        status: None,
+        headers: &[],
+    },
+    Case {
+        name: "closed-preflight-refused",
+        policy: CLOSED,
+        method: "OPTIONS",
+        request: &[("origin", APP), ("access-control-request-method", "PUT")],
+        outcome: Outcome::Rejected("origin-not-allowed"),
+        status: Some(403),
+        headers: &[("vary", VARY_PF)],
+    },
+];
+
+/// Looks a case up by name.
+pub fn case(name: &str) -> &'static Case {
+    CASES
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no case named {name}"))
+}

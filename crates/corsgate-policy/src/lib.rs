@@ -1,0 +1,56 @@
+//! The corsgate CORS engine: configuration → compiled [`Policy`] → per-request
+//! [`Decision`].
+//!
+//! Pure and synchronous: no async runtime, no server, no logging. The gateway and
+//! the tower layer apply the decisions; tools read them.
+//!
+//! ```
+//! use corsgate_policy::{CorsConfig, Policy, RequestClass};
+//! use http::{HeaderMap, Method};
+//!
+//! let config: CorsConfig = toml::from_str(r#"
+//!     allow_origins = ["https://app.example.com"]
+//!     allow_credentials = true
+//!     expose_headers = ["x-request-id"]
+//! "#).unwrap();
+//! let policy = Policy::compile(&config).unwrap();
+//!
+//! let mut request = HeaderMap::new();
+//! request.insert("origin", "https://app.example.com".parse().unwrap());
+//! let decision = policy.decide(&Method::GET, &request);
+//! assert_eq!(decision.class(), RequestClass::Actual);
+//!
+//! let mut response = HeaderMap::new();
+//! decision.apply(&mut response);
+//! assert_eq!(response["access-control-allow-origin"], "https://app.example.com");
+//! assert_eq!(response["access-control-allow-credentials"], "true");
+//! assert_eq!(response["vary"], "Origin");
+//! ```
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+#![warn(missing_docs)]
+
+mod config;
+mod decision;
+mod diagnostic;
+pub mod fetch;
+mod matcher;
+mod origin;
+mod policy;
+
+pub use config::{CorsConfig, List, Off, OnDisallowed, POLICY_KEYS, RouteCors};
+pub use decision::{
+    ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, Decision,
+    REASON_HEADER, Rejection, RejectionReason, RequestClass, append_vary, classify,
+    is_access_control_header,
+};
+pub use diagnostic::{CompileError, Diagnostic, DiagnosticKind, Severity};
+pub use origin::{MAX_ORIGIN_LEN, OriginPattern, PatternError, PatternErrorKind};
+pub use policy::{Layer, MAX_AGE_CHROMIUM, MAX_AGE_LIMIT, Policy};

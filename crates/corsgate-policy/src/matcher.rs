@@ -1,0 +1,199 @@
+//! The compiled origin index: allowlist look-ups cost the same with one pattern or
+//! thousands, because they are hash look-ups by host, never a scan of the list.
+
+use std::collections::HashMap;
+
+use crate::origin::{
+    OriginPattern, OriginSyntax, PatternKind, PortRule, RequestOrigin, parse_request_origin,
+};
+
+/// The result of matching a request's `Origin` against a policy's allowlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OriginMatch {
+    Allowed,
+    NotAllowed,
+    Null,
+    Malformed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    scheme: Box<[u8]>,
+    port: PortRule,
+}
+
+/// Exact origins and patterns, indexed by host.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct OriginSet {
+    any: bool,
+    null: bool,
+    /// Exact origins, by their whole serialization.
+    exact: std::collections::HashSet<Box<[u8]>>,
+    /// `scheme://host:*` patterns, by host.
+    any_port: HashMap<Box<[u8]>, Vec<Entry>>,
+    /// `scheme://*.suffix[:port]` patterns, by suffix.
+    subdomains: HashMap<Box<[u8]>, Vec<Entry>>,
+    /// Longest suffix in `subdomains`: longer candidates are not looked up.
+    longest_suffix: usize,
+    len: usize,
+}
+
+impl OriginSet {
+    pub(crate) fn insert(&mut self, pattern: &OriginPattern) {
+        self.len += 1;
+        match pattern.kind() {
+            PatternKind::Any => self.any = true,
+            PatternKind::Null => self.null = true,
+            PatternKind::Host {
+                scheme,
+                host,
+                subdomains: false,
+                port: PortRule::Any,
+            } => {
+                push_entry(&mut self.any_port, host, scheme, PortRule::Any);
+            }
+            PatternKind::Host {
+                subdomains: false, ..
+            } => {
+                self.exact
+                    .insert(pattern.to_string().into_bytes().into_boxed_slice());
+            }
+            PatternKind::Host {
+                scheme,
+                host,
+                subdomains: true,
+                port,
+            } => {
+                self.longest_suffix = self.longest_suffix.max(host.len());
+                push_entry(&mut self.subdomains, host, scheme, *port);
+            }
+        }
+    }
+
+    pub(crate) fn is_any(&self) -> bool {
+        self.any
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Matches a request's `Origin` value, byte for byte.
+    pub(crate) fn find(&self, origin: &[u8]) -> OriginMatch {
+        // Exact entries are canonical, so a hit needs no grammar check.
+        if self.exact.contains(origin) {
+            return OriginMatch::Allowed;
+        }
+        let parsed = match parse_request_origin(origin) {
+            Ok(parsed) => parsed,
+            Err(OriginSyntax::Null) => {
+                return if self.null || self.any {
+                    OriginMatch::Allowed
+                } else {
+                    OriginMatch::Null
+                };
+            }
+            Err(OriginSyntax::Malformed) => return OriginMatch::Malformed,
+        };
+        if self.any || self.matches_pattern(parsed) {
+            OriginMatch::Allowed
+        } else {
+            OriginMatch::NotAllowed
+        }
+    }
+
+    fn matches_pattern(&self, origin: RequestOrigin<'_>) -> bool {
+        let accepts = |entries: Option<&Vec<Entry>>| {
+            entries.is_some_and(|entries| {
+                entries
+                    .iter()
+                    .any(|e| &*e.scheme == origin.scheme && e.port.accepts(origin.port))
+            })
+        };
+        if !self.any_port.is_empty() && accepts(self.any_port.get(origin.host)) {
+            return true;
+        }
+        if self.subdomains.is_empty() || origin.host.starts_with(b"[") {
+            return false;
+        }
+        // Each suffix after a dot, longest first; the label before it is non-empty
+        // because the host passed the grammar check (no empty labels).
+        let host = origin.host;
+        for (dot, _) in host.iter().enumerate().filter(|(_, b)| **b == b'.') {
+            let Some(suffix) = host.get(dot + 1..) else {
+                break;
+            };
+            if suffix.len() > self.longest_suffix {
+                continue;
+            }
+            if accepts(self.subdomains.get(suffix)) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn push_entry(map: &mut HashMap<Box<[u8]>, Vec<Entry>>, host: &str, scheme: &str, port: PortRule) {
+    let entry = Entry {
+        scheme: scheme.as_bytes().into(),
+        port,
+    };
+    let entries = map.entry(host.as_bytes().into()).or_default();
+    if !entries.contains(&entry) {
+        entries.push(entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(patterns: &[&str]) -> OriginSet {
+        let mut set = OriginSet::default();
+        for p in patterns {
+            set.insert(&p.parse().unwrap());
+        }
+        set
+    }
+
+    #[test]
+    fn exact_and_patterns() {
+        let s = set(&[
+            "https://app.example.com",
+            "https://*.example.org",
+            "http://localhost:*",
+            "https://*.corp.example:*",
+        ]);
+        let allowed = OriginMatch::Allowed;
+        let denied = OriginMatch::NotAllowed;
+        for (origin, want) in [
+            ("https://app.example.com", allowed),
+            ("https://APP.example.com", OriginMatch::Malformed),
+            ("https://app.example.com.evil.com", denied),
+            ("https://evilapp.example.com", denied),
+            ("http://app.example.com", denied),
+            ("https://a.example.org", allowed),
+            ("https://a.b.example.org", allowed),
+            ("https://example.org", denied),
+            ("https://a.example.org:8443", denied),
+            ("https://xexample.org", denied),
+            ("http://localhost:3000", allowed),
+            ("http://localhost", allowed),
+            ("https://localhost:3000", denied),
+            ("https://x.corp.example:9999", allowed),
+            ("null", OriginMatch::Null),
+            ("https://app.example.com/", OriginMatch::Malformed),
+        ] {
+            assert_eq!(s.find(origin.as_bytes()), want, "{origin}");
+        }
+    }
+
+    #[test]
+    fn any_covers_null_but_not_malformed() {
+        let s = set(&["*"]);
+        assert_eq!(s.find(b"null"), OriginMatch::Allowed);
+        assert_eq!(s.find(b"https://x.example"), OriginMatch::Allowed);
+        assert_eq!(s.find(b"https://x.example/"), OriginMatch::Malformed);
+    }
+}

@@ -1,0 +1,896 @@
+//! Origins: the request's `Origin` header, and the patterns a policy allows.
+//!
+//! A request's origin is checked against the serialized-origin grammar of the Fetch
+//! standard (§3.2.5, "ASCII serialization of an origin") and compared byte for byte:
+//! it is never lowercased, percent-decoded or URL-parsed to make it match.
+//! Patterns are parsed once, at compile time, into structured values.
+
+use std::fmt;
+
+/// Longest `Origin` value looked at; a longer one is malformed. A real origin is a
+/// scheme, a host of at most 253 bytes and a port, far below this.
+pub const MAX_ORIGIN_LEN: usize = 1024;
+
+/// Longest scheme accepted in an origin or pattern.
+pub(crate) const MAX_SCHEME_LEN: usize = 64;
+
+/// Longest host accepted in a pattern (DNS limit).
+pub(crate) const MAX_HOST_LEN: usize = 253;
+
+/// Longest DNS label accepted in a pattern.
+pub(crate) const MAX_LABEL_LEN: usize = 63;
+
+/// A request `Origin` that follows the serialized-origin grammar, split in parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestOrigin<'a> {
+    pub(crate) scheme: &'a [u8],
+    pub(crate) host: &'a [u8],
+    pub(crate) port: Option<u16>,
+}
+
+/// Why a request `Origin` is not a serialized origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OriginSyntax {
+    Null,
+    Malformed,
+}
+
+/// Parses a request's `Origin` value, strictly: browsers serialize origins in one
+/// canonical form (lowercase scheme and host, no default port, no trailing slash),
+/// so anything else did not come from a browser and cannot match.
+pub(crate) fn parse_request_origin(value: &[u8]) -> Result<RequestOrigin<'_>, OriginSyntax> {
+    if value == b"null" {
+        return Err(OriginSyntax::Null);
+    }
+    if value.len() > MAX_ORIGIN_LEN {
+        return Err(OriginSyntax::Malformed);
+    }
+    let sep = find_scheme_separator(value).ok_or(OriginSyntax::Malformed)?;
+    let (scheme, rest) = value.split_at(sep);
+    if !is_canonical_scheme(scheme) {
+        return Err(OriginSyntax::Malformed);
+    }
+    let authority = rest.get(3..).ok_or(OriginSyntax::Malformed)?;
+    let (host, port) = split_host_port(authority).ok_or(OriginSyntax::Malformed)?;
+    if !is_canonical_host(host) {
+        return Err(OriginSyntax::Malformed);
+    }
+    let port = match port {
+        None => None,
+        Some(digits) => {
+            let port = parse_canonical_port(digits).ok_or(OriginSyntax::Malformed)?;
+            if default_port(scheme) == Some(port) {
+                return Err(OriginSyntax::Malformed);
+            }
+            Some(port)
+        }
+    };
+    Ok(RequestOrigin { scheme, host, port })
+}
+
+fn find_scheme_separator(value: &[u8]) -> Option<usize> {
+    value.windows(3).position(|window| window == b"://")
+}
+
+fn is_canonical_scheme(scheme: &[u8]) -> bool {
+    match scheme.split_first() {
+        Some((first, rest)) => {
+            scheme.len() <= MAX_SCHEME_LEN
+                && first.is_ascii_lowercase()
+                && rest
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(b))
+        }
+        None => false,
+    }
+}
+
+/// Splits `host[:port]`, where host may be a bracketed IPv6 address.
+fn split_host_port(authority: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    if authority.first() == Some(&b'[') {
+        let close = authority.iter().position(|b| *b == b']')?;
+        let (host, rest) = authority.split_at(close + 1);
+        return match rest {
+            [] => Some((host, None)),
+            [b':', port @ ..] => Some((host, Some(port))),
+            _ => None,
+        };
+    }
+    match authority.iter().position(|b| *b == b':') {
+        Some(colon) => {
+            let (host, port) = authority.split_at(colon);
+            Some((host, port.get(1..)))
+        }
+        None => Some((authority, None)),
+    }
+}
+
+fn is_canonical_host(host: &[u8]) -> bool {
+    if let Some(inner) = host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
+        return !inner.is_empty()
+            && inner
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b) || b":.".contains(b));
+    }
+    !host.is_empty()
+        && host.iter().all(|b| is_host_byte(*b))
+        && !host.starts_with(b".")
+        && !host.windows(2).any(|pair| pair == b"..")
+}
+
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_'
+}
+
+/// A decimal port in canonical form: no leading zero, at most 65535.
+fn parse_canonical_port(digits: &[u8]) -> Option<u16> {
+    if digits.is_empty() || digits.len() > 5 || (digits.len() > 1 && digits.first() == Some(&b'0'))
+    {
+        return None;
+    }
+    let mut port: u32 = 0;
+    for b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        port = port * 10 + u32::from(b - b'0');
+    }
+    u16::try_from(port).ok()
+}
+
+/// The default port of the special schemes of the URL standard.
+pub(crate) fn default_port(scheme: &[u8]) -> Option<u16> {
+    match scheme {
+        b"http" | b"ws" => Some(80),
+        b"https" | b"wss" => Some(443),
+        b"ftp" => Some(21),
+        _ => None,
+    }
+}
+
+/// Which ports a pattern accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum PortRule {
+    /// No port written: the scheme's default port only.
+    Default,
+    /// That port only.
+    Exact(u16),
+    /// `:*`: any port, and the default one.
+    Any,
+}
+
+impl PortRule {
+    pub(crate) fn accepts(self, port: Option<u16>) -> bool {
+        match self {
+            PortRule::Default => port.is_none(),
+            PortRule::Exact(want) => port == Some(want),
+            PortRule::Any => true,
+        }
+    }
+}
+
+/// One entry of `allow_origins`, parsed.
+///
+/// ```
+/// use corsgate_policy::OriginPattern;
+///
+/// let pattern: OriginPattern = "https://*.example.com:*".parse().unwrap();
+/// assert_eq!(pattern.to_string(), "https://*.example.com:*");
+/// assert!("https://example.com/".parse::<OriginPattern>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginPattern {
+    kind: PatternKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PatternKind {
+    /// `*`.
+    Any,
+    /// `null`.
+    Null,
+    /// `scheme://[*.]host[:port|:*]`.
+    Host {
+        scheme: String,
+        host: String,
+        subdomains: bool,
+        port: PortRule,
+    },
+}
+
+impl OriginPattern {
+    pub(crate) fn kind(&self) -> &PatternKind {
+        &self.kind
+    }
+
+    /// Whether this is the `*` wildcard.
+    pub fn is_any(&self) -> bool {
+        self.kind == PatternKind::Any
+    }
+
+    /// Whether this is `null`.
+    pub fn is_null(&self) -> bool {
+        self.kind == PatternKind::Null
+    }
+
+    /// Whether this pattern uses a subdomain (`*.`) or port (`:*`) wildcard.
+    pub fn is_wildcard(&self) -> bool {
+        matches!(
+            self.kind,
+            PatternKind::Host {
+                subdomains: true,
+                ..
+            } | PatternKind::Host {
+                port: PortRule::Any,
+                ..
+            }
+        )
+    }
+
+    /// The scheme, for host patterns.
+    pub fn scheme(&self) -> Option<&str> {
+        match &self.kind {
+            PatternKind::Host { scheme, .. } => Some(scheme),
+            _ => None,
+        }
+    }
+
+    /// The host, or for a subdomain pattern the part after `*.`.
+    pub fn host(&self) -> Option<&str> {
+        match &self.kind {
+            PatternKind::Host { host, .. } => Some(host),
+            _ => None,
+        }
+    }
+
+    /// Whether this pattern's host names a loopback address or `localhost`.
+    pub fn is_loopback(&self) -> bool {
+        self.host().is_some_and(is_loopback_host)
+    }
+
+    /// Whether `origin`, a request's `Origin` value, matches this one pattern.
+    /// Policies match through a precomputed index instead; this is for tools.
+    pub fn matches(&self, origin: &str) -> bool {
+        match (&self.kind, parse_request_origin(origin.as_bytes())) {
+            (PatternKind::Any, _) => true,
+            (PatternKind::Null, Err(OriginSyntax::Null)) => true,
+            (
+                PatternKind::Host {
+                    scheme,
+                    host,
+                    subdomains,
+                    port,
+                },
+                Ok(req),
+            ) => {
+                let host_ok = if *subdomains {
+                    req.host.len() > host.len() + 1
+                        && req.host.ends_with(host.as_bytes())
+                        && req.host.get(req.host.len() - host.len() - 1) == Some(&b'.')
+                } else {
+                    req.host == host.as_bytes()
+                };
+                req.scheme == scheme.as_bytes() && host_ok && port.accepts(req.port)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `localhost`, `*.localhost`, `127.0.0.0/8` and `[::1]`: hosts that never leave
+/// the machine, so plain `http` to them is not exposed to the network.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    if host == "localhost" || host.ends_with(".localhost") || host == "[::1]" {
+        return true;
+    }
+    host.parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl fmt::Display for OriginPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            PatternKind::Any => f.write_str("*"),
+            PatternKind::Null => f.write_str("null"),
+            PatternKind::Host {
+                scheme,
+                host,
+                subdomains,
+                port,
+            } => {
+                write!(f, "{scheme}://")?;
+                if *subdomains {
+                    f.write_str("*.")?;
+                }
+                f.write_str(host)?;
+                match port {
+                    PortRule::Default => Ok(()),
+                    PortRule::Exact(port) => write!(f, ":{port}"),
+                    PortRule::Any => f.write_str(":*"),
+                }
+            }
+        }
+    }
+}
+
+/// Why an `allow_origins` entry is refused, with the fix when there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternError {
+    kind: PatternErrorKind,
+    message: String,
+    suggestion: Option<String>,
+}
+
+/// The kinds of [`PatternError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PatternErrorKind {
+    /// Not of the form `scheme://host[:port]`.
+    NotAnOrigin,
+    /// Not in the canonical serialized form browsers send (case, default port, …).
+    NotCanonical,
+    /// `*` used other than as `*`, `scheme://*.host` or `:*`.
+    MalformedWildcard,
+    /// Non-ASCII host: browsers send the punycode form.
+    NonAscii,
+    /// A `file:` origin: browsers send `null` for those.
+    FileOrigin,
+}
+
+impl PatternError {
+    fn new(kind: PatternErrorKind, message: impl Into<String>, suggestion: Option<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            suggestion,
+        }
+    }
+
+    /// The kind of problem.
+    pub fn kind(&self) -> PatternErrorKind {
+        self.kind
+    }
+
+    /// The rule that was broken.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The value to write instead, when one can be derived.
+    pub fn suggestion(&self) -> Option<&str> {
+        self.suggestion.as_deref()
+    }
+}
+
+impl fmt::Display for PatternError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(fix) = &self.suggestion {
+            write!(f, "; use {fix:?}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PatternError {}
+
+impl std::str::FromStr for OriginPattern {
+    type Err = PatternError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        parse_pattern(input)
+    }
+}
+
+fn parse_pattern(input: &str) -> Result<OriginPattern, PatternError> {
+    use PatternErrorKind::*;
+    if input == "*" {
+        return Ok(OriginPattern {
+            kind: PatternKind::Any,
+        });
+    }
+    if input == "null" {
+        return Ok(OriginPattern {
+            kind: PatternKind::Null,
+        });
+    }
+    if input.is_empty() {
+        return Err(PatternError::new(
+            NotAnOrigin,
+            "an empty string is not an origin",
+            None,
+        ));
+    }
+    if input.len() > MAX_ORIGIN_LEN {
+        return Err(PatternError::new(
+            NotAnOrigin,
+            format!("longer than {MAX_ORIGIN_LEN} bytes"),
+            None,
+        ));
+    }
+    let trimmed = input.trim();
+    if trimmed != input {
+        let fix = parse_pattern(trimmed).ok().map(|p| p.to_string());
+        return Err(PatternError::new(
+            NotAnOrigin,
+            "an origin has no surrounding spaces",
+            fix,
+        ));
+    }
+    if input.eq_ignore_ascii_case("null") {
+        return Err(PatternError::new(
+            NotCanonical,
+            "the null origin is spelled in lowercase",
+            Some("null".into()),
+        ));
+    }
+    let Some((scheme, rest)) = input.split_once("://") else {
+        if input.to_ascii_lowercase().starts_with("file:") {
+            return Err(file_origin());
+        }
+        let fix = parse_pattern(&format!("https://{input}"))
+            .ok()
+            .map(|p| p.to_string());
+        return Err(PatternError::new(
+            NotAnOrigin,
+            "an origin starts with a scheme such as https://",
+            fix,
+        ));
+    };
+    if scheme.eq_ignore_ascii_case("file") {
+        return Err(file_origin());
+    }
+    let canonical_scheme = scheme.to_ascii_lowercase();
+    if !is_canonical_scheme(canonical_scheme.as_bytes()) {
+        return Err(PatternError::new(
+            NotAnOrigin,
+            format!("{scheme:?} is not a valid scheme"),
+            None,
+        ));
+    }
+    // Cut the authority from whatever follows it, remembering what to complain about.
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let (userinfo, authority) = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => (Some(userinfo), host),
+        None => (None, authority),
+    };
+    let parsed = parse_authority(&canonical_scheme, authority)?;
+    let canonical = OriginPattern {
+        kind: parsed.kind.clone(),
+    };
+    let fix = Some(canonical.to_string());
+    if userinfo.is_some() {
+        return Err(PatternError::new(
+            NotAnOrigin,
+            "an origin has no user name or password",
+            fix,
+        ));
+    }
+    if tail == "/" {
+        return Err(PatternError::new(
+            NotAnOrigin,
+            "an origin has no path, not even a trailing slash",
+            fix,
+        ));
+    }
+    if tail.starts_with('?') || tail.starts_with('#') {
+        return Err(PatternError::new(
+            NotAnOrigin,
+            "an origin has no query or fragment",
+            fix,
+        ));
+    }
+    if !tail.is_empty() {
+        return Err(PatternError::new(NotAnOrigin, "an origin has no path", fix));
+    }
+    if scheme != canonical_scheme || parsed.had_uppercase {
+        return Err(PatternError::new(
+            NotCanonical,
+            "browsers send origins in lowercase",
+            fix,
+        ));
+    }
+    if parsed.default_port_written {
+        return Err(PatternError::new(
+            NotCanonical,
+            "browsers omit the default port of the scheme from the origin",
+            fix,
+        ));
+    }
+    if parsed.port_not_canonical {
+        return Err(PatternError::new(
+            NotCanonical,
+            "browsers write the port without leading zeros",
+            fix,
+        ));
+    }
+    Ok(canonical)
+}
+
+fn file_origin() -> PatternError {
+    PatternError::new(
+        PatternErrorKind::FileOrigin,
+        "pages loaded from file: have the origin null, not a file:// origin; allowing them means allowing \"null\", which any sandboxed page can send (see dangerously_allow_null_origin)",
+        None,
+    )
+}
+
+struct ParsedAuthority {
+    kind: PatternKind,
+    had_uppercase: bool,
+    default_port_written: bool,
+    port_not_canonical: bool,
+}
+
+fn parse_authority(scheme: &str, authority: &str) -> Result<ParsedAuthority, PatternError> {
+    use PatternErrorKind::*;
+    if !authority.is_ascii() {
+        let (host, port) = authority
+            .rsplit_once(':')
+            .map_or((authority, None), |(h, p)| (h, Some(p)));
+        let (prefix, bare) = host
+            .strip_prefix("*.")
+            .map_or(("", host), |bare| ("*.", bare));
+        let fix = idna::domain_to_ascii(bare).ok().map(|ascii| {
+            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{scheme}://{prefix}{ascii}{port}")
+        });
+        return Err(PatternError::new(
+            NonAscii,
+            "browsers send internationalized host names in their punycode (xn--) form",
+            fix,
+        ));
+    }
+    let (host, port) = if authority.starts_with('[') {
+        match authority.find(']') {
+            Some(close) => {
+                let (host, rest) = authority.split_at(close + 1);
+                match rest.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None if rest.is_empty() => (host, None),
+                    None => {
+                        return Err(PatternError::new(
+                            NotAnOrigin,
+                            "unexpected text after the IPv6 address",
+                            None,
+                        ));
+                    }
+                }
+            }
+            None => {
+                return Err(PatternError::new(
+                    NotAnOrigin,
+                    "unclosed [ in IPv6 address",
+                    None,
+                ));
+            }
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let (port, default_port_written, port_not_canonical) = match port {
+        None => (PortRule::Default, false, false),
+        Some("*") => (PortRule::Any, false, false),
+        Some(digits) => {
+            let value = if !digits.is_empty()
+                && digits.len() <= 5
+                && digits.bytes().all(|b| b.is_ascii_digit())
+            {
+                digits
+                    .parse::<u32>()
+                    .ok()
+                    .and_then(|p| u16::try_from(p).ok())
+            } else {
+                None
+            };
+            match value {
+                Some(value) if default_port(scheme.as_bytes()) == Some(value) => {
+                    (PortRule::Default, true, false)
+                }
+                Some(value) => (PortRule::Exact(value), false, digits != value.to_string()),
+                None if digits.contains('*') => {
+                    return Err(PatternError::new(
+                        MalformedWildcard,
+                        "a port wildcard is written :* and stands for the whole port",
+                        None,
+                    ));
+                }
+                None => {
+                    return Err(PatternError::new(
+                        NotAnOrigin,
+                        format!("{digits:?} is not a port (a number from 0 to 65535)"),
+                        None,
+                    ));
+                }
+            }
+        }
+    };
+    let had_uppercase = host.bytes().any(|b| b.is_ascii_uppercase());
+    let host = host.to_ascii_lowercase();
+    let (subdomains, bare) = match host.strip_prefix("*.") {
+        Some(bare) => (true, bare),
+        None => (false, host.as_str()),
+    };
+    if bare.contains('*') || host == "*" {
+        let message = if host == "*" {
+            "a wildcard host matches every site; to allow every origin write \"*\" alone (never with credentials)"
+        } else {
+            "a subdomain wildcard is written scheme://*.example.com: one * standing for whole labels, at the start"
+        };
+        return Err(PatternError::new(MalformedWildcard, message, None));
+    }
+    validate_host(bare, subdomains)?;
+    Ok(ParsedAuthority {
+        kind: PatternKind::Host {
+            scheme: scheme.to_owned(),
+            host: bare.to_owned(),
+            subdomains,
+            port,
+        },
+        had_uppercase,
+        default_port_written,
+        port_not_canonical,
+    })
+}
+
+fn validate_host(host: &str, subdomains: bool) -> Result<(), PatternError> {
+    use PatternErrorKind::*;
+    if host.is_empty() {
+        return Err(PatternError::new(NotAnOrigin, "the host is empty", None));
+    }
+    if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        if subdomains {
+            return Err(PatternError::new(
+                MalformedWildcard,
+                "a subdomain wildcard cannot apply to an IP address",
+                None,
+            ));
+        }
+        return match inner.parse::<std::net::Ipv6Addr>() {
+            Ok(ip) if format!("[{ip}]") == host => Ok(()),
+            Ok(ip) => Err(PatternError::new(
+                NotCanonical,
+                "browsers write IPv6 addresses in their shortest form",
+                Some(format!("[{ip}]")),
+            )),
+            Err(_) => Err(PatternError::new(
+                NotAnOrigin,
+                format!("{host:?} is not an IPv6 address"),
+                None,
+            )),
+        };
+    }
+    if host.len() > MAX_HOST_LEN {
+        return Err(PatternError::new(
+            NotAnOrigin,
+            format!("a host name has at most {MAX_HOST_LEN} bytes"),
+            None,
+        ));
+    }
+    if host.ends_with('.') {
+        return Err(PatternError::new(
+            NotCanonical,
+            "a trailing dot makes a different origin that browsers rarely send; remove it",
+            None,
+        ));
+    }
+    for label in host.split('.') {
+        if label.is_empty() {
+            return Err(PatternError::new(
+                NotAnOrigin,
+                "a host name has no empty labels (\"..\" or a leading dot)",
+                None,
+            ));
+        }
+        if label.len() > MAX_LABEL_LEN {
+            return Err(PatternError::new(
+                NotAnOrigin,
+                format!("a host label has at most {MAX_LABEL_LEN} bytes"),
+                None,
+            ));
+        }
+        if let Some(bad) = label.bytes().find(|b| !is_host_byte(*b)) {
+            return Err(PatternError::new(
+                NotAnOrigin,
+                format!("{:?} cannot appear in a host name", char::from(bad)),
+                None,
+            ));
+        }
+    }
+    if subdomains
+        && host
+            .split('.')
+            .all(|label| label.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(PatternError::new(
+            MalformedWildcard,
+            "a subdomain wildcard cannot apply to an IP address",
+            None,
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(input: &str) -> String {
+        match input.parse::<OriginPattern>() {
+            Ok(pattern) => pattern.to_string(),
+            Err(err) => panic!("{input:?} refused: {err}"),
+        }
+    }
+
+    fn err(input: &str) -> (PatternErrorKind, Option<String>) {
+        match input.parse::<OriginPattern>() {
+            Ok(pattern) => panic!("{input:?} accepted as {pattern}"),
+            Err(err) => (err.kind(), err.suggestion().map(str::to_owned)),
+        }
+    }
+
+    #[test]
+    fn valid_patterns_print_back_to_themselves() {
+        for input in [
+            "*",
+            "null",
+            "https://app.example.com",
+            "https://*.example.com",
+            "http://localhost:*",
+            "https://*.example.com:*",
+            "http://127.0.0.1:3000",
+            "http://[::1]:8080",
+            "capacitor://localhost",
+            "ionic://localhost",
+            "http://10.0.2.2:8000",
+            "https://xn--bcher-kva.example",
+        ] {
+            assert_eq!(ok(input), input);
+        }
+    }
+
+    #[test]
+    fn non_canonical_patterns_suggest_the_fix() {
+        use PatternErrorKind::*;
+        let cases = [
+            (
+                "https://app.example.com/",
+                NotAnOrigin,
+                Some("https://app.example.com"),
+            ),
+            (
+                "https://app.example.com/path",
+                NotAnOrigin,
+                Some("https://app.example.com"),
+            ),
+            (
+                "https://App.Example.com",
+                NotCanonical,
+                Some("https://app.example.com"),
+            ),
+            (
+                "HTTPS://app.example.com",
+                NotCanonical,
+                Some("https://app.example.com"),
+            ),
+            (
+                "https://app.example.com:443",
+                NotCanonical,
+                Some("https://app.example.com"),
+            ),
+            (
+                "http://app.example.com:80",
+                NotCanonical,
+                Some("http://app.example.com"),
+            ),
+            (
+                "https://user:pw@app.example.com",
+                NotAnOrigin,
+                Some("https://app.example.com"),
+            ),
+            (
+                "https://app.example.com?x=1",
+                NotAnOrigin,
+                Some("https://app.example.com"),
+            ),
+            (
+                "https://bücher.example",
+                NonAscii,
+                Some("https://xn--bcher-kva.example"),
+            ),
+            (
+                "app.example.com",
+                NotAnOrigin,
+                Some("https://app.example.com"),
+            ),
+            ("https://a..example.com", NotAnOrigin, None),
+            ("https://*foo.com", MalformedWildcard, None),
+            ("*.example.com", NotAnOrigin, Some("https://*.example.com")),
+            ("https://*.*.example.com", MalformedWildcard, None),
+            ("https://a.*.example.com", MalformedWildcard, None),
+            ("https://*", MalformedWildcard, None),
+            ("file://", FileOrigin, None),
+            ("file:///home/me/index.html", FileOrigin, None),
+            ("https://app.example.com:8o", NotAnOrigin, None),
+            ("https://app.example.com:65536", NotAnOrigin, None),
+            (
+                "https://app.example.com:0080",
+                NotCanonical,
+                Some("https://app.example.com:80"),
+            ),
+            ("https://*.127.0.0.1", MalformedWildcard, None),
+            (" https://a.example", NotAnOrigin, Some("https://a.example")),
+        ];
+        for (input, kind, fix) in cases {
+            assert_eq!(err(input), (kind, fix.map(str::to_owned)), "{input}");
+        }
+    }
+
+    #[test]
+    fn request_origins_follow_the_serialized_grammar() {
+        for good in [
+            "https://a.example",
+            "http://localhost:3000",
+            "http://[::1]:8080",
+            "capacitor://localhost",
+            "http://127.0.0.1:0",
+        ] {
+            assert!(parse_request_origin(good.as_bytes()).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "https://",
+            "https://A.example",
+            "HTTPS://a.example",
+            "https://a.example/",
+            "https://a.example:443",
+            "https://a.example:0443",
+            "https://a.example:99999",
+            "https://a..example",
+            "https://a.example%2f",
+            "https://a.example\0",
+            "https://a.example`x",
+            "https://user@a.example",
+            "//a.example",
+        ] {
+            assert_eq!(
+                parse_request_origin(bad.as_bytes()),
+                Err(OriginSyntax::Malformed),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(parse_request_origin(b"null"), Err(OriginSyntax::Null));
+    }
+
+    #[test]
+    fn origin_length_cap_boundary() {
+        let host_len = MAX_ORIGIN_LEN - "https://".len();
+        let at_cap = format!("https://{}", "a".repeat(host_len));
+        assert_eq!(at_cap.len(), MAX_ORIGIN_LEN);
+        assert!(parse_request_origin(at_cap.as_bytes()).is_ok());
+        let past_cap = format!("{at_cap}a");
+        assert_eq!(
+            parse_request_origin(past_cap.as_bytes()),
+            Err(OriginSyntax::Malformed)
+        );
+    }
+
+    #[test]
+    fn single_pattern_matching() {
+        let sub: OriginPattern = "https://*.example.com".parse().unwrap();
+        assert!(sub.matches("https://a.example.com"));
+        assert!(sub.matches("https://a.b.example.com"));
+        assert!(!sub.matches("https://example.com"));
+        assert!(!sub.matches("https://evilexample.com"));
+        assert!(!sub.matches("http://a.example.com"));
+        assert!(!sub.matches("https://a.example.com:8443"));
+        let port: OriginPattern = "http://localhost:*".parse().unwrap();
+        assert!(port.matches("http://localhost:5173"));
+        assert!(port.matches("http://localhost"));
+        assert!(!port.matches("http://localhost.evil.com:5173"));
+    }
+}

@@ -1,0 +1,733 @@
+//! What runs: a validated, precomputed policy.
+
+use http::{HeaderValue, StatusCode};
+
+use crate::config::{CorsConfig, List, OnDisallowed};
+use crate::diagnostic::{CompileError, Diagnostic, DiagnosticKind as Kind};
+use crate::fetch;
+use crate::matcher::OriginSet;
+use crate::origin::{OriginPattern, PatternErrorKind, PatternKind};
+
+/// Highest `max_age` accepted: Firefox's cap, 24 hours.
+pub const MAX_AGE_LIMIT: i64 = 86_400;
+
+/// Highest `max_age` Chromium honours (2 hours); above it, a warning.
+pub const MAX_AGE_CHROMIUM: i64 = 7_200;
+
+/// A compiled CORS policy: the allowlists indexed, the response header values
+/// computed once. Deciding on a request allocates nothing.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, Policy};
+/// use http::{HeaderMap, Method};
+///
+/// let policy = Policy::compile(
+///     &CorsConfig::new().allow_origins("https://app.example.com").allow_methods("PUT"),
+/// ).unwrap();
+///
+/// let mut request = HeaderMap::new();
+/// request.insert("origin", "https://app.example.com".parse().unwrap());
+/// request.insert("access-control-request-method", "PUT".parse().unwrap());
+/// let decision = policy.decide(&Method::OPTIONS, &request);
+/// assert!(decision.is_allowed());
+/// assert_eq!(decision.response_status(), Some(http::StatusCode::NO_CONTENT));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub(crate) origins: OriginSet,
+    pub(crate) credentials: bool,
+    pub(crate) methods: NameSet,
+    pub(crate) headers: NameSet,
+    pub(crate) expose: Option<HeaderValue>,
+    pub(crate) max_age: Option<HeaderValue>,
+    pub(crate) private_network: bool,
+    pub(crate) on_disallowed: OnDisallowed,
+    pub(crate) preflight_status: StatusCode,
+    pub(crate) debug: bool,
+    pub(crate) debug_methods: Option<HeaderValue>,
+    pub(crate) debug_headers: Option<HeaderValue>,
+    pub(crate) vary_actual: Option<HeaderValue>,
+    pub(crate) vary_preflight: HeaderValue,
+    warnings: Vec<Diagnostic>,
+    effective: CorsConfig,
+}
+
+/// A set of names: `*`, or a sorted list searched by bisection.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NameSet {
+    pub(crate) any: bool,
+    /// Sorted; header names lowercase, methods as written.
+    pub(crate) names: Vec<Box<[u8]>>,
+}
+
+impl NameSet {
+    pub(crate) fn contains_exact(&self, name: &[u8]) -> bool {
+        self.names
+            .binary_search_by(|probe| probe.as_ref().cmp(name))
+            .is_ok()
+    }
+
+    pub(crate) fn contains_ignore_case(&self, name: &[u8]) -> bool {
+        self.names
+            .binary_search_by(|probe| fetch::cmp_lowercase(probe, name))
+            .is_ok()
+    }
+}
+
+/// One configuration layer: a table and the path it was read from.
+///
+/// Layers are given topmost first; each key comes from the first layer that sets
+/// it, and problems with it are reported at that layer's path.
+#[derive(Debug, Clone, Copy)]
+pub struct Layer<'a> {
+    config: &'a CorsConfig,
+    path: &'a str,
+}
+
+impl<'a> Layer<'a> {
+    /// A layer read from `path` (for example `"route[2].cors"`; `""` for none).
+    pub fn new(config: &'a CorsConfig, path: &'a str) -> Self {
+        Self { config, path }
+    }
+}
+
+impl Default for Policy {
+    /// The closed policy: no origin allowed, no CORS header ever sent.
+    fn default() -> Self {
+        match Policy::compile(&CorsConfig::default()) {
+            Ok(policy) => policy,
+            Err(_) => unreachable_closed_policy(),
+        }
+    }
+}
+
+#[cold]
+fn unreachable_closed_policy() -> Policy {
+    // An empty configuration has nothing to refuse; build it without validation.
+    Policy {
+        origins: OriginSet::default(),
+        credentials: false,
+        methods: NameSet::default(),
+        headers: NameSet::default(),
+        expose: None,
+        max_age: None,
+        private_network: false,
+        on_disallowed: OnDisallowed::Omit,
+        preflight_status: StatusCode::NO_CONTENT,
+        debug: false,
+        debug_methods: None,
+        debug_headers: None,
+        vary_actual: None,
+        vary_preflight: HeaderValue::from_static(VARY_PREFLIGHT_NO_ORIGIN),
+        warnings: Vec::new(),
+        effective: CorsConfig::default(),
+    }
+}
+
+const VARY_PREFLIGHT: &str =
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+const VARY_PREFLIGHT_PN: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network";
+const VARY_PREFLIGHT_NO_ORIGIN: &str =
+    "Access-Control-Request-Method, Access-Control-Request-Headers";
+const VARY_PREFLIGHT_NO_ORIGIN_PN: &str = "Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network";
+
+impl Policy {
+    /// Validates `config` and compiles it. Every problem is reported at once.
+    pub fn compile(config: &CorsConfig) -> Result<Policy, CompileError> {
+        Self::compile_layered(&[Layer::new(config, "")])
+    }
+
+    /// Compiles layers merged field by field (topmost first), reporting each
+    /// problem at the path of the layer its key came from.
+    pub fn compile_layered(layers: &[Layer<'_>]) -> Result<Policy, CompileError> {
+        Compiler::new(layers).run()
+    }
+
+    /// Warnings found while compiling: valid, but worth a look.
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    /// The configuration this policy was compiled from, merged and with every key
+    /// set to its effective value.
+    pub fn effective_config(&self) -> &CorsConfig {
+        &self.effective
+    }
+
+    /// Whether no origin is allowed: the route emits no CORS headers.
+    pub fn is_closed(&self) -> bool {
+        self.origins.is_empty()
+    }
+
+    /// Whether credentialed requests are allowed.
+    pub fn allows_credentials(&self) -> bool {
+        self.credentials
+    }
+
+    /// Whether debug mode is on.
+    pub fn is_debug(&self) -> bool {
+        self.debug
+    }
+
+    /// What happens to actual requests from disallowed origins.
+    pub fn on_disallowed(&self) -> OnDisallowed {
+        self.on_disallowed
+    }
+}
+
+struct Compiler<'a> {
+    layers: &'a [Layer<'a>],
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl<'a> Compiler<'a> {
+    fn new(layers: &'a [Layer<'a>]) -> Self {
+        Self {
+            layers,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    /// The value of a key and the path of the layer it came from.
+    fn get<T: Clone>(
+        &self,
+        key: &str,
+        field: impl Fn(&CorsConfig) -> &Option<T>,
+    ) -> (Option<T>, String) {
+        for layer in self.layers {
+            if let Some(value) = field(layer.config) {
+                return (Some(value.clone()), join(layer.path, key));
+            }
+        }
+        let path = self
+            .layers
+            .first()
+            .map_or(String::new(), |l| l.path.to_owned());
+        (None, join(&path, key))
+    }
+
+    fn error(&mut self, kind: Kind, path: &str, value: Option<&str>, message: String) {
+        let mut d = Diagnostic::error(kind, path, message);
+        if let Some(value) = value {
+            d = d.with_value(value);
+        }
+        self.diagnostics.push(d);
+    }
+
+    fn warn(&mut self, kind: Kind, path: &str, value: Option<&str>, message: String) {
+        let mut d = Diagnostic::warning(kind, path, message);
+        if let Some(value) = value {
+            d = d.with_value(value);
+        }
+        self.diagnostics.push(d);
+    }
+
+    fn run(mut self) -> Result<Policy, CompileError> {
+        let (credentials, credentials_path) =
+            self.get("allow_credentials", |c| &c.allow_credentials);
+        let credentials = credentials.unwrap_or(false);
+        let (allow_null, null_path) = self.get("dangerously_allow_null_origin", |c| {
+            &c.dangerously_allow_null_origin
+        });
+        let (allow_insecure, insecure_path) = self.get("dangerously_allow_insecure_origins", |c| {
+            &c.dangerously_allow_insecure_origins
+        });
+        let (allow_psl, psl_path) = self.get("dangerously_allow_public_suffix_wildcards", |c| {
+            &c.dangerously_allow_public_suffix_wildcards
+        });
+        let switches = Switches {
+            credentials,
+            credentials_path,
+            null: allow_null.unwrap_or(false),
+            insecure: allow_insecure.unwrap_or(false),
+            public_suffix: allow_psl.unwrap_or(false),
+        };
+        for (on, path, what) in [
+            (
+                switches.null,
+                &null_path,
+                "the null origin can be sent by any sandboxed iframe or file: page",
+            ),
+            (
+                switches.insecure,
+                &insecure_path,
+                "plain-http origins can be impersonated by anyone on the network path",
+            ),
+            (
+                switches.public_suffix,
+                &psl_path,
+                "wildcards over public suffixes match sites anyone can register",
+            ),
+        ] {
+            if on {
+                self.warn(
+                    Kind::Dangerous,
+                    path,
+                    None,
+                    format!("dangerous switch on: {what}"),
+                );
+            }
+        }
+
+        let (origins_list, origins_path) = self.get("allow_origins", |c| &c.allow_origins);
+        let origins = self.origins(origins_list.as_ref(), &origins_path, &switches);
+        let (methods_list, methods_path) = self.get("allow_methods", |c| &c.allow_methods);
+        let methods = self.methods(methods_list.as_ref(), &methods_path);
+        let (headers_list, headers_path) = self.get("allow_headers", |c| &c.allow_headers);
+        let headers = self.headers(headers_list.as_ref(), &headers_path);
+        let (expose_list, expose_path) = self.get("expose_headers", |c| &c.expose_headers);
+        let expose = self.expose(expose_list.as_ref(), &expose_path, &switches);
+        let (max_age, max_age_path) = self.get("max_age", |c| &c.max_age);
+        let max_age_value = self.max_age(max_age, &max_age_path);
+        let (status, status_path) = self.get("preflight_status", |c| &c.preflight_status);
+        let preflight_status = match status {
+            None | Some(204) => StatusCode::NO_CONTENT,
+            Some(200) => StatusCode::OK,
+            Some(other) => {
+                self.error(
+                    Kind::InvalidPreflightStatus,
+                    &status_path,
+                    Some(&other.to_string()),
+                    "a successful preflight is answered 204 or 200; use 204 (the default) or 200 for old clients that mishandle 204".into(),
+                );
+                StatusCode::NO_CONTENT
+            }
+        };
+        let (private_network, pn_path) =
+            self.get("allow_private_network", |c| &c.allow_private_network);
+        let private_network = private_network.unwrap_or(false);
+        if private_network {
+            self.warn(
+                Kind::PrivateNetworkAccess,
+                &pn_path,
+                None,
+                "Chrome replaced Private Network Access by Local Network Access, which asks the user instead and which no response header satisfies; this only answers older Chrome's Access-Control-Request-Private-Network preflights".into(),
+            );
+        }
+        let (on_disallowed, _) = self.get("on_disallowed", |c| &c.on_disallowed);
+        let (debug, _) = self.get("debug", |c| &c.debug);
+
+        if self.diagnostics.iter().any(Diagnostic::is_error) {
+            return Err(CompileError::new(self.diagnostics));
+        }
+
+        let any_origin = origins.is_any();
+        let vary_preflight = HeaderValue::from_static(match (any_origin, private_network) {
+            (false, false) => VARY_PREFLIGHT,
+            (false, true) => VARY_PREFLIGHT_PN,
+            (true, false) => VARY_PREFLIGHT_NO_ORIGIN,
+            (true, true) => VARY_PREFLIGHT_NO_ORIGIN_PN,
+        });
+        let vary_actual =
+            (!any_origin && !origins.is_empty()).then(|| HeaderValue::from_static("Origin"));
+        let debug_methods = joined(
+            methods.names.iter().map(|m| m.as_ref()),
+            methods.any && !credentials,
+        );
+        let debug_headers = joined(
+            headers.names.iter().map(|h| h.as_ref()),
+            headers.any && !credentials,
+        );
+
+        let effective = CorsConfig {
+            allow_origins: Some(origins_list.unwrap_or_else(|| List::from(Vec::new()))),
+            allow_methods: Some(methods_list.unwrap_or_else(|| List::from(Vec::new()))),
+            allow_headers: Some(headers_list.unwrap_or_else(|| List::from(Vec::new()))),
+            expose_headers: Some(expose_list.unwrap_or_else(|| List::from(Vec::new()))),
+            allow_credentials: Some(credentials),
+            max_age,
+            allow_private_network: Some(private_network),
+            on_disallowed: Some(on_disallowed.unwrap_or_default()),
+            preflight_status: Some(preflight_status.as_u16()),
+            debug: Some(debug.unwrap_or(false)),
+            dangerously_allow_null_origin: Some(switches.null),
+            dangerously_allow_insecure_origins: Some(switches.insecure),
+            dangerously_allow_public_suffix_wildcards: Some(switches.public_suffix),
+        };
+
+        Ok(Policy {
+            origins,
+            credentials,
+            methods,
+            headers,
+            expose,
+            max_age: max_age_value,
+            private_network,
+            on_disallowed: on_disallowed.unwrap_or_default(),
+            preflight_status,
+            debug: debug.unwrap_or(false),
+            debug_methods,
+            debug_headers,
+            vary_actual,
+            vary_preflight,
+            warnings: self.diagnostics,
+            effective,
+        })
+    }
+
+    fn origins(&mut self, list: Option<&List>, path: &str, sw: &Switches) -> OriginSet {
+        let mut set = OriginSet::default();
+        let Some(list) = list else { return set };
+        let mut seen: Vec<String> = Vec::new();
+        for (i, item) in list.items().iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            let pattern = match item.parse::<OriginPattern>() {
+                Ok(pattern) => pattern,
+                Err(err) => {
+                    let kind = match err.kind() {
+                        PatternErrorKind::NotCanonical | PatternErrorKind::NonAscii => {
+                            Kind::NonCanonicalOrigin
+                        }
+                        PatternErrorKind::MalformedWildcard => Kind::MalformedWildcard,
+                        PatternErrorKind::FileOrigin => Kind::NullOrigin,
+                        _ => Kind::InvalidOrigin,
+                    };
+                    let mut message = format!("not an origin: {}", err.message());
+                    if let Some(fix) = err.suggestion() {
+                        message.push_str(&format!("; use {fix:?}"));
+                    } else if err.kind() == PatternErrorKind::MalformedWildcard {
+                        message.push_str(
+                            "; the forms are \"https://app.example.com\", \"https://*.example.com\", \"http://localhost:*\" and \"*\"",
+                        );
+                    }
+                    self.error(kind, &at, Some(item), message);
+                    continue;
+                }
+            };
+            let canonical = pattern.to_string();
+            if seen.contains(&canonical) {
+                self.warn(
+                    Kind::Duplicate,
+                    &at,
+                    Some(item),
+                    "listed twice; remove one".into(),
+                );
+                continue;
+            }
+            seen.push(canonical.clone());
+            match pattern.kind() {
+                PatternKind::Any if sw.credentials => {
+                    self.error(
+                        Kind::WildcardWithCredentials,
+                        &at,
+                        Some(item),
+                        format!(
+                            "\"*\" cannot be combined with credentials (allow_credentials = true at {}): browsers refuse the pair, and echoing every origin instead would let any site read your users' data; list the origins that need credentials",
+                            sw.credentials_path
+                        ),
+                    );
+                }
+                PatternKind::Any if list.items().len() > 1 => {
+                    self.warn(
+                        Kind::Redundant,
+                        &at,
+                        Some(item),
+                        "\"*\" allows every origin, so the other entries have no effect".into(),
+                    );
+                }
+                PatternKind::Null if !sw.null => {
+                    self.error(
+                        Kind::NullOrigin,
+                        &at,
+                        Some(item),
+                        "the null origin is sent by sandboxed iframes, file: pages and cross-origin redirects, so any site can produce it; remove it, or set dangerously_allow_null_origin = true if you really mean it".into(),
+                    );
+                }
+                PatternKind::Host {
+                    scheme,
+                    host,
+                    subdomains,
+                    ..
+                } => {
+                    if sw.credentials && scheme == "http" && !pattern.is_loopback() && !sw.insecure
+                    {
+                        let https = canonical.replacen("http://", "https://", 1);
+                        self.error(
+                            Kind::InsecureOrigin,
+                            &at,
+                            Some(item),
+                            format!(
+                                "with credentials, a plain-http origin can be impersonated by anyone on the network path; use {https:?}, or set dangerously_allow_insecure_origins = true (only loopback and localhost are exempt)"
+                            ),
+                        );
+                    }
+                    if *subdomains && is_public_suffix(host) && !sw.public_suffix {
+                        self.error(
+                            Kind::PublicSuffixWildcard,
+                            &at,
+                            Some(item),
+                            format!(
+                                "{host:?} is a public suffix: anyone can register a site under it, so this pattern allows strangers; list your own origins, or set dangerously_allow_public_suffix_wildcards = true"
+                            ),
+                        );
+                    }
+                }
+                _ => {}
+            }
+            set.insert(&pattern);
+        }
+        set
+    }
+
+    fn methods(&mut self, list: Option<&List>, path: &str) -> NameSet {
+        let mut set = NameSet::default();
+        let Some(list) = list else { return set };
+        for (i, item) in list.items().iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            if item == "*" {
+                set.any = true;
+                continue;
+            }
+            if !fetch::is_token(item.as_bytes()) {
+                self.error(
+                    Kind::InvalidMethod,
+                    &at,
+                    Some(item),
+                    "not a method: a method is a token such as \"PUT\" (letters, digits and !#$%&'*+-.^_`|~)".into(),
+                );
+                continue;
+            }
+            if fetch::is_forbidden_method(item) {
+                self.error(
+                    Kind::ForbiddenMethod,
+                    &at,
+                    Some(item),
+                    "a forbidden method: browsers never send CONNECT, TRACE or TRACK from scripts, and TRACE enables cross-site tracing; remove it".into(),
+                );
+                continue;
+            }
+            let mut name = item.clone();
+            if let Some(normal) = fetch::normalized_method(item) {
+                if normal != item {
+                    self.warn(
+                        Kind::MethodCase,
+                        &at,
+                        Some(item),
+                        format!(
+                            "browsers always send this method in uppercase; read as {normal:?}"
+                        ),
+                    );
+                    name = normal.to_owned();
+                }
+            } else if item.bytes().any(|b| b.is_ascii_lowercase()) {
+                self.warn(
+                    Kind::MethodCase,
+                    &at,
+                    Some(item),
+                    format!(
+                        "methods are case-sensitive and browsers send {item:?} exactly as the page wrote it; most pages write {:?}",
+                        item.to_ascii_uppercase()
+                    ),
+                );
+            }
+            if fetch::is_safelisted_method(&name) {
+                self.warn(
+                    Kind::Redundant,
+                    &at,
+                    Some(item),
+                    "GET, HEAD and POST are CORS-safelisted: always allowed, never preflighted for their method; listing them has no effect".into(),
+                );
+            } else if name == "OPTIONS" {
+                self.warn(
+                    Kind::Redundant,
+                    &at,
+                    Some(item),
+                    "OPTIONS is the method of the preflight itself, which corsgate always answers; listing it has no effect".into(),
+                );
+            }
+            let bytes: Box<[u8]> = name.into_bytes().into_boxed_slice();
+            if set.names.contains(&bytes) {
+                self.warn(
+                    Kind::Duplicate,
+                    &at,
+                    Some(item),
+                    "listed twice; remove one".into(),
+                );
+            } else {
+                set.names.push(bytes);
+            }
+        }
+        set.names.sort();
+        set
+    }
+
+    fn headers(&mut self, list: Option<&List>, path: &str) -> NameSet {
+        let mut set = NameSet::default();
+        let Some(list) = list else { return set };
+        for (i, item) in list.items().iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            if item == "*" {
+                set.any = true;
+                continue;
+            }
+            if !fetch::is_token(item.as_bytes()) {
+                self.error(
+                    Kind::InvalidHeaderName,
+                    &at,
+                    Some(item),
+                    "not a header name: a header name is a token such as \"x-api-key\" (letters, digits and !#$%&'*+-.^_`|~)".into(),
+                );
+                continue;
+            }
+            if fetch::is_forbidden_request_header(item) {
+                self.error(
+                    Kind::ForbiddenHeader,
+                    &at,
+                    Some(item),
+                    "a forbidden request header: browsers set it themselves and never let a script send it, so a preflight never asks for it; remove it (cookies travel with allow_credentials = true)".into(),
+                );
+                continue;
+            }
+            let lower: Box<[u8]> = item.to_ascii_lowercase().into_bytes().into_boxed_slice();
+            if set.names.contains(&lower) {
+                self.warn(
+                    Kind::Duplicate,
+                    &at,
+                    Some(item),
+                    "listed twice (header names are case-insensitive); remove one".into(),
+                );
+            } else {
+                set.names.push(lower);
+            }
+        }
+        set.names.sort();
+        let authorization = set.contains_exact(b"authorization");
+        if set.any && !authorization {
+            self.warn(
+                Kind::WildcardHeadersWithoutAuthorization,
+                path,
+                Some("*"),
+                "\"*\" never covers Authorization (Fetch standard); if clients send it, add \"authorization\" to allow_headers".into(),
+            );
+        }
+        set
+    }
+
+    fn expose(&mut self, list: Option<&List>, path: &str, sw: &Switches) -> Option<HeaderValue> {
+        let list = list?;
+        let mut names: Vec<String> = Vec::new();
+        let mut any = false;
+        for (i, item) in list.items().iter().enumerate() {
+            let at = format!("{path}[{i}]");
+            if item == "*" {
+                if sw.credentials {
+                    self.error(
+                        Kind::WildcardExposeWithCredentials,
+                        &at,
+                        Some(item),
+                        format!(
+                            "with credentials (allow_credentials = true at {}), browsers read \"*\" as a header literally named *; list the headers to expose",
+                            sw.credentials_path
+                        ),
+                    );
+                } else {
+                    any = true;
+                }
+                continue;
+            }
+            if !fetch::is_token(item.as_bytes()) {
+                self.error(
+                    Kind::InvalidHeaderName,
+                    &at,
+                    Some(item),
+                    "not a header name: a header name is a token such as \"x-request-id\"".into(),
+                );
+                continue;
+            }
+            if fetch::is_forbidden_response_header(item) {
+                self.error(
+                    Kind::ForbiddenExposedHeader,
+                    &at,
+                    Some(item),
+                    "browsers never let scripts read Set-Cookie, whatever the server says; remove it".into(),
+                );
+                continue;
+            }
+            if fetch::is_safelisted_response_header(item) {
+                self.warn(
+                    Kind::Redundant,
+                    &at,
+                    Some(item),
+                    "a CORS-safelisted response header, always readable; listing it has no effect"
+                        .into(),
+                );
+            }
+            let lower = item.to_ascii_lowercase();
+            if names.contains(&lower) {
+                self.warn(
+                    Kind::Duplicate,
+                    &at,
+                    Some(item),
+                    "listed twice; remove one".into(),
+                );
+            } else {
+                names.push(lower);
+            }
+        }
+        joined(names.iter().map(|n| n.as_bytes()), any)
+    }
+
+    fn max_age(&mut self, value: Option<i64>, path: &str) -> Option<HeaderValue> {
+        let seconds = value?;
+        if !(0..=MAX_AGE_LIMIT).contains(&seconds) {
+            self.error(
+                Kind::InvalidMaxAge,
+                path,
+                Some(&seconds.to_string()),
+                format!(
+                    "max_age is a number of seconds from 0 to {MAX_AGE_LIMIT} (24 hours, Firefox's cap); Chromium caps it at {MAX_AGE_CHROMIUM}, so use 7200 or less"
+                ),
+            );
+            return None;
+        }
+        if seconds > MAX_AGE_CHROMIUM {
+            self.warn(
+                Kind::MaxAgeCapped,
+                path,
+                Some(&seconds.to_string()),
+                format!(
+                    "Chromium caps preflight caching at {MAX_AGE_CHROMIUM} s (2 hours) and Safari at 600 s; a policy change also takes this long to reach browsers that cached the old one"
+                ),
+            );
+        }
+        HeaderValue::from_str(&seconds.to_string()).ok()
+    }
+}
+
+struct Switches {
+    credentials: bool,
+    credentials_path: String,
+    null: bool,
+    insecure: bool,
+    public_suffix: bool,
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// `a, b, c` (plus `*` when asked), or `None` when empty.
+fn joined<'b>(names: impl Iterator<Item = &'b [u8]>, star: bool) -> Option<HeaderValue> {
+    let mut out: Vec<u8> = Vec::new();
+    for name in names.chain(star.then_some(b"*".as_slice())) {
+        if !out.is_empty() {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(name);
+    }
+    if out.is_empty() {
+        return None;
+    }
+    HeaderValue::from_bytes(&out).ok()
+}
+
+/// Whether `domain` is itself a public suffix (`com`, `co.uk`, `github.io`), per the
+/// Public Suffix List compiled into the `psl` crate.
+fn is_public_suffix(domain: &str) -> bool {
+    psl::suffix(domain.as_bytes())
+        .is_some_and(|suffix| suffix.is_known() && suffix.as_bytes() == domain.as_bytes())
+}

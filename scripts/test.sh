@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it. Installs what the tests need (Chromium for the
+# browser suite, nginx and wrk for the comparisons) when it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ -x scripts/install-test-deps.sh ] || [ -f scripts/install-test-deps.sh ]; then
+  bash scripts/install-test-deps.sh
+fi
+
+echo "== fmt"
+cargo fmt --all -- --check
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== the engine depends on no runtime, server or logging crate"
+bash scripts/check-engine-deps.sh
+echo "== tests"
+cargo test --workspace --locked --all-targets
+cargo test --workspace --locked --doc
