@@ -1,0 +1,524 @@
+//! The gateway configuration: file → checked model → compiled [`Gateway`].
+
+pub mod load;
+pub mod model;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use corsgate_policy::{CorsConfig, Diagnostic, DiagnosticKind, Layer, Policy, RouteCors};
+use http::uri::{Authority, Scheme};
+
+pub use load::Located;
+use model::FileConfig;
+
+/// The configuration `corsgate serve` runs when given no file: a demo API behind a
+/// development policy.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// A compiled configuration: everything the gateway needs, validated.
+#[derive(Debug)]
+pub struct Gateway {
+    pub settings: Settings,
+    pub default_policy: Arc<Policy>,
+    pub routes: Vec<Route>,
+    /// The effective configuration, normalized, for `/config`.
+    pub effective: FileConfig,
+    pub warnings: Vec<Located>,
+}
+
+/// Listener, timeout and limit settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub max_body_bytes: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: None,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
+            max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+            max_body_bytes: None,
+        }
+    }
+}
+
+/// One `[[route]]`, compiled.
+#[derive(Debug)]
+pub struct Route {
+    /// Index in the file, and the label used in logs and metrics.
+    pub index: usize,
+    pub name: String,
+    /// The prefix, without a trailing slash (except `/` itself).
+    pub path: String,
+    pub host: Option<String>,
+    pub upstream: Upstream,
+    pub strip_prefix: bool,
+    /// `None` when CORS is off for this route.
+    pub policy: Option<Arc<Policy>>,
+}
+
+/// Where a route's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// `http://host:port`.
+    Http { authority: Authority },
+    /// The built-in demo API.
+    Demo,
+}
+
+impl Route {
+    /// Whether this route serves `host` and `path`.
+    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
+        if let Some(want) = &self.host {
+            if host.is_none_or(|h| !h.eq_ignore_ascii_case(want)) {
+                return false;
+            }
+        }
+        path_has_prefix(path, &self.path)
+    }
+}
+
+/// Prefix match on segment boundaries: `/api` matches `/api`, `/api/` and
+/// `/api/x`, never `/apix`.
+pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+impl Gateway {
+    /// The route for a request: the longest matching path; at equal length, a
+    /// route for this host before a route for any host.
+    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        // `routes` is sorted so that the first match is the best one.
+        self.routes.iter().find(|r| r.matches(host, path))
+    }
+}
+
+/// Every problem of a file, or the compiled gateway (with its warnings).
+pub struct Checked {
+    pub gateway: Option<Gateway>,
+    /// Errors and warnings, in file order.
+    pub problems: Vec<Located>,
+}
+
+impl Checked {
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(|p| p.diagnostic.is_error())
+    }
+}
+
+/// Reads and compiles a configuration text.
+pub fn check(text: &str) -> Checked {
+    let parsed = load::parse(text);
+    let mut problems = parsed.problems;
+    let mut gateway = None;
+    if let Some(config) = &parsed.config {
+        let (compiled, diagnostics) = compile(config);
+        let mut seen = HashSet::new();
+        for diagnostic in diagnostics {
+            // A problem of [server.cors] shows up once, not once per route.
+            if seen.insert((
+                diagnostic.path().to_owned(),
+                diagnostic.kind(),
+                diagnostic.message().to_owned(),
+            )) {
+                problems.push(parsed.source.locate(diagnostic));
+            }
+        }
+        gateway = compiled;
+    }
+    load::sort(&mut problems);
+    let has_errors = problems.iter().any(|p| p.diagnostic.is_error());
+    if has_errors {
+        gateway = None;
+    }
+    if let Some(gateway) = &mut gateway {
+        gateway.warnings = problems.clone();
+    }
+    Checked { gateway, problems }
+}
+
+fn compile(config: &FileConfig) -> (Option<Gateway>, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let server = config.server.clone().unwrap_or_default();
+    let settings = settings(&server, &mut diagnostics);
+    let empty = CorsConfig::default();
+    let server_cors = server.cors.as_ref().unwrap_or(&empty);
+    let default_policy = collect(
+        Policy::compile_layered(&[Layer::new(server_cors, "server.cors")]),
+        &mut diagnostics,
+    );
+
+    let mut routes = Vec::new();
+    let mut seen = HashSet::new();
+    for (index, route) in config.route.iter().enumerate() {
+        let at = format!("route[{index}]");
+        let path = match &route.path {
+            None => {
+                diagnostics.push(Diagnostic::error(
+                    DiagnosticKind::File,
+                    &at,
+                    "a route needs a path, such as path = \"/api\"",
+                ));
+                None
+            }
+            Some(path) if !path.starts_with('/') || path.contains(['?', '#', ' ']) => {
+                diagnostics.push(
+                    Diagnostic::error(
+                        DiagnosticKind::File,
+                        format!("{at}.path"),
+                        "a route path starts with / and has no query, fragment or space",
+                    )
+                    .with_value(path),
+                );
+                None
+            }
+            Some(path) => Some(normalize_prefix(path)),
+        };
+        if let Some(host) = &route.host {
+            if host.is_empty() || host.contains(['/', ':', ' ']) {
+                diagnostics.push(
+                    Diagnostic::error(
+                        DiagnosticKind::File,
+                        format!("{at}.host"),
+                        "a host name without scheme, port or path",
+                    )
+                    .with_value(host),
+                );
+            }
+        }
+        if path
+            .as_ref()
+            .is_some_and(|path| !seen.insert((route.host.clone(), path.clone())))
+        {
+            diagnostics.push(
+                Diagnostic::error(
+                    DiagnosticKind::File,
+                    format!("{at}.path"),
+                    "another route has the same path (and host); remove one",
+                )
+                .with_value(path.as_deref().unwrap_or_default()),
+            );
+        }
+        let upstream = match &route.upstream {
+            None => {
+                diagnostics.push(Diagnostic::error(
+                    DiagnosticKind::File,
+                    &at,
+                    "a route needs an upstream, such as upstream = \"http://127.0.0.1:3000\"",
+                ));
+                None
+            }
+            Some(text) => parse_upstream(text, &format!("{at}.upstream"), &mut diagnostics),
+        };
+        let cors_path = format!("{at}.cors");
+        let policy = match &route.cors {
+            Some(RouteCors::Off(_)) => None,
+            Some(RouteCors::Overrides(overrides)) => collect(
+                Policy::compile_layered(&[
+                    Layer::new(overrides, &cors_path),
+                    Layer::new(server_cors, "server.cors"),
+                ]),
+                &mut diagnostics,
+            )
+            .map(Arc::new),
+            None => default_policy.clone().map(Arc::new),
+        };
+        let (Some(upstream), Some(path)) = (upstream, path) else {
+            continue;
+        };
+        if route
+            .cors
+            .as_ref()
+            .is_some_and(|c| !matches!(c, RouteCors::Off(_)))
+            && policy.is_none()
+        {
+            continue;
+        }
+        routes.push(Route {
+            index,
+            name: format!("{index}:{}", route.path.as_deref().unwrap_or("")),
+            path,
+            host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            upstream,
+            strip_prefix: route.strip_prefix.unwrap_or(false),
+            policy,
+        });
+    }
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return (None, diagnostics);
+    }
+    let (Some(settings), Some(default_policy)) = (settings, default_policy) else {
+        return (None, diagnostics);
+    };
+    routes.sort_by(|a, b| {
+        b.path
+            .len()
+            .cmp(&a.path.len())
+            .then(b.host.is_some().cmp(&a.host.is_some()))
+    });
+    let effective = effective_config(config, &settings, &default_policy, &routes);
+    let gateway = Gateway {
+        settings,
+        default_policy: Arc::new(default_policy),
+        routes,
+        effective,
+        warnings: Vec::new(),
+    };
+    (Some(gateway), diagnostics)
+}
+
+fn collect(
+    result: Result<Policy, corsgate_policy::CompileError>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Policy> {
+    match result {
+        Ok(policy) => {
+            diagnostics.extend(policy.warnings().iter().cloned());
+            Some(policy)
+        }
+        Err(err) => {
+            diagnostics.extend(err.into_diagnostics());
+            None
+        }
+    }
+}
+
+fn normalize_prefix(path: &str) -> String {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+fn parse_upstream(text: &str, path: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<Upstream> {
+    if text == "builtin:demo" {
+        return Some(Upstream::Demo);
+    }
+    let fail = |diagnostics: &mut Vec<Diagnostic>, why: &str| {
+        diagnostics
+            .push(Diagnostic::error(DiagnosticKind::File, path, why.to_owned()).with_value(text));
+        None
+    };
+    let Ok(uri) = text.parse::<http::Uri>() else {
+        return fail(
+            diagnostics,
+            "not a URL; write the upstream as http://host:port",
+        );
+    };
+    if uri.scheme() != Some(&Scheme::HTTP) {
+        return fail(
+            diagnostics,
+            "the upstream is reached over plain http (http://host:port); put TLS in front of corsgate, not behind it",
+        );
+    }
+    if uri
+        .path_and_query()
+        .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
+    {
+        return fail(
+            diagnostics,
+            "an upstream is http://host:port without a path; use strip_prefix to change request paths",
+        );
+    }
+    match uri.authority() {
+        Some(authority) if !authority.as_str().contains('@') => Some(Upstream::Http {
+            authority: authority.clone(),
+        }),
+        _ => fail(diagnostics, "an upstream is http://host:port"),
+    }
+}
+
+fn settings(server: &model::ServerConfig, diagnostics: &mut Vec<Diagnostic>) -> Option<Settings> {
+    let mut settings = Settings::default();
+    let errors_before = diagnostics.iter().filter(|d| d.is_error()).count();
+    let addr = |key: &str,
+                value: &Option<String>,
+                diagnostics: &mut Vec<Diagnostic>|
+     -> Option<SocketAddr> {
+        let text = value.as_ref()?;
+        match text.parse::<SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                diagnostics.push(
+                    Diagnostic::error(
+                        DiagnosticKind::File,
+                        format!("server.{key}"),
+                        "an address is IP:port, such as \"127.0.0.1:8080\" or \"[::1]:8080\"",
+                    )
+                    .with_value(text),
+                );
+                None
+            }
+        }
+    };
+    if let Some(listen) = addr("listen", &server.listen, diagnostics) {
+        settings.listen = listen;
+    }
+    settings.admin_listen = addr("admin_listen", &server.admin_listen, diagnostics);
+    let duration = |key: &str,
+                    value: &Option<String>,
+                    default: Duration,
+                    diagnostics: &mut Vec<Diagnostic>| {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => d,
+            _ => {
+                diagnostics.push(
+                    Diagnostic::error(
+                        DiagnosticKind::File,
+                        format!("server.{key}"),
+                        "a duration such as \"500ms\", \"5s\" or \"2m\", more than zero",
+                    )
+                    .with_value(text),
+                );
+                default
+            }
+        }
+    };
+    settings.connect_timeout = duration(
+        "connect_timeout",
+        &server.connect_timeout,
+        settings.connect_timeout,
+        diagnostics,
+    );
+    settings.response_timeout = duration(
+        "response_timeout",
+        &server.response_timeout,
+        settings.response_timeout,
+        diagnostics,
+    );
+    settings.idle_timeout = duration(
+        "idle_timeout",
+        &server.idle_timeout,
+        settings.idle_timeout,
+        diagnostics,
+    );
+    settings.shutdown_timeout = duration(
+        "shutdown_timeout",
+        &server.shutdown_timeout,
+        settings.shutdown_timeout,
+        diagnostics,
+    );
+    let count = |key: &str,
+                 value: Option<i64>,
+                 min: i64,
+                 max: i64,
+                 diagnostics: &mut Vec<Diagnostic>|
+     -> Option<u64> {
+        let v = value?;
+        if v < min || v > max {
+            diagnostics.push(
+                Diagnostic::error(
+                    DiagnosticKind::File,
+                    format!("server.{key}"),
+                    format!("a number from {min} to {max}"),
+                )
+                .with_value(v.to_string()),
+            );
+            return None;
+        }
+        u64::try_from(v).ok()
+    };
+    if let Some(v) = count(
+        "max_header_bytes",
+        server.max_header_bytes,
+        4096,
+        1 << 24,
+        diagnostics,
+    ) {
+        settings.max_header_bytes = usize::try_from(v).unwrap_or(settings.max_header_bytes);
+    }
+    if let Some(v) = count(
+        "max_connections",
+        server.max_connections,
+        1,
+        1 << 20,
+        diagnostics,
+    ) {
+        settings.max_connections = usize::try_from(v).unwrap_or(settings.max_connections);
+    }
+    if let Some(v) = count(
+        "max_body_bytes",
+        server.max_body_bytes,
+        0,
+        i64::MAX,
+        diagnostics,
+    ) {
+        settings.max_body_bytes = (v > 0).then_some(v);
+    }
+    let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
+    (errors_after == errors_before).then_some(settings)
+}
+
+fn effective_config(
+    config: &FileConfig,
+    settings: &Settings,
+    default_policy: &Policy,
+    routes: &[Route],
+) -> FileConfig {
+    let secs = |d: Duration| humantime::format_duration(d).to_string();
+    let server = model::ServerConfig {
+        listen: Some(settings.listen.to_string()),
+        admin_listen: settings.admin_listen.map(|a| a.to_string()),
+        connect_timeout: Some(secs(settings.connect_timeout)),
+        response_timeout: Some(secs(settings.response_timeout)),
+        idle_timeout: Some(secs(settings.idle_timeout)),
+        shutdown_timeout: Some(secs(settings.shutdown_timeout)),
+        max_header_bytes: i64::try_from(settings.max_header_bytes).ok(),
+        max_connections: i64::try_from(settings.max_connections).ok(),
+        max_body_bytes: Some(
+            settings
+                .max_body_bytes
+                .and_then(|b| i64::try_from(b).ok())
+                .unwrap_or(0),
+        ),
+        cors: Some(default_policy.effective_config().clone()),
+    };
+    let mut by_index: Vec<&Route> = routes.iter().collect();
+    by_index.sort_by_key(|r| r.index);
+    let route = by_index
+        .iter()
+        .map(|r| {
+            let written = config.route.get(r.index);
+            model::RouteConfig {
+                path: written.and_then(|w| w.path.clone()),
+                host: r.host.clone(),
+                upstream: written.and_then(|w| w.upstream.clone()),
+                strip_prefix: Some(r.strip_prefix),
+                cors: Some(match &r.policy {
+                    None => RouteCors::Off(corsgate_policy::Off::Off),
+                    Some(policy) => RouteCors::Overrides(policy.effective_config().clone()),
+                }),
+            }
+        })
+        .collect();
+    FileConfig {
+        server: Some(server),
+        route,
+    }
+}

@@ -1,0 +1,91 @@
+//! The gateway's configuration file, as written (serde). Every field is optional
+//! here so that each key can be checked alone and every problem reported at once;
+//! required keys are enforced when the file is compiled.
+
+use corsgate_policy::{CorsConfig, RouteCors};
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route: Vec<RouteConfig>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the gateway listens on. Default `127.0.0.1:8080`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`,
+    /// `/config`). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<String>,
+    /// Time to open a connection to an upstream. Default `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Option<String>,
+    /// Time for an upstream to send its response headers. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_timeout: Option<String>,
+    /// Time a client connection may stay idle between requests. Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+    /// Time to drain in-flight requests on SIGTERM/SIGINT. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout: Option<String>,
+    /// Largest request head (request line and headers), in bytes. Default 65536.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_bytes: Option<i64>,
+    /// Most client connections open at once. Default 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<i64>,
+    /// Largest request body, in bytes; 0 for no limit. Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<i64>,
+    /// The default CORS policy that routes inherit field by field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsConfig>,
+}
+
+/// `[[route]]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Path prefix, matched on segment boundaries; the longest match wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Only requests for this `Host` (without port). Default: any host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `http://host:port` of the upstream, or `builtin:demo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Remove `path` from the request path before forwarding. Default `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strip_prefix: Option<bool>,
+    /// `"off"`, or keys overriding `[server.cors]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<RouteCors>,
+}
+
+/// Keys of `[server]`, for the configuration reference and suggestions.
+pub const SERVER_KEYS: &[&str] = &[
+    "listen",
+    "admin_listen",
+    "connect_timeout",
+    "response_timeout",
+    "idle_timeout",
+    "shutdown_timeout",
+    "max_header_bytes",
+    "max_connections",
+    "max_body_bytes",
+    "cors",
+];
+
+/// Keys of `[[route]]`.
+pub const ROUTE_KEYS: &[&str] = &["path", "host", "upstream", "strip_prefix", "cors"];
