@@ -1,1 +1,226 @@
-//! tower layer
+//! A tower [`Layer`] that applies a [`corsgate_policy::Policy`] to an HTTP service:
+//! preflights are answered without calling the service, and the layer owns the
+//! `Access-Control-*` headers of every response.
+//!
+//! ```
+//! use corsgate_policy::{CorsConfig, Policy};
+//! use corsgate_tower::CorsLayer;
+//! use http::{Request, Response, StatusCode};
+//! use std::convert::Infallible;
+//! use tower::{ServiceBuilder, ServiceExt, service_fn};
+//!
+//! # tokio_test_block_on(async {
+//! let policy = Policy::compile(
+//!     &CorsConfig::new().allow_origins("https://app.example.com").allow_methods("PUT"),
+//! ).unwrap();
+//! let app = ServiceBuilder::new()
+//!     .layer(CorsLayer::new(policy))
+//!     .service(service_fn(|_req: Request<String>| async {
+//!         Ok::<_, Infallible>(Response::new(String::from("hello")))
+//!     }));
+//!
+//! let preflight = Request::options("/items/1")
+//!     .header("origin", "https://app.example.com")
+//!     .header("access-control-request-method", "PUT")
+//!     .body(String::new())
+//!     .unwrap();
+//! let response = app.oneshot(preflight).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::NO_CONTENT);
+//! assert_eq!(response.headers()["access-control-allow-methods"], "PUT");
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arc_swap::ArcSwap;
+use corsgate_policy::{Decision, Policy};
+use http::{Request, Response, header};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// A policy that can be replaced while requests are being served: each request
+/// uses the policy current when it arrived, start to finish.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, Policy};
+/// use corsgate_tower::{CorsLayer, PolicyHandle};
+///
+/// let handle = PolicyHandle::new(Policy::default());
+/// let layer = CorsLayer::from_handle(handle.clone());
+/// // Later, after compiling a new configuration:
+/// let next = Policy::compile(&CorsConfig::new().allow_origins("https://a.example")).unwrap();
+/// handle.store(next);
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone)]
+pub struct PolicyHandle {
+    current: Arc<ArcSwap<Policy>>,
+}
+
+impl PolicyHandle {
+    /// A handle holding `policy`.
+    pub fn new(policy: Policy) -> Self {
+        Self {
+            current: Arc::new(ArcSwap::from_pointee(policy)),
+        }
+    }
+
+    /// Replaces the policy; requests already decided keep the old one.
+    pub fn store(&self, policy: Policy) {
+        self.current.store(Arc::new(policy));
+    }
+
+    /// The current policy.
+    pub fn load(&self) -> Arc<Policy> {
+        self.current.load_full()
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Fixed(Arc<Policy>),
+    Swappable(PolicyHandle),
+}
+
+impl Source {
+    fn decide<B>(&self, request: &Request<B>) -> Decision {
+        match self {
+            Source::Fixed(policy) => policy.decide(request.method(), request.headers()),
+            Source::Swappable(handle) => handle
+                .current
+                .load()
+                .decide(request.method(), request.headers()),
+        }
+    }
+}
+
+/// Applies a CORS policy to every request of the wrapped service.
+///
+/// Building one cannot fail: the policy was validated when it was compiled.
+#[derive(Debug, Clone)]
+pub struct CorsLayer {
+    source: Source,
+}
+
+impl CorsLayer {
+    /// A layer with a fixed policy.
+    pub fn new(policy: Policy) -> Self {
+        Self::from_arc(Arc::new(policy))
+    }
+
+    /// A layer sharing a policy.
+    pub fn from_arc(policy: Arc<Policy>) -> Self {
+        Self {
+            source: Source::Fixed(policy),
+        }
+    }
+
+    /// A layer whose policy can be swapped at run time through `handle`.
+    pub fn from_handle(handle: PolicyHandle) -> Self {
+        Self {
+            source: Source::Swappable(handle),
+        }
+    }
+}
+
+impl<S> Layer<S> for CorsLayer {
+    type Service = Cors<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Cors {
+            inner,
+            source: self.source.clone(),
+        }
+    }
+}
+
+/// The service made by [`CorsLayer`].
+#[derive(Debug, Clone)]
+pub struct Cors<S> {
+    inner: S,
+    source: Source,
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Cors<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let decision = self.source.decide(&request);
+        if let Some(status) = decision.response_status() {
+            // Preflights and refusals are answered here: the service never sees them.
+            let mut response = Response::new(ResBody::default());
+            *response.status_mut() = status;
+            decision.apply(response.headers_mut());
+            if status != http::StatusCode::NO_CONTENT {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
+            }
+            return ResponseFuture {
+                state: State::Ready {
+                    response: Some(response),
+                },
+            };
+        }
+        ResponseFuture {
+            state: State::Inner {
+                future: self.inner.call(request),
+                decision,
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Response future of [`Cors`].
+    pub struct ResponseFuture<F, B> {
+        #[pin]
+        state: State<F, B>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, B> {
+        Ready { response: Option<Response<B>> },
+        Inner { #[pin] future: F, decision: Decision },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F, B>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<B>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Ready { response } => match response.take() {
+                Some(response) => Poll::Ready(Ok(response)),
+                None => Poll::Pending,
+            },
+            StateProj::Inner { future, decision } => {
+                let mut response = std::task::ready!(future.poll(cx))?;
+                decision.apply(response.headers_mut());
+                Poll::Ready(Ok(response))
+            }
+        }
+    }
+}
