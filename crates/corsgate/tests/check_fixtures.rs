@@ -1,0 +1,90 @@
+//! `corsgate check` against the fixture folder: each file's output must equal its
+//! `.expected` file (set UPDATE_EXPECT=1 to rewrite them after a deliberate change,
+//! then review the diff).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/check")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+    files
+}
+
+fn run_check(file: &Path, format: &str) -> (i32, String) {
+    let dir = file.parent().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_corsgate"))
+        .current_dir(dir)
+        .args(["check", "--format", format])
+        .arg(file.file_name().unwrap())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+    )
+}
+
+fn compare(kind: &str, expected_code: i32) {
+    let mut failures = Vec::new();
+    for file in fixtures(kind) {
+        let (code, stdout) = run_check(&file, "human");
+        if code != expected_code {
+            failures.push(format!(
+                "{}: exit {code}, expected {expected_code}\n{stdout}",
+                file.display()
+            ));
+        }
+        let expected_file = file.with_extension("expected");
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            std::fs::write(&expected_file, &stdout).unwrap();
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_file).unwrap_or_default();
+        if stdout != expected {
+            failures.push(format!(
+                "{}: output differs\n--- expected\n{expected}--- actual\n{stdout}",
+                file.display()
+            ));
+        }
+        let (json_code, json) = run_check(&file, "json");
+        assert_eq!(json_code, code);
+        let report: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(report["valid"], serde_json::Value::Bool(expected_code == 0));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn valid_fixtures_pass_with_their_warnings() {
+    compare("valid", 0);
+}
+
+#[test]
+fn invalid_fixtures_are_refused_with_every_problem() {
+    compare("invalid", 1);
+}
+
+#[test]
+fn unreadable_file_exits_2() {
+    let output = Command::new(env!("CARGO_BIN_EXE_corsgate"))
+        .args(["check", "/nonexistent/corsgate.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
+}
+
+#[test]
+fn embedded_default_config_is_valid() {
+    let checked = corsgate::config::check(corsgate::config::DEFAULT_CONFIG);
+    assert!(!checked.has_errors(), "{:?}", checked.problems);
+}
