@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod config;
+pub mod explain;
 
 /// Human or machine output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -29,6 +29,58 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Predict what a browser does with a request: preflight, answers, verdict,
+    /// Chromium's console message, and the fix. Exit 0 allowed, 1 blocked.
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The configuration (default: the built-in demo configuration).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The URL the page fetches.
+    #[arg(long)]
+    url: String,
+    /// The page's origin.
+    #[arg(long)]
+    origin: String,
+    /// The request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// A request header the page sets, NAME or NAME:VALUE (repeatable).
+    #[arg(long = "header", value_name = "NAME[:VALUE]")]
+    headers: Vec<String>,
+    /// The request's credentials mode.
+    #[arg(long, value_enum, default_value_t = corsgate::explain::Credentials::SameOrigin)]
+    credentials: corsgate::explain::Credentials,
+    /// fetch() or XMLHttpRequest (changes Chromium's wording).
+    #[arg(long, value_enum, default_value_t = corsgate::explain::Initiator::Fetch)]
+    initiator: corsgate::explain::Initiator,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+impl ExplainArgs {
+    fn request(&self) -> corsgate::explain::PageRequest {
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| match h.split_once(':') {
+                Some((name, value)) => (name.trim().to_owned(), value.trim().to_owned()),
+                None => (h.trim().to_owned(), "x".to_owned()),
+            })
+            .collect();
+        corsgate::explain::PageRequest {
+            url: self.url.clone(),
+            origin: self.origin.clone(),
+            method: self.method.clone(),
+            headers,
+            credentials: self.credentials,
+            initiator: self.initiator,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -36,6 +88,12 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let result = match cli.command {
         Command::Check { file, format } => check::run(&file, format, &mut stdout),
+        Command::Explain(args) => corsgate::explain::run(
+            args.config.as_deref(),
+            &args.request(),
+            args.format,
+            &mut stdout,
+        ),
     };
     let _ = stdout.flush();
     match result {

@@ -1,0 +1,386 @@
+//! The browser's side of CORS, after the Fetch standard and Chromium: which requests
+//! are preflighted, what a preflight looks like, and how responses are checked.
+//! `explain` runs corsgate's answers through these checks to predict the verdict
+//! and the console message.
+
+use http::{HeaderMap, StatusCode};
+
+/// Who issued the request: changes the wording of Chromium's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Initiator {
+    /// `fetch()`.
+    Fetch,
+    /// `XMLHttpRequest`.
+    Xhr,
+}
+
+/// The request's credentials mode (Fetch §2.2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Credentials {
+    /// `credentials: "include"` (or `withCredentials = true`).
+    Include,
+    /// The default of `fetch()`: cookies only to the page's own origin.
+    SameOrigin,
+    /// No cookies at all.
+    Omit,
+}
+
+/// Why the browser refuses a response (Chromium's `CorsError` names).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "value")]
+pub enum CorsError {
+    /// `MissingAllowOriginHeader`.
+    MissingAllowOriginHeader,
+    /// `MultipleAllowOriginValues`.
+    MultipleAllowOriginValues(String),
+    /// `InvalidAllowOriginValue`.
+    InvalidAllowOriginValue(String),
+    /// `AllowOriginMismatch`.
+    AllowOriginMismatch(String),
+    /// `WildcardOriginNotAllowed`.
+    WildcardOriginNotAllowed,
+    /// `InvalidAllowCredentials`.
+    InvalidAllowCredentials(String),
+    /// `PreflightInvalidStatus`.
+    PreflightInvalidStatus,
+    /// `MethodDisallowedByPreflightResponse`.
+    MethodDisallowedByPreflightResponse(String),
+    /// `HeaderDisallowedByPreflightResponse`.
+    HeaderDisallowedByPreflightResponse(String),
+}
+
+impl CorsError {
+    /// Chromium's name for the error, as DevTools shows it.
+    pub fn chromium_name(&self, preflight: bool) -> &'static str {
+        use CorsError::*;
+        match (self, preflight) {
+            (MissingAllowOriginHeader, false) => "MissingAllowOriginHeader",
+            (MissingAllowOriginHeader, true) => "PreflightMissingAllowOriginHeader",
+            (MultipleAllowOriginValues(_), false) => "MultipleAllowOriginValues",
+            (MultipleAllowOriginValues(_), true) => "PreflightMultipleAllowOriginValues",
+            (InvalidAllowOriginValue(_), false) => "InvalidAllowOriginValue",
+            (InvalidAllowOriginValue(_), true) => "PreflightInvalidAllowOriginValue",
+            (AllowOriginMismatch(_), false) => "AllowOriginMismatch",
+            (AllowOriginMismatch(_), true) => "PreflightAllowOriginMismatch",
+            (WildcardOriginNotAllowed, false) => "WildcardOriginNotAllowed",
+            (WildcardOriginNotAllowed, true) => "PreflightWildcardOriginNotAllowed",
+            (InvalidAllowCredentials(_), false) => "InvalidAllowCredentials",
+            (InvalidAllowCredentials(_), true) => "PreflightInvalidAllowCredentials",
+            (PreflightInvalidStatus, _) => "PreflightInvalidStatus",
+            (MethodDisallowedByPreflightResponse(_), _) => "MethodDisallowedByPreflightResponse",
+            (HeaderDisallowedByPreflightResponse(_), _) => "HeaderDisallowedByPreflightResponse",
+        }
+    }
+
+    /// The message Chromium prints in the console for this error.
+    pub fn chromium_message(
+        &self,
+        preflight: bool,
+        initiator: Initiator,
+        url: &str,
+        origin: &str,
+    ) -> String {
+        use CorsError::*;
+        let api = match initiator {
+            Initiator::Fetch => "fetch",
+            Initiator::Xhr => "XMLHttpRequest",
+        };
+        let detail = match self {
+            MissingAllowOriginHeader => {
+                "No 'Access-Control-Allow-Origin' header is present on the requested resource."
+                    .to_owned()
+            }
+            MultipleAllowOriginValues(v) => format!(
+                "The 'Access-Control-Allow-Origin' header contains multiple values '{v}', but only one is allowed."
+            ),
+            InvalidAllowOriginValue(v) => {
+                format!(
+                    "The 'Access-Control-Allow-Origin' header contains the invalid value '{v}'."
+                )
+            }
+            AllowOriginMismatch(v) => format!(
+                "The 'Access-Control-Allow-Origin' header has a value '{v}' that is not equal to the supplied origin."
+            ),
+            WildcardOriginNotAllowed => {
+                let mut m = "The value of the 'Access-Control-Allow-Origin' header in the response must not be the wildcard '*' when the request's credentials mode is 'include'.".to_owned();
+                if initiator == Initiator::Xhr {
+                    m.push_str(" The credentials mode of requests initiated by the XMLHttpRequest is controlled by the withCredentials attribute.");
+                }
+                m
+            }
+            InvalidAllowCredentials(v) => {
+                let mut m = format!(
+                    "The value of the 'Access-Control-Allow-Credentials' header in the response is '{v}' which must be 'true' when the request's credentials mode is 'include'."
+                );
+                if initiator == Initiator::Xhr {
+                    m.push_str(" The credentials mode of requests initiated by the XMLHttpRequest is controlled by the withCredentials attribute.");
+                }
+                m
+            }
+            PreflightInvalidStatus => "It does not have HTTP ok status.".to_owned(),
+            MethodDisallowedByPreflightResponse(m) => {
+                format!(
+                    "Method {m} is not allowed by Access-Control-Allow-Methods in preflight response."
+                )
+            }
+            HeaderDisallowedByPreflightResponse(h) => format!(
+                "Request header field {h} is not allowed by Access-Control-Allow-Headers in preflight response."
+            ),
+        };
+        let access_check = !matches!(
+            self,
+            MethodDisallowedByPreflightResponse(_) | HeaderDisallowedByPreflightResponse(_)
+        );
+        let mut message = format!(
+            "Access to {api} at '{url}' from origin '{origin}' has been blocked by CORS policy: "
+        );
+        if preflight && access_check {
+            message.push_str("Response to preflight request doesn't pass access control check: ");
+        }
+        message.push_str(&detail);
+        if !preflight && *self == MissingAllowOriginHeader && initiator == Initiator::Fetch {
+            message.push_str(" If an opaque response serves your needs, set the request's mode to 'no-cors' to fetch the resource with CORS disabled.");
+        }
+        message
+    }
+}
+
+/// Normalizes a method as `fetch()` does (Fetch §2.2.1).
+pub fn normalize_method(method: &str) -> String {
+    for m in ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"] {
+        if m.eq_ignore_ascii_case(method) {
+            return m.to_owned();
+        }
+    }
+    method.to_owned()
+}
+
+/// Why a request is preflighted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "kebab-case")]
+pub enum PreflightReason {
+    /// The method is not GET, HEAD or POST.
+    Method(String),
+    /// A request header that is not CORS-safelisted (name, and why).
+    Header { name: String, why: String },
+}
+
+/// Whether `(name, value)` is a CORS-safelisted request header (Fetch §2.2.2);
+/// `Err` says why not.
+pub fn safelisted_request_header(name: &str, value: &str) -> Result<(), String> {
+    let lower = name.to_ascii_lowercase();
+    if value.len() > 128 {
+        return Err("its value is longer than 128 bytes".to_owned());
+    }
+    let unsafe_byte =
+        |b: u8| (b < 0x20 && b != b'\t') || b"\"():<>?@[\\]{}".contains(&b) || b == 0x7f;
+    match lower.as_str() {
+        "accept" => {
+            if value.bytes().any(unsafe_byte) {
+                return Err("its value has a byte Fetch does not safelist".to_owned());
+            }
+            Ok(())
+        }
+        "accept-language" | "content-language" => {
+            if value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b" *,-.;=".contains(&b))
+            {
+                Ok(())
+            } else {
+                Err("its value has characters beyond letters, digits and \" *,-.;=\"".to_owned())
+            }
+        }
+        "content-type" => {
+            if value.bytes().any(unsafe_byte) {
+                return Err("its value has a byte Fetch does not safelist".to_owned());
+            }
+            let essence = value
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            match essence.as_str() {
+                "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain" => {
+                    Ok(())
+                }
+                _ => Err(format!(
+                    "{essence:?} is not one of the safelisted types (application/x-www-form-urlencoded, multipart/form-data, text/plain)"
+                )),
+            }
+        }
+        "range" => {
+            let ok = value.strip_prefix("bytes=").is_some_and(|r| {
+                let (start, end) = r.split_once('-').unwrap_or(("", "x"));
+                !start.is_empty()
+                    && start.bytes().all(|b| b.is_ascii_digit())
+                    && end.bytes().all(|b| b.is_ascii_digit())
+            });
+            if ok {
+                Ok(())
+            } else {
+                Err("only a single bytes=N- or bytes=N-M range is safelisted".to_owned())
+            }
+        }
+        _ => Err("not a CORS-safelisted request header".to_owned()),
+    }
+}
+
+/// The CORS check (Fetch §4.10) of a response's headers.
+pub fn cors_check(
+    headers: &HeaderMap,
+    origin: &str,
+    credentials: Credentials,
+) -> Result<(), CorsError> {
+    let values: Vec<&str> = headers
+        .get_all(http::header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .iter()
+        .map(|v| v.to_str().unwrap_or(""))
+        .collect();
+    let value = match values.as_slice() {
+        [] => return Err(CorsError::MissingAllowOriginHeader),
+        [one] => *one,
+        many => return Err(CorsError::MultipleAllowOriginValues(many.join(", "))),
+    };
+    if value.contains(',') {
+        return Err(CorsError::MultipleAllowOriginValues(value.to_owned()));
+    }
+    if value == "*" {
+        return if credentials == Credentials::Include {
+            Err(CorsError::WildcardOriginNotAllowed)
+        } else {
+            Ok(())
+        };
+    }
+    if value != origin {
+        if value.parse::<http::Uri>().is_err() && value != "null" {
+            return Err(CorsError::InvalidAllowOriginValue(value.to_owned()));
+        }
+        return Err(CorsError::AllowOriginMismatch(value.to_owned()));
+    }
+    if credentials != Credentials::Include {
+        return Ok(());
+    }
+    let acac = headers
+        .get(http::header::ACCESS_CONTROL_ALLOW_CREDENTIALS)
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    if acac == "true" {
+        Ok(())
+    } else {
+        Err(CorsError::InvalidAllowCredentials(acac))
+    }
+}
+
+/// The checks of a CORS-preflight fetch (Fetch §4.8), in Chromium's order: the
+/// CORS check, then the status, then methods, then headers.
+pub fn preflight_check(
+    status: StatusCode,
+    headers: &HeaderMap,
+    origin: &str,
+    credentials: Credentials,
+    method: &str,
+    unsafe_headers: &[String],
+) -> Result<(), CorsError> {
+    cors_check(headers, origin, credentials)?;
+    if !status.is_success() {
+        return Err(CorsError::PreflightInvalidStatus);
+    }
+    let list = |name: http::header::HeaderName| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .flat_map(|v| {
+                v.to_str()
+                    .unwrap_or("")
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let methods = list(http::header::ACCESS_CONTROL_ALLOW_METHODS);
+    let wildcard_ok = credentials != Credentials::Include;
+    let method_ok = matches!(method, "GET" | "HEAD" | "POST")
+        || methods.iter().any(|m| m == method)
+        || (wildcard_ok && methods.iter().any(|m| m == "*"));
+    if !method_ok {
+        return Err(CorsError::MethodDisallowedByPreflightResponse(
+            method.to_owned(),
+        ));
+    }
+    let allowed = list(http::header::ACCESS_CONTROL_ALLOW_HEADERS);
+    for name in unsafe_headers {
+        let listed = allowed.iter().any(|h| h.eq_ignore_ascii_case(name));
+        let by_wildcard = wildcard_ok
+            && allowed.iter().any(|h| h == "*")
+            && !name.eq_ignore_ascii_case("authorization");
+        if !listed && !by_wildcard {
+            return Err(CorsError::HeaderDisallowedByPreflightResponse(name.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Response headers JavaScript can read after a successful CORS check.
+pub fn readable_headers(headers: &HeaderMap, credentials: Credentials) -> Vec<String> {
+    let exposed: Vec<String> = headers
+        .get_all(http::header::ACCESS_CONTROL_EXPOSE_HEADERS)
+        .iter()
+        .flat_map(|v| {
+            v.to_str()
+                .unwrap_or("")
+                .split(',')
+                .map(|s| s.trim().to_ascii_lowercase())
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    let any = credentials != Credentials::Include && exposed.iter().any(|h| h == "*");
+    let mut readable: Vec<String> = headers
+        .keys()
+        .map(|k| k.as_str().to_owned())
+        .filter(|name| {
+            corsgate_policy::fetch::is_safelisted_response_header(name)
+                || (!corsgate_policy::fetch::is_forbidden_response_header(name)
+                    && (any || exposed.iter().any(|e| e == name)))
+        })
+        .collect();
+    readable.sort();
+    readable.dedup();
+    readable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_type_values() {
+        assert!(safelisted_request_header("Content-Type", "text/plain;charset=UTF-8").is_ok());
+        assert!(safelisted_request_header("content-type", "application/json").is_err());
+        assert!(safelisted_request_header("accept", "application/json").is_ok());
+        assert!(safelisted_request_header("x-api-key", "k").is_err());
+        assert!(safelisted_request_header("range", "bytes=0-99").is_ok());
+        assert!(safelisted_request_header("range", "bytes=0-1,5-6").is_err());
+        assert!(safelisted_request_header("accept", &"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn wildcard_with_credentials_fails_the_cors_check() {
+        let mut headers = HeaderMap::new();
+        headers.insert("access-control-allow-origin", "*".parse().unwrap());
+        assert_eq!(
+            cors_check(&headers, "https://a.example", Credentials::Include),
+            Err(CorsError::WildcardOriginNotAllowed)
+        );
+        assert_eq!(
+            cors_check(&headers, "https://a.example", Credentials::SameOrigin),
+            Ok(())
+        );
+    }
+}

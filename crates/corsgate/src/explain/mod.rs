@@ -1,0 +1,563 @@
+//! `corsgate explain`: what a browser would do with a request against a
+//! configuration, offline — the preflight it sends and why, corsgate's answers
+//! header by header, the verdict with the console message Chromium prints, what
+//! JavaScript can read, and the fix.
+
+pub mod browser;
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use corsgate_policy::{Decision, Policy, RejectionReason, RequestClass, RouteCors};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde::Serialize;
+
+pub use browser::{CorsError, Credentials, Initiator, PreflightReason};
+
+use crate::config::{self, Gateway, model::FileConfig};
+use crate::{Format, Outcome};
+
+/// What the page does.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    /// The URL the page fetches.
+    pub url: String,
+    /// The page's origin.
+    pub origin: String,
+    /// The method as the page wrote it.
+    pub method: String,
+    /// Headers the page sets: (name, value).
+    pub headers: Vec<(String, String)>,
+    pub credentials: Credentials,
+    pub initiator: Initiator,
+}
+
+/// The verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The page reads the response.
+    Allowed,
+    /// The browser keeps the response from the page.
+    Blocked,
+    /// CORS is off for the route: the upstream's own headers decide.
+    DecidedByUpstream,
+    /// Same-origin request: CORS does not apply.
+    SameOrigin,
+    /// `fetch()` refuses the request before sending anything.
+    RefusedByBrowser,
+}
+
+/// One HTTP exchange as explain shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exchange {
+    pub request: Vec<(String, String)>,
+    /// `None` when the upstream answers (CORS off, or an actual request forwarded).
+    pub status: Option<u16>,
+    pub answered_by: &'static str,
+    /// Headers corsgate puts on the response.
+    pub response: Vec<(String, String)>,
+    /// corsgate's own reason, when it refused.
+    pub rejection: Option<String>,
+    /// The browser's objection, when it has one.
+    pub browser_error: Option<String>,
+}
+
+/// A change to the configuration that makes the request work.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fix {
+    /// Where: `server.cors.allow_origins`.
+    pub key: String,
+    /// The line to write there.
+    pub line: String,
+    pub why: String,
+}
+
+/// Everything explain found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explanation {
+    pub method: String,
+    pub url: String,
+    pub origin: String,
+    pub credentials: Credentials,
+    pub route: Option<String>,
+    pub preflight_reasons: Vec<PreflightReason>,
+    pub preflight: Option<Exchange>,
+    pub actual: Option<Exchange>,
+    pub verdict: Verdict,
+    /// What Chromium prints in the console when blocked.
+    pub console_message: Option<String>,
+    /// Chromium's error name (DevTools "CORS error" column).
+    pub cors_error: Option<String>,
+    /// Response headers JavaScript can read when allowed.
+    pub readable_headers: Vec<String>,
+    pub fixes: Vec<Fix>,
+    pub notes: Vec<String>,
+}
+
+struct Target {
+    url_origin: String,
+    host: Option<String>,
+    path: String,
+}
+
+fn parse_url(url: &str) -> anyhow::Result<Target> {
+    let uri: http::Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL"))?;
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        bail!("{url:?} is not an absolute URL (write it as http://host/path)");
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let host = authority.host().to_ascii_lowercase();
+    let default = match scheme.as_str() {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    };
+    let port = authority.port_u16().filter(|p| Some(*p) != default);
+    let url_origin = match port {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    };
+    Ok(Target {
+        url_origin,
+        host: Some(host),
+        path: uri.path().to_owned(),
+    })
+}
+
+fn pairs(map: &HeaderMap) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Simulates `request` against a compiled configuration.
+pub fn explain(
+    gateway: &Gateway,
+    raw: &FileConfig,
+    request: &PageRequest,
+) -> anyhow::Result<Explanation> {
+    let target = parse_url(&request.url)?;
+    let method = browser::normalize_method(&request.method);
+    let mut out = Explanation {
+        method: method.clone(),
+        url: request.url.clone(),
+        origin: request.origin.clone(),
+        credentials: request.credentials,
+        route: None,
+        preflight_reasons: Vec::new(),
+        preflight: None,
+        actual: None,
+        verdict: Verdict::Allowed,
+        console_message: None,
+        cors_error: None,
+        readable_headers: Vec::new(),
+        fixes: Vec::new(),
+        notes: Vec::new(),
+    };
+    if corsgate_policy::fetch::is_forbidden_method(&method)
+        || Method::from_bytes(method.as_bytes()).is_err()
+    {
+        out.verdict = Verdict::RefusedByBrowser;
+        out.console_message = Some(format!(
+            "Failed to execute 'fetch' on 'Window': '{method}' HTTP method is unsupported."
+        ));
+        out.notes.push(
+            "fetch() refuses forbidden methods (CONNECT, TRACE, TRACK) before sending anything"
+                .into(),
+        );
+        return Ok(out);
+    }
+    if target.url_origin == request.origin {
+        out.verdict = Verdict::SameOrigin;
+        out.notes.push(format!(
+            "the page's origin {} is the URL's origin: same-origin requests are not subject to CORS",
+            request.origin
+        ));
+        return Ok(out);
+    }
+
+    // The page's headers, as the browser would send them.
+    let mut unsafe_names: Vec<String> = Vec::new();
+    let mut actual_headers = HeaderMap::new();
+    for (name, value) in &request.headers {
+        if corsgate_policy::fetch::is_forbidden_request_header(name) {
+            out.notes.push(format!(
+                "the browser silently drops {name}: scripts cannot set forbidden request headers"
+            ));
+            continue;
+        }
+        let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
+            bail!("{name:?} is not a header name");
+        };
+        let Ok(header_value) = HeaderValue::from_str(value) else {
+            bail!("the value of {name} is not a valid header value");
+        };
+        if let Err(why) = browser::safelisted_request_header(name, value) {
+            let lower = name.to_ascii_lowercase();
+            if !unsafe_names.contains(&lower) {
+                unsafe_names.push(lower.clone());
+                out.preflight_reasons
+                    .push(PreflightReason::Header { name: lower, why });
+            }
+        }
+        actual_headers.append(header_name, header_value);
+    }
+    unsafe_names.sort();
+    if !matches!(method.as_str(), "GET" | "HEAD" | "POST") {
+        out.preflight_reasons
+            .insert(0, PreflightReason::Method(method.clone()));
+    }
+    let origin_value =
+        HeaderValue::from_str(&request.origin).context("the origin is not a valid header value")?;
+    actual_headers.insert(http::header::ORIGIN, origin_value.clone());
+
+    let route = gateway.route(target.host.as_deref(), &target.path);
+    let route_label = route.map(|r| format!("route[{}] (path {:?})", r.index, r.path));
+    out.route = route_label
+        .clone()
+        .or_else(|| Some("no route: corsgate answers 404 with [server.cors]".into()));
+    let policy: Option<&Policy> = match route {
+        Some(r) => r.policy.as_deref(),
+        None => Some(&gateway.default_policy),
+    };
+    let Some(policy) = policy else {
+        out.verdict = Verdict::DecidedByUpstream;
+        out.notes.push(format!(
+            "CORS is off for {}: corsgate forwards everything, preflights included, and the upstream's own CORS headers decide",
+            route_label.unwrap_or_default()
+        ));
+        return Ok(out);
+    };
+    if policy.is_closed() {
+        out.notes
+            .push("this route has no CORS policy (no allow_origins): CORS is closed".into());
+    }
+    let method_value = Method::from_bytes(method.as_bytes()).context("bad method")?;
+
+    // 1. The preflight.
+    if !out.preflight_reasons.is_empty() {
+        let mut pf = HeaderMap::new();
+        pf.insert(http::header::ORIGIN, origin_value.clone());
+        pf.insert(
+            http::header::ACCESS_CONTROL_REQUEST_METHOD,
+            HeaderValue::from_str(&method)?,
+        );
+        if !unsafe_names.is_empty() {
+            pf.insert(
+                http::header::ACCESS_CONTROL_REQUEST_HEADERS,
+                HeaderValue::from_str(&unsafe_names.join(","))?,
+            );
+        }
+        let decision = policy.decide(&Method::OPTIONS, &pf);
+        let status = decision.response_status().unwrap_or(StatusCode::NO_CONTENT);
+        let response = decision.headers();
+        let check = browser::preflight_check(
+            status,
+            &response,
+            &request.origin,
+            request.credentials,
+            &method,
+            &unsafe_names,
+        );
+        out.preflight = Some(Exchange {
+            request: pairs(&pf),
+            status: Some(status.as_u16()),
+            answered_by: "corsgate (never forwarded)",
+            response: pairs(&response),
+            rejection: decision.rejection().map(|r| r.to_string()),
+            browser_error: check
+                .as_ref()
+                .err()
+                .map(|e| e.chromium_name(true).to_owned()),
+        });
+        if let Err(err) = check {
+            block(&mut out, &err, true, request);
+            fixes(
+                &mut out,
+                raw,
+                route.map(|r| r.index),
+                policy,
+                &decision,
+                Some(&err),
+                request,
+            );
+            return Ok(out);
+        }
+    }
+
+    // 2. The actual request.
+    let decision = policy.decide(&method_value, &actual_headers);
+    let response = decision.headers();
+    let status = decision.response_status();
+    let check = browser::cors_check(&response, &request.origin, request.credentials);
+    out.actual = Some(Exchange {
+        request: pairs(&actual_headers),
+        status: status
+            .map(|s| s.as_u16())
+            .or(route.is_none().then_some(404)),
+        answered_by: if status.is_some() {
+            "corsgate (refused before the upstream)"
+        } else if route.is_none() {
+            "corsgate (no route)"
+        } else {
+            "the upstream; corsgate replaces its Access-Control-* headers with these"
+        },
+        response: pairs(&response),
+        rejection: decision.rejection().map(|r| r.to_string()),
+        browser_error: check
+            .as_ref()
+            .err()
+            .map(|e| e.chromium_name(false).to_owned()),
+    });
+    match check {
+        Ok(()) => {
+            out.readable_headers = browser::readable_headers(&response, request.credentials);
+            if decision.class() == RequestClass::Actual && decision.is_allowed() {
+                out.notes.push(
+                    "JavaScript can also read the safelisted response headers (cache-control, content-language, content-length, content-type, expires, last-modified, pragma) and any listed in access-control-expose-headers".into(),
+                );
+            }
+        }
+        Err(err) => {
+            block(&mut out, &err, false, request);
+            fixes(
+                &mut out,
+                raw,
+                route.map(|r| r.index),
+                policy,
+                &decision,
+                Some(&err),
+                request,
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn block(out: &mut Explanation, err: &CorsError, preflight: bool, request: &PageRequest) {
+    out.verdict = Verdict::Blocked;
+    out.cors_error = Some(err.chromium_name(preflight).to_owned());
+    out.console_message =
+        Some(err.chromium_message(preflight, request.initiator, &request.url, &request.origin));
+}
+
+/// Where a key of the route's policy is set: the route's own table if it sets
+/// it, `[server.cors]` otherwise.
+fn key_path(raw: &FileConfig, route: Option<usize>, key: &str) -> String {
+    if let Some(index) = route {
+        if let Some(RouteCors::Overrides(own)) = raw.route.get(index).and_then(|r| r.cors.as_ref())
+        {
+            if own.keys_set().contains(&key) {
+                return format!("route[{index}].cors.{key}");
+            }
+        }
+    }
+    format!("server.cors.{key}")
+}
+
+fn with_item(current: Option<&corsgate_policy::List>, item: &str) -> String {
+    let mut items: Vec<String> = current.map(|l| l.items().to_vec()).unwrap_or_default();
+    items.retain(|i| i != "*");
+    items.push(item.to_owned());
+    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn fixes(
+    out: &mut Explanation,
+    raw: &FileConfig,
+    route: Option<usize>,
+    policy: &Policy,
+    decision: &Decision,
+    browser_error: Option<&CorsError>,
+    request: &PageRequest,
+) {
+    let effective = policy.effective_config();
+    let mut push = |key: &str, value: String, why: String| {
+        out.fixes.push(Fix {
+            key: key_path(raw, route, key),
+            line: format!("{key} = {value}"),
+            why,
+        });
+    };
+    let reason = decision.rejection().map(|r| r.reason());
+    match reason {
+        Some(RejectionReason::OriginNotAllowed) => push(
+            "allow_origins",
+            with_item(effective.allow_origins.as_ref(), &request.origin),
+            format!("{} is not in allow_origins", request.origin),
+        ),
+        Some(RejectionReason::NullOrigin) => out.notes.push(
+            "the page's origin is null (sandboxed iframe, file: page, or a redirect across origins); allowing it takes \"null\" in allow_origins and dangerously_allow_null_origin = true, which lets any site in".into(),
+        ),
+        Some(RejectionReason::MalformedOrigin) => out.notes.push(format!(
+            "{:?} is not a serialized origin as browsers send it (lowercase scheme://host[:port], no default port, no path)",
+            request.origin
+        )),
+        Some(RejectionReason::MethodNotAllowed) => push(
+            "allow_methods",
+            with_item(effective.allow_methods.as_ref(), &out.method),
+            format!("{} is not in allow_methods", out.method),
+        ),
+        Some(RejectionReason::HeaderNotAllowed) => {
+            let name = decision.rejection().and_then(|r| r.culprit()).unwrap_or("").to_ascii_lowercase();
+            push("allow_headers", with_item(effective.allow_headers.as_ref(), &name), format!("{name} is not in allow_headers"));
+        }
+        Some(RejectionReason::PrivateNetworkNotAllowed) => {
+            push("allow_private_network", "true".into(), "the preflight asks for private network access".into());
+        }
+        _ => {}
+    }
+    if reason.is_none() {
+        if let Some(CorsError::InvalidAllowCredentials(_)) = browser_error {
+            push(
+                "allow_credentials",
+                "true".into(),
+                "the page sends credentials (credentials: \"include\") but the policy does not allow them".into(),
+            );
+        }
+    }
+    if !policy.is_debug()
+        && out
+            .preflight
+            .as_ref()
+            .is_some_and(|p| p.rejection.is_some())
+    {
+        out.notes.push(
+            "without debug mode, a refused preflight is a 403 without CORS headers, so Chromium only says that no Access-Control-Allow-Origin header is present; set debug = true to make it name the method or header".into(),
+        );
+    }
+}
+
+/// `corsgate explain`: loads the configuration and prints the explanation.
+pub fn run(
+    config_file: Option<&Path>,
+    request: &PageRequest,
+    format: Format,
+    out: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let text = match config_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?,
+        None => config::DEFAULT_CONFIG.to_owned(),
+    };
+    let checked = config::check(&text);
+    let Some(gateway) = checked.gateway else {
+        let name = config_file.map_or("(default config)".to_owned(), |p| p.display().to_string());
+        let mut message = format!("{name} is invalid; run corsgate check");
+        for problem in checked.problems.iter().filter(|p| p.diagnostic.is_error()) {
+            let _ = write!(message, "\n  {}", crate::check::human_line(&name, problem));
+        }
+        bail!(message);
+    };
+    let raw = config::load::parse(&text).config.unwrap_or_default();
+    let explanation = explain(&gateway, &raw, request)?;
+    match format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &explanation)?;
+            writeln!(out)?;
+        }
+        Format::Human => out.write_all(render(&explanation).as_bytes())?,
+    }
+    Ok(match explanation.verdict {
+        Verdict::Blocked | Verdict::RefusedByBrowser => Outcome::Findings,
+        _ => Outcome::Clean,
+    })
+}
+
+/// The human report.
+pub fn render(e: &Explanation) -> String {
+    let mut s = String::new();
+    let credentials = match e.credentials {
+        Credentials::Include => "include",
+        Credentials::SameOrigin => "same-origin",
+        Credentials::Omit => "omit",
+    };
+    let _ = writeln!(
+        s,
+        "{} {}\n  from origin {} (credentials: {credentials})",
+        e.method, e.url, e.origin
+    );
+    if let Some(route) = &e.route {
+        let _ = writeln!(s, "  route: {route}");
+    }
+    for note in &e.notes {
+        let _ = writeln!(s, "  note: {note}");
+    }
+    if !e.preflight_reasons.is_empty() {
+        let _ = writeln!(s, "\nThe browser sends a preflight first, because:");
+        for reason in &e.preflight_reasons {
+            match reason {
+                PreflightReason::Method(m) => {
+                    let _ = writeln!(
+                        s,
+                        "  - {m} is not a CORS-safelisted method (GET, HEAD, POST)"
+                    );
+                }
+                PreflightReason::Header { name, why } => {
+                    let _ = writeln!(s, "  - request header {name}: {why}");
+                }
+            }
+        }
+    } else if e.actual.is_some() {
+        let _ = writeln!(
+            s,
+            "\nNo preflight: a simple request (safelisted method and headers)."
+        );
+    }
+    for (title, exchange) in [("Preflight", &e.preflight), ("Actual request", &e.actual)] {
+        let Some(x) = exchange else { continue };
+        let _ = writeln!(s, "\n{title}:");
+        for (n, v) in &x.request {
+            let _ = writeln!(s, "  > {n}: {v}");
+        }
+        let _ = writeln!(s, "  answered by {}", x.answered_by);
+        if let Some(status) = x.status {
+            let _ = writeln!(s, "  < {status}");
+        }
+        for (n, v) in &x.response {
+            let _ = writeln!(s, "  < {n}: {v}");
+        }
+        if let Some(r) = &x.rejection {
+            let _ = writeln!(s, "  corsgate refuses it: {r}");
+        }
+        if let Some(err) = &x.browser_error {
+            let _ = writeln!(s, "  the browser refuses it: {err}");
+        }
+    }
+    let verdict = match e.verdict {
+        Verdict::Allowed => "ALLOWED: the page reads the response",
+        Verdict::Blocked => "BLOCKED: the browser keeps the response from the page",
+        Verdict::DecidedByUpstream => "DEPENDS ON THE UPSTREAM: CORS is off for this route",
+        Verdict::SameOrigin => "ALLOWED: same-origin, CORS does not apply",
+        Verdict::RefusedByBrowser => "REFUSED: the browser never sends this request",
+    };
+    let _ = writeln!(s, "\nVerdict: {verdict}");
+    if let Some(message) = &e.console_message {
+        let _ = writeln!(s, "Chromium prints:\n  {message}");
+    }
+    if e.verdict == Verdict::Allowed && !e.readable_headers.is_empty() {
+        let _ = writeln!(
+            s,
+            "JavaScript can read: status, body, and headers {}",
+            e.readable_headers.join(", ")
+        );
+    }
+    if !e.fixes.is_empty() {
+        let _ = writeln!(s, "\nFix:");
+        for fix in &e.fixes {
+            let _ = writeln!(s, "  {} — in {}:\n    {}", fix.why, fix.key, fix.line);
+        }
+    }
+    s
+}

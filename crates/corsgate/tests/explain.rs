@@ -1,0 +1,284 @@
+//! `corsgate explain`: the simulated browser against compiled configurations.
+
+use corsgate::config;
+use corsgate::explain::{Credentials, Initiator, PageRequest, Verdict, explain};
+
+const CONFIG: &str = r#"
+[server.cors]
+allow_origins = ["https://app.example.com", "http://localhost:*"]
+allow_methods = ["PUT"]
+allow_headers = ["content-type", "x-api-key"]
+expose_headers = ["x-request-id"]
+allow_credentials = true
+
+[[route]]
+path = "/api"
+upstream = "http://127.0.0.1:9000"
+
+[[route]]
+path = "/public"
+upstream = "http://127.0.0.1:9000"
+cors = { allow_origins = "*", allow_credentials = false }
+
+[[route]]
+path = "/debug"
+upstream = "http://127.0.0.1:9000"
+cors = { debug = true }
+
+[[route]]
+path = "/legacy"
+upstream = "http://127.0.0.1:9000"
+cors = "off"
+"#;
+
+fn run(
+    url: &str,
+    origin: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    credentials: Credentials,
+) -> corsgate::explain::Explanation {
+    let checked = config::check(CONFIG);
+    let gateway = checked.gateway.expect("valid config");
+    let raw = config::load::parse(CONFIG).config.unwrap();
+    let request = PageRequest {
+        url: url.to_owned(),
+        origin: origin.to_owned(),
+        method: method.to_owned(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect(),
+        credentials,
+        initiator: Initiator::Fetch,
+    };
+    explain(&gateway, &raw, &request).unwrap()
+}
+
+const APP: &str = "https://app.example.com";
+
+#[test]
+fn allowed_preflighted_put_lists_readable_headers() {
+    let e = run(
+        "https://api.example.com/api/items/1",
+        APP,
+        "put",
+        &[("X-Api-Key", "k")],
+        Credentials::Include,
+    );
+    assert_eq!(e.method, "PUT", "fetch uppercases put");
+    assert_eq!(e.verdict, Verdict::Allowed);
+    let preflight = e.preflight.unwrap();
+    assert!(
+        preflight
+            .request
+            .contains(&("access-control-request-headers".into(), "x-api-key".into()))
+    );
+    assert_eq!(preflight.status, Some(204));
+    assert!(
+        e.readable_headers.is_empty(),
+        "no response headers in the simulation besides CORS ones: {:?}",
+        e.readable_headers
+    );
+    assert!(e.console_message.is_none());
+}
+
+#[test]
+fn json_content_type_is_preflighted() {
+    let e = run(
+        "https://api.example.com/api/x",
+        APP,
+        "POST",
+        &[("Content-Type", "application/json")],
+        Credentials::Omit,
+    );
+    assert_eq!(e.preflight_reasons.len(), 1);
+    assert_eq!(e.verdict, Verdict::Allowed);
+    let plain = run(
+        "https://api.example.com/api/x",
+        APP,
+        "POST",
+        &[("Content-Type", "text/plain")],
+        Credentials::Omit,
+    );
+    assert!(plain.preflight_reasons.is_empty());
+    assert!(plain.preflight.is_none());
+}
+
+#[test]
+fn refused_origin_predicts_chromium_and_suggests_the_line() {
+    let e = run(
+        "https://api.example.com/api/x",
+        "https://evil.example",
+        "GET",
+        &[],
+        Credentials::Omit,
+    );
+    assert_eq!(e.verdict, Verdict::Blocked);
+    assert_eq!(
+        e.console_message.as_deref(),
+        Some(
+            "Access to fetch at 'https://api.example.com/api/x' from origin 'https://evil.example' has been blocked by CORS policy: No 'Access-Control-Allow-Origin' header is present on the requested resource. If an opaque response serves your needs, set the request's mode to 'no-cors' to fetch the resource with CORS disabled."
+        )
+    );
+    assert_eq!(e.fixes[0].key, "server.cors.allow_origins");
+    assert!(e.fixes[0].line.contains("\"https://evil.example\""));
+}
+
+#[test]
+fn refused_method_is_vague_without_debug_and_precise_with_it() {
+    let plain = run(
+        "https://api.example.com/api/x",
+        APP,
+        "DELETE",
+        &[],
+        Credentials::Omit,
+    );
+    assert_eq!(
+        plain.cors_error.as_deref(),
+        Some("PreflightMissingAllowOriginHeader")
+    );
+    assert_eq!(plain.fixes[0].line, r#"allow_methods = ["PUT", "DELETE"]"#);
+    let debug = run(
+        "https://api.example.com/debug/x",
+        APP,
+        "DELETE",
+        &[],
+        Credentials::Omit,
+    );
+    assert_eq!(
+        debug.cors_error.as_deref(),
+        Some("MethodDisallowedByPreflightResponse")
+    );
+    assert!(debug.console_message.unwrap().ends_with(
+        "Method DELETE is not allowed by Access-Control-Allow-Methods in preflight response."
+    ));
+}
+
+#[test]
+fn refused_header_in_debug_mode_names_the_header() {
+    let e = run(
+        "https://api.example.com/debug/x",
+        APP,
+        "GET",
+        &[("X-Secret", "1")],
+        Credentials::Omit,
+    );
+    assert_eq!(
+        e.cors_error.as_deref(),
+        Some("HeaderDisallowedByPreflightResponse")
+    );
+    assert!(
+        e.console_message
+            .unwrap()
+            .contains("Request header field x-secret is not allowed")
+    );
+    assert!(e.fixes[0].line.contains("\"x-secret\""));
+}
+
+#[test]
+fn credentials_on_a_public_route_fail_the_wildcard_check() {
+    let e = run(
+        "https://api.example.com/public/jwks.json",
+        APP,
+        "GET",
+        &[],
+        Credentials::Include,
+    );
+    assert_eq!(e.cors_error.as_deref(), Some("WildcardOriginNotAllowed"));
+    let omit = run(
+        "https://api.example.com/public/jwks.json",
+        APP,
+        "GET",
+        &[],
+        Credentials::Omit,
+    );
+    assert_eq!(omit.verdict, Verdict::Allowed);
+}
+
+#[test]
+fn cors_off_same_origin_and_forbidden_methods() {
+    assert_eq!(
+        run(
+            "https://api.example.com/legacy/x",
+            APP,
+            "PUT",
+            &[],
+            Credentials::Omit
+        )
+        .verdict,
+        Verdict::DecidedByUpstream
+    );
+    assert_eq!(
+        run(
+            "https://app.example.com/api/x",
+            APP,
+            "PUT",
+            &[],
+            Credentials::Omit
+        )
+        .verdict,
+        Verdict::SameOrigin
+    );
+    assert_eq!(
+        run(
+            "https://api.example.com/api/x",
+            APP,
+            "TRACE",
+            &[],
+            Credentials::Omit
+        )
+        .verdict,
+        Verdict::RefusedByBrowser
+    );
+}
+
+#[test]
+fn forbidden_headers_are_dropped_like_the_browser_does() {
+    let e = run(
+        "https://api.example.com/api/x",
+        APP,
+        "GET",
+        &[("Cookie", "a=b")],
+        Credentials::Omit,
+    );
+    assert!(e.preflight.is_none());
+    assert!(e.notes.iter().any(|n| n.contains("drops Cookie")));
+}
+
+#[test]
+fn binary_exit_codes() {
+    let dir = std::env::temp_dir().join(format!("corsgate-explain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("c.toml");
+    std::fs::write(&file, CONFIG).unwrap();
+    let status = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_corsgate"))
+            .arg("explain")
+            .arg("--config")
+            .arg(&file)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let allowed = status(&["--url", "https://api.example.com/api/x", "--origin", APP]);
+    assert_eq!(
+        allowed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&allowed.stdout)
+    );
+    let blocked = status(&[
+        "--url",
+        "https://api.example.com/api/x",
+        "--origin",
+        "https://evil.example",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(blocked.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&blocked.stdout).unwrap();
+    assert_eq!(json["verdict"], "blocked");
+    let usage = status(&["--url", "not a url", "--origin", APP]);
+    assert_eq!(usage.status.code(), Some(2));
+}
