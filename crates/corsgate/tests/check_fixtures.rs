@@ -95,15 +95,24 @@ fn documentation_examples_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut checked = 0;
     for doc in ["docs/examples.md", "docs/configuration.md", "README.md"] {
-        let Ok(text) = std::fs::read_to_string(root.join(doc)) else { continue };
+        let Ok(text) = std::fs::read_to_string(root.join(doc)) else {
+            continue;
+        };
         for block in text.split("```toml").skip(1) {
             let block = block.split("```").next().unwrap();
             if !block.contains("[[route]]") {
                 continue; // fragments of a file, not whole files
             }
             let result = corsgate::config::check(block);
-            let errors: Vec<_> = result.problems.iter().filter(|p| p.diagnostic.is_error()).collect();
-            assert!(errors.is_empty(), "{doc}: example refused: {errors:#?}\n{block}");
+            let errors: Vec<_> = result
+                .problems
+                .iter()
+                .filter(|p| p.diagnostic.is_error())
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{doc}: example refused: {errors:#?}\n{block}"
+            );
             checked += 1;
         }
     }
