@@ -94,33 +94,32 @@ impl<'a> Layer<'a> {
 impl Default for Policy {
     /// The closed policy: no origin allowed, no CORS header ever sent.
     fn default() -> Self {
-        match Policy::compile(&CorsConfig::default()) {
-            Ok(policy) => policy,
-            Err(_) => unreachable_closed_policy(),
-        }
+        Policy::closed()
     }
 }
 
-#[cold]
-fn unreachable_closed_policy() -> Policy {
-    // An empty configuration has nothing to refuse; build it without validation.
-    Policy {
-        origins: OriginSet::default(),
-        credentials: false,
-        methods: NameSet::default(),
-        headers: NameSet::default(),
-        expose: None,
-        max_age: None,
-        private_network: false,
-        on_disallowed: OnDisallowed::Omit,
-        preflight_status: StatusCode::NO_CONTENT,
-        debug: false,
-        debug_methods: None,
-        debug_headers: None,
-        vary_actual: None,
-        vary_preflight: HeaderValue::from_static(VARY_PREFLIGHT_NO_ORIGIN),
-        warnings: Vec::new(),
-        effective: CorsConfig::default(),
+impl Policy {
+    /// The closed policy, what an empty configuration compiles to: no origin
+    /// allowed, no CORS header ever sent, preflights refused.
+    pub fn closed() -> Policy {
+        Policy {
+            origins: OriginSet::default(),
+            credentials: false,
+            methods: NameSet::default(),
+            headers: NameSet::default(),
+            expose: None,
+            max_age: None,
+            private_network: false,
+            on_disallowed: OnDisallowed::Omit,
+            preflight_status: StatusCode::NO_CONTENT,
+            debug: false,
+            debug_methods: None,
+            debug_headers: None,
+            vary_actual: None,
+            vary_preflight: HeaderValue::from_static(VARY_PREFLIGHT),
+            warnings: Vec::new(),
+            effective: CorsConfig::default(),
+        }
     }
 }
 

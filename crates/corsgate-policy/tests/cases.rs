@@ -39,3 +39,40 @@ fn every_case_decides_as_the_table_says() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn closed_policy_equals_an_empty_configuration() {
+    let empty = corsgate_policy::Policy::compile(&corsgate_policy::CorsConfig::default()).unwrap();
+    let closed = corsgate_policy::Policy::closed();
+    for case in CASES.iter().filter(|c| c.policy == corsgate_cases::CLOSED) {
+        let a = empty
+            .decide(&case.method(), &case.request_headers())
+            .headers();
+        let b = closed
+            .decide(&case.method(), &case.request_headers())
+            .headers();
+        assert_eq!(a, b, "{}", case.name);
+    }
+}
+
+#[test]
+fn hostile_request_header_lists_are_decided_without_harm() {
+    let spa = corsgate_cases::case("preflight-allowed").compile();
+    let public =
+        corsgate_policy::Policy::compile(&toml::from_str(corsgate_cases::PUBLIC).unwrap()).unwrap();
+    let mib = 1 << 20;
+    let commas = ",".repeat(mib);
+    let tokens = "x-a,".repeat(mib / 4);
+    for (policy, list, allowed) in [
+        (&spa, &commas, true),
+        (&public, &tokens, true),
+        (&spa, &tokens, false),
+    ] {
+        let mut headers = HeaderMap::new();
+        headers.insert("origin", "https://app.example.com".parse().unwrap());
+        headers.insert("access-control-request-method", "PUT".parse().unwrap());
+        headers.insert("access-control-request-headers", list.parse().unwrap());
+        let decision = policy.decide(&http::Method::OPTIONS, &headers);
+        assert_eq!(decision.is_allowed(), allowed);
+    }
+}
