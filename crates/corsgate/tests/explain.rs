@@ -177,6 +177,25 @@ fn refused_header_in_debug_mode_names_the_header() {
 }
 
 #[test]
+fn every_missing_entry_is_named_not_only_the_first() {
+    let e = run(
+        "https://api.example.com/api/x",
+        APP,
+        "PATCH",
+        &[("X-One", "1"), ("X-Two", "2")],
+        Credentials::Omit,
+    );
+    let lines: Vec<&str> = e.fixes.iter().map(|f| f.line.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            r#"allow_methods = ["PUT", "PATCH"]"#,
+            r#"allow_headers = ["content-type", "x-api-key", "x-one", "x-two"]"#
+        ]
+    );
+}
+
+#[test]
 fn credentials_on_a_public_route_fail_the_wildcard_check() {
     let e = run(
         "https://api.example.com/public/jwks.json",

@@ -326,9 +326,11 @@ pub fn preflight_check(
     Ok(())
 }
 
-/// Response headers JavaScript can read after a successful CORS check.
-pub fn readable_headers(headers: &HeaderMap, credentials: Credentials) -> Vec<String> {
-    let exposed: Vec<String> = headers
+/// Response headers JavaScript can read after a successful CORS check, beyond
+/// the CORS-safelisted ones: the exposed names, or `*` for every header but
+/// `Set-Cookie` (only without credentials).
+pub fn exposed_headers(headers: &HeaderMap, credentials: Credentials) -> Vec<String> {
+    let mut exposed: Vec<String> = headers
         .get_all(http::header::ACCESS_CONTROL_EXPOSE_HEADERS)
         .iter()
         .flat_map(|v| {
@@ -338,21 +340,12 @@ pub fn readable_headers(headers: &HeaderMap, credentials: Credentials) -> Vec<St
                 .map(|s| s.trim().to_ascii_lowercase())
                 .collect::<Vec<_>>()
         })
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && !corsgate_policy::fetch::is_forbidden_response_header(s))
+        .filter(|s| s != "*" || credentials != Credentials::Include)
         .collect();
-    let any = credentials != Credentials::Include && exposed.iter().any(|h| h == "*");
-    let mut readable: Vec<String> = headers
-        .keys()
-        .map(|k| k.as_str().to_owned())
-        .filter(|name| {
-            corsgate_policy::fetch::is_safelisted_response_header(name)
-                || (!corsgate_policy::fetch::is_forbidden_response_header(name)
-                    && (any || exposed.iter().any(|e| e == name)))
-        })
-        .collect();
-    readable.sort();
-    readable.dedup();
-    readable
+    exposed.sort();
+    exposed.dedup();
+    exposed
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use corsgate_policy::{Decision, Policy, RejectionReason, RequestClass, RouteCors};
+use corsgate_policy::{Decision, Policy, RejectionReason, RouteCors};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Serialize;
 
@@ -91,7 +91,8 @@ pub struct Explanation {
     pub console_message: Option<String>,
     /// Chromium's error name (DevTools "CORS error" column).
     pub cors_error: Option<String>,
-    /// Response headers JavaScript can read when allowed.
+    /// Response headers JavaScript can read when allowed, beyond the
+    /// CORS-safelisted ones (`*`: all but `Set-Cookie`).
     pub readable_headers: Vec<String>,
     pub fixes: Vec<Fix>,
     pub notes: Vec<String>,
@@ -321,12 +322,7 @@ pub fn explain(
     });
     match check {
         Ok(()) => {
-            out.readable_headers = browser::readable_headers(&response, request.credentials);
-            if decision.class() == RequestClass::Actual && decision.is_allowed() {
-                out.notes.push(
-                    "JavaScript can also read the safelisted response headers (cache-control, content-language, content-length, content-type, expires, last-modified, pragma) and any listed in access-control-expose-headers".into(),
-                );
-            }
+            out.readable_headers = browser::exposed_headers(&response, request.credentials);
         }
         Err(err) => {
             block(&mut out, &err, false, request);
@@ -365,10 +361,10 @@ fn key_path(raw: &FileConfig, route: Option<usize>, key: &str) -> String {
     format!("server.cors.{key}")
 }
 
-fn with_item(current: Option<&corsgate_policy::List>, item: &str) -> String {
+/// The list as configured plus `added`, as a TOML array.
+fn with_items(current: Option<&corsgate_policy::List>, added: &[String]) -> String {
     let mut items: Vec<String> = current.map(|l| l.items().to_vec()).unwrap_or_default();
-    items.retain(|i| i != "*");
-    items.push(item.to_owned());
+    items.extend(added.iter().cloned());
     let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
     format!("[{}]", quoted.join(", "))
 }
@@ -394,7 +390,7 @@ fn fixes(
     match reason {
         Some(RejectionReason::OriginNotAllowed) => push(
             "allow_origins",
-            with_item(effective.allow_origins.as_ref(), &request.origin),
+            with_items(effective.allow_origins.as_ref(), std::slice::from_ref(&request.origin)),
             format!("{} is not in allow_origins", request.origin),
         ),
         Some(RejectionReason::NullOrigin) => out.notes.push(
@@ -404,14 +400,25 @@ fn fixes(
             "{:?} is not a serialized origin as browsers send it (lowercase scheme://host[:port], no default port, no path)",
             request.origin
         )),
-        Some(RejectionReason::MethodNotAllowed) => push(
-            "allow_methods",
-            with_item(effective.allow_methods.as_ref(), &out.method),
-            format!("{} is not in allow_methods", out.method),
-        ),
-        Some(RejectionReason::HeaderNotAllowed) => {
-            let name = decision.rejection().and_then(|r| r.culprit()).unwrap_or("").to_ascii_lowercase();
-            push("allow_headers", with_item(effective.allow_headers.as_ref(), &name), format!("{name} is not in allow_headers"));
+        Some(RejectionReason::MethodNotAllowed | RejectionReason::HeaderNotAllowed) => {
+            // Probe the method and each header alone, so that every missing entry
+            // is named, not only the first the preflight tripped on.
+            let (method_refused, headers_refused) = probe_preflight(policy, request, &out.method, &out.preflight_reasons);
+            if method_refused {
+                push(
+                    "allow_methods",
+                    with_items(effective.allow_methods.as_ref(), std::slice::from_ref(&out.method)),
+                    format!("{} is not in allow_methods", out.method),
+                );
+            }
+            if !headers_refused.is_empty() {
+                let verb = if headers_refused.len() == 1 { "is" } else { "are" };
+                push(
+                    "allow_headers",
+                    with_items(effective.allow_headers.as_ref(), &headers_refused),
+                    format!("{} {verb} not in allow_headers", headers_refused.join(", ")),
+                );
+            }
         }
         Some(RejectionReason::PrivateNetworkNotAllowed) => {
             push("allow_private_network", "true".into(), "the preflight asks for private network access".into());
@@ -437,6 +444,42 @@ fn fixes(
             "without debug mode, a refused preflight is a 403 without CORS headers, so Chromium only says that no Access-Control-Allow-Origin header is present; set debug = true to make it name the method or header".into(),
         );
     }
+}
+
+/// Which of the preflight's method and headers the policy refuses, each alone.
+fn probe_preflight(
+    policy: &Policy,
+    request: &PageRequest,
+    method: &str,
+    reasons: &[PreflightReason],
+) -> (bool, Vec<String>) {
+    let Ok(origin) = HeaderValue::from_str(&request.origin) else {
+        return (false, Vec::new());
+    };
+    let probe = |acrm: &str, acrh: Option<&str>| {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::ORIGIN, origin.clone());
+        if let Ok(v) = HeaderValue::from_str(acrm) {
+            h.insert(http::header::ACCESS_CONTROL_REQUEST_METHOD, v);
+        }
+        if let Some(Ok(v)) = acrh.map(HeaderValue::from_str) {
+            h.insert(http::header::ACCESS_CONTROL_REQUEST_HEADERS, v);
+        }
+        policy
+            .decide(&Method::OPTIONS, &h)
+            .rejection()
+            .map(|r| r.reason())
+    };
+    let method_refused = probe(method, None) == Some(RejectionReason::MethodNotAllowed);
+    let headers = reasons
+        .iter()
+        .filter_map(|r| match r {
+            PreflightReason::Header { name, .. } => Some(name.clone()),
+            PreflightReason::Method(_) => None,
+        })
+        .filter(|name| probe("GET", Some(name)) == Some(RejectionReason::HeaderNotAllowed))
+        .collect();
+    (method_refused, headers)
 }
 
 /// `corsgate explain`: loads the configuration and prints the explanation.
