@@ -2,9 +2,11 @@
 //! `check`, `explain`, `audit` and `import` commands. The binary in `main.rs` only
 //! parses the command line and dispatches here.
 
+pub mod audit;
 pub mod check;
 pub mod config;
 pub mod explain;
+pub mod import;
 
 /// Human or machine output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -32,6 +32,45 @@ enum Command {
     /// Predict what a browser does with a request: preflight, answers, verdict,
     /// Chromium's console message, and the fix. Exit 0 allowed, 1 blocked.
     Explain(ExplainArgs),
+    /// Probe a live HTTP server for CORS misconfigurations, as an attacker would.
+    /// Exit 1 when a finding is at or above --fail-on.
+    Audit(AuditArgs),
+    /// Convert another product's CORS settings into a corsgate configuration:
+    /// the TOML on stdout, notes on stderr. Exit 1 when it cannot pass check.
+    Import {
+        /// The source format.
+        #[arg(long = "from", value_enum, value_name = "FORMAT")]
+        from: corsgate::import::Source,
+        /// The file to convert.
+        file: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// The URL to probe (plain http://).
+    url: String,
+    /// An origin the server is meant to allow (repeatable).
+    #[arg(long = "origin", value_name = "TRUSTED")]
+    origins: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+    /// Most requests to send.
+    #[arg(long, default_value_t = corsgate::audit::DEFAULT_MAX_REQUESTS)]
+    max_requests: usize,
+    /// Seconds to wait for each response.
+    #[arg(long, value_name = "SECS", default_value_t = corsgate::audit::DEFAULT_TIMEOUT_SECS)]
+    timeout: u64,
+    /// Exit 1 when a finding is at least this severe.
+    #[arg(long, value_enum, default_value_t = corsgate::audit::Severity::High)]
+    fail_on: corsgate::audit::Severity,
+    /// A method to send besides GET and OPTIONS (repeatable).
+    #[arg(long = "method", value_name = "M")]
+    methods: Vec<String>,
+    /// A header for the actual requests, NAME:VALUE (repeatable), such as a cookie.
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    headers: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -94,6 +133,20 @@ fn main() -> ExitCode {
             args.format,
             &mut stdout,
         ),
+        Command::Audit(args) => {
+            let options = corsgate::audit::Options {
+                url: args.url,
+                origins: args.origins,
+                max_requests: args.max_requests,
+                timeout: std::time::Duration::from_secs(args.timeout),
+                methods: args.methods,
+                headers: args.headers,
+            };
+            corsgate::audit::run(&options, args.format, args.fail_on, &mut stdout)
+        }
+        Command::Import { from, file } => {
+            corsgate::import::run(from, &file, &mut stdout, &mut std::io::stderr().lock())
+        }
     };
     let _ = stdout.flush();
     match result {

@@ -1,0 +1,133 @@
+//! `corsgate import --from FORMAT FILE`: converts the CORS settings of other
+//! products into a corsgate configuration.
+//!
+//! The TOML goes to stdout. Every place where the source was unsafe, or cannot be
+//! carried over exactly, is a note on stderr. The result is then run through
+//! [`crate::config::check`]: exit 0 when it passes, 1 (with the reasons) when it
+//! cannot, because the source allowed something corsgate refuses (such as `*`
+//! with credentials) and only a person can decide what to list instead.
+
+mod common;
+mod draft;
+mod kratos;
+mod license_monitor;
+mod nexus;
+mod nginx;
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+
+use crate::{Outcome, check, config};
+
+/// The formats `import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// License Monitor's `config.toml`: `[api]` with `cors_*` keys and
+    /// `[api.cors_overrides."/path"]` tables.
+    LicenseMonitor,
+    /// Nexus's `[server.cors]` with `allow_*` keys.
+    Nexus,
+    /// Ory Kratos (or Hydra) YAML: `serve.public.cors` and `serve.admin.cors`.
+    Kratos,
+    /// nginx: `map $http_origin` allowlists, `add_header Access-Control-*` in
+    /// `location` blocks, `proxy_pass`, `if ($request_method = OPTIONS)`.
+    Nginx,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::LicenseMonitor => "license-monitor",
+            Source::Nexus => "nexus",
+            Source::Kratos => "kratos",
+            Source::Nginx => "nginx",
+        }
+    }
+}
+
+/// A place where the source was unsafe or could not be carried over exactly.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Note {
+    /// Where in the source: a key path (`api.cors_methods`) or `line 12`.
+    pub place: String,
+    pub message: String,
+}
+
+/// The result of an import.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    /// The corsgate configuration, as TOML.
+    pub toml: String,
+    pub notes: Vec<Note>,
+}
+
+/// Converts `text`, read from `file_name`, from `source`'s format.
+///
+/// Fails only when the text cannot be read as that format at all.
+pub fn import(source: Source, text: &str, file_name: &str) -> anyhow::Result<Imported> {
+    let mut notes = common::Notes::default();
+    let draft = match source {
+        Source::LicenseMonitor => license_monitor::import(text, &mut notes)?,
+        Source::Nexus => nexus::import(text, &mut notes)?,
+        Source::Kratos => kratos::import(text, &mut notes)?,
+        Source::Nginx => nginx::import(text, &mut notes)?,
+    };
+    let header = vec![
+        format!(
+            "corsgate configuration imported from {file_name} ({}).",
+            source.name()
+        ),
+        "Read the notes `corsgate import` printed before using it.".to_owned(),
+    ];
+    Ok(Imported {
+        toml: draft.render(&header),
+        notes: notes.list,
+    })
+}
+
+/// `corsgate import`: prints the TOML to `out`, the notes and `check`'s verdict
+/// to `err`.
+pub fn run(
+    source: Source,
+    file: &Path,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<Outcome> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let name = file.display().to_string();
+    let imported = import(source, &text, &name)
+        .with_context(|| format!("{name}: cannot import as {}", source.name()))?;
+    out.write_all(imported.toml.as_bytes())?;
+    out.flush()?;
+    for note in &imported.notes {
+        writeln!(err, "{name}: {}: {}", note.place, note.message)?;
+    }
+    let checked = config::check(&imported.toml);
+    for problem in &checked.problems {
+        writeln!(err, "{}", check::human_line("<output>", problem))?;
+    }
+    let errors = checked
+        .problems
+        .iter()
+        .filter(|p| p.diagnostic.is_error())
+        .count();
+    let warnings = checked.problems.len() - errors;
+    if errors == 0 {
+        writeln!(
+            err,
+            "corsgate import: the output passes corsgate check ({warnings} warning{})",
+            if warnings == 1 { "" } else { "s" }
+        )?;
+        Ok(Outcome::Clean)
+    } else {
+        writeln!(
+            err,
+            "corsgate import: the output does not pass corsgate check ({errors} error{}): the source allows what corsgate refuses or cannot express, and only you can say what to list instead; edit the output, then run corsgate check",
+            if errors == 1 { "" } else { "s" }
+        )?;
+        Ok(Outcome::Findings)
+    }
+}

@@ -1,0 +1,325 @@
+//! `corsgate import` over every configuration example of the seeds, in its
+//! source format: the TOML printed must equal `expected/NAME.toml`, the notes and
+//! verdict `expected/NAME.stderr` (set UPDATE_EXPECT=1 to rewrite them after a
+//! deliberate change, then review the diff), and the output must pass
+//! `corsgate check` — or, for the unsafe sources, the tool must say why not and
+//! exit 1.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use http::HeaderValue;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import")
+}
+
+const FORMATS: &[(&str, &str)] = &[
+    ("license-monitor", "toml"),
+    ("nexus", "toml"),
+    ("kratos", "yml"),
+    ("nginx", "conf"),
+];
+
+/// Sources that allow what corsgate refuses: the import must exit 1 and say why.
+const UNSAFE: &[(&str, &str, &str)] = &[
+    (
+        "license-monitor",
+        "any-origin-with-credentials.toml",
+        "`*` with credentials: refused; listed origins needed",
+    ),
+    (
+        "nexus",
+        "wildcard-with-credentials.toml",
+        "`*` with credentials: refused; listed origins needed",
+    ),
+    (
+        "nexus",
+        "mobile-dev.toml",
+        "a plain-http origin can be impersonated",
+    ),
+    ("kratos", "defaults.yml", "credentials on by default"),
+    ("nginx", "reflect.conf", "$http_origin echoed every origin"),
+];
+
+fn inputs(format: &str, ext: &str) -> Vec<PathBuf> {
+    let dir = root().join(format);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures in {}", dir.display());
+    files
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn corsgate(dir: &Path, args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_corsgate"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+fn import(format: &str, file: &Path) -> Run {
+    let name = file.file_name().unwrap().to_str().unwrap();
+    corsgate(file.parent().unwrap(), &["import", "--from", format, name])
+}
+
+#[test]
+fn every_seed_example_imports_as_expected() {
+    let update = std::env::var_os("UPDATE_EXPECT").is_some();
+    let mut failures = Vec::new();
+    let mut count = 0;
+    for (format, ext) in FORMATS {
+        for file in inputs(format, ext) {
+            count += 1;
+            let run = import(format, &file);
+            let stem = file.file_stem().unwrap().to_str().unwrap();
+            let name = file.file_name().unwrap().to_str().unwrap();
+            let expected_dir = root().join(format).join("expected");
+            let expected_toml = expected_dir.join(format!("{stem}.toml"));
+            let expected_stderr = expected_dir.join(format!("{stem}.stderr"));
+            if update {
+                std::fs::create_dir_all(&expected_dir).unwrap();
+                std::fs::write(&expected_toml, &run.stdout).unwrap();
+                std::fs::write(&expected_stderr, &run.stderr).unwrap();
+            }
+            let want_toml = std::fs::read_to_string(&expected_toml).unwrap_or_default();
+            let want_stderr = std::fs::read_to_string(&expected_stderr).unwrap_or_default();
+            if run.stdout != want_toml {
+                failures.push(format!(
+                    "{format}/{name}: stdout differs\n--- expected\n{want_toml}--- actual\n{}",
+                    run.stdout
+                ));
+            }
+            if run.stderr != want_stderr {
+                failures.push(format!(
+                    "{format}/{name}: stderr differs\n--- expected\n{want_stderr}--- actual\n{}",
+                    run.stderr
+                ));
+            }
+
+            // The verdict agrees with check, and the exit code with the verdict.
+            let checked = corsgate::config::check(&run.stdout);
+            let unsafe_case = UNSAFE.iter().find(|(f, n, _)| f == format && *n == name);
+            match unsafe_case {
+                None => {
+                    if run.code != 0 || checked.has_errors() {
+                        failures.push(format!(
+                            "{format}/{name}: exit {}, expected 0 (passes check)\n{}",
+                            run.code, run.stderr
+                        ));
+                    }
+                    assert!(run.stderr.contains("the output passes corsgate check"));
+                }
+                Some((_, _, why)) => {
+                    if run.code != 1 || !checked.has_errors() {
+                        failures.push(format!("{format}/{name}: exit {}, expected 1", run.code));
+                    }
+                    if !run.stderr.contains(why)
+                        || !run.stderr.contains("does not pass corsgate check")
+                    {
+                        failures.push(format!(
+                            "{format}/{name}: stderr does not say {why:?}\n{}",
+                            run.stderr
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(count >= 29, "only {count} fixtures");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// The imported files pass the real `corsgate check`, warnings and all.
+#[test]
+fn imported_files_pass_corsgate_check() {
+    let dir = std::env::temp_dir().join(format!("corsgate-import-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (format, ext) in FORMATS {
+        for file in inputs(format, ext) {
+            let name = file.file_name().unwrap().to_str().unwrap();
+            if UNSAFE.iter().any(|(f, n, _)| f == format && *n == name) {
+                continue;
+            }
+            let run = import(format, &file);
+            let out = dir.join(format!("{format}-{name}.toml"));
+            std::fs::write(&out, &run.stdout).unwrap();
+            let check = corsgate(&dir, &["check", out.file_name().unwrap().to_str().unwrap()]);
+            assert_eq!(check.code, 0, "{format}/{name}:\n{}", check.stdout);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The notes the issue names, each produced where the source calls for it.
+#[test]
+fn the_notes_name_what_could_not_be_carried_over() {
+    for (format, file, note) in [
+        (
+            "kratos",
+            "empty-origins.yml",
+            "empty origin list meant all origins",
+        ),
+        ("kratos", "defaults.yml", "credentials on by default"),
+        ("kratos", "globs.yml", "glob matched more than intended"),
+        ("kratos", "globs.yml", "\"authorization\" added"),
+        (
+            "license-monitor",
+            "full.toml",
+            "`OPTIONS` in methods is redundant",
+        ),
+        ("license-monitor", "overrides.toml", "imported as a route"),
+        (
+            "license-monitor",
+            "any-origin-with-credentials.toml",
+            "`*` with credentials: refused; listed origins needed",
+        ),
+        ("nginx", "reverse-proxy.conf", "upstream unknown"),
+        (
+            "nginx",
+            "reverse-proxy.conf",
+            "answered every OPTIONS request",
+        ),
+        ("nginx", "map.conf", "no `Vary: Origin` was added"),
+        ("nginx", "map.conf", "on_disallowed = \"reject\""),
+        ("nginx", "map-regex.conf", "matched more than intended"),
+        (
+            "nexus",
+            "production.toml",
+            "`OPTIONS` in methods is redundant",
+        ),
+    ] {
+        let run = import(format, &root().join(format).join(file));
+        assert!(
+            run.stderr.contains(note),
+            "{format}/{file}: no {note:?} in\n{}",
+            run.stderr
+        );
+    }
+}
+
+/// The imported policies allow what the source allowed, and never more.
+#[test]
+fn imported_policies_allow_what_the_source_allowed() {
+    // (format, file, route path, origins allowed, origins refused)
+    type Case<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], &'a [&'a str]);
+    let cases: &[Case<'_>] = &[
+        (
+            "kratos",
+            "globs.yml",
+            "/",
+            &[
+                "https://a.example.com",
+                "https://a.b.example.com",
+                "https://example.org",
+                "https://x.example.org",
+                "http://localhost:3000",
+            ],
+            &[
+                "https://example.com",
+                "https://evilexample.org",
+                "https://example.com.evil.example",
+                "http://a.example.com",
+            ],
+        ),
+        (
+            "nginx",
+            "map-regex.conf",
+            "/api",
+            &[
+                "https://example.com",
+                "https://example.org",
+                "https://a.b.example.org",
+                "https://app.example.net",
+                "https://partner.example.io",
+            ],
+            &[
+                "https://evil.example.com",
+                "https://other.example.net",
+                "https://partner.example.io.evil.example",
+                "http://example.com",
+            ],
+        ),
+        (
+            "license-monitor",
+            "overrides.toml",
+            "/api/admin",
+            &["https://admin.example.com"],
+            &["https://dashboard.example.com", "null"],
+        ),
+    ];
+    for (format, file, path, allowed, refused) in cases {
+        let run = import(format, &root().join(format).join(file));
+        let checked = corsgate::config::check(&run.stdout);
+        let gateway = checked.gateway.expect("valid");
+        let route = gateway.route(None, path).expect("a route");
+        let policy = route.policy.as_ref().expect("CORS on");
+        for origin in *allowed {
+            assert!(
+                policy
+                    .check_origin(&HeaderValue::from_static(origin))
+                    .is_ok(),
+                "{file}: {origin} refused"
+            );
+        }
+        for origin in *refused {
+            assert!(
+                policy
+                    .check_origin(&HeaderValue::from_static(origin))
+                    .is_err(),
+                "{file}: {origin} allowed"
+            );
+        }
+    }
+}
+
+#[test]
+fn unreadable_or_foreign_files_exit_2() {
+    let dir = root();
+    let run = corsgate(&dir, &["import", "--from", "nexus", "missing.toml"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("cannot read"), "{}", run.stderr);
+
+    for (format, file, why) in [
+        ("kratos", "nginx/map.conf", "not YAML"),
+        ("license-monitor", "nexus/basic.toml", "no [api] table"),
+        (
+            "nexus",
+            "license-monitor/full.toml",
+            "no [server.cors] table",
+        ),
+        ("nginx", "kratos/custom-ui.yml", "not ended"),
+    ] {
+        let run = corsgate(&dir, &["import", "--from", format, file]);
+        assert_eq!(run.code, 2, "{format} {file}: {}", run.stderr);
+        assert!(run.stderr.contains(why), "{format} {file}: {}", run.stderr);
+        assert!(run.stdout.is_empty());
+    }
+
+    let tmp = std::env::temp_dir().join(format!("corsgate-import-foreign-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join("kratos.yml"), "log:\n  level: info\n").unwrap();
+    let run = corsgate(&tmp, &["import", "--from", "kratos", "kratos.yml"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("no serve.public.cors"),
+        "{}",
+        run.stderr
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
