@@ -197,6 +197,18 @@ fn cases() -> Vec<(
             Severity::Critical,
         ),
         (
+            "port ignored on loopback",
+            Mistakes {
+                allowed: vec!["http://localhost:3000"],
+                any_port: true,
+                credentials: true,
+                ..m()
+            },
+            vec!["http://localhost:3000"],
+            "port-confusion",
+            Severity::Low,
+        ),
+        (
             "any subdomain",
             Mistakes {
                 subdomains: true,

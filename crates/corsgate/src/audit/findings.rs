@@ -230,6 +230,13 @@ pub(crate) fn null_origin(evidence: &Exchange) -> Finding {
     )
 }
 
+/// Whether an origin's host never leaves the machine.
+fn is_loopback(origin: &str) -> bool {
+    origin
+        .parse::<corsgate_policy::OriginPattern>()
+        .is_ok_and(|p| p.is_loopback())
+}
+
 pub(crate) fn confusion(
     kind: Confusion,
     evidence: &Exchange,
@@ -300,7 +307,13 @@ pub(crate) fn confusion(
         ),
         Confusion::Port => finding(
             "port-confusion",
-            serious(Severity::Medium),
+            // Other ports of a loopback origin are the user's own machine: a
+            // development setup (`http://localhost:*`) more than an attack path.
+            match (is_loopback(trusted), credentials) {
+                (true, true) => Severity::Low,
+                (true, false) => Severity::Info,
+                (false, _) => serious(Severity::Medium),
+            },
             format!(
                 "Another port of the trusted host is allowed{}",
                 with_credentials(credentials)

@@ -673,9 +673,8 @@ fn vary(s: &mut Session) {
             x,
             Severity::Medium,
             format!(
-                "This response allows {} without `Vary: Origin`, while other origins get {}. A shared cache (CDN, proxy) or the browser cache can store it and hand it to another origin: the allowed page then fails with a CORS error, or one origin's answer is served to another.",
-                x.response.allow_origin().unwrap_or_default(),
-                "another answer or none"
+                "This response allows {} without `Vary: Origin`, while requests with another Origin (or none) get a different Access-Control-Allow-Origin. A shared cache (CDN, proxy) or the browser cache can store it and hand it to another origin: the allowed page then fails with a CORS error, or one origin's answer is served to another.",
+                x.response.allow_origin().unwrap_or_default()
             ),
         ),
         (true, None) => findings::missing_vary(
