@@ -6,7 +6,9 @@ pub mod audit;
 pub mod check;
 pub mod config;
 pub mod explain;
+pub mod gateway;
 pub mod import;
+pub mod serve;
 
 /// Human or machine output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -29,6 +29,9 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Run the gateway: a CORS-terminating reverse proxy. Without --config, a
+    /// built-in demo API behind a development policy.
+    Serve(ServeArgs),
     /// Predict what a browser does with a request: preflight, answers, verdict,
     /// Chromium's console message, and the fix. Exit 0 allowed, 1 blocked.
     Explain(ExplainArgs),
@@ -71,6 +74,26 @@ struct AuditArgs {
     /// A header for the actual requests, NAME:VALUE (repeatable), such as a cookie.
     #[arg(long = "header", value_name = "NAME:VALUE")]
     headers: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The configuration file (default: the built-in demo configuration).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log format (logs go to stderr).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    log_format: Format,
+    /// Print the built-in configuration, a starting point for yours, and exit.
+    #[arg(long)]
+    print_default_config: bool,
+    /// Listen on this address instead of the configuration's `listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// Serve /metrics, /healthz, /readyz and /config on this address instead of
+    /// the configuration's `admin_listen`.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -127,6 +150,16 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let result = match cli.command {
         Command::Check { file, format } => check::run(&file, format, &mut stdout),
+        Command::Serve(args) => corsgate::serve::run(
+            &corsgate::serve::ServeArgs {
+                config: args.config,
+                log_format: Some(args.log_format),
+                print_default_config: args.print_default_config,
+                listen: args.listen,
+                admin_listen: args.admin_listen,
+            },
+            &mut stdout,
+        ),
         Command::Explain(args) => corsgate::explain::run(
             args.config.as_deref(),
             &args.request(),

@@ -1,0 +1,248 @@
+//! Body types: what the gateway streams to clients and to upstreams.
+//!
+//! Both stream frame by frame; nothing here collects a whole body. The response
+//! body also carries the request's in-flight guard, so that a request counts as
+//! in flight until its body has been sent.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use super::metrics::Metrics;
+
+/// Boxed error of a body: only allocated when something fails.
+pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
+
+pin_project_lite::pin_project! {
+    /// A response body: empty, a fixed text, or the upstream's body streamed.
+    pub(crate) struct ResponseBody {
+        #[pin]
+        kind: Kind,
+        guard: Option<InFlight>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        Full { data: Option<Bytes> },
+        Upstream { #[pin] inner: Incoming },
+    }
+}
+
+impl ResponseBody {
+    /// No body.
+    pub(crate) fn empty() -> Self {
+        Self::full(Bytes::new())
+    }
+
+    /// A body known in full.
+    pub(crate) fn full(data: impl Into<Bytes>) -> Self {
+        let data: Bytes = data.into();
+        ResponseBody {
+            kind: Kind::Full {
+                data: (!data.is_empty()).then_some(data),
+            },
+            guard: None,
+        }
+    }
+
+    /// The upstream's body, streamed as it arrives.
+    pub(crate) fn upstream(inner: Incoming) -> Self {
+        ResponseBody {
+            kind: Kind::Upstream { inner },
+            guard: None,
+        }
+    }
+
+    pub(crate) fn set_guard(&mut self, guard: InFlight) {
+        self.guard = Some(guard);
+    }
+}
+
+impl Default for ResponseBody {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResponseBody")
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match this.kind.project() {
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Upstream { inner } => inner.poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full { data } => data.is_none(),
+            Kind::Upstream { inner } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Upstream { inner } => inner.size_hint(),
+        }
+    }
+}
+
+/// The request body did not fit in `max_body_bytes`.
+#[derive(Debug)]
+pub(crate) struct BodyTooLarge;
+
+impl fmt::Display for BodyTooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("request body larger than max_body_bytes")
+    }
+}
+
+impl StdError for BodyTooLarge {}
+
+pin_project_lite::pin_project! {
+    /// The client's request body on its way upstream, counted against
+    /// `max_body_bytes`.
+    pub(crate) struct RequestBody {
+        #[pin]
+        inner: Incoming,
+        seen: u64,
+        limit: u64,
+    }
+}
+
+impl RequestBody {
+    pub(crate) fn new(inner: Incoming, limit: Option<u64>) -> Self {
+        RequestBody {
+            inner,
+            seen: 0,
+            limit: limit.unwrap_or(u64::MAX),
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        match std::task::ready!(this.inner.poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.seen += data.len() as u64;
+                    if *this.seen > *this.limit {
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(err)) => Poll::Ready(Some(Err(err.into()))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RequestBody")
+    }
+}
+
+/// What one client connection shares with its requests: how many are in flight
+/// and when the last one ended, for the idle timeout.
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    active: AtomicUsize,
+    /// Milliseconds since `epoch` at the last request start or end.
+    last_activity: AtomicU64,
+    epoch: Instant,
+}
+
+impl ConnState {
+    pub(crate) fn new() -> Self {
+        ConnState {
+            active: AtomicUsize::new(0),
+            last_activity: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_activity.store(now, Relaxed);
+    }
+
+    /// `None` while a request is in flight; otherwise the time since the last
+    /// request ended.
+    pub(crate) fn idle_for(&self) -> Option<std::time::Duration> {
+        if self.active.load(Relaxed) > 0 {
+            return None;
+        }
+        let last = self.last_activity.load(Relaxed);
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Some(std::time::Duration::from_millis(now.saturating_sub(last)))
+    }
+}
+
+/// Held by a request until its response body is dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    conn: Arc<ConnState>,
+    metrics: Arc<Metrics>,
+}
+
+impl InFlight {
+    pub(crate) fn start(conn: &Arc<ConnState>, metrics: &Arc<Metrics>) -> Self {
+        conn.active.fetch_add(1, Relaxed);
+        conn.touch();
+        metrics.request_started();
+        InFlight {
+            conn: conn.clone(),
+            metrics: metrics.clone(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.conn.touch();
+        self.conn.active.fetch_sub(1, Relaxed);
+        self.metrics.request_finished();
+    }
+}

@@ -1,0 +1,378 @@
+//! Prometheus metrics, kept in atomics.
+//!
+//! Every label set a request can hit is created when a route is compiled, so the
+//! request path only does relaxed atomic adds: no map lookup, no lock, no
+//! allocation. The text exposition is written by hand when `/metrics` is scraped.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use corsgate_policy::{RejectionReason, RequestClass};
+
+const CLASSES: [RequestClass; 3] = [
+    RequestClass::NotCors,
+    RequestClass::Actual,
+    RequestClass::Preflight,
+];
+const REASONS: usize = RejectionReason::ALL.len();
+/// Per class: allowed, pass (not a CORS request, or CORS off), then one slot per
+/// rejection reason.
+const SLOTS: usize = 2 + REASONS;
+const ALLOWED: usize = 0;
+const PASS: usize = 1;
+
+/// Upper bounds of the upstream latency buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const BUCKETS_MICROS: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// How the gateway answered a request, for `corsgate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// A CORS request the policy allows.
+    Allowed,
+    /// Not a CORS request, or a route with CORS off.
+    Pass,
+    /// Refused, with this reason.
+    Rejected(RejectionReason),
+}
+
+/// The counters of one route.
+#[derive(Debug)]
+pub(crate) struct RouteStats {
+    name: String,
+    requests: [AtomicU64; 3 * SLOTS],
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    upstream_count: AtomicU64,
+    upstream_micros: AtomicU64,
+}
+
+impl RouteStats {
+    fn new(name: String) -> Self {
+        RouteStats {
+            name,
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            upstream_count: AtomicU64::new(0),
+            upstream_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one request.
+    pub(crate) fn count(&self, class: RequestClass, verdict: Verdict) {
+        let class = match class {
+            RequestClass::NotCors => 0,
+            RequestClass::Actual => 1,
+            _ => 2,
+        };
+        let slot = match verdict {
+            Verdict::Allowed => ALLOWED,
+            Verdict::Pass => PASS,
+            Verdict::Rejected(reason) => {
+                2 + RejectionReason::ALL
+                    .iter()
+                    .position(|r| *r == reason)
+                    .unwrap_or(0)
+            }
+        };
+        if let Some(counter) = self.requests.get(class * SLOTS + slot) {
+            counter.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Records the time an upstream took to send its response head.
+    pub(crate) fn observe_upstream(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let bucket = BUCKETS_MICROS
+            .iter()
+            .position(|le| micros <= *le)
+            .unwrap_or(BUCKETS.len());
+        if let Some(b) = self.buckets.get(bucket) {
+            b.fetch_add(1, Relaxed);
+        }
+        self.upstream_count.fetch_add(1, Relaxed);
+        self.upstream_micros.fetch_add(micros, Relaxed);
+    }
+}
+
+/// Statuses of the responses the gateway makes itself when something fails.
+const GATEWAY_STATUSES: [u16; 6] = [400, 404, 413, 431, 502, 504];
+
+/// Every metric of one gateway process; survives reloads.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    /// Route stats by route name; locked only on reload and scrape.
+    routes: Mutex<Vec<Arc<RouteStats>>>,
+    unmatched: Arc<RouteStats>,
+    reload_success: AtomicU64,
+    reload_failure: AtomicU64,
+    connections_open: AtomicI64,
+    connections_total: AtomicU64,
+    in_flight: AtomicI64,
+    gateway_responses: [AtomicU64; GATEWAY_STATUSES.len()],
+    websocket_upgrades: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            routes: Mutex::new(Vec::new()),
+            unmatched: Arc::new(RouteStats::new(UNMATCHED.to_owned())),
+            reload_success: AtomicU64::new(0),
+            reload_failure: AtomicU64::new(0),
+            connections_open: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            gateway_responses: std::array::from_fn(|_| AtomicU64::new(0)),
+            websocket_upgrades: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The `route` label of requests that match no route.
+pub(crate) const UNMATCHED: &str = "unmatched";
+
+impl Metrics {
+    /// The stats of the route named `name`, created on first use; a route that
+    /// survives a reload keeps counting where it was.
+    pub(crate) fn route(&self, name: &str) -> Arc<RouteStats> {
+        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = routes.iter().find(|r| r.name == name) {
+            return found.clone();
+        }
+        let stats = Arc::new(RouteStats::new(name.to_owned()));
+        routes.push(stats.clone());
+        stats
+    }
+
+    pub(crate) fn unmatched(&self) -> &Arc<RouteStats> {
+        &self.unmatched
+    }
+
+    pub(crate) fn reloaded(&self, ok: bool) {
+        if ok {
+            self.reload_success.fetch_add(1, Relaxed);
+        } else {
+            self.reload_failure.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Relaxed);
+        self.connections_total.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn request_started(&self) {
+        self.in_flight.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn request_finished(&self) {
+        self.in_flight.fetch_sub(1, Relaxed);
+    }
+
+    /// Counts a response the gateway made because something failed.
+    pub(crate) fn gateway_response(&self, status: u16) {
+        if let Some(i) = GATEWAY_STATUSES.iter().position(|s| *s == status) {
+            if let Some(c) = self.gateway_responses.get(i) {
+                c.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn websocket_upgraded(&self) {
+        self.websocket_upgrades.fetch_add(1, Relaxed);
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub(crate) fn render(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        let mut routes: Vec<Arc<RouteStats>> = self
+            .routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        routes.push(self.unmatched.clone());
+
+        out.push_str(
+            "# HELP corsgate_requests_total Requests by route, CORS class, decision and rejection reason.\n\
+             # TYPE corsgate_requests_total counter\n",
+        );
+        for route in &routes {
+            let name = escape(&route.name);
+            for (ci, class) in CLASSES.iter().enumerate() {
+                for slot in 0..SLOTS {
+                    let (decision, reason) = match slot {
+                        ALLOWED => ("allowed", ""),
+                        PASS => ("pass", ""),
+                        _ => {
+                            let Some(reason) = RejectionReason::ALL.get(slot - 2) else {
+                                continue;
+                            };
+                            ("rejected", reason.as_str())
+                        }
+                    };
+                    if !possible(*class, slot) {
+                        continue;
+                    }
+                    let value = route
+                        .requests
+                        .get(ci * SLOTS + slot)
+                        .map_or(0, |c| c.load(Relaxed));
+                    let _ = writeln!(
+                        out,
+                        "corsgate_requests_total{{route=\"{name}\",class=\"{}\",decision=\"{decision}\",reason=\"{reason}\"}} {value}",
+                        class.as_str()
+                    );
+                }
+            }
+        }
+
+        out.push_str(
+            "# HELP corsgate_upstream_duration_seconds Time from sending a request upstream to receiving its response head.\n\
+             # TYPE corsgate_upstream_duration_seconds histogram\n",
+        );
+        for route in &routes {
+            if route.name == UNMATCHED {
+                continue;
+            }
+            let name = escape(&route.name);
+            let mut cumulative = 0u64;
+            for (i, le) in BUCKETS.iter().enumerate() {
+                cumulative += route.buckets.get(i).map_or(0, |b| b.load(Relaxed));
+                let _ = writeln!(
+                    out,
+                    "corsgate_upstream_duration_seconds_bucket{{route=\"{name}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            cumulative += route
+                .buckets
+                .get(BUCKETS.len())
+                .map_or(0, |b| b.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "corsgate_upstream_duration_seconds_bucket{{route=\"{name}\",le=\"+Inf\"}} {cumulative}"
+            );
+            let micros = route.upstream_micros.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "corsgate_upstream_duration_seconds_sum{{route=\"{name}\"}} {}",
+                micros as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "corsgate_upstream_duration_seconds_count{{route=\"{name}\"}} {}",
+                route.upstream_count.load(Relaxed)
+            );
+        }
+
+        out.push_str(
+            "# HELP corsgate_gateway_responses_total Responses the gateway made itself because a request could not be served.\n\
+             # TYPE corsgate_gateway_responses_total counter\n",
+        );
+        for (status, counter) in GATEWAY_STATUSES.iter().zip(&self.gateway_responses) {
+            let _ = writeln!(
+                out,
+                "corsgate_gateway_responses_total{{status=\"{status}\"}} {}",
+                counter.load(Relaxed)
+            );
+        }
+
+        let _ = write!(
+            out,
+            "# HELP corsgate_reloads_total Configuration reloads by result.\n\
+             # TYPE corsgate_reloads_total counter\n\
+             corsgate_reloads_total{{result=\"success\"}} {}\n\
+             corsgate_reloads_total{{result=\"failure\"}} {}\n\
+             # HELP corsgate_requests_in_flight Requests being served (until their response body ends).\n\
+             # TYPE corsgate_requests_in_flight gauge\n\
+             corsgate_requests_in_flight {}\n\
+             # HELP corsgate_connections_open Client connections open.\n\
+             # TYPE corsgate_connections_open gauge\n\
+             corsgate_connections_open {}\n\
+             # HELP corsgate_connections_total Client connections accepted.\n\
+             # TYPE corsgate_connections_total counter\n\
+             corsgate_connections_total {}\n\
+             # HELP corsgate_websocket_upgrades_total WebSocket connections proxied.\n\
+             # TYPE corsgate_websocket_upgrades_total counter\n\
+             corsgate_websocket_upgrades_total {}\n",
+            self.reload_success.load(Relaxed),
+            self.reload_failure.load(Relaxed),
+            self.in_flight.load(Relaxed).max(0),
+            self.connections_open.load(Relaxed).max(0),
+            self.connections_total.load(Relaxed),
+            self.websocket_upgrades.load(Relaxed),
+        );
+        out
+    }
+}
+
+/// Which label sets can occur: a request without `Origin` is never allowed or
+/// refused, and an actual request is only ever refused for its origin.
+fn possible(class: RequestClass, slot: usize) -> bool {
+    match class {
+        RequestClass::NotCors => slot == PASS,
+        RequestClass::Actual => {
+            slot < 2
+                || RejectionReason::ALL
+                    .get(slot - 2)
+                    .is_some_and(|r| r.is_about_origin())
+        }
+        _ => true,
+    }
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_land_in_their_label_set() {
+        let metrics = Metrics::default();
+        let api = metrics.route("0:/api");
+        api.count(RequestClass::Preflight, Verdict::Allowed);
+        api.count(
+            RequestClass::Actual,
+            Verdict::Rejected(RejectionReason::NullOrigin),
+        );
+        api.observe_upstream(Duration::from_millis(3));
+        metrics.reloaded(false);
+        let text = metrics.render();
+        assert!(text.contains(
+            "corsgate_requests_total{route=\"0:/api\",class=\"preflight\",decision=\"allowed\",reason=\"\"} 1"
+        ));
+        assert!(text.contains(
+            "corsgate_requests_total{route=\"0:/api\",class=\"actual\",decision=\"rejected\",reason=\"null-origin\"} 1"
+        ));
+        assert!(
+            !text.contains("class=\"actual\",decision=\"rejected\",reason=\"method-not-allowed\"")
+        );
+        assert!(text.contains(
+            "corsgate_upstream_duration_seconds_bucket{route=\"0:/api\",le=\"0.0025\"} 0"
+        ));
+        assert!(text.contains(
+            "corsgate_upstream_duration_seconds_bucket{route=\"0:/api\",le=\"0.005\"} 1"
+        ));
+        assert!(text.contains("corsgate_upstream_duration_seconds_count{route=\"0:/api\"} 1"));
+        assert!(text.contains("corsgate_reloads_total{result=\"failure\"} 1"));
+        // The same name after a reload: the same counters.
+        assert!(Arc::ptr_eq(&api, &metrics.route("0:/api")));
+    }
+}

@@ -1,0 +1,425 @@
+//! The gateway: a CORS-terminating reverse proxy on hyper and tokio.
+//!
+//! Each request loads the current configuration [`Snapshot`] once and keeps it to
+//! the end, so a reload never changes the policy under a request in flight. The
+//! snapshot is swapped whole, atomically, and only for a configuration that
+//! compiled without errors.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! use corsgate::config;
+//! use corsgate::gateway::{Options, Server};
+//!
+//! let gateway = config::check(config::DEFAULT_CONFIG).gateway.expect("valid");
+//! let server = Server::bind(gateway, Options::default()).await?;
+//! println!("listening on {}", server.local_addr());
+//! let handle = server.handle();
+//! tokio::spawn(async move { tokio::signal::ctrl_c().await.ok(); handle.shutdown() });
+//! server.run().await?;
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod body;
+mod demo;
+mod headers;
+mod metrics;
+mod proxy;
+mod reload;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use http::HeaderValue;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::config::{Gateway, Settings};
+use body::{ConnState, RequestBody};
+use metrics::{Metrics, RouteStats};
+pub use reload::ReloadOutcome;
+
+pub(crate) type UpstreamClient = Client<HttpConnector, RequestBody>;
+
+/// Longest time a client may take to send a request head once it has started.
+const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long pooled upstream connections stay open unused.
+const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// How to run a gateway, beyond its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The file the configuration came from: reloads read it again. `None` (the
+    /// built-in configuration) makes reloads a no-op.
+    pub config_path: Option<PathBuf>,
+    /// Reload when the file changes (needs `config_path`).
+    pub watch: bool,
+    /// Listen here whatever the configuration says (also across reloads).
+    pub listen: Option<SocketAddr>,
+    /// Serve the admin endpoints here whatever the configuration says.
+    pub admin_listen: Option<SocketAddr>,
+}
+
+impl Options {
+    fn override_addresses(&self, gateway: &mut Gateway) {
+        if let Some(listen) = self.listen {
+            gateway.settings.listen = listen;
+        }
+        if let Some(admin) = self.admin_listen {
+            gateway.settings.admin_listen = Some(admin);
+        }
+    }
+}
+
+/// What one configuration needs at run time: the compiled gateway, its metric
+/// handles, its upstream client and its connection settings.
+pub(crate) struct Snapshot {
+    pub(crate) gateway: Gateway,
+    /// Indexed by `Route::index`.
+    pub(crate) stats: Vec<Arc<RouteStats>>,
+    pub(crate) client: UpstreamClient,
+    pub(crate) http: auto::Builder<TokioExecutor>,
+}
+
+impl Snapshot {
+    fn new(gateway: Gateway, metrics: &Metrics, previous: Option<&Snapshot>) -> Self {
+        let settings = &gateway.settings;
+        let len = gateway
+            .routes
+            .iter()
+            .map(|r| r.index + 1)
+            .max()
+            .unwrap_or(0);
+        let mut stats = vec![metrics.unmatched().clone(); len];
+        for route in &gateway.routes {
+            if let Some(slot) = stats.get_mut(route.index) {
+                *slot = metrics.route(&route.name);
+            }
+        }
+        // Keep the upstream connection pool across reloads unless the connector
+        // itself changed.
+        let client = match previous {
+            Some(previous)
+                if previous.gateway.settings.connect_timeout == settings.connect_timeout =>
+            {
+                previous.client.clone()
+            }
+            _ => upstream_client(settings),
+        };
+        let http = http_builder(settings);
+        Snapshot {
+            gateway,
+            stats,
+            client,
+            http,
+        }
+    }
+}
+
+fn upstream_client(settings: &Settings) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(settings.connect_timeout));
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(UPSTREAM_POOL_IDLE)
+        .build(connector)
+}
+
+fn http_builder(settings: &Settings) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper refuses heads past its buffer with a bare 431. Give it room beyond
+    // max_header_bytes, so that the gateway sees most oversized heads itself and
+    // answers them with the route's CORS headers.
+    let hard_limit = settings.max_header_bytes.saturating_mul(2).max(16 * 1024);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(settings.idle_timeout.min(MAX_HEADER_READ_TIMEOUT))
+        .max_buf_size(hard_limit)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(hard_limit).unwrap_or(u32::MAX));
+    builder
+}
+
+/// State shared by every connection of a running gateway.
+pub(crate) struct Shared {
+    pub(crate) snapshot: ArcSwap<Snapshot>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) demo: demo::Demo,
+    config_path: Option<PathBuf>,
+    options: Options,
+    shutdown: watch::Sender<bool>,
+    /// Serializes reloads; holds the text of the configuration running.
+    last_text: Mutex<Option<String>>,
+    listen: SocketAddr,
+    admin: Option<SocketAddr>,
+}
+
+impl Shared {
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// A gateway bound to its addresses, ready to [`run`](Server::run).
+pub struct Server {
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shared: Arc<Shared>,
+    watch: bool,
+    max_connections: usize,
+}
+
+impl Server {
+    /// Binds the gateway's listener (and admin listener, if configured).
+    pub async fn bind(mut gateway: Gateway, options: Options) -> anyhow::Result<Server> {
+        use anyhow::Context as _;
+        options.override_addresses(&mut gateway);
+        let settings = gateway.settings.clone();
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let admin = match settings.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (admin_listen)"))?,
+            ),
+            None => None,
+        };
+        let listen = listener.local_addr()?;
+        let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
+        let metrics = Arc::new(Metrics::default());
+        let initial_text = match &options.config_path {
+            Some(path) => std::fs::read_to_string(path).ok(),
+            None => None,
+        };
+        let snapshot = Snapshot::new(gateway, &metrics, None);
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            snapshot: ArcSwap::from_pointee(snapshot),
+            metrics,
+            demo: demo::Demo::default(),
+            config_path: options.config_path.clone(),
+            options: options.clone(),
+            shutdown,
+            last_text: Mutex::new(initial_text),
+            listen,
+            admin: admin_addr,
+        });
+        Ok(Server {
+            listener,
+            admin,
+            shared,
+            watch: options.watch,
+            max_connections: settings.max_connections,
+        })
+    }
+
+    /// The address the gateway listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.listen
+    }
+
+    /// The admin listener's address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.shared.admin
+    }
+
+    /// A handle to reload or stop the gateway from elsewhere.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Serves until [`Handle::shutdown`], then stops accepting, lets in-flight
+    /// requests finish for up to `shutdown_timeout`, and returns.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Server {
+            listener,
+            admin,
+            shared,
+            watch,
+            max_connections,
+        } = self;
+        let admin = admin.map(|admin| tokio::spawn(admin::serve(admin, shared.clone())));
+        let _watcher = match (&shared.config_path, watch) {
+            (Some(path), true) => reload::watch(path, shared.clone()),
+            _ => None,
+        };
+        let limit = Arc::new(Semaphore::new(max_connections));
+        let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
+        // Closes the connections still open when shutdown_timeout runs out.
+        let (force, _) = watch::channel(false);
+        let mut shutdown = shared.shutdown.subscribe();
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = until_shutdown(&mut shutdown) => break,
+                permit = limit.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let (stream, remote) = tokio::select! {
+                biased;
+                () = until_shutdown(&mut shutdown) => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off, retry.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let shared = shared.clone();
+            let drain = drain_tx.clone();
+            let shutdown = shared.shutdown.subscribe();
+            let forced = force.subscribe();
+            tokio::spawn(async move {
+                serve_connection(shared, stream, remote, shutdown, forced).await;
+                drop(permit);
+                drop(drain);
+            });
+        }
+        drop(listener);
+        drop(drain_tx);
+        let deadline = shared.snapshot.load().gateway.settings.shutdown_timeout;
+        tracing::info!(deadline = ?deadline, "shutting down: no new connections, draining in-flight requests");
+        match tokio::time::timeout(deadline, drain_rx.recv()).await {
+            Ok(_) => tracing::info!("drained; stopped"),
+            Err(_) => {
+                tracing::warn!(
+                    "shutdown_timeout reached with requests still in flight; closing their connections"
+                );
+                force.send_replace(true);
+            }
+        }
+        if let Some(admin) = admin {
+            admin.abort();
+        }
+        Ok(())
+    }
+}
+
+async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+    mut forced: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    shared.metrics.connection_opened();
+    let snapshot = shared.snapshot.load_full();
+    let idle_timeout = snapshot.gateway.settings.idle_timeout;
+    let state = Arc::new(ConnState::new());
+    let ctx = Arc::new(proxy::ConnCtx {
+        shared: shared.clone(),
+        conn: state.clone(),
+        client_ip: HeaderValue::from_str(&remote.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown")),
+    });
+    let service = service_fn(move |request| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(proxy::handle(ctx, request).await) }
+    });
+    let conn = snapshot
+        .http
+        .serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(err) = result {
+                    tracing::debug!(%remote, error = %err, "client connection ended with an error");
+                }
+                break;
+            }
+            () = until_shutdown(&mut forced) => break,
+            () = until_shutdown(&mut shutdown), if !closing => {
+                // Finish the request in flight (HTTP/1.1) or the open streams
+                // (HTTP/2, after GOAWAY), then close.
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = &mut idle, if !closing => match state.idle_for() {
+                Some(idle_for) if idle_for >= idle_timeout => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                Some(idle_for) => idle
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + (idle_timeout - idle_for)),
+                None => idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout),
+            },
+        }
+    }
+    shared.metrics.connection_closed();
+}
+
+/// Controls a running gateway: reload its configuration, stop it.
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("listen", &self.shared.listen)
+            .finish()
+    }
+}
+
+impl Handle {
+    /// Stops accepting connections and drains in-flight requests (what SIGTERM
+    /// and SIGINT do).
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Reads the configuration file again and, if it compiles, swaps it in (what
+    /// SIGHUP does). Every problem of an invalid file is logged; the running
+    /// configuration stays.
+    pub fn reload(&self) -> ReloadOutcome {
+        reload::reload(&self.shared, false)
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.is_shutting_down()
+    }
+
+    /// The text of the configuration running, when it came from a file.
+    pub fn config_text(&self) -> Option<String> {
+        self.shared
+            .last_text
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}

@@ -1,0 +1,525 @@
+//! One request through the gateway: route, decide, answer here or forward, and
+//! apply the decision to whatever comes back.
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Instant;
+
+use corsgate_policy::{Decision, Policy, classify};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, UPGRADE, VIA};
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::Shared;
+use super::Snapshot;
+use super::body::{BodyTooLarge, ConnState, InFlight, RequestBody, ResponseBody};
+use super::headers::{self, X_REQUEST_ID};
+use super::metrics::{RouteStats, Verdict};
+use crate::config::{Route, Upstream};
+
+/// What a connection's requests share.
+pub(crate) struct ConnCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) conn: Arc<ConnState>,
+    /// The client's IP address, for `X-Forwarded-For`.
+    pub(crate) client_ip: HeaderValue,
+}
+
+const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+const VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 corsgate");
+
+/// Serves one request. The configuration snapshot is loaded once, here, and used
+/// for the whole request, even if a reload swaps it meanwhile.
+pub(crate) async fn handle(
+    ctx: Arc<ConnCtx>,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let guard = InFlight::start(&ctx.conn, &ctx.shared.metrics);
+    let snapshot = ctx.shared.snapshot.load_full();
+    let mut response = serve(&ctx, &snapshot, request).await;
+    response.body_mut().set_guard(guard);
+    response
+}
+
+async fn serve(
+    ctx: &ConnCtx,
+    snapshot: &Snapshot,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let gateway = &snapshot.gateway;
+    let request_id = headers::request_id(request.headers());
+    let route = gateway.route(request_host(&request), request.uri().path());
+    let (route, stats, policy): (Option<&Route>, &RouteStats, Option<&Policy>) = match route {
+        // No route: the default policy still decides, so that the page can read
+        // the 404 instead of a CORS failure.
+        None => (
+            None,
+            ctx.shared.metrics.unmatched(),
+            Some(&gateway.default_policy),
+        ),
+        Some(route) => (
+            Some(route),
+            snapshot
+                .stats
+                .get(route.index)
+                .unwrap_or_else(|| ctx.shared.metrics.unmatched()),
+            route.policy.as_deref(),
+        ),
+    };
+    let decision = match policy {
+        Some(policy) => policy.decide(request.method(), request.headers()),
+        // CORS off: nothing added, nothing answered here; preflights go upstream.
+        None => Decision::pass(classify(request.method(), request.headers())),
+    };
+    let verdict = match decision.rejection() {
+        Some(rejection) => Verdict::Rejected(rejection.reason()),
+        None if decision.is_allowed() => Verdict::Allowed,
+        None => Verdict::Pass,
+    };
+    stats.count(decision.class(), verdict);
+    let route_name = route.map_or(super::metrics::UNMATCHED, |r| r.name.as_str());
+    if matches!(verdict, Verdict::Rejected(_)) {
+        log_refusal(
+            route_name,
+            &decision,
+            policy.is_some_and(Policy::is_debug),
+            &request,
+            &request_id,
+        );
+    }
+    let cors = policy.map(|_| &decision);
+
+    let settings = &gateway.settings;
+    let uri_len = request
+        .uri()
+        .path_and_query()
+        .map_or(1, |p| p.as_str().len());
+    if headers::head_size(uri_len, request.headers()) > settings.max_header_bytes {
+        ctx.shared.metrics.gateway_response(431);
+        return local(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            cors,
+            &request_id,
+            "431 Request Header Fields Too Large: the request head is larger than max_header_bytes\n",
+        );
+    }
+    if let Some(status) = decision.response_status() {
+        // Preflights, and refusals under on_disallowed = "reject": answered here,
+        // never forwarded.
+        return local(status, cors, &request_id, "");
+    }
+    let Some(route) = route else {
+        ctx.shared.metrics.gateway_response(404);
+        return local(
+            StatusCode::NOT_FOUND,
+            cors,
+            &request_id,
+            "404 Not Found: no route of the gateway matches this request\n",
+        );
+    };
+    if request.method() == Method::CONNECT {
+        ctx.shared.metrics.gateway_response(400);
+        return local(
+            StatusCode::BAD_REQUEST,
+            cors,
+            &request_id,
+            "400 Bad Request: CONNECT is not supported by this gateway\n",
+        );
+    }
+    if let Some(limit) = settings.max_body_bytes {
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit) {
+            ctx.shared.metrics.gateway_response(413);
+            return local(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                cors,
+                &request_id,
+                "413 Content Too Large: the request body is larger than max_body_bytes\n",
+            );
+        }
+    }
+    let websocket = headers::is_websocket_upgrade(request.headers());
+    if websocket {
+        // Browsers never CORS-check a WebSocket handshake: the server must check
+        // the origin itself (RFC 6455 §10.2).
+        if let (Some(policy), Some(origin)) = (policy, request.headers().get(http::header::ORIGIN))
+        {
+            if let Err(reason) = policy.check_origin(origin) {
+                // decide() ran the same origin check: the refusal is already
+                // counted and logged as a CORS refusal of this actual request.
+                tracing::debug!(
+                    route = route_name,
+                    reason = reason.as_str(),
+                    "WebSocket handshake refused"
+                );
+                return local(
+                    StatusCode::FORBIDDEN,
+                    cors,
+                    &request_id,
+                    "403 Forbidden: this origin may not open a WebSocket here\n",
+                );
+            }
+        }
+    }
+
+    match &route.upstream {
+        Upstream::Demo => {
+            let mut request = request;
+            request
+                .headers_mut()
+                .insert(X_REQUEST_ID, request_id.clone());
+            let path = request.uri().path();
+            let relative = path.get(route.path.len()..).unwrap_or("").to_owned();
+            let mut response = ctx.shared.demo.handle(request, &relative).await;
+            finish(&mut response, cors, &request_id);
+            response
+        }
+        Upstream::Http { authority } => {
+            forward(
+                ctx,
+                snapshot,
+                route,
+                stats,
+                authority,
+                request,
+                websocket,
+                cors,
+                &request_id,
+            )
+            .await
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    ctx: &ConnCtx,
+    snapshot: &Snapshot,
+    route: &Route,
+    stats: &RouteStats,
+    authority: &http::uri::Authority,
+    mut request: Request<Incoming>,
+    websocket: bool,
+    cors: Option<&Decision>,
+    request_id: &HeaderValue,
+) -> Response<ResponseBody> {
+    let settings = &snapshot.gateway.settings;
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+    let (mut parts, body) = request.into_parts();
+
+    let Some(path_and_query) = upstream_path(route, &parts.uri) else {
+        ctx.shared.metrics.gateway_response(400);
+        return local(
+            StatusCode::BAD_REQUEST,
+            cors,
+            request_id,
+            "400 Bad Request: bad request target\n",
+        );
+    };
+    // HTTP/2 requests carry the host in the URI, not in a Host header.
+    if !parts.headers.contains_key(HOST) {
+        if let Some(value) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(HOST, value);
+        }
+    }
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(authority.clone());
+    uri.path_and_query = Some(path_and_query);
+    parts.uri = match Uri::from_parts(uri) {
+        Ok(uri) => uri,
+        Err(_) => {
+            ctx.shared.metrics.gateway_response(400);
+            return local(
+                StatusCode::BAD_REQUEST,
+                cors,
+                request_id,
+                "400 Bad Request: bad request target\n",
+            );
+        }
+    };
+    parts.version = Version::HTTP_11;
+
+    let upgrade = websocket
+        .then(|| parts.headers.get(UPGRADE).cloned())
+        .flatten();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(upgrade) = &upgrade {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(UPGRADE, upgrade.clone());
+    }
+    let host = parts.headers.get(HOST).cloned();
+    headers::add_forwarded(&mut parts.headers, &ctx.client_ip, host);
+    parts.headers.insert(X_REQUEST_ID, request_id.clone());
+    parts.headers.append(VIA, VIA_VALUE);
+
+    let request = Request::from_parts(parts, RequestBody::new(body, settings.max_body_bytes));
+    let started = Instant::now();
+    let sent =
+        tokio::time::timeout(settings.response_timeout, snapshot.client.request(request)).await;
+    let mut response = match sent {
+        Err(_elapsed) => {
+            tracing::warn!(
+                route = route.name.as_str(),
+                upstream = authority.as_str(),
+                timeout = ?settings.response_timeout,
+                "upstream did not send its response head within response_timeout"
+            );
+            ctx.shared.metrics.gateway_response(504);
+            return local(
+                StatusCode::GATEWAY_TIMEOUT,
+                cors,
+                request_id,
+                "504 Gateway Timeout: the upstream did not answer in time\n",
+            );
+        }
+        Ok(Err(err)) => return upstream_failed(ctx, route, authority, &err, cors, request_id),
+        Ok(Ok(response)) => response,
+    };
+    stats.observe_upstream(started.elapsed());
+
+    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+    let upgrade = if switching {
+        response.headers().get(UPGRADE).cloned()
+    } else {
+        None
+    };
+    if let (Some(client_upgrade), true) = (client_upgrade, switching) {
+        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        ctx.shared.metrics.websocket_upgraded();
+        tokio::spawn(async move {
+            let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+                Ok(pair) => pair,
+                Err(err) => {
+                    tracing::debug!(error = %err, "WebSocket upgrade did not complete");
+                    return;
+                }
+            };
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        });
+    }
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some(upgrade) = upgrade {
+        parts
+            .headers
+            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(UPGRADE, upgrade);
+    }
+    let mut response = Response::from_parts(parts, ResponseBody::upstream(body));
+    finish(&mut response, cors, request_id);
+    response
+}
+
+/// The path and query to send upstream: as received, or without the route's
+/// prefix when `strip_prefix` is set.
+fn upstream_path(route: &Route, uri: &Uri) -> Option<PathAndQuery> {
+    let original = uri.path_and_query();
+    if !route.strip_prefix || route.path == "/" {
+        return Some(
+            original
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        );
+    }
+    let path = uri.path();
+    let rest = path.get(route.path.len()..).unwrap_or("");
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let text = match uri.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    };
+    PathAndQuery::try_from(text).ok()
+}
+
+fn upstream_failed(
+    ctx: &ConnCtx,
+    route: &Route,
+    authority: &http::uri::Authority,
+    err: &hyper_util::client::legacy::Error,
+    cors: Option<&Decision>,
+    request_id: &HeaderValue,
+) -> Response<ResponseBody> {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    let mut too_large = false;
+    let mut timed_out = false;
+    while let Some(cause) = source {
+        too_large |= cause.is::<BodyTooLarge>();
+        timed_out |= cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+        source = cause.source();
+    }
+    if too_large {
+        ctx.shared.metrics.gateway_response(413);
+        return local(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            cors,
+            request_id,
+            "413 Content Too Large: the request body is larger than max_body_bytes\n",
+        );
+    }
+    tracing::warn!(
+        route = route.name.as_str(),
+        upstream = authority.as_str(),
+        error = %ErrorChain(err),
+        "upstream request failed"
+    );
+    if timed_out && err.is_connect() {
+        ctx.shared.metrics.gateway_response(504);
+        return local(
+            StatusCode::GATEWAY_TIMEOUT,
+            cors,
+            request_id,
+            "504 Gateway Timeout: could not connect to the upstream within connect_timeout\n",
+        );
+    }
+    ctx.shared.metrics.gateway_response(502);
+    local(
+        StatusCode::BAD_GATEWAY,
+        cors,
+        request_id,
+        "502 Bad Gateway: the upstream could not be reached or failed\n",
+    )
+}
+
+/// `error: cause: cause`, for logs.
+struct ErrorChain<'a>(&'a (dyn StdError + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// The CORS decision and the request id, on a response that is leaving.
+fn finish(
+    response: &mut Response<ResponseBody>,
+    cors: Option<&Decision>,
+    request_id: &HeaderValue,
+) {
+    let headers = response.headers_mut();
+    if let Some(decision) = cors {
+        // Removes every Access-Control-* header of the upstream first: the gateway
+        // is the one authority on CORS.
+        decision.apply(headers);
+    }
+    if !headers.contains_key(X_REQUEST_ID) {
+        headers.insert(X_REQUEST_ID, request_id.clone());
+    }
+}
+
+/// A response made by the gateway itself, carrying the route's CORS headers.
+fn local(
+    status: StatusCode,
+    cors: Option<&Decision>,
+    request_id: &HeaderValue,
+    text: &'static str,
+) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(text.as_bytes()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    if text.is_empty() {
+        if status != StatusCode::NO_CONTENT {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+    } else {
+        headers.insert(CONTENT_TYPE, TEXT_PLAIN);
+    }
+    finish(&mut response, cors, request_id);
+    response
+}
+
+/// The host a request is for: the URI's authority (HTTP/2, absolute form) or the
+/// `Host` header, without port.
+fn request_host<B>(request: &Request<B>) -> Option<&str> {
+    if let Some(authority) = request.uri().authority() {
+        return Some(authority.host());
+    }
+    let host = request.headers().get(HOST)?.to_str().ok()?;
+    Some(match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host.split(':').next().unwrap_or(host),
+    })
+}
+
+/// One line per refused CORS request; debug mode adds what was refused.
+fn log_refusal<B>(
+    route: &str,
+    decision: &Decision,
+    debug: bool,
+    request: &Request<B>,
+    request_id: &HeaderValue,
+) {
+    let Some(rejection) = decision.rejection() else {
+        return;
+    };
+    let origin = decision
+        .origin()
+        .map(|o| String::from_utf8_lossy(o.as_bytes()))
+        .unwrap_or_default();
+    let request_id = String::from_utf8_lossy(request_id.as_bytes());
+    if debug {
+        tracing::info!(
+            route,
+            origin = %origin,
+            class = decision.class().as_str(),
+            reason = rejection.reason().as_str(),
+            detail = %rejection,
+            method = %request.method(),
+            path = request.uri().path(),
+            request_id = %request_id,
+            "CORS request refused"
+        );
+    } else {
+        tracing::info!(
+            route,
+            origin = %origin,
+            class = decision.class().as_str(),
+            reason = rejection.reason().as_str(),
+            request_id = %request_id,
+            "CORS request refused"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_comes_from_authority_or_host_header_without_port() {
+        let r = Request::get("/x")
+            .header(HOST, "api.example:8080")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&r), Some("api.example"));
+        let r = Request::get("/x")
+            .header(HOST, "[::1]:8080")
+            .body(())
+            .unwrap();
+        assert_eq!(request_host(&r), Some("::1"));
+        let r = Request::get("http://h2.example/x").body(()).unwrap();
+        assert_eq!(request_host(&r), Some("h2.example"));
+    }
+}

@@ -1,0 +1,227 @@
+//! `corsgate serve`: run the gateway, with signals, logs and the start-up banner.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::check::human_line;
+use crate::config::{self, Gateway, Upstream};
+use crate::gateway::{Handle, Options, Server};
+use crate::{Format, Outcome};
+
+/// What `corsgate serve` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// The configuration file; `None` runs the built-in demo configuration.
+    pub config: Option<PathBuf>,
+    /// Log lines as human text or JSON objects (on stderr).
+    pub log_format: Option<Format>,
+    /// Print the built-in configuration and exit.
+    pub print_default_config: bool,
+    /// Listen here instead of the configuration's `listen`.
+    pub listen: Option<SocketAddr>,
+    /// Serve the admin endpoints here instead of the configuration's
+    /// `admin_listen`.
+    pub admin_listen: Option<SocketAddr>,
+}
+
+/// Runs the gateway until SIGTERM or SIGINT.
+pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    if args.print_default_config {
+        out.write_all(config::DEFAULT_CONFIG.as_bytes())?;
+        return Ok(Outcome::Clean);
+    }
+    init_logging(args.log_format.unwrap_or(Format::Human));
+    let (name, text) = match &args.config {
+        Some(path) => (
+            path.display().to_string(),
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?,
+        ),
+        None => (
+            "built-in configuration".to_owned(),
+            config::DEFAULT_CONFIG.to_owned(),
+        ),
+    };
+    let checked = config::check(&text);
+    let Some(gateway) = checked.gateway else {
+        let mut stderr = std::io::stderr().lock();
+        for problem in &checked.problems {
+            writeln!(stderr, "{}", human_line(&name, problem))?;
+        }
+        let errors = checked
+            .problems
+            .iter()
+            .filter(|p| p.diagnostic.is_error())
+            .count();
+        bail!(
+            "{name}: invalid configuration ({errors} error{}); nothing started",
+            if errors == 1 { "" } else { "s" }
+        );
+    };
+    for problem in &gateway.warnings {
+        tracing::warn!("{}", human_line(&name, problem));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let demo = args.config.is_none();
+    let options = Options {
+        config_path: args.config.clone(),
+        watch: args.config.is_some(),
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+    };
+    let result = runtime.block_on(async move {
+        let banner = banner(&gateway, demo);
+        let server = Server::bind(gateway, options).await?;
+        let text = banner(server.local_addr(), server.admin_addr());
+        out.write_all(text.as_bytes())?;
+        out.flush()?;
+        tracing::info!(listen = %server.local_addr(), "corsgate started");
+        tokio::spawn(signals(server.handle()));
+        server.run().await
+    });
+    // Do not wait for connections past their shutdown_timeout.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result.map(|()| Outcome::Clean)
+}
+
+fn init_logging(format: Format) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        Format::Human => builder.with_target(false).try_init(),
+        Format::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+}
+
+/// The start-up text: addresses, routes, and for the demo, commands to try.
+fn banner(
+    gateway: &Gateway,
+    demo: bool,
+) -> impl FnOnce(SocketAddr, Option<SocketAddr>) -> String + use<> {
+    let routes: Vec<String> = {
+        let mut routes: Vec<_> = gateway.routes.iter().collect();
+        routes.sort_by_key(|r| r.index);
+        routes
+            .iter()
+            .map(|r| {
+                let upstream = match &r.upstream {
+                    Upstream::Http { authority } => format!("http://{authority}"),
+                    Upstream::Demo => "the built-in demo API".to_owned(),
+                };
+                let host = r
+                    .host
+                    .as_deref()
+                    .map(|h| format!(" (host {h})"))
+                    .unwrap_or_default();
+                let cors = if r.policy.is_none() { ", CORS off" } else { "" };
+                format!("  {}{host} -> {upstream}{cors}", r.path)
+            })
+            .collect()
+    };
+    let demo_path = gateway
+        .routes
+        .iter()
+        .find(|r| r.upstream == Upstream::Demo)
+        .map(|r| r.path.trim_end_matches('/').to_owned());
+    move |listen, admin| {
+        let base = format!("http://{}", reachable(listen));
+        let mut text = format!(
+            "corsgate {} listening on {base}\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        if let Some(admin) = admin {
+            let admin = format!("http://{}", reachable(admin));
+            text.push_str(&format!(
+                "admin: {admin}/metrics {admin}/healthz {admin}/readyz {admin}/config\n"
+            ));
+        }
+        text.push_str("routes:\n");
+        for route in &routes {
+            text.push_str(route);
+            text.push('\n');
+        }
+        if let (true, Some(prefix)) = (demo, demo_path) {
+            let url = format!("{base}{prefix}/items");
+            text.push_str(&format!(
+                "\nBuilt-in demo configuration (print it with `corsgate serve --print-default-config`).\n\
+                 Try a preflight, as a page on http://localhost:3000 would send before a PUT:\n\
+                 \x20 curl -i -X OPTIONS {url} -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: PUT' -H 'Access-Control-Request-Headers: content-type'\n\
+                 and an actual request:\n\
+                 \x20 curl -i {url} -H 'Origin: http://localhost:3000'\n"
+            ));
+        }
+        text
+    }
+}
+
+/// An address a local client can connect to (`0.0.0.0` is not one).
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+/// SIGHUP reloads; SIGTERM and SIGINT drain and stop; a second one stops now.
+async fn signals(handle: Handle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::hangup()),
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        loop {
+            let name = tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let handle = handle.clone();
+                    let _ = tokio::task::spawn_blocking(move || handle.reload()).await;
+                    continue;
+                }
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            stop(&handle, name);
+        }
+    }
+    #[cfg(not(unix))]
+    loop {
+        if tokio::signal::ctrl_c().await.is_err() {
+            return;
+        }
+        stop(&handle, "Ctrl-C");
+    }
+}
+
+fn stop(handle: &Handle, signal: &str) {
+    if handle.is_shutting_down() {
+        tracing::warn!("{signal} again: stopping now, without waiting for requests in flight");
+        std::process::exit(130);
+    }
+    tracing::info!("{signal}: stopping");
+    handle.shutdown();
+}
