@@ -1,0 +1,346 @@
+//! The `corsgate serve` binary as an operator runs it: the demo and its printed
+//! commands, signals (SIGHUP, SIGTERM), exit codes, and memory while a large
+//! upload streams through.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_corsgate");
+
+/// A `corsgate serve` process, killed if the test ends before it exits.
+struct Serve {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    /// Lines of stdout read so far.
+    banner: Vec<String>,
+}
+
+impl Serve {
+    fn start(args: &[&str]) -> Serve {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start corsgate");
+        let (tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let err = child.stderr.take().unwrap();
+        let lines = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        Serve {
+            child,
+            stdout,
+            stderr,
+            banner: Vec::new(),
+        }
+    }
+
+    /// Reads stdout until a line contains `needle`; returns that line.
+    fn wait_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.banner.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needle:?} on stdout; got {:?}; stderr {:?}",
+                    self.banner,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// The gateway and admin addresses from the banner.
+    fn addresses(&mut self) -> (SocketAddr, SocketAddr) {
+        let listen = self.wait_line("listening on http://");
+        let listen = listen.rsplit("http://").next().unwrap().parse().unwrap();
+        let admin = self.wait_line("admin: http://");
+        let admin = admin
+            .split("http://")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (listen, admin)
+    }
+
+    fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    fn wait_exit(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "corsgate did not exit in time");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Peak resident memory of the process (VmHWM), in KiB.
+    fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("no VmHWM in /proc/PID/status")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn curl_available() -> bool {
+    Command::new("curl")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn the_demo_prints_curl_commands_that_work_as_printed() {
+    let mut serve = Serve::start(&["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    let (listen, _admin) = serve.addresses();
+    serve.wait_line("curl -i http://");
+    let commands: Vec<String> = serve
+        .banner
+        .iter()
+        .map(|l| l.trim())
+        .filter(|l| l.starts_with("curl "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(commands.len(), 2, "{:?}", serve.banner);
+    assert!(commands.iter().all(|c| c.contains(&listen.to_string())));
+    if curl_available() {
+        let run = |command: &str| {
+            let output = Command::new("sh")
+                .arg("-c")
+                .arg(format!("{command} --max-time 5 --silent --show-error"))
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{command}: {output:?}");
+            String::from_utf8(output.stdout)
+                .unwrap()
+                .to_ascii_lowercase()
+        };
+        let preflight = run(&commands[0]);
+        assert!(preflight.starts_with("http/1.1 204"), "{preflight}");
+        assert!(preflight.contains("access-control-allow-origin: http://localhost:3000"));
+        assert!(preflight.contains("access-control-allow-methods: put"));
+        assert!(preflight.contains("access-control-allow-headers: content-type"));
+        let actual = run(&commands[1]);
+        assert!(actual.starts_with("http/1.1 200"), "{actual}");
+        assert!(actual.contains("access-control-allow-origin: http://localhost:3000"));
+        assert!(actual.contains("\"items\""));
+    } else {
+        eprintln!("curl is not installed: the printed commands were only parsed");
+    }
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(), Some(0));
+}
+
+#[test]
+fn print_default_config_prints_the_built_in_configuration() {
+    let output = Command::new(BIN)
+        .args(["serve", "--print-default-config"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(text, corsgate::config::DEFAULT_CONFIG);
+    assert!(!corsgate::config::check(&text).has_errors());
+}
+
+#[test]
+fn an_invalid_configuration_starts_nothing_and_exits_2() {
+    let dir = TempDir::new("invalid");
+    let file = dir.join("bad.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.cors]\nallow_origins = [\"https://app.example.com/\"]\n",
+    )
+    .unwrap();
+    let output = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("bad.toml:4:18: server.cors.allow_origins[0]: error:"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("invalid configuration (1 error); nothing started"),
+        "{stderr}"
+    );
+}
+
+fn file_config(origin: &str, upstream: &str) -> String {
+    config(
+        "shutdown_timeout = \"5s\"",
+        &format!("allow_origins = [\"{origin}\"]"),
+        &route("/", upstream, ""),
+    )
+}
+
+async fn metric(admin: SocketAddr, line: &str) -> bool {
+    send("GET", &format!("http://{admin}/metrics"), &[])
+        .await
+        .text()
+        .contains(&format!("{line}\n"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_sigterm_drains_then_exits_0() {
+    let spy = Spy::start(|seen| {
+        if seen.uri.path() == "/slow" {
+            Reply::ok().delay(Duration::from_millis(800))
+        } else {
+            Reply::ok()
+        }
+    })
+    .await;
+    let dir = TempDir::new("signals");
+    let file = dir.join("corsgate.toml");
+    let (a, b) = ("https://a.example", "https://b.example");
+    std::fs::write(&file, file_config(a, &spy.url())).unwrap();
+    let mut serve = Serve::start(&["--config", file.to_str().unwrap(), "--log-format", "json"]);
+    let (listen, admin) = serve.addresses();
+    let url = format!("http://{listen}/");
+    let answer = send("GET", &url, &[("origin", a)]).await;
+    assert_eq!(answer.header("access-control-allow-origin"), Some(a));
+
+    // The file watcher picks the change up; SIGHUP rereads the file even when it
+    // has not changed, so the success count tells the two apart.
+    write_atomically(&file, &file_config(b, &spy.url()));
+    wait_for_metric(admin, "corsgate_reloads_total{result=\"success\"} 1").await;
+    serve.signal("HUP");
+    wait_for_metric(admin, "corsgate_reloads_total{result=\"success\"} 2").await;
+    let answer = send("GET", &url, &[("origin", b)]).await;
+    assert_eq!(answer.header("access-control-allow-origin"), Some(b));
+
+    // A request in flight at SIGTERM completes; then the process exits 0.
+    let slow = tokio::spawn({
+        let url = format!("http://{listen}/slow");
+        async move { send("GET", &url, &[("origin", b)]).await }
+    });
+    wait_until(|| spy.arrived() >= 3).await;
+    serve.signal("TERM");
+    let answer = slow.await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.header("access-control-allow-origin"), Some(b));
+    let code = tokio::task::spawn_blocking(move || {
+        let code = serve.wait_exit();
+        (code, serve.stderr())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.0, Some(0), "{:?}", code.1);
+    // JSON logs: one object per line.
+    let logs = code.1;
+    assert!(logs.iter().any(|l| l.contains("SIGHUP")), "{logs:?}");
+    assert!(logs.iter().any(|l| l.contains("SIGTERM")), "{logs:?}");
+    for line in &logs {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line: {line:?}: {e}"));
+    }
+}
+
+async fn wait_for_metric(admin: SocketAddr, line: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !metric(admin, line).await {
+        assert!(Instant::now() < deadline, "metric {line} not reached");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_100_mib_upload_streams_through_in_bounded_memory() {
+    const SIZE: u64 = 100 * 1024 * 1024;
+    let spy = Spy::ok().await;
+    let dir = TempDir::new("upload");
+    let file = dir.join("corsgate.toml");
+    std::fs::write(&file, file_config("https://a.example", &spy.url())).unwrap();
+    let mut serve = Serve::start(&["--config", file.to_str().unwrap()]);
+    let (listen, _) = serve.addresses();
+    // Warm up, then measure the peak from here.
+    send("GET", &format!("http://{listen}/"), &[]).await;
+    let before = serve.peak_rss_kib();
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<LazyBody>();
+    let request = http::Request::post(format!("http://{listen}/upload"))
+        .header("origin", "https://a.example")
+        .body(LazyBody::new(SIZE, 64 * 1024))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(60), client.request(request))
+        .await
+        .expect("the upload did not finish in a minute")
+        .unwrap();
+    let answer = read(response).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(spy.body_bytes(), SIZE);
+    assert_eq!(spy.last().body_len, SIZE);
+
+    let after = serve.peak_rss_kib();
+    eprintln!("gateway peak RSS: {before} KiB before, {after} KiB after a 100 MiB upload");
+    assert!(
+        after < before + 24 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB: the body was buffered"
+    );
+}

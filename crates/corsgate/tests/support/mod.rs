@@ -1,0 +1,513 @@
+//! Test helpers for the gateway: a spy upstream that records what reaches it, a
+//! gateway started in-process on 127.0.0.1:0, an HTTP client, raw sockets, and
+//! temporary directories. Every wait is bounded.
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use corsgate::config;
+use corsgate::gateway::{Handle, Options, Server};
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
+};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// Longest any single wait in a test may take.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body_len: u64,
+}
+
+/// What the spy answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn ok() -> Self {
+        Reply {
+            status: 200,
+            headers: Vec::new(),
+            body: "hello from upstream".to_owned(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn status(mut self, status: u16) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+type ReplyFn = dyn Fn(&Seen) -> Reply + Send + Sync;
+
+/// An upstream that records every request that reaches it (after reading its
+/// body, which it counts without keeping) and answers with `reply`.
+pub struct Spy {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    arrived: Arc<AtomicUsize>,
+    body_bytes: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Spy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Spy {
+    /// A spy answering `200 hello from upstream`.
+    pub async fn ok() -> Spy {
+        Spy::start(|_| Reply::ok()).await
+    }
+
+    pub async fn start(reply: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> Spy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let body_bytes = Arc::new(AtomicU64::new(0));
+        let reply: Arc<ReplyFn> = Arc::new(reply);
+        let task = {
+            let seen = seen.clone();
+            let arrived = arrived.clone();
+            let body_bytes = body_bytes.clone();
+            tokio::spawn(async move {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let seen = seen.clone();
+                    let arrived = arrived.clone();
+                    let body_bytes = body_bytes.clone();
+                    let reply = reply.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |request: Request<Incoming>| {
+                            let seen = seen.clone();
+                            let arrived = arrived.clone();
+                            let body_bytes = body_bytes.clone();
+                            let reply = reply.clone();
+                            async move {
+                                arrived.fetch_add(1, Ordering::SeqCst);
+                                let (parts, mut body) = request.into_parts();
+                                let mut len = 0u64;
+                                while let Some(frame) = body.frame().await {
+                                    match frame {
+                                        Ok(frame) => {
+                                            if let Some(data) = frame.data_ref() {
+                                                len += data.len() as u64;
+                                                body_bytes
+                                                    .fetch_add(data.len() as u64, Ordering::SeqCst);
+                                            }
+                                        }
+                                        Err(_) => break,
+                                    }
+                                }
+                                let request = Seen {
+                                    method: parts.method,
+                                    uri: parts.uri,
+                                    version: parts.version,
+                                    headers: parts.headers,
+                                    body_len: len,
+                                };
+                                let answer = reply(&request);
+                                seen.lock().unwrap().push(request);
+                                if !answer.delay.is_zero() {
+                                    tokio::time::sleep(answer.delay).await;
+                                }
+                                let mut response =
+                                    Response::new(Full::new(Bytes::from(answer.body)));
+                                *response.status_mut() =
+                                    StatusCode::from_u16(answer.status).unwrap();
+                                for (name, value) in &answer.headers {
+                                    response.headers_mut().append(
+                                        HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                                        HeaderValue::from_str(value).unwrap(),
+                                    );
+                                }
+                                Ok::<_, Infallible>(response)
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            })
+        };
+        Spy {
+            addr,
+            seen,
+            arrived,
+            body_bytes,
+            task,
+        }
+    }
+
+    /// Requests that reached the spy and were answered (or are being delayed).
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Requests whose head arrived (even if their body is still coming).
+    pub fn arrived(&self) -> usize {
+        self.arrived.load(Ordering::SeqCst)
+    }
+
+    pub fn body_bytes(&self) -> u64 {
+        self.body_bytes.load(Ordering::SeqCst)
+    }
+
+    pub fn last(&self) -> Seen {
+        self.requests().pop().expect("the spy saw no request")
+    }
+
+    /// Waits until `n` requests have been recorded.
+    pub async fn wait_for(&self, n: usize) {
+        wait_until(|| self.count() >= n).await;
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Polls `condition` every 10 ms, failing the test after [`WAIT`].
+pub async fn wait_until(mut condition: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {WAIT:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A gateway running in this process.
+pub struct Gw {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    pub handle: Handle,
+    pub task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Gw {
+    /// Starts a gateway on a configuration text (which should listen on
+    /// 127.0.0.1:0).
+    pub async fn start(toml: &str) -> Gw {
+        Gw::start_with(toml, Options::default()).await
+    }
+
+    pub async fn start_with(toml: &str, options: Options) -> Gw {
+        let checked = config::check(toml);
+        let Some(gateway) = checked.gateway else {
+            panic!(
+                "invalid test configuration: {:#?}\n{toml}",
+                checked.problems
+            )
+        };
+        let server = Server::bind(gateway, options).await.unwrap();
+        let addr = server.local_addr();
+        let admin = server.admin_addr();
+        let handle = server.handle();
+        let task = tokio::spawn(server.run());
+        Gw {
+            addr,
+            admin,
+            handle,
+            task: Some(task),
+        }
+    }
+
+    /// Starts a gateway on a configuration file, reloadable, optionally watched.
+    pub async fn from_file(path: &Path, watch: bool) -> Gw {
+        let text = std::fs::read_to_string(path).unwrap();
+        Gw::start_with(
+            &text,
+            Options {
+                config_path: Some(path.to_owned()),
+                watch,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin.expect("no admin listener"))
+    }
+
+    /// Waits for `run` to return (after a shutdown).
+    pub async fn stopped(&mut self) -> anyhow::Result<()> {
+        let task = self.task.take().expect("already stopped");
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("the gateway did not stop in time")
+            .unwrap()
+    }
+}
+
+/// `[server]` listening on 127.0.0.1:0 with an admin listener, the given extra
+/// `[server]` keys, a `[server.cors]` body, and routes.
+pub fn config(server_extra: &str, cors: &str, routes: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{server_extra}\n\n[server.cors]\n{cors}\n\n{routes}\n"
+    )
+}
+
+/// One `[[route]]`.
+pub fn route(path: &str, upstream: &str, extra: &str) -> String {
+    format!("[[route]]\npath = \"{path}\"\nupstream = \"{upstream}\"\n{extra}\n")
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    /// Every line of a header, joined with ", ".
+    pub fn joined(&self, name: &str) -> String {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The `Access-Control-*` headers.
+    pub fn cors(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.as_str().starts_with("access-control-"))
+            .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
+            .collect()
+    }
+}
+
+pub type TestClient<B> = Client<HttpConnector, B>;
+
+pub fn client() -> TestClient<Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub fn h2_client() -> TestClient<Full<Bytes>> {
+    Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http()
+}
+
+/// Sends a request with a real HTTP/1.1 client and reads the whole response.
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    send_map(&client(), method, url, map, Bytes::new()).await
+}
+
+pub async fn send_map(
+    client: &TestClient<Full<Bytes>>,
+    method: &str,
+    url: &str,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let mut request = Request::builder()
+        .method(Method::from_bytes(method.as_bytes()).unwrap())
+        .uri(url)
+        .body(Full::new(body))
+        .unwrap();
+    *request.headers_mut() = headers;
+    let response = tokio::time::timeout(WAIT, client.request(request))
+        .await
+        .expect("no response in time")
+        .expect("request failed");
+    read(response).await
+}
+
+pub async fn read(response: Response<Incoming>) -> Answer {
+    let (parts, body) = response.into_parts();
+    let body = tokio::time::timeout(WAIT, body.collect())
+        .await
+        .expect("body not read in time")
+        .expect("body failed")
+        .to_bytes();
+    Answer {
+        status: parts.status,
+        version: parts.version,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Sends raw bytes on a new connection and reads until the peer closes or
+/// `WAIT` passes; returns what came back.
+pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A request body of `len` bytes made on the fly, chunk by chunk, never held
+/// whole; sent chunked (no length announced).
+pub struct LazyBody {
+    remaining: u64,
+    chunk: Bytes,
+}
+
+impl LazyBody {
+    pub fn new(len: u64, chunk_size: usize) -> Self {
+        LazyBody {
+            remaining: len,
+            chunk: Bytes::from(vec![b'x'; chunk_size]),
+        }
+    }
+}
+
+impl Body for LazyBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let n = self.remaining.min(self.chunk.len() as u64);
+        self.remaining -= n;
+        let data = self.chunk.slice(..n as usize);
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
+
+/// A directory under the system's temporary directory, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "corsgate-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes a file whole, through a temporary file renamed over it, as editors do.
+pub fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// An address where nothing listens.
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
