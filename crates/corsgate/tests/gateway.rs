@@ -254,6 +254,31 @@ async fn upstream_down_is_a_502_the_page_can_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_not_accepting_within_connect_timeout_is_a_502() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so
+    // connecting hangs until the gateway's connect_timeout.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _queued = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let gw = Gw::start(&spa_gateway_config(
+        &format!("http://{addr}"),
+        "connect_timeout = \"200ms\"",
+    ))
+    .await;
+    let started = Instant::now();
+    let answer = send("GET", &gw.url("/items"), &[("origin", APP)]).await;
+    assert_readable(&answer, 502);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(150) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    drop(listener);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_upstream_is_a_504_the_page_can_read() {
     let spy = Spy::start(|_| Reply::ok().delay(Duration::from_secs(3))).await;
     let gw = Gw::start(&spa_gateway_config(

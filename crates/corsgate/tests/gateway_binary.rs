@@ -273,13 +273,16 @@ async fn sighup_reloads_and_sigterm_drains_then_exits_0() {
     wait_for_metric(admin, "corsgate_reloads_total{result=\"success\"} 2").await;
     let answer = send("GET", &url, &[("origin", b)]).await;
     assert_eq!(answer.header("access-control-allow-origin"), Some(b));
+    // Now refused: one log line says so.
+    let answer = send("GET", &url, &[("origin", a)]).await;
+    assert_eq!(answer.header("access-control-allow-origin"), None);
 
     // A request in flight at SIGTERM completes; then the process exits 0.
     let slow = tokio::spawn({
         let url = format!("http://{listen}/slow");
         async move { send("GET", &url, &[("origin", b)]).await }
     });
-    wait_until(|| spy.arrived() >= 3).await;
+    wait_until(|| spy.arrived() >= 4).await;
     serve.signal("TERM");
     let answer = slow.await.unwrap();
     assert_eq!(answer.status, StatusCode::OK);
@@ -295,10 +298,27 @@ async fn sighup_reloads_and_sigterm_drains_then_exits_0() {
     let logs = code.1;
     assert!(logs.iter().any(|l| l.contains("SIGHUP")), "{logs:?}");
     assert!(logs.iter().any(|l| l.contains("SIGTERM")), "{logs:?}");
-    for line in &logs {
-        serde_json::from_str::<serde_json::Value>(line)
-            .unwrap_or_else(|e| panic!("not a JSON log line: {line:?}: {e}"));
-    }
+    let logs: Vec<serde_json::Value> = logs
+        .iter()
+        .map(|line| {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON log line: {line:?}: {e}"))
+        })
+        .collect();
+    let refused: Vec<_> = logs
+        .iter()
+        .filter(|l| l["message"] == "CORS request refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{logs:#?}");
+    assert_eq!(refused[0]["route"], "0:/");
+    assert_eq!(refused[0]["origin"], a);
+    assert_eq!(refused[0]["class"], "actual");
+    assert_eq!(refused[0]["reason"], "origin-not-allowed");
+    assert!(
+        logs.iter()
+            .any(|l| l["message"] == "configuration reloaded"),
+        "{logs:#?}"
+    );
 }
 
 async fn wait_for_metric(admin: SocketAddr, line: &str) {

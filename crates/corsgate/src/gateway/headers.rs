@@ -85,7 +85,8 @@ fn has_token(list: &[u8], token: &[u8]) -> bool {
 }
 
 /// Appends the client's address to `X-Forwarded-For`, and sets
-/// `X-Forwarded-Proto` and `X-Forwarded-Host` to what this hop saw.
+/// `X-Forwarded-Proto` and `X-Forwarded-Host` unless a proxy in front (a TLS
+/// terminator, typically) already did: they describe the first hop.
 pub(crate) fn add_forwarded(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
@@ -110,13 +111,12 @@ pub(crate) fn add_forwarded(
             }
         }
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    match host {
-        Some(host) => {
+    if !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    if let Some(host) = host {
+        if !headers.contains_key(X_FORWARDED_HOST) {
             headers.insert(X_FORWARDED_HOST, host);
-        }
-        None => {
-            headers.remove(X_FORWARDED_HOST);
         }
     }
 }
@@ -198,6 +198,15 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.2");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "api.example");
+        // What a TLS terminator in front said stays.
+        let mut h = map(&[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "app.example"),
+        ]);
+        add_forwarded(&mut h, &ip, Some(HeaderValue::from_static("10.0.0.1:8080")));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.2");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "app.example");
     }
 
     #[test]

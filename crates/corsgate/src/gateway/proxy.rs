@@ -356,12 +356,8 @@ fn upstream_failed(
 ) -> Response<ResponseBody> {
     let mut source: Option<&(dyn StdError + 'static)> = Some(err);
     let mut too_large = false;
-    let mut timed_out = false;
     while let Some(cause) = source {
         too_large |= cause.is::<BodyTooLarge>();
-        timed_out |= cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
         source = cause.source();
     }
     if too_large {
@@ -376,18 +372,10 @@ fn upstream_failed(
     tracing::warn!(
         route = route.name.as_str(),
         upstream = authority.as_str(),
+        connect = err.is_connect(),
         error = %ErrorChain(err),
         "upstream request failed"
     );
-    if timed_out && err.is_connect() {
-        ctx.shared.metrics.gateway_response(504);
-        return local(
-            StatusCode::GATEWAY_TIMEOUT,
-            cors,
-            request_id,
-            "504 Gateway Timeout: could not connect to the upstream within connect_timeout\n",
-        );
-    }
     ctx.shared.metrics.gateway_response(502);
     local(
         StatusCode::BAD_GATEWAY,
@@ -474,30 +462,34 @@ fn log_refusal<B>(
     let Some(rejection) = decision.rejection() else {
         return;
     };
+    // Recorded as strings: quoted and escaped in human logs, so that a crafted
+    // origin cannot pass for other fields; plain strings in JSON.
     let origin = decision
         .origin()
         .map(|o| String::from_utf8_lossy(o.as_bytes()))
         .unwrap_or_default();
+    let origin: &str = &origin;
     let request_id = String::from_utf8_lossy(request_id.as_bytes());
+    let request_id: &str = &request_id;
     if debug {
         tracing::info!(
             route,
-            origin = %origin,
+            origin,
             class = decision.class().as_str(),
             reason = rejection.reason().as_str(),
-            detail = %rejection,
+            detail = rejection.to_string().as_str(),
             method = %request.method(),
             path = request.uri().path(),
-            request_id = %request_id,
+            request_id,
             "CORS request refused"
         );
     } else {
         tracing::info!(
             route,
-            origin = %origin,
+            origin,
             class = decision.class().as_str(),
             reason = rejection.reason().as_str(),
-            request_id = %request_id,
+            request_id,
             "CORS request refused"
         );
     }
