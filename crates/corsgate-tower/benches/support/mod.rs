@@ -1,0 +1,427 @@
+//! What the layer benchmark and the cost examples share, so that they measure the
+//! same thing: one CORS configuration given to both layers, one trivial inner
+//! service, the same requests, and a synchronous driver.
+//!
+//! Each user takes part of it, hence `allow(dead_code)`.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::future::{Future, Ready, ready};
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use corsgate_policy::{CorsConfig, Policy};
+use http::header::{
+    ACCEPT, ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, CONTENT_TYPE, HOST,
+    ORIGIN, USER_AGENT,
+};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response};
+use tower::util::ServiceFn;
+use tower::{Layer, Service, service_fn};
+
+/// The origins of the comparison policy.
+pub(crate) const ORIGINS: [&str; 3] = [
+    "https://app.example.com",
+    "https://admin.example.com",
+    "http://localhost:3000",
+];
+pub(crate) const METHODS: [&str; 3] = ["PUT", "DELETE", "PATCH"];
+pub(crate) const ALLOW_HEADERS: [&str; 3] = ["content-type", "x-api-key", "authorization"];
+pub(crate) const EXPOSE_HEADER: &str = "x-request-id";
+pub(crate) const MAX_AGE: u64 = 600;
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Which service handles the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Impl {
+    /// The inner service alone: the baseline to subtract.
+    Bare,
+    /// `corsgate_tower::CorsLayer` around it.
+    Corsgate,
+    /// `tower_http::cors::CorsLayer` around it, configured the same way.
+    TowerHttp,
+}
+
+impl Impl {
+    pub(crate) const ALL: [Impl; 3] = [Impl::Bare, Impl::Corsgate, Impl::TowerHttp];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Impl::Bare => "bare",
+            Impl::Corsgate => "corsgate",
+            Impl::TowerHttp => "tower-http",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Impl> {
+        Impl::ALL.into_iter().find(|i| i.name() == name)
+    }
+}
+
+/// The request of a layer scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scenario {
+    PreflightAllowed,
+    ActualAllowed,
+    ActualDenied,
+    PreflightDenied,
+    NotCors,
+    /// An allowed actual request against 1000 exact origins, the last one listed.
+    ActualAllowed1000Origins,
+}
+
+impl Scenario {
+    pub(crate) const ALL: [Scenario; 6] = [
+        Scenario::PreflightAllowed,
+        Scenario::ActualAllowed,
+        Scenario::ActualDenied,
+        Scenario::PreflightDenied,
+        Scenario::NotCors,
+        Scenario::ActualAllowed1000Origins,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Scenario::PreflightAllowed => "preflight-allowed",
+            Scenario::ActualAllowed => "actual-allowed",
+            Scenario::ActualDenied => "actual-denied",
+            Scenario::PreflightDenied => "preflight-denied",
+            Scenario::NotCors => "not-cors",
+            Scenario::ActualAllowed1000Origins => "actual-allowed-1000-origins",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The allowlist: the three comparison origins, or those and 997 more.
+    pub(crate) fn origins(self) -> Vec<String> {
+        let mut origins: Vec<String> = ORIGINS.iter().map(|o| (*o).to_owned()).collect();
+        if self == Scenario::ActualAllowed1000Origins {
+            origins.extend((0..997).map(|i| format!("https://tenant{i}.example.com")));
+        }
+        origins
+    }
+
+    fn origin(self) -> Option<String> {
+        match self {
+            Scenario::PreflightAllowed | Scenario::ActualAllowed => Some(ORIGINS[0].to_owned()),
+            Scenario::ActualDenied | Scenario::PreflightDenied => {
+                Some("https://evil.example".to_owned())
+            }
+            Scenario::NotCors => None,
+            Scenario::ActualAllowed1000Origins => self.origins().pop(),
+        }
+    }
+
+    fn is_preflight(self) -> bool {
+        matches!(self, Scenario::PreflightAllowed | Scenario::PreflightDenied)
+    }
+
+    fn is_allowed(self) -> bool {
+        matches!(
+            self,
+            Scenario::PreflightAllowed
+                | Scenario::ActualAllowed
+                | Scenario::ActualAllowed1000Origins
+        )
+    }
+
+    /// The request, as a reusable template.
+    pub(crate) fn template(self) -> RequestTemplate {
+        let mut headers = vec![
+            (HOST, "api.example.com".to_owned()),
+            (
+                USER_AGENT,
+                "Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0".to_owned(),
+            ),
+            (ACCEPT, "*/*".to_owned()),
+        ];
+        if let Some(origin) = self.origin() {
+            headers.push((ORIGIN, origin));
+        }
+        let method = if self.is_preflight() {
+            headers.push((ACCESS_CONTROL_REQUEST_METHOD, "PUT".to_owned()));
+            headers.push((
+                ACCESS_CONTROL_REQUEST_HEADERS,
+                "content-type,x-api-key".to_owned(),
+            ));
+            Method::OPTIONS
+        } else {
+            Method::GET
+        };
+        RequestTemplate::new(method, headers)
+    }
+
+    /// Panics unless `response` is what `implementation` must answer.
+    pub(crate) fn check(self, implementation: Impl, response: &Response<()>) {
+        let headers = response.headers();
+        let allow_origin = headers.get("access-control-allow-origin");
+        let reached_app = headers.contains_key(X_REQUEST_ID);
+        let what = format!("{} through {}", self.name(), implementation.name());
+        if implementation == Impl::Bare {
+            assert!(
+                reached_app && allow_origin.is_none(),
+                "{what}: {response:?}"
+            );
+            return;
+        }
+        if self.is_allowed() {
+            let origin = self.origin().expect("allowed scenarios have an origin");
+            assert_eq!(
+                allow_origin.map(|v| v.as_bytes()),
+                Some(origin.as_bytes()),
+                "{what}"
+            );
+        } else {
+            assert!(allow_origin.is_none(), "{what}: {response:?}");
+        }
+        // Both layers answer every preflight themselves.
+        assert_eq!(reached_app, !self.is_preflight(), "{what}: {response:?}");
+    }
+}
+
+/// A request to build again and again. Its header values are slices of shared
+/// buffers, as hyper's are slices of its read buffer: cloning one (to echo the
+/// origin, say) costs a reference-count increment, not an allocation.
+pub(crate) struct RequestTemplate {
+    method: Method,
+    headers: Vec<(HeaderName, Bytes)>,
+}
+
+impl RequestTemplate {
+    fn new(method: Method, headers: Vec<(HeaderName, String)>) -> Self {
+        let headers = headers
+            .into_iter()
+            .map(|(name, value)| {
+                let bytes = Bytes::from(value);
+                // The first clone of a vector-backed `Bytes` makes it shared;
+                // do it here, once, as hyper's buffers already are.
+                drop(bytes.clone());
+                (name, bytes)
+            })
+            .collect();
+        Self { method, headers }
+    }
+
+    /// A fresh request.
+    pub(crate) fn request(&self) -> Request<()> {
+        let mut request = Request::new(());
+        *request.method_mut() = self.method.clone();
+        let headers = request.headers_mut();
+        headers.reserve(self.headers.len());
+        for (name, value) in &self.headers {
+            let value = HeaderValue::from_maybe_shared(value.clone())
+                .expect("template values are valid header values");
+            headers.append(name.clone(), value);
+        }
+        request
+    }
+
+    /// The method and headers, for calling `Policy::decide` directly.
+    pub(crate) fn head(&self) -> (Method, HeaderMap) {
+        let (parts, ()) = self.request().into_parts();
+        (parts.method, parts.headers)
+    }
+}
+
+/// The inner service's handler: a ready response with a content type and a
+/// request id, like a small JSON API.
+fn app(_request: Request<()>) -> Ready<Result<Response<()>, Infallible>> {
+    let mut response = Response::new(());
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(X_REQUEST_ID, HeaderValue::from_static("5f0c2a91"));
+    ready(Ok(response))
+}
+
+pub(crate) type Inner = ServiceFn<fn(Request<()>) -> Ready<Result<Response<()>, Infallible>>>;
+
+/// The trivial inner service.
+pub(crate) fn inner() -> Inner {
+    service_fn(app as fn(Request<()>) -> Ready<Result<Response<()>, Infallible>>)
+}
+
+/// The comparison policy for corsgate, over `origins`.
+pub(crate) fn corsgate_policy(origins: &[String]) -> Policy {
+    let config = CorsConfig::new()
+        .allow_origins(origins.to_vec())
+        .allow_methods(METHODS)
+        .allow_headers(ALLOW_HEADERS)
+        .expose_headers(EXPOSE_HEADER)
+        .allow_credentials(true)
+        .max_age(MAX_AGE as i64);
+    Policy::compile(&config).expect("the comparison policy compiles")
+}
+
+/// corsgate's layer over the inner service.
+pub(crate) fn corsgate(origins: &[String]) -> corsgate_tower::Cors<Inner> {
+    corsgate_tower::CorsLayer::new(corsgate_policy(origins)).layer(inner())
+}
+
+/// tower-http's layer over the inner service, configured like corsgate's: the same
+/// origins, methods, request headers, exposed header, credentials and max age.
+pub(crate) fn tower_http(origins: &[String]) -> tower_http::cors::Cors<Inner> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins = origins
+        .iter()
+        .map(|o| HeaderValue::from_str(o).expect("origins are header values"));
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods(METHODS.map(|m| Method::from_bytes(m.as_bytes()).expect("a method")))
+        .allow_headers(ALLOW_HEADERS.map(HeaderName::from_static))
+        .expose_headers([HeaderName::from_static(EXPOSE_HEADER)])
+        .allow_credentials(true)
+        .max_age(Duration::from_secs(MAX_AGE))
+        .layer(inner())
+}
+
+/// Drives one request through `service` synchronously: `poll_ready`, `call`, and a
+/// single poll of the future with a no-op waker (every service here is ready at
+/// once), so that no runtime is measured.
+#[inline]
+pub(crate) fn call<S>(service: &mut S, request: Request<()>) -> Response<()>
+where
+    S: Service<Request<()>, Response = Response<()>, Error = Infallible>,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match service.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(never)) => match never {},
+        Poll::Pending => panic!("the service is not ready"),
+    }
+    let future = pin!(service.call(request));
+    match future.poll(&mut cx) {
+        Poll::Ready(Ok(response)) => response,
+        Poll::Ready(Err(never)) => match never {},
+        Poll::Pending => panic!("the service did not answer at once"),
+    }
+}
+
+/// A prepared run: the service built and checked, ready for `n` requests.
+pub(crate) type Run = Box<dyn FnMut(u64)>;
+
+/// Builds the service for (`scenario`, `implementation`), checks one response, and
+/// returns the loop that sends `n` requests and drops the responses.
+pub(crate) fn prepare(scenario: Scenario, implementation: Impl) -> Run {
+    let template = scenario.template();
+    let origins = scenario.origins();
+    match implementation {
+        Impl::Bare => looped(inner(), template, scenario, implementation),
+        Impl::Corsgate => looped(corsgate(&origins), template, scenario, implementation),
+        Impl::TowerHttp => looped(tower_http(&origins), template, scenario, implementation),
+    }
+}
+
+fn looped<S>(
+    mut service: S,
+    template: RequestTemplate,
+    scenario: Scenario,
+    implementation: Impl,
+) -> Run
+where
+    S: Service<Request<()>, Response = Response<()>, Error = Infallible> + 'static,
+{
+    scenario.check(implementation, &call(&mut service, template.request()));
+    Box::new(move |n| {
+        for _ in 0..n {
+            black_box(call(&mut service, template.request()));
+        }
+    })
+}
+
+/// `Policy::decide` alone, for the per-origin-count and per-byte costs.
+pub(crate) const DECIDE_SCENARIOS: [&str; 12] = [
+    "actual-allowed-1-origin",
+    "actual-allowed-1000-origins",
+    "actual-denied-1-origin",
+    "actual-denied-1000-origins",
+    "preflight-allowed-1-origin",
+    "preflight-allowed-1000-origins",
+    "actual-allowed-subdomain-pattern",
+    "actual-allowed-any-port-pattern",
+    "acrh-commas-8KiB",
+    "acrh-commas-64KiB",
+    "acrh-commas-1MiB",
+    "acrh-tokens-4096",
+];
+
+/// The length of the hostile `Access-Control-Request-Headers` value of a decide
+/// scenario, if it has one.
+pub(crate) fn hostile_len(scenario: &str) -> Option<usize> {
+    hostile_value(scenario).map(|v| v.len())
+}
+
+fn hostile_value(scenario: &str) -> Option<String> {
+    match scenario {
+        "acrh-commas-8KiB" => Some(",".repeat(8 << 10)),
+        "acrh-commas-64KiB" => Some(",".repeat(64 << 10)),
+        "acrh-commas-1MiB" => Some(",".repeat(1 << 20)),
+        "acrh-tokens-4096" => Some(
+            ["content-type", "x-api-key"]
+                .iter()
+                .cycle()
+                .take(4096)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    }
+}
+
+/// Builds the policy and request of a decide scenario, checks the decision once
+/// (which also makes every precomputed value shared), and returns the loop.
+pub(crate) fn prepare_decide(scenario: &str) -> Option<Run> {
+    let exact = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|i| format!("https://app{i}.example.com"))
+            .collect()
+    };
+    let (origins, origin, allowed) = match scenario {
+        "actual-allowed-1-origin" | "preflight-allowed-1-origin" => {
+            (exact(1), "https://app0.example.com", true)
+        }
+        "actual-allowed-1000-origins" | "preflight-allowed-1000-origins" => {
+            (exact(1000), "https://app999.example.com", true)
+        }
+        "actual-denied-1-origin" => (exact(1), "https://app.example.net", false),
+        "actual-denied-1000-origins" => (exact(1000), "https://app.example.net", false),
+        "actual-allowed-subdomain-pattern" => (
+            vec!["https://*.example.com".to_owned()],
+            "https://a.b.example.com",
+            true,
+        ),
+        "actual-allowed-any-port-pattern" => (
+            vec!["http://localhost:*".to_owned()],
+            "http://localhost:5173",
+            true,
+        ),
+        _ if scenario.starts_with("acrh-") => (exact(1), "https://app0.example.com", true),
+        _ => return None,
+    };
+    let policy = corsgate_policy(&origins);
+    let mut headers = vec![(ORIGIN, origin.to_owned())];
+    let preflight = scenario.starts_with("preflight-") || scenario.starts_with("acrh-");
+    let method = if preflight {
+        headers.push((ACCESS_CONTROL_REQUEST_METHOD, "PUT".to_owned()));
+        let list = hostile_value(scenario).unwrap_or_else(|| "content-type,x-api-key".into());
+        headers.push((ACCESS_CONTROL_REQUEST_HEADERS, list));
+        Method::OPTIONS
+    } else {
+        Method::GET
+    };
+    let (method, headers) = RequestTemplate::new(method, headers).head();
+    let decision = policy.decide(&method, &headers);
+    assert_eq!(decision.is_allowed(), allowed, "{scenario}: {decision:?}");
+    Some(Box::new(move |n| {
+        for _ in 0..n {
+            black_box(policy.decide(black_box(&method), black_box(&headers)));
+        }
+    }))
+}
