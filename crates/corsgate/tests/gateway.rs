@@ -382,6 +382,14 @@ async fn huge_and_malformed_heads_are_refused_without_harm() {
     );
     let reply = raw(gw.addr, huge.as_bytes()).await;
     assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
+    // More header lines than hyper parses (100): the same.
+    let many: String = (0..150).map(|i| format!("x-h{i}: 1\r\n")).collect();
+    let reply = raw(
+        gw.addr,
+        format!("GET / HTTP/1.1\r\nhost: x\r\n{many}\r\n").as_bytes(),
+    )
+    .await;
+    assert!(reply.starts_with("HTTP/1.1 431"), "{reply}");
     for malformed in [
         "GET / HTTP/1.1\r\nhost: x\r\nthis is not a header\r\n\r\n",
         "GET / HTTP/1.1\r\nhost: x\r\nbad name: 1\r\n\r\n",

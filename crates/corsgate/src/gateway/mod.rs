@@ -30,7 +30,7 @@ mod reload;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -353,6 +353,8 @@ async fn serve_connection(
     let mut closing = false;
     loop {
         tokio::select! {
+            // The connection first: it is what wakes this task almost every time.
+            biased;
             result = conn.as_mut() => {
                 if let Err(err) = result {
                     tracing::debug!(%remote, error = %err, "client connection ended with an error");
@@ -412,14 +414,5 @@ impl Handle {
     /// Whether [`shutdown`](Self::shutdown) was called.
     pub fn is_shutting_down(&self) -> bool {
         self.shared.is_shutting_down()
-    }
-
-    /// The text of the configuration running, when it came from a file.
-    pub fn config_text(&self) -> Option<String> {
-        self.shared
-            .last_text
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
     }
 }
