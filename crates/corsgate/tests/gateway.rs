@@ -835,11 +835,20 @@ async fn a_changed_file_is_reloaded_without_a_signal() {
 async fn shutdown_drains_the_request_in_flight_and_refuses_new_ones() {
     let spy = Spy::start(|_| Reply::ok().delay(Duration::from_millis(700))).await;
     let mut gw = Gw::start(&spa_gateway_config(&spy.url(), "shutdown_timeout = \"5s\"")).await;
+    // An idle keep-alive connection must not hold the drain up.
+    let mut idle = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    idle.write_all(b"GET /warm HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 12];
+    idle.read_exact(&mut buf).await.unwrap();
+    spy.wait_for(1).await;
     let slow = tokio::spawn({
         let url = gw.url("/slow");
         async move { send("GET", &url, &[("origin", APP)]).await }
     });
-    spy.wait_for(1).await;
+    spy.wait_for(2).await;
+    let started = Instant::now();
     gw.handle.shutdown();
     // While draining, /readyz says so.
     let ready = send("GET", &gw.admin_url("/readyz"), &[]).await;
@@ -849,9 +858,16 @@ async fn shutdown_drains_the_request_in_flight_and_refuses_new_ones() {
     assert_eq!(answer.header("access-control-allow-origin"), Some(APP));
     gw.stopped().await.unwrap();
     assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the drain waited for an idle connection"
+    );
+    assert!(
         tokio::net::TcpStream::connect(gw.addr).await.is_err(),
         "still accepting after shutdown"
     );
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(WAIT, idle.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle connection was left open");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

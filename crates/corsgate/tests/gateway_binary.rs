@@ -104,8 +104,9 @@ impl Serve {
     }
 
     fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
+        // The shell's own kill: no procps needed.
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -{name} {}", self.child.id())])
             .status()
             .unwrap();
         assert!(status.success(), "kill -{name} failed");
@@ -363,4 +364,31 @@ async fn a_100_mib_upload_streams_through_in_bounded_memory() {
         after < before + 24 * 1024,
         "peak RSS grew from {before} KiB to {after} KiB: the body was buffered"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_stops_at_once() {
+    let spy = Spy::start(|_| Reply::ok().delay(Duration::from_secs(5))).await;
+    let dir = TempDir::new("second-signal");
+    let file = dir.join("corsgate.toml");
+    std::fs::write(&file, file_config("https://a.example", &spy.url())).unwrap();
+    let mut serve = Serve::start(&["--config", file.to_str().unwrap()]);
+    let (listen, _) = serve.addresses();
+    let _slow = tokio::spawn(async move {
+        let _ = send("GET", &format!("http://{listen}/slow"), &[]).await;
+    });
+    wait_until(|| spy.arrived() >= 1).await;
+    serve.signal("TERM");
+    let deadline = Instant::now() + WAIT;
+    while !serve.stderr().iter().any(|l| l.contains("shutting down")) {
+        assert!(Instant::now() < deadline, "{:?}", serve.stderr());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    serve.signal("TERM");
+    let started = Instant::now();
+    let code = tokio::task::spawn_blocking(move || serve.wait_exit())
+        .await
+        .unwrap();
+    assert_eq!(code, Some(130));
+    assert!(started.elapsed() < Duration::from_secs(3));
 }
