@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs what the test suites need when it is missing, and nothing else:
+#   - Chromium (Debian package `chromium`) for the real-browser CORS suite,
+#   - nginx and wrk for the comparison benchmarks (installed only, never started),
+#   - the Node driver of the browser harness (browser/node_modules, via `npm ci`).
+# Idempotent and fast (a few seconds) when everything is already there.
+# Runs non-interactively; installing Debian packages needs root (as on CI).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+
+apt_updated=0
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "install-test-deps: need root to apt-get install $*" >&2
+    exit 1
+  fi
+  if [ "$apt_updated" -eq 0 ]; then
+    apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# need BINARY PACKAGE [FALLBACK_PACKAGE]
+need() {
+  local bin=$1 pkg=$2 alt=${3:-}
+  if [ -x "$bin" ]; then
+    echo "found $bin"
+    return
+  fi
+  if apt_install "$pkg"; then
+    :
+  elif [ -n "$alt" ]; then
+    apt_install "$alt"
+    pkg=$alt
+  else
+    exit 1
+  fi
+  if [ ! -x "$bin" ]; then
+    echo "install-test-deps: installed $pkg but $bin is still missing" >&2
+    exit 1
+  fi
+  echo "installed $pkg ($bin)"
+}
+
+need /usr/bin/chromium chromium
+need /usr/sbin/nginx nginx-light nginx
+need /usr/bin/wrk wrk
+
+if ! command -v npm >/dev/null 2>&1; then
+  echo "install-test-deps: npm is missing (Node >= 20 is needed for browser/)" >&2
+  exit 1
+fi
+if [ ! -d browser/node_modules/playwright-core ] ||
+  [ browser/package-lock.json -nt browser/node_modules ]; then
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix browser --no-audit --no-fund --loglevel=error >/dev/null
+  touch browser/node_modules
+  echo "installed browser/node_modules (npm ci)"
+else
+  echo "found browser/node_modules"
+fi
