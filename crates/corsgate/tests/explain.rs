@@ -114,7 +114,7 @@ fn refused_origin_predicts_chromium_and_suggests_the_line() {
     assert_eq!(
         e.console_message.as_deref(),
         Some(
-            "Access to fetch at 'https://api.example.com/api/x' from origin 'https://evil.example' has been blocked by CORS policy: No 'Access-Control-Allow-Origin' header is present on the requested resource. If an opaque response serves your needs, set the request's mode to 'no-cors' to fetch the resource with CORS disabled."
+            "Access to fetch at 'https://api.example.com/api/x' from origin 'https://evil.example' has been blocked by CORS policy: No 'Access-Control-Allow-Origin' header is present on the requested resource."
         )
     );
     assert_eq!(e.fixes[0].key, "server.cors.allow_origins");

@@ -140,8 +140,14 @@ impl CorsError {
             message.push_str("Response to preflight request doesn't pass access control check: ");
         }
         message.push_str(&detail);
-        if !preflight && *self == MissingAllowOriginHeader && initiator == Initiator::Fetch {
-            message.push_str(" If an opaque response serves your needs, set the request's mode to 'no-cors' to fetch the resource with CORS disabled.");
+        // Chromium (156) adds this hint to fetch() errors about a bad value only; the
+        // older "set the request's mode to 'no-cors'" advice is gone.
+        let bad_value = matches!(
+            self,
+            MultipleAllowOriginValues(_) | InvalidAllowOriginValue(_) | AllowOriginMismatch(_)
+        );
+        if bad_value && initiator == Initiator::Fetch {
+            message.push_str(" Have the server send the header with a valid value.");
         }
         message
     }
@@ -374,6 +380,70 @@ mod tests {
         assert_eq!(
             cors_check(&headers, "https://a.example", Credentials::SameOrigin),
             Ok(())
+        );
+    }
+
+    /// The wording Chromium 156 printed for these errors in the browser suite
+    /// (`browser/selftest.sh` drives a server that makes each mistake on purpose).
+    #[test]
+    fn messages_match_what_chromium_prints() {
+        let url = "http://127.0.0.1:9/x";
+        let origin = "http://127.0.0.1:8";
+        let head = |api: &str| {
+            format!(
+                "Access to {api} at '{url}' from origin '{origin}' has been blocked by CORS policy: "
+            )
+        };
+        let mismatch = CorsError::AllowOriginMismatch("http://other.example".to_owned());
+        assert_eq!(
+            mismatch.chromium_message(false, Initiator::Fetch, url, origin),
+            head("fetch")
+                + "The 'Access-Control-Allow-Origin' header has a value 'http://other.example' \
+                   that is not equal to the supplied origin. Have the server send the header with a valid value."
+        );
+        assert_eq!(
+            mismatch.chromium_message(false, Initiator::Xhr, url, origin),
+            head("XMLHttpRequest")
+                + "The 'Access-Control-Allow-Origin' header has a value 'http://other.example' \
+                   that is not equal to the supplied origin."
+        );
+        let two = CorsError::MultipleAllowOriginValues(format!("{origin}, {origin}"));
+        assert_eq!(
+            two.chromium_message(true, Initiator::Fetch, url, origin),
+            head("fetch")
+                + "Response to preflight request doesn't pass access control check: \
+                   The 'Access-Control-Allow-Origin' header contains multiple values \
+                   'http://127.0.0.1:8, http://127.0.0.1:8', but only one is allowed. \
+                   Have the server send the header with a valid value."
+        );
+        assert_eq!(
+            CorsError::MissingAllowOriginHeader.chromium_message(
+                false,
+                Initiator::Fetch,
+                url,
+                origin
+            ),
+            head("fetch")
+                + "No 'Access-Control-Allow-Origin' header is present on the requested resource."
+        );
+        assert_eq!(
+            CorsError::PreflightInvalidStatus.chromium_message(true, Initiator::Xhr, url, origin),
+            head("XMLHttpRequest")
+                + "Response to preflight request doesn't pass access control check: \
+                   It does not have HTTP ok status."
+        );
+        assert_eq!(
+            CorsError::InvalidAllowCredentials(String::new()).chromium_message(
+                false,
+                Initiator::Xhr,
+                url,
+                origin
+            ),
+            head("XMLHttpRequest")
+                + "The value of the 'Access-Control-Allow-Credentials' header in the response is '' \
+                   which must be 'true' when the request's credentials mode is 'include'. \
+                   The credentials mode of requests initiated by the XMLHttpRequest is controlled \
+                   by the withCredentials attribute."
         );
     }
 }
