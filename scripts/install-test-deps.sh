@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suites need when it is missing, and nothing else:
 #   - Chromium (Debian package `chromium`) for the real-browser CORS suite,
+#   - curl, to run the commands the demo prints exactly as printed,
 #   - nginx and wrk for the comparison benchmarks (installed only, never started),
 #   - the Node driver of the browser harness (browser/node_modules, via `npm ci`).
 # Idempotent and fast (a few seconds) when everything is already there.
@@ -45,6 +46,7 @@ need() {
   echo "installed $pkg ($bin)"
 }
 
+need /usr/bin/curl curl
 need /usr/bin/chromium chromium
 need /usr/sbin/nginx nginx-light nginx
 need /usr/bin/wrk wrk

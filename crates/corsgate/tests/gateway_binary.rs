@@ -142,15 +142,6 @@ impl Drop for Serve {
     }
 }
 
-fn curl_available() -> bool {
-    Command::new("curl")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn the_demo_prints_curl_commands_that_work_as_printed() {
     let mut serve = Serve::start(&["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
@@ -165,14 +156,17 @@ fn the_demo_prints_curl_commands_that_work_as_printed() {
         .collect();
     assert_eq!(commands.len(), 2, "{:?}", serve.banner);
     assert!(commands.iter().all(|c| c.contains(&listen.to_string())));
-    if curl_available() {
+    {
         let run = |command: &str| {
             let output = Command::new("sh")
                 .arg("-c")
                 .arg(format!("{command} --max-time 5 --silent --show-error"))
                 .output()
-                .unwrap();
-            assert!(output.status.success(), "{command}: {output:?}");
+                .expect("sh runs");
+            assert!(
+                output.status.success(),
+                "{command}: {output:?} (curl is installed by scripts/install-test-deps.sh)"
+            );
             String::from_utf8(output.stdout)
                 .unwrap()
                 .to_ascii_lowercase()
@@ -186,8 +180,6 @@ fn the_demo_prints_curl_commands_that_work_as_printed() {
         assert!(actual.starts_with("http/1.1 200"), "{actual}");
         assert!(actual.contains("access-control-allow-origin: http://localhost:3000"));
         assert!(actual.contains("\"items\""));
-    } else {
-        eprintln!("curl is not installed: the printed commands were only parsed");
     }
     serve.signal("TERM");
     assert_eq!(serve.wait_exit(), Some(0));
