@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Gateway benchmark: corsgate against nginx configured as the same CORS-terminating
+# proxy, and against the upstream alone, under wrk, on loopback.
+#
+# Two cases: (a) allowed preflights, answered by the proxy itself; (b) allowed
+# GETs, proxied to the upstream (bench_upstream, the same program for all three).
+# Each run starts fresh servers, warms up for one second, then measures for
+# --duration seconds: requests/s and p50/p99 latency (wrk --latency), server CPU
+# time per request (utime+stime of the server's processes over the measured
+# window, divided by the requests wrk completed), and peak RSS (VmHWM). Runs are
+# interleaved (corsgate, nginx, direct, corsgate, ...) and each is repeated
+# --runs times; the report gives medians, min..max, and corsgate/nginx ratios
+# against the targets of issue 3.
+#
+# Pinning, on two cores: the server side (corsgate or nginx, and the upstream)
+# on core 0, wrk on core 1.
+#
+#   bench/gateway.sh                 # about 3 minutes after the build
+#   bench/gateway.sh --record        # also write bench/RESULTS.md
+#   bench/gateway.sh --duration 5 --runs 1   # a quick look
+#
+# Options: --duration SECONDS (1-30, default 10), --runs N (1-5, default 3),
+# --connections N (1-256, default 32), --record, --no-build.
+# Needs nginx, wrk, taskset, curl and python3 (scripts/install-test-deps.sh
+# installs nginx and wrk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=10
+runs=3
+connections=32
+record=false
+build=true
+command_line="bench/gateway.sh${*:+ $*}"
+
+usage() { sed -n '2,29p' "$0"; }
+bounded() { # NAME VALUE MIN MAX
+    [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] && [ "$2" -le "$4" ] ||
+        { echo "$1 must be a whole number from $3 to $4" >&2; exit 2; }
+}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --duration) bounded --duration "${2:-}" 1 30; duration=$2; shift ;;
+        --runs) bounded --runs "${2:-}" 1 5; runs=$2; shift ;;
+        --connections) bounded --connections "${2:-}" 1 256; connections=$2; shift ;;
+        --record) record=true ;;
+        --no-build) build=false ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+for tool in nginx wrk taskset curl python3; do
+    command -v "$tool" >/dev/null ||
+        { echo "$tool not found (scripts/install-test-deps.sh installs nginx and wrk)" >&2; exit 2; }
+done
+[ "$(nproc --all)" -ge 2 ] || { echo "needs two cores: the servers on core 0, wrk on core 1" >&2; exit 2; }
+SERVER_CORE=0
+CLIENT_CORE=1
+
+if $build; then
+    cargo build --quiet --release -p corsgate --bin corsgate --example bench_upstream
+fi
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+corsgate="$target_dir/release/corsgate"
+upstream_bin="$target_dir/release/examples/bench_upstream"
+nginx=$(command -v nginx)
+
+work=$(mktemp -d)
+# nginx's worker may run as another user (nobody): it must read its temp paths.
+chmod 755 "$work"
+started=()
+cleanup() {
+    local pid
+    for pid in "${started[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Three free loopback ports: the upstream, corsgate, nginx.
+read -r upstream_port corsgate_port nginx_port < <(python3 - <<'EOF'
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+EOF
+)
+upstream_addr="127.0.0.1:$upstream_port"
+sed -e "s#@LISTEN@#127.0.0.1:$corsgate_port#; s#@UPSTREAM@#$upstream_addr#" \
+    bench/gateway/corsgate.toml >"$work/corsgate.toml"
+sed -e "s#@WORK@#$work#g; s#@LISTEN@#127.0.0.1:$nginx_port#; s#@UPSTREAM@#$upstream_addr#" \
+    bench/gateway/nginx.conf >"$work/nginx.conf"
+
+clk_tck=$(getconf CLK_TCK)
+
+# Waits up to 5 s for a TCP port on 127.0.0.1 to accept connections.
+wait_port() {
+    local i
+    for i in $(seq 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1 after 5 s" >&2
+    return 1
+}
+
+# Stops the given processes and waits for them, for at most 5 s.
+stop() {
+    local pid i
+    for pid in "$@"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "$@"; do
+        for i in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    started=()
+}
+
+# CPU time (utime + stime, clock ticks) of processes, all their threads included.
+cpu_ticks() {
+    local pid total=0 fields
+    for pid in "$@"; do
+        # The command name (field 2) may hold spaces: split after its ')'.
+        fields=$(sed 's/^.*) //' "/proc/$pid/stat")
+        set -- $fields
+        total=$((total + ${12} + ${13}))
+    done
+    echo "$total"
+}
+
+# Peak resident set size (VmHWM, KiB), summed over processes.
+peak_rss_kib() {
+    local pid total=0
+    for pid in "$@"; do
+        total=$((total + $(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")))
+    done
+    echo "$total"
+}
+
+# The answers the benchmark counts on, checked once per server before any load.
+check_answers() { # NAME PORT
+    local name=$1 port=$2 head
+    head=$(curl -sS -o /dev/null -D - -X OPTIONS "http://127.0.0.1:$port/api/items" \
+        -H 'Origin: https://app.example.com' \
+        -H 'Access-Control-Request-Method: PUT' \
+        -H 'Access-Control-Request-Headers: authorization,content-type' | tr -d '\r')
+    grep -q '^HTTP/1.1 204' <<<"$head" &&
+        grep -qi '^access-control-allow-origin: https://app.example.com$' <<<"$head" &&
+        grep -qi '^access-control-allow-credentials: true$' <<<"$head" &&
+        grep -qi '^access-control-allow-methods: .*PUT' <<<"$head" &&
+        grep -qi '^access-control-allow-headers: .*authorization' <<<"$head" &&
+        grep -qi '^access-control-max-age: 3600$' <<<"$head" &&
+        grep -qi '^vary: .*origin' <<<"$head" ||
+        { printf '%s: unexpected preflight answer:\n%s\n' "$name" "$head" >&2; exit 1; }
+    head=$(curl -sS -o "$work/body" -D - "http://127.0.0.1:$port/api/items" \
+        -H 'Origin: https://app.example.com' | tr -d '\r')
+    grep -q '^HTTP/1.1 200' <<<"$head" &&
+        grep -qi '^access-control-allow-origin: https://app.example.com$' <<<"$head" &&
+        grep -qi '^access-control-allow-credentials: true$' <<<"$head" &&
+        grep -qi '^vary: .*origin' <<<"$head" &&
+        grep -q '"items"' "$work/body" ||
+        { printf '%s: unexpected GET answer:\n%s\n' "$name" "$head" >&2; exit 1; }
+}
+
+# Starts the server under test on core 0; sets server_pids (the processes whose
+# CPU and memory are measured) and port.
+upstream_pid=
+server_pids=()
+start() { # corsgate | nginx | direct
+    taskset -c "$SERVER_CORE" "$upstream_bin" "$upstream_addr" >"$work/upstream.log" 2>&1 &
+    upstream_pid=$!
+    started+=("$upstream_pid")
+    wait_port "$upstream_port"
+    case "$1" in
+        corsgate)
+            # warn: nothing is logged per request (info logs only refusals).
+            RUST_LOG=warn taskset -c "$SERVER_CORE" "$corsgate" serve --config "$work/corsgate.toml" \
+                >"$work/corsgate.log" 2>&1 &
+            server_pids=($!)
+            port=$corsgate_port
+            ;;
+        nginx)
+            taskset -c "$SERVER_CORE" "$nginx" -p "$work" -c "$work/nginx.conf" >"$work/nginx.log" 2>&1 &
+            server_pids=($!)
+            port=$nginx_port
+            ;;
+        direct)
+            server_pids=("$upstream_pid")
+            port=$upstream_port
+            ;;
+    esac
+    [ "$1" = direct ] || started+=("${server_pids[@]}")
+    wait_port "$port"
+    if [ "$1" = nginx ]; then
+        # The master and its one worker.
+        local worker
+        worker=$(cat "/proc/${server_pids[0]}/task/${server_pids[0]}/children")
+        [ -n "$worker" ] || { echo "nginx started no worker" >&2; exit 1; }
+        server_pids+=($worker)
+    fi
+}
+
+# Converts a wrk duration (812.00us, 1.23ms, 2.00s) to milliseconds.
+to_ms() {
+    python3 -c 'import sys; v=sys.argv[1]
+for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+    if v.endswith(unit):
+        print(float(v[:-len(unit)]) * scale); break
+else:
+    sys.exit("unknown duration: " + v)' "$1"
+}
+
+results="$work/results.tsv"
+printf 'case\tserver\trun\trequests\trps\tp50_ms\tp99_ms\tcpu_us_per_req\tpeak_rss_kib\tupstream_cpu_us_per_req\n' >"$results"
+
+run() { # CASE SERVER RUN
+    local case=$1 server=$2 n=$3 url before after up_before up_after out requests rps p50 p99 rss
+    start "$server"
+    if [ "$n" = 1 ] && [ "$server" != direct ] && [ "$case" = preflight ]; then
+        check_answers "$server" "$port"
+    fi
+    url="http://127.0.0.1:$port/api/items"
+    # Warm-up: connections, pools and caches, outside the measured window.
+    taskset -c "$CLIENT_CORE" wrk -t1 -c"$connections" -d1s -s "bench/gateway/$case.lua" "$url" >/dev/null
+    before=$(cpu_ticks "${server_pids[@]}")
+    up_before=$(cpu_ticks "$upstream_pid")
+    out=$(taskset -c "$CLIENT_CORE" wrk -t1 -c"$connections" -d"${duration}s" --latency \
+        -s "bench/gateway/$case.lua" "$url")
+    after=$(cpu_ticks "${server_pids[@]}")
+    up_after=$(cpu_ticks "$upstream_pid")
+    rss=$(peak_rss_kib "${server_pids[@]}")
+    if [ "$server" = direct ]; then
+        stop "$upstream_pid"
+    else
+        stop "${server_pids[@]}" "$upstream_pid"
+    fi
+    if grep -q -e 'Non-2xx' -e 'Socket errors' <<<"$out"; then
+        printf '%s %s run %s: wrk saw errors:\n%s\n' "$case" "$server" "$n" "$out" >&2
+        exit 1
+    fi
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+    local cpu up_cpu
+    cpu=$(python3 -c "print(($after - $before) / $clk_tck * 1e6 / $requests)")
+    if [ "$server" = direct ]; then
+        up_cpu=$cpu
+    else
+        up_cpu=$(python3 -c "print(($up_after - $up_before) / $clk_tck * 1e6 / $requests)")
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$server" "$n" "$requests" "$rps" \
+        "$p50" "$p99" "$cpu" "$rss" "$up_cpu" >>"$results"
+    printf '  %-9s %-8s run %s: %9.0f req/s  p50 %6.3f ms  p99 %6.3f ms  %6.2f us CPU/req  %6.1f MiB\n' \
+        "$case" "$server" "$n" "$rps" "$p50" "$p99" "$cpu" "$(python3 -c "print($rss / 1024)")" >&2
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+echo "gateway benchmark: ${duration}s x $runs runs x 5 (case, server) pairs, $connections connections" >&2
+for n in $(seq "$runs"); do
+    for case in preflight get; do
+        servers="corsgate nginx"
+        [ "$case" = get ] && servers="corsgate nginx direct"
+        for server in $servers; do
+            run "$case" "$server" "$n"
+        done
+    done
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+machine="$work/machine.md"
+{
+    hypervisor=$(lscpu | sed -n 's/^Hypervisor vendor: *//p')
+    echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) cores${hypervisor:+, virtual machine ($hypervisor)}"
+    echo "- kernel: $(uname -sr)"
+    echo "- $("$nginx" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(rustc -V)"
+    echo "- started $started_at; load average $load_before before, $load_after after (the machine is shared: other processes may run on either core)"
+    echo "- ${duration} s per run after a 1 s warm-up, $runs runs, $connections connections, one wrk thread"
+} >"$machine"
+
+python3 bench/gateway/report.py "$results" "$machine" "$command_line" >"$work/report.md"
+cat "$work/report.md"
+if $record; then
+    cp "$work/report.md" bench/RESULTS.md
+    echo "written to bench/RESULTS.md" >&2
+fi
