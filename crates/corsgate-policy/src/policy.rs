@@ -52,23 +52,69 @@ pub struct Policy {
     effective: CorsConfig,
 }
 
-/// A set of names: `*`, or a sorted list searched by bisection.
+/// A set of names: `*`, or a list sorted by (length, bytes), so that a look-up
+/// only compares names of the request name's length.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NameSet {
     pub(crate) any: bool,
-    /// Sorted; header names lowercase, methods as written.
+    /// Header names lowercase, methods as written; sorted by [`NameSet::sort`].
     pub(crate) names: Vec<Box<[u8]>>,
 }
 
+/// Up to this many names, a look-up walks the list (stopping at the first
+/// longer name) instead of bisecting it.
+const FEW_NAMES: usize = 16;
+
 impl NameSet {
-    pub(crate) fn contains_exact(&self, name: &[u8]) -> bool {
+    /// Orders the names by (length, bytes), the order the look-ups rely on.
+    pub(crate) fn sort(&mut self) {
         self.names
+            .sort_unstable_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+    }
+
+    /// The names as long as `name`, in byte order.
+    fn same_length(&self, name: &[u8]) -> &[Box<[u8]>] {
+        let lo = self.names.partition_point(|n| n.len() < name.len());
+        let rest = self.names.get(lo..).unwrap_or_default();
+        let len = rest.partition_point(|n| n.len() == name.len());
+        rest.get(..len).unwrap_or_default()
+    }
+
+    /// Whether the set holds `name`, byte for byte.
+    pub(crate) fn contains_exact(&self, name: &[u8]) -> bool {
+        if self.names.len() <= FEW_NAMES {
+            for n in &self.names {
+                if n.len() == name.len() {
+                    if fetch::same_bytes(n, name) {
+                        return true;
+                    }
+                } else if n.len() > name.len() {
+                    break;
+                }
+            }
+            return false;
+        }
+        self.same_length(name)
             .binary_search_by(|probe| probe.as_ref().cmp(name))
             .is_ok()
     }
 
+    /// Whether the set holds `name` ignoring ASCII case; the names are lowercase.
+    /// Browsers send lowercase names, so the byte comparison comes first.
     pub(crate) fn contains_ignore_case(&self, name: &[u8]) -> bool {
-        self.names
+        if self.contains_exact(name) {
+            return true;
+        }
+        if !name.iter().any(u8::is_ascii_uppercase) {
+            return false;
+        }
+        if self.names.len() <= FEW_NAMES {
+            return self
+                .names
+                .iter()
+                .any(|n| n.len() == name.len() && n.eq_ignore_ascii_case(name));
+        }
+        self.same_length(name)
             .binary_search_by(|probe| fetch::cmp_lowercase(probe, name))
             .is_ok()
     }
@@ -319,14 +365,9 @@ impl<'a> Compiler<'a> {
         });
         let vary_actual =
             (!any_origin && !origins.is_empty()).then(|| HeaderValue::from_static("Origin"));
-        let debug_methods = joined(
-            methods.names.iter().map(|m| m.as_ref()),
-            methods.any && !credentials,
-        );
-        let debug_headers = joined(
-            headers.names.iter().map(|h| h.as_ref()),
-            headers.any && !credentials,
-        );
+        // Listed in byte order for people; the sets are ordered for look-ups.
+        let debug_methods = joined(sorted(&methods.names), methods.any && !credentials);
+        let debug_headers = joined(sorted(&headers.names), headers.any && !credentials);
 
         let effective = CorsConfig {
             allow_origins: Some(origins_list.unwrap_or_else(|| List::from(Vec::new()))),
@@ -546,7 +587,7 @@ impl<'a> Compiler<'a> {
                 set.names.push(bytes);
             }
         }
-        set.names.sort();
+        set.sort();
         set
     }
 
@@ -589,7 +630,7 @@ impl<'a> Compiler<'a> {
                 set.names.push(lower);
             }
         }
-        set.names.sort();
+        set.sort();
         let authorization = set.contains_exact(b"authorization");
         if set.any && !authorization {
             self.warn(
@@ -709,6 +750,13 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
+/// The names in byte order.
+fn sorted(names: &[Box<[u8]>]) -> impl Iterator<Item = &[u8]> {
+    let mut names: Vec<&[u8]> = names.iter().map(AsRef::as_ref).collect();
+    names.sort_unstable();
+    names.into_iter()
+}
+
 /// `a, b, c` (plus `*` when asked), or `None` when empty.
 fn joined<'b>(names: impl Iterator<Item = &'b [u8]>, star: bool) -> Option<HeaderValue> {
     let mut out: Vec<u8> = Vec::new();
@@ -729,4 +777,47 @@ fn joined<'b>(names: impl Iterator<Item = &'b [u8]>, star: bool) -> Option<Heade
 fn is_public_suffix(domain: &str) -> bool {
     psl::suffix(domain.as_bytes())
         .is_some_and(|suffix| suffix.is_known() && suffix.as_bytes() == domain.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(names: &[&str]) -> NameSet {
+        let mut set = NameSet {
+            any: false,
+            names: names
+                .iter()
+                .map(|n| n.as_bytes().to_vec().into_boxed_slice())
+                .collect(),
+        };
+        set.sort();
+        set
+    }
+
+    #[test]
+    fn name_sets_find_names_at_every_size() {
+        // Few names (walked) and many (bisected), of mixed lengths.
+        for count in [0, 1, 2, 5, FEW_NAMES, FEW_NAMES + 1, 40] {
+            let names: Vec<String> = (0..count)
+                .map(|i| format!("x-{}{i}", "h".repeat(i % 7)))
+                .collect();
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let set = set(&refs);
+            for name in &names {
+                assert!(set.contains_exact(name.as_bytes()), "{name} in {count}");
+                assert!(set.contains_ignore_case(name.as_bytes()));
+                let upper = name.to_ascii_uppercase();
+                assert!(!set.contains_exact(upper.as_bytes()));
+                assert!(set.contains_ignore_case(upper.as_bytes()), "{upper}");
+                for other in [format!("{name}x"), format!("y{name}"), name[1..].to_owned()] {
+                    if !names.contains(&other) {
+                        assert!(!set.contains_ignore_case(other.as_bytes()), "{other}");
+                    }
+                }
+            }
+            assert!(!set.contains_ignore_case(b""));
+            assert!(!set.contains_ignore_case(b"x-"));
+        }
+    }
 }
