@@ -93,6 +93,14 @@ async fn chromium_judges_corsgate() {
         report.extend(lines);
     }
     reload.abort();
+    print_report(&env, &report);
+    eprintln!("browser suite: done in {:?}", started.elapsed());
+    assert!(
+        failures.is_empty(),
+        "{} failure(s) in the browser suite:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 
     // The hot reload happened in the running process, by file change alone.
     let gateway = env.gw_mut("reload");
@@ -113,15 +121,6 @@ async fn chromium_judges_corsgate() {
         env.websocket_accepted
             .load(std::sync::atomic::Ordering::SeqCst),
         1
-    );
-
-    print_report(&env, &report);
-    eprintln!("browser suite: done in {:?}", started.elapsed());
-    assert!(
-        failures.is_empty(),
-        "{} failure(s) in the browser suite:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
     );
 }
 
@@ -300,7 +299,8 @@ fn check_readable(what: &str, request: &Request, s: StepView<'_>, explained: &Va
 
 fn print_report(env: &Env, lines: &[Line]) {
     let mut text = String::from(
-        "| run | scenario | step | outcome | Chromium's console message |\n| --- | --- | --- | --- | --- |\n",
+        "| run | scenario | step | outcome | Chromium's console message |\n\
+         | --- | --- | --- | --- | --- |\n",
     );
     for line in lines {
         let message = line.message.as_deref().unwrap_or("");
@@ -337,7 +337,8 @@ fn wildcard_with_credentials_cannot_be_configured() {
     // The guides' most common mistake, in every place corsgate reads a policy.
     for text in [
         "[server.cors]\nallow_origins = \"*\"\nallow_credentials = true\n",
-        "[server.cors]\nallow_credentials = true\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\ncors = { allow_origins = \"*\" }\n",
+        "[server.cors]\nallow_credentials = true\n\
+         [[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\ncors = { allow_origins = \"*\" }\n",
     ] {
         let checked = corsgate::config::check(text);
         assert!(checked.gateway.is_none(), "accepted:\n{text}");

@@ -818,7 +818,10 @@ fn errors_and_upstreams(env: &Env) -> Vec<Scenario> {
             .check(move |o| {
                 readable(o, 0);
                 let took = o.step(0).field("durationMs").as_u64().unwrap();
-                assert!(took < 2900, "answered by the timeout, not the upstream: {took} ms");
+                assert!(
+                    took < 2900,
+                    "answered by the timeout, not the upstream: {took} ms"
+                );
             }),
         Scenario::new("upstream-reflecting-overruled", &app)
             .then(
@@ -836,7 +839,10 @@ fn errors_and_upstreams(env: &Env) -> Vec<Scenario> {
                     [
                         ("access-control-allow-credentials".into(), "true".into()),
                         ("access-control-allow-origin".into(), page),
-                        ("access-control-expose-headers".into(), "x-request-id".into()),
+                        (
+                            "access-control-expose-headers".into(),
+                            "x-request-id".into()
+                        ),
                     ],
                     "exactly one set, the gateway's"
                 );
@@ -880,7 +886,10 @@ fn errors_and_upstreams(env: &Env) -> Vec<Scenario> {
                             "access-control-allow-origin".into(),
                             o.scenario.page.clone()
                         ),
-                        ("access-control-expose-headers".into(), "x-request-id".into()),
+                        (
+                            "access-control-expose-headers".into(),
+                            "x-request-id".into()
+                        ),
                     ]
                 );
             }),
@@ -889,7 +898,12 @@ fn errors_and_upstreams(env: &Env) -> Vec<Scenario> {
             .check(|o| {
                 let s = o.step(0);
                 assert_eq!(s.field("redirected"), true);
-                assert!(s.field("url").as_str().unwrap().ends_with("/redirect/get/end"));
+                assert!(
+                    s.field("url")
+                        .as_str()
+                        .unwrap()
+                        .ends_with("/redirect/get/end")
+                );
                 let hops = s.actual();
                 assert_eq!(hops.len(), 2, "the redirect and its target");
                 assert_eq!(hops[0].status(), Some(302));
@@ -909,7 +923,12 @@ fn errors_and_upstreams(env: &Env) -> Vec<Scenario> {
             )
             .check(|o| {
                 let s = o.step(0);
-                assert!(s.field("url").as_str().unwrap().ends_with("/redirect/put/end"));
+                assert!(
+                    s.field("url")
+                        .as_str()
+                        .unwrap()
+                        .ends_with("/redirect/put/end")
+                );
                 let preflights = s.preflights();
                 assert!(!preflights.is_empty());
                 for p in &preflights {
@@ -947,7 +966,10 @@ fn errors_and_upstreams(env: &Env) -> Vec<Scenario> {
             .check(|o| {
                 let message = o.step(0).cors_message().unwrap();
                 assert!(
-                    message.ends_with("The request client is not a secure context and the resource is in more-private address space `loopback`."),
+                    message.ends_with(
+                        "The request client is not a secure context and the resource \
+                         is in more-private address space `loopback`."
+                    ),
                     "{message}"
                 );
                 assert_untouched(o, "/private-network/");
