@@ -1,7 +1,18 @@
 //! The compiled origin index: allowlist look-ups cost the same with one pattern or
-//! thousands, because they are hash look-ups by host, never a scan of the list.
+//! thousands, because they are hash look-ups by host, never a scan of the list
+//! (a handful of exact origins are compared one by one, which is cheaper than
+//! hashing).
+//!
+//! The tables hash with foldhash, several times faster than the standard library's
+//! SipHash on short keys. Its seed is random per table, but the tables would be
+//! safe from flooding even unseeded: they are built from the configuration only,
+//! and a request's origin is only ever looked up, never inserted, so an attacker
+//! cannot make keys collide in them. A look-up costs at most the probe sequence
+//! the configuration's own keys made.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+use foldhash::fast::RandomState;
 
 use crate::origin::{
     OriginPattern, OriginSyntax, PatternKind, PortRule, RequestOrigin, parse_request_origin,
@@ -22,17 +33,61 @@ struct Entry {
     port: PortRule,
 }
 
+/// Up to this many exact origins, a look-up compares them one by one.
+const SMALL: usize = 8;
+
+/// Exact origins, by their whole serialization.
+#[derive(Debug, Clone)]
+enum Exact {
+    /// At most [`SMALL`]: compared one by one (lengths first, so most cost a
+    /// single comparison).
+    Few(Vec<Box<[u8]>>),
+    /// More: hashed.
+    Many(HashSet<Box<[u8]>, RandomState>),
+}
+
+impl Default for Exact {
+    fn default() -> Self {
+        Exact::Few(Vec::new())
+    }
+}
+
+impl Exact {
+    fn insert(&mut self, origin: Box<[u8]>) {
+        match self {
+            Exact::Few(list) => {
+                if list.contains(&origin) {
+                    return;
+                }
+                list.push(origin);
+                if list.len() > SMALL {
+                    *self = Exact::Many(list.drain(..).collect());
+                }
+            }
+            Exact::Many(set) => {
+                set.insert(origin);
+            }
+        }
+    }
+
+    fn contains(&self, origin: &[u8]) -> bool {
+        match self {
+            Exact::Few(list) => list.iter().any(|e| **e == *origin),
+            Exact::Many(set) => set.contains(origin),
+        }
+    }
+}
+
 /// Exact origins and patterns, indexed by host.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct OriginSet {
     any: bool,
     null: bool,
-    /// Exact origins, by their whole serialization.
-    exact: std::collections::HashSet<Box<[u8]>>,
+    exact: Exact,
     /// `scheme://host:*` patterns, by host.
-    any_port: HashMap<Box<[u8]>, Vec<Entry>>,
+    any_port: HashMap<Box<[u8]>, Vec<Entry>, RandomState>,
     /// `scheme://*.suffix[:port]` patterns, by suffix.
-    subdomains: HashMap<Box<[u8]>, Vec<Entry>>,
+    subdomains: HashMap<Box<[u8]>, Vec<Entry>, RandomState>,
     /// Longest suffix in `subdomains`: longer candidates are not looked up.
     longest_suffix: usize,
     len: usize,
@@ -134,7 +189,12 @@ impl OriginSet {
     }
 }
 
-fn push_entry(map: &mut HashMap<Box<[u8]>, Vec<Entry>>, host: &str, scheme: &str, port: PortRule) {
+fn push_entry(
+    map: &mut HashMap<Box<[u8]>, Vec<Entry>, RandomState>,
+    host: &str,
+    scheme: &str,
+    port: PortRule,
+) {
     let entry = Entry {
         scheme: scheme.as_bytes().into(),
         port,
@@ -186,6 +246,32 @@ mod tests {
             ("https://app.example.com/", OriginMatch::Malformed),
         ] {
             assert_eq!(s.find(origin.as_bytes()), want, "{origin}");
+        }
+    }
+
+    #[test]
+    fn few_and_many_exact_origins() {
+        for count in [1, SMALL, SMALL + 1, 1000] {
+            let origins: Vec<String> = (0..count)
+                .map(|i| format!("https://app{i}.example.com"))
+                .collect();
+            let refs: Vec<&str> = origins.iter().map(String::as_str).collect();
+            let s = set(&refs);
+            assert_eq!(matches!(s.exact, Exact::Few(_)), count <= SMALL);
+            for origin in &origins {
+                assert_eq!(s.find(origin.as_bytes()), OriginMatch::Allowed, "{origin}");
+            }
+            for origin in [
+                format!("https://app{count}.example.com"),
+                "https://app0.example.co".to_owned(),
+                "https://app0.example.comm".to_owned(),
+            ] {
+                assert_eq!(
+                    s.find(origin.as_bytes()),
+                    OriginMatch::NotAllowed,
+                    "{origin}"
+                );
+            }
         }
     }
 

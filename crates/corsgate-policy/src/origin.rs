@@ -68,8 +68,11 @@ pub(crate) fn parse_request_origin(value: &[u8]) -> Result<RequestOrigin<'_>, Or
     Ok(RequestOrigin { scheme, host, port })
 }
 
+/// Where `://` starts. A scheme holds no `:`, so only the first `:` can start it:
+/// when that one does not, no canonical scheme precedes a later `://` either.
 fn find_scheme_separator(value: &[u8]) -> Option<usize> {
-    value.windows(3).position(|window| window == b"://")
+    let colon = value.iter().position(|b| *b == b':')?;
+    (value.get(colon + 1..colon + 3) == Some(b"//".as_slice())).then_some(colon)
 }
 
 fn is_canonical_scheme(scheme: &[u8]) -> bool {
@@ -112,14 +115,37 @@ fn is_canonical_host(host: &[u8]) -> bool {
                 .iter()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b) || b":.".contains(b));
     }
+    // One pass: host bytes only, and no empty label (a leading dot or two dots).
+    let mut after_dot = true;
+    for b in host {
+        if !is_host_byte(*b) {
+            return false;
+        }
+        let dot = *b == b'.';
+        if dot && after_dot {
+            return false;
+        }
+        after_dot = dot;
+    }
     !host.is_empty()
-        && host.iter().all(|b| is_host_byte(*b))
-        && !host.starts_with(b".")
-        && !host.windows(2).any(|pair| pair == b"..")
 }
 
+/// The bytes of a canonical host: lowercase letters, digits, `-`, `.` and `_`.
+// Evaluated at compile time, where an index out of bounds fails the build: no panic.
+#[allow(clippy::indexing_slicing)]
+static HOST_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_');
+        b += 1;
+    }
+    table
+};
+
 fn is_host_byte(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.' || b == b'_'
+    HOST_BYTES.get(usize::from(b)).copied().unwrap_or(false)
 }
 
 /// A decimal port in canonical form: no leading zero, at most 65535.
