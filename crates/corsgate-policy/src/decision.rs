@@ -1,6 +1,7 @@
 //! Per request: classify, decide, and apply the decision to a response.
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
@@ -189,36 +190,88 @@ impl fmt::Display for Rejection {
 #[derive(Debug, Clone)]
 pub struct Decision {
     class: RequestClass,
-    rejection: Option<Rejection>,
-    respond: Option<StatusCode>,
-    origin: Option<HeaderValue>,
-    allow_origin: Option<HeaderValue>,
+    allow_origin: AllowOrigin,
     allow_credentials: bool,
+    allow_private_network: bool,
+    debug_reason: bool,
+    respond: Option<StatusCode>,
+    /// One of the policy's precomputed `Vary` values.
+    vary: Option<&'static HeaderValue>,
+    origin: Option<HeaderValue>,
     allow_methods: Option<HeaderValue>,
     allow_headers: Option<HeaderValue>,
-    expose_headers: Option<HeaderValue>,
-    max_age: Option<HeaderValue>,
-    allow_private_network: bool,
-    vary: Option<HeaderValue>,
-    debug_reason: bool,
+    /// `Access-Control-Expose-Headers` (actual requests) or
+    /// `Access-Control-Max-Age` (preflights): never both.
+    policy_value: Option<HeaderValue>,
+    rejection: Option<Rejection>,
+    /// For an allowed preflight: the policy's ready-made response headers.
+    template: Option<Arc<PreflightHeaders>>,
+}
+
+/// The response headers of an allowed preflight, made once per policy for each
+/// combination of (request headers echoed, private network allowed), with
+/// placeholders where the request's origin, method and header list go.
+///
+/// A preflight answered here gets a clone of one, its placeholders filled:
+/// cheaper than inserting each header into an empty map, which hashes every name.
+#[derive(Debug)]
+pub(crate) struct PreflightHeaders {
+    /// Indexed by [`PreflightHeaders::index`].
+    maps: [HeaderMap; 4],
+}
+
+const PLACEHOLDER: HeaderValue = HeaderValue::from_static("");
+
+impl PreflightHeaders {
+    pub(crate) fn new(policy: &Policy) -> Arc<Self> {
+        let map = |index: usize| {
+            let mut decision = Decision::new(RequestClass::Preflight, Some(PLACEHOLDER));
+            decision.allow_methods = Some(PLACEHOLDER);
+            decision.allow_headers = (index & 1 != 0).then_some(PLACEHOLDER);
+            decision.allow_private_network = index & 2 != 0;
+            policy.allow_preflight(&mut decision);
+            let mut headers = HeaderMap::new();
+            decision.insert_headers(&mut headers, true);
+            headers
+        };
+        Arc::new(PreflightHeaders {
+            maps: [map(0), map(1), map(2), map(3)],
+        })
+    }
+
+    fn index(decision: &Decision) -> usize {
+        usize::from(decision.allow_headers.is_some())
+            | usize::from(decision.allow_private_network) << 1
+    }
+}
+
+/// What `Access-Control-Allow-Origin` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AllowOrigin {
+    /// Not sent.
+    None,
+    /// `*`.
+    Any,
+    /// The request's `Origin`, byte for byte.
+    Echo,
 }
 
 impl Decision {
     fn new(class: RequestClass, origin: Option<HeaderValue>) -> Self {
         Decision {
             class,
-            rejection: None,
-            respond: None,
-            origin,
-            allow_origin: None,
+            allow_origin: AllowOrigin::None,
             allow_credentials: false,
+            allow_private_network: false,
+            debug_reason: false,
+            respond: None,
+            vary: None,
+            origin,
             allow_methods: None,
             allow_headers: None,
-            expose_headers: None,
-            max_age: None,
-            allow_private_network: false,
-            vary: None,
-            debug_reason: false,
+            policy_value: None,
+            rejection: None,
+            template: None,
         }
     }
 
@@ -238,7 +291,7 @@ impl Decision {
     pub fn is_allowed(&self) -> bool {
         self.class != RequestClass::NotCors
             && self.rejection.is_none()
-            && self.allow_origin.is_some()
+            && self.allow_origin != AllowOrigin::None
     }
 
     /// The refusal, if the request was refused.
@@ -262,10 +315,60 @@ impl Decision {
     /// `Access-Control-*` header already there (the app's or an upstream's: this
     /// decision is the one authority), adds the CORS headers, and appends `Origin`
     /// (and for preflights the request headers) to `Vary` unless already listed.
+    ///
+    /// An empty map (a response made here) has nothing to remove or merge, so the
+    /// headers are only inserted.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        strip_access_control(headers);
-        if let Some(value) = &self.allow_origin {
-            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, value.clone());
+        let fresh = headers.is_empty();
+        if fresh {
+            if let Some(template) = &self.template {
+                return self.fill(template, headers);
+            }
+        }
+        self.insert_headers(headers, fresh);
+    }
+
+    /// An allowed preflight's headers, from the policy's template.
+    fn fill(&self, template: &PreflightHeaders, headers: &mut HeaderMap) {
+        let Some(map) = template.maps.get(PreflightHeaders::index(self)) else {
+            return self.insert_headers(headers, true);
+        };
+        *headers = map.clone();
+        for (name, value) in headers.iter_mut() {
+            let filled = if name == ACCESS_CONTROL_ALLOW_ORIGIN {
+                match self.allow_origin {
+                    AllowOrigin::Echo => &self.origin,
+                    _ => continue,
+                }
+            } else if name == ACCESS_CONTROL_ALLOW_METHODS {
+                &self.allow_methods
+            } else if name == ACCESS_CONTROL_ALLOW_HEADERS {
+                &self.allow_headers
+            } else {
+                continue;
+            };
+            if let Some(filled) = filled {
+                *value = filled.clone();
+            }
+        }
+    }
+
+    /// The headers one by one, after removing the `Access-Control-*` ones unless
+    /// the map was `fresh` (empty).
+    fn insert_headers(&self, headers: &mut HeaderMap, fresh: bool) {
+        if !fresh {
+            strip_access_control(headers);
+        }
+        match self.allow_origin {
+            AllowOrigin::None => {}
+            AllowOrigin::Any => {
+                headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, STAR);
+            }
+            AllowOrigin::Echo => {
+                if let Some(origin) = &self.origin {
+                    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                }
+            }
         }
         if self.allow_credentials {
             headers.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
@@ -276,14 +379,16 @@ impl Decision {
         if let Some(value) = &self.allow_headers {
             headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, value.clone());
         }
-        if let Some(value) = &self.max_age {
-            headers.insert(ACCESS_CONTROL_MAX_AGE, value.clone());
+        if let Some(value) = &self.policy_value {
+            let name = if self.class == RequestClass::Preflight {
+                ACCESS_CONTROL_MAX_AGE
+            } else {
+                ACCESS_CONTROL_EXPOSE_HEADERS
+            };
+            headers.insert(name, value.clone());
         }
         if self.allow_private_network {
             headers.insert(ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, TRUE);
-        }
-        if let Some(value) = &self.expose_headers {
-            headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, value.clone());
         }
         if self.debug_reason {
             if let Some(rejection) = &self.rejection {
@@ -293,8 +398,12 @@ impl Decision {
                 );
             }
         }
-        if let Some(vary) = &self.vary {
-            append_vary(headers, vary);
+        if let Some(vary) = self.vary {
+            if fresh {
+                headers.insert(VARY, vary.clone());
+            } else {
+                append_vary(headers, vary);
+            }
         }
     }
 
@@ -325,8 +434,15 @@ fn strip_access_control(headers: &mut HeaderMap) {
     }
 }
 
+/// The comma-separated members of a `Vary` value, whitespace trimmed.
+fn members(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
+}
+
 /// Appends the members of `add` (a comma-separated list) to `Vary`, skipping those
 /// already present, and skipping everything when `Vary: *` is there.
+///
+/// Allocates only when some members of `add` are listed already and others not.
 pub fn append_vary(headers: &mut HeaderMap, add: &HeaderValue) {
     let existing = headers.get_all(VARY);
     if existing.iter().next().is_none() {
@@ -335,30 +451,107 @@ pub fn append_vary(headers: &mut HeaderMap, add: &HeaderValue) {
     }
     let has = |member: &[u8]| {
         existing.iter().any(|value| {
-            value
-                .as_bytes()
-                .split(|b| *b == b',')
-                .map(|m| m.trim_ascii())
-                .any(|m| m == b"*" || m.eq_ignore_ascii_case(member))
+            members(value.as_bytes()).any(|m| m == b"*" || m.eq_ignore_ascii_case(member))
         })
     };
-    let missing = add
-        .as_bytes()
-        .split(|b| *b == b',')
-        .map(|m| m.trim_ascii())
-        .filter(|m| !has(m));
-    let mut out: Vec<u8> = Vec::new();
-    for member in missing {
+    // The missing members joined by ", ": when that is `add` itself (none listed
+    // yet, `add` written as corsgate writes it), append `add` as it is.
+    let bytes = add.as_bytes();
+    let mut len = 0usize;
+    let mut same = true;
+    for member in members(bytes).filter(|m| !has(m)) {
+        if len > 0 {
+            same &= bytes.get(len..len + 2) == Some(b", ".as_slice());
+            len += 2;
+        }
+        same &= bytes.get(len..len + member.len()) == Some(member);
+        len += member.len();
+    }
+    if len == 0 {
+        return;
+    }
+    if same && len == bytes.len() {
+        headers.append(VARY, add.clone());
+        return;
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(len);
+    for member in members(bytes).filter(|m| !has(m)) {
         if !out.is_empty() {
             out.extend_from_slice(b", ");
         }
         out.extend_from_slice(member);
     }
-    if out.is_empty() {
-        return;
-    }
     if let Ok(value) = HeaderValue::from_bytes(&out) {
         headers.append(VARY, value);
+    }
+}
+
+/// The request headers a decision reads, found in one pass.
+struct Head<'a> {
+    origin: Option<&'a HeaderValue>,
+    /// `Origin` appears more than once.
+    duplicated: bool,
+    /// The first `Access-Control-Request-Method`: a preflight when `OPTIONS`.
+    method: Option<&'a HeaderValue>,
+    /// The first `Access-Control-Request-Private-Network`.
+    private_network: Option<&'a HeaderValue>,
+    /// The first `Access-Control-Request-Headers` line; `more_lines` when there
+    /// are others (browsers send one).
+    request_headers: Option<&'a HeaderValue>,
+    more_lines: bool,
+}
+
+/// Up to this many header names, a request is read in one walk over its headers,
+/// cheaper than a hashed look-up per name; beyond, by look-ups.
+const SCAN_KEYS: usize = 24;
+
+impl<'a> Head<'a> {
+    /// `Origin` alone: all an actual request needs.
+    fn origin(headers: &'a HeaderMap) -> Self {
+        let mut origins = headers.get_all(ORIGIN).iter();
+        Head {
+            origin: origins.next(),
+            duplicated: origins.next().is_some(),
+            method: None,
+            private_network: None,
+            request_headers: None,
+            more_lines: false,
+        }
+    }
+
+    /// Everything a preflight needs.
+    fn preflight(headers: &'a HeaderMap) -> Self {
+        if headers.keys_len() > SCAN_KEYS {
+            let mut head = Head::origin(headers);
+            head.method = headers.get(ACCESS_CONTROL_REQUEST_METHOD);
+            head.private_network = headers.get(ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK);
+            let mut lines = headers.get_all(ACCESS_CONTROL_REQUEST_HEADERS).iter();
+            head.request_headers = lines.next();
+            head.more_lines = lines.next().is_some();
+            return head;
+        }
+        let mut head = Head {
+            origin: None,
+            duplicated: false,
+            method: None,
+            private_network: None,
+            request_headers: None,
+            more_lines: false,
+        };
+        for (name, value) in headers {
+            if name == ORIGIN {
+                head.duplicated |= head.origin.is_some();
+                head.origin.get_or_insert(value);
+            } else if name == ACCESS_CONTROL_REQUEST_METHOD {
+                head.method.get_or_insert(value);
+            } else if name == ACCESS_CONTROL_REQUEST_HEADERS {
+                head.more_lines |= head.request_headers.is_some();
+                head.request_headers.get_or_insert(value);
+            } else if name == ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK {
+                head.private_network.get_or_insert(value);
+            }
+        }
+        head
     }
 }
 
@@ -366,22 +559,17 @@ impl Policy {
     /// Decides on a request from its method and headers. Never allocates on the
     /// heap (except to join several `Access-Control-Request-Headers` lines).
     pub fn decide(&self, method: &Method, headers: &HeaderMap) -> Decision {
-        let mut origins = headers.get_all(ORIGIN).iter();
-        let Some(origin) = origins.next() else {
+        let head = if method == Method::OPTIONS {
+            Head::preflight(headers)
+        } else {
+            Head::origin(headers)
+        };
+        let Some(origin) = head.origin else {
             let mut decision = Decision::new(RequestClass::NotCors, None);
-            decision.vary = self.vary_actual.clone();
+            decision.vary = self.vary_actual;
             return decision;
         };
-        let duplicated = origins.next().is_some();
-        let preflight =
-            method == Method::OPTIONS && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD);
-        let class = if preflight {
-            RequestClass::Preflight
-        } else {
-            RequestClass::Actual
-        };
-        let mut decision = Decision::new(class, Some(origin.clone()));
-        let found = if duplicated {
+        let found = if head.duplicated {
             OriginMatch::Malformed
         } else {
             self.origins.find(origin.as_bytes())
@@ -392,12 +580,28 @@ impl Policy {
             OriginMatch::Null => Some(RejectionReason::NullOrigin),
             OriginMatch::Malformed => Some(RejectionReason::MalformedOrigin),
         };
-        if preflight {
-            self.decide_preflight(&mut decision, origin, origin_reason, headers);
-        } else {
-            self.decide_actual(&mut decision, origin, origin_reason);
+        match head.method {
+            Some(requested) => {
+                let mut decision = Decision::new(RequestClass::Preflight, Some(origin.clone()));
+                decision.vary = Some(self.vary_preflight);
+                let checked = match origin_reason {
+                    Some(reason) => Err(Rejection {
+                        reason,
+                        culprit: None,
+                    }),
+                    None => self.check_preflight(&mut decision, requested, &head, headers),
+                };
+                match checked {
+                    Ok(()) => {
+                        self.allow_preflight(&mut decision);
+                        decision.template = self.preflight_headers.clone();
+                    }
+                    Err(rejection) => self.refuse_preflight(&mut decision, rejection),
+                }
+                decision
+            }
+            None => self.decide_actual(origin, origin_reason),
         }
-        decision
     }
 
     /// Checks an origin alone, as for a WebSocket handshake (which browsers never
@@ -411,23 +615,28 @@ impl Policy {
         }
     }
 
-    fn allow_origin_value(&self, origin: &HeaderValue) -> HeaderValue {
+    fn allow_origin(&self) -> AllowOrigin {
         // `*` only without credentials (compile refuses the pair); otherwise echo
         // the request's bytes, which matched the allowlist exactly.
         if self.origins.is_any() {
-            STAR
+            AllowOrigin::Any
         } else {
-            origin.clone()
+            AllowOrigin::Echo
         }
     }
 
-    fn decide_actual(
-        &self,
-        decision: &mut Decision,
-        origin: &HeaderValue,
-        reason: Option<RejectionReason>,
-    ) {
-        decision.vary = self.vary_actual.clone();
+    /// What an allowed preflight's answer holds besides the method and headers.
+    fn allow_preflight(&self, decision: &mut Decision) {
+        decision.respond = Some(self.preflight_status);
+        decision.allow_origin = self.allow_origin();
+        decision.allow_credentials = self.credentials;
+        decision.policy_value = self.max_age.clone();
+        decision.vary = Some(self.vary_preflight);
+    }
+
+    fn decide_actual(&self, origin: &HeaderValue, reason: Option<RejectionReason>) -> Decision {
+        let mut decision = Decision::new(RequestClass::Actual, Some(origin.clone()));
+        decision.vary = self.vary_actual;
         if let Some(reason) = reason {
             decision.rejection = Some(Rejection {
                 reason,
@@ -437,136 +646,107 @@ impl Policy {
             if self.on_disallowed == OnDisallowed::Reject {
                 decision.respond = Some(StatusCode::FORBIDDEN);
             }
-            return;
+            return decision;
         }
-        decision.allow_origin = Some(self.allow_origin_value(origin));
+        decision.allow_origin = self.allow_origin();
         decision.allow_credentials = self.credentials;
-        decision.expose_headers = self.expose.clone();
+        decision.policy_value = self.expose.clone();
+        decision
     }
 
-    fn decide_preflight(
+    /// The method, private-network and request-header checks of an allowed
+    /// origin's preflight; on success, the method and header list to echo are in
+    /// `decision`.
+    fn check_preflight(
         &self,
         decision: &mut Decision,
-        origin: &HeaderValue,
-        reason: Option<RejectionReason>,
+        method: &HeaderValue,
+        head: &Head<'_>,
         headers: &HeaderMap,
-    ) {
-        decision.vary = Some(self.vary_preflight.clone());
-        if let Some(reason) = reason {
-            return self.refuse_preflight(
-                decision,
-                origin,
-                Rejection {
-                    reason,
-                    culprit: None,
-                },
-            );
-        }
+    ) -> Result<(), Rejection> {
         // Fetch §4.8 step 7: the method passes if safelisted or listed (`*` only
         // matches non-forbidden methods, whatever the credentials mode, since the
         // requested method is echoed rather than `*` sent).
-        let method = headers.get(ACCESS_CONTROL_REQUEST_METHOD);
-        let Some(method) = method.filter(|m| fetch::is_token(m.as_bytes())) else {
-            let culprit = method.map(|m| (m.clone(), 0, m.len()));
-            return self.refuse_preflight(
-                decision,
-                origin,
-                Rejection {
-                    reason: RejectionReason::MalformedMethod,
-                    culprit,
-                },
-            );
-        };
         let name = method.as_bytes();
+        if !fetch::is_token(name) {
+            return Err(Rejection {
+                reason: RejectionReason::MalformedMethod,
+                culprit: Some((method.clone(), 0, name.len())),
+            });
+        }
         let method_ok = matches!(name, b"GET" | b"HEAD" | b"POST")
             || self.methods.contains_exact(name)
             || (self.methods.any && !is_forbidden_method_bytes(name));
         if !method_ok {
-            let culprit = Some((method.clone(), 0, method.len()));
-            return self.refuse_preflight(
-                decision,
-                origin,
-                Rejection {
-                    reason: RejectionReason::MethodNotAllowed,
-                    culprit,
-                },
-            );
+            return Err(Rejection {
+                reason: RejectionReason::MethodNotAllowed,
+                culprit: Some((method.clone(), 0, name.len())),
+            });
         }
         decision.allow_methods = Some(method.clone());
         // Private Network Access: answered only when enabled.
-        let wants_private_network = headers
-            .get(ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK)
+        let wants_private_network = head
+            .private_network
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
         if wants_private_network && !self.private_network {
-            return self.refuse_preflight(
-                decision,
-                origin,
-                Rejection {
-                    reason: RejectionReason::PrivateNetworkNotAllowed,
-                    culprit: None,
-                },
-            );
+            return Err(Rejection {
+                reason: RejectionReason::PrivateNetworkNotAllowed,
+                culprit: None,
+            });
         }
         // Fetch §4.8 step 8: every requested header must be listed, or covered by
         // `*`, which never covers Authorization.
+        decision.allow_headers = match (head.request_headers, head.more_lines) {
+            (None, _) => None,
+            (Some(line), false) => match self.check_request_headers(line)? {
+                0 => None,
+                _ => Some(line.clone()),
+            },
+            (Some(_), true) => {
+                let mut lines = 0usize;
+                let mut single: Option<&HeaderValue> = None;
+                for line in headers.get_all(ACCESS_CONTROL_REQUEST_HEADERS) {
+                    if self.check_request_headers(line)? > 0 {
+                        lines += 1;
+                        single = Some(line);
+                    }
+                }
+                match lines {
+                    0 => None,
+                    1 => single.cloned(),
+                    _ => join_lines(headers),
+                }
+            }
+        };
+        decision.allow_private_network = wants_private_network;
+        Ok(())
+    }
+
+    /// The number of names in one `Access-Control-Request-Headers` line, or why
+    /// the line is refused.
+    fn check_request_headers(&self, line: &HeaderValue) -> Result<usize, Rejection> {
         let allowed = |name: &[u8]| {
             self.headers.contains_ignore_case(name)
                 || (self.headers.any && !name.eq_ignore_ascii_case(b"authorization"))
         };
-        let mut lines = 0usize;
-        let mut single: Option<&HeaderValue> = None;
-        for line in headers.get_all(ACCESS_CONTROL_REQUEST_HEADERS) {
-            match fetch::check_header_list(line.as_bytes(), allowed) {
-                Ok(0) => {}
-                Ok(_) => {
-                    lines += 1;
-                    single = Some(line);
+        fetch::check_header_list(line.as_bytes(), allowed).map_err(|err| {
+            let (reason, lo, hi) = match err {
+                HeaderListError::NotAllowed(lo, hi) => (RejectionReason::HeaderNotAllowed, lo, hi),
+                HeaderListError::Malformed(lo, hi) => {
+                    (RejectionReason::MalformedRequestHeaders, lo, hi)
                 }
-                Err(HeaderListError::NotAllowed(lo, hi)) => {
-                    let culprit = Some((line.clone(), lo, hi));
-                    return self.refuse_preflight(
-                        decision,
-                        origin,
-                        Rejection {
-                            reason: RejectionReason::HeaderNotAllowed,
-                            culprit,
-                        },
-                    );
-                }
-                Err(HeaderListError::Malformed(lo, hi)) => {
-                    let culprit = Some((line.clone(), lo, hi));
-                    return self.refuse_preflight(
-                        decision,
-                        origin,
-                        Rejection {
-                            reason: RejectionReason::MalformedRequestHeaders,
-                            culprit,
-                        },
-                    );
-                }
+            };
+            Rejection {
+                reason,
+                culprit: Some((line.clone(), lo, hi)),
             }
-        }
-        decision.allow_headers = match lines {
-            0 => None,
-            1 => single.cloned(),
-            _ => join_lines(headers),
-        };
-        decision.respond = Some(self.preflight_status);
-        decision.allow_origin = Some(self.allow_origin_value(origin));
-        decision.allow_credentials = self.credentials;
-        decision.max_age = self.max_age.clone();
-        decision.allow_private_network = wants_private_network;
+        })
     }
 
     /// A refused preflight: `403` without CORS headers; in debug mode, the ok
     /// status with only the headers that hold, so that the browser's own check
     /// names the precise cause in its console message.
-    fn refuse_preflight(
-        &self,
-        decision: &mut Decision,
-        origin: &HeaderValue,
-        rejection: Rejection,
-    ) {
+    fn refuse_preflight(&self, decision: &mut Decision, rejection: Rejection) {
         let reason = rejection.reason;
         decision.rejection = Some(rejection);
         if !self.debug {
@@ -579,7 +759,7 @@ impl Policy {
         if reason.is_about_origin() {
             return;
         }
-        decision.allow_origin = Some(self.allow_origin_value(origin));
+        decision.allow_origin = self.allow_origin();
         decision.allow_credentials = self.credentials;
         match reason {
             RejectionReason::MethodNotAllowed | RejectionReason::MalformedMethod => {
@@ -609,4 +789,42 @@ fn join_lines(headers: &HeaderMap) -> Option<HeaderValue> {
         out.extend_from_slice(bytes);
     }
     HeaderValue::from_bytes(&out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vary_after(existing: &[&str], add: &str) -> Vec<String> {
+        let mut headers = HeaderMap::new();
+        for value in existing {
+            headers.append(VARY, value.parse().unwrap());
+        }
+        append_vary(&mut headers, &add.parse().unwrap());
+        headers
+            .get_all(VARY)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn vary_members_are_appended_once() {
+        let add = "Origin, Access-Control-Request-Method";
+        assert_eq!(vary_after(&[], add), [add]);
+        assert_eq!(vary_after(&["Accept"], add), ["Accept", add]);
+        assert_eq!(
+            vary_after(&["accept", "ORIGIN"], add),
+            ["accept", "ORIGIN", "Access-Control-Request-Method"]
+        );
+        assert_eq!(
+            vary_after(&[" origin ,access-control-request-method"], add),
+            [" origin ,access-control-request-method"]
+        );
+        assert_eq!(vary_after(&["*"], add), ["*"]);
+        // Not written as corsgate writes lists: rebuilt.
+        assert_eq!(vary_after(&["Accept"], " a ,b"), ["Accept", "a, b"]);
+        assert_eq!(vary_after(&["Accept"], ",a"), ["Accept", "a"]);
+        assert_eq!(vary_after(&["Accept"], ""), ["Accept"]);
+    }
 }

@@ -1,8 +1,11 @@
 //! What runs: a validated, precomputed policy.
 
+use std::sync::Arc;
+
 use http::{HeaderValue, StatusCode};
 
 use crate::config::{CorsConfig, List, OnDisallowed};
+use crate::decision::PreflightHeaders;
 use crate::diagnostic::{CompileError, Diagnostic, DiagnosticKind as Kind};
 use crate::fetch;
 use crate::matcher::OriginSet;
@@ -46,8 +49,10 @@ pub struct Policy {
     pub(crate) debug: bool,
     pub(crate) debug_methods: Option<HeaderValue>,
     pub(crate) debug_headers: Option<HeaderValue>,
-    pub(crate) vary_actual: Option<HeaderValue>,
-    pub(crate) vary_preflight: HeaderValue,
+    pub(crate) vary_actual: Option<&'static HeaderValue>,
+    pub(crate) vary_preflight: &'static HeaderValue,
+    /// The response headers of allowed preflights, ready-made.
+    pub(crate) preflight_headers: Option<Arc<PreflightHeaders>>,
     warnings: Vec<Diagnostic>,
     effective: CorsConfig,
 }
@@ -162,19 +167,26 @@ impl Policy {
             debug_methods: None,
             debug_headers: None,
             vary_actual: None,
-            vary_preflight: HeaderValue::from_static(VARY_PREFLIGHT),
+            vary_preflight: &VARY_PREFLIGHT,
+            preflight_headers: None,
             warnings: Vec::new(),
             effective: CorsConfig::default(),
         }
     }
 }
 
-const VARY_PREFLIGHT: &str =
-    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
-const VARY_PREFLIGHT_PN: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network";
-const VARY_PREFLIGHT_NO_ORIGIN: &str =
-    "Access-Control-Request-Method, Access-Control-Request-Headers";
-const VARY_PREFLIGHT_NO_ORIGIN_PN: &str = "Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network";
+static VARY_ORIGIN: HeaderValue = HeaderValue::from_static("Origin");
+static VARY_PREFLIGHT: HeaderValue = HeaderValue::from_static(
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+);
+static VARY_PREFLIGHT_PN: HeaderValue = HeaderValue::from_static(
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network",
+);
+static VARY_PREFLIGHT_NO_ORIGIN: HeaderValue =
+    HeaderValue::from_static("Access-Control-Request-Method, Access-Control-Request-Headers");
+static VARY_PREFLIGHT_NO_ORIGIN_PN: HeaderValue = HeaderValue::from_static(
+    "Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network",
+);
 
 impl Policy {
     /// Validates `config` and compiles it. Every problem is reported at once.
@@ -357,14 +369,13 @@ impl<'a> Compiler<'a> {
         }
 
         let any_origin = origins.is_any();
-        let vary_preflight = HeaderValue::from_static(match (any_origin, private_network) {
-            (false, false) => VARY_PREFLIGHT,
-            (false, true) => VARY_PREFLIGHT_PN,
-            (true, false) => VARY_PREFLIGHT_NO_ORIGIN,
-            (true, true) => VARY_PREFLIGHT_NO_ORIGIN_PN,
-        });
-        let vary_actual =
-            (!any_origin && !origins.is_empty()).then(|| HeaderValue::from_static("Origin"));
+        let vary_preflight = match (any_origin, private_network) {
+            (false, false) => &VARY_PREFLIGHT,
+            (false, true) => &VARY_PREFLIGHT_PN,
+            (true, false) => &VARY_PREFLIGHT_NO_ORIGIN,
+            (true, true) => &VARY_PREFLIGHT_NO_ORIGIN_PN,
+        };
+        let vary_actual = (!any_origin && !origins.is_empty()).then_some(&VARY_ORIGIN);
         // Listed in byte order for people; the sets are ordered for look-ups.
         let debug_methods = joined(sorted(&methods.names), methods.any && !credentials);
         let debug_headers = joined(sorted(&headers.names), headers.any && !credentials);
@@ -385,7 +396,7 @@ impl<'a> Compiler<'a> {
             dangerously_allow_public_suffix_wildcards: Some(switches.public_suffix),
         };
 
-        Ok(Policy {
+        let mut policy = Policy {
             origins,
             credentials,
             methods,
@@ -400,9 +411,14 @@ impl<'a> Compiler<'a> {
             debug_headers,
             vary_actual,
             vary_preflight,
+            preflight_headers: None,
             warnings: self.diagnostics,
             effective,
-        })
+        };
+        if !policy.origins.is_empty() {
+            policy.preflight_headers = Some(PreflightHeaders::new(&policy));
+        }
+        Ok(policy)
     }
 
     fn origins(&mut self, list: Option<&List>, path: &str, sw: &Switches) -> OriginSet {

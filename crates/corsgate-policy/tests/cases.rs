@@ -76,3 +76,38 @@ fn hostile_request_header_lists_are_decided_without_harm() {
         assert_eq!(decision.is_allowed(), allowed);
     }
 }
+
+#[test]
+fn a_fresh_map_and_an_app_response_get_the_same_cors_headers() {
+    // An empty map takes the fast path (an allowed preflight's template, plain
+    // inserts); a response with headers of its own takes the general one.
+    let other = http::header::HeaderName::from_static("x-app");
+    for case in CASES {
+        let decision = case
+            .compile()
+            .decide(&case.method(), &case.request_headers());
+        let mut fresh = HeaderMap::new();
+        decision.apply(&mut fresh);
+        let mut app = HeaderMap::new();
+        app.insert(other.clone(), "1".parse().unwrap());
+        decision.apply(&mut app);
+        app.remove(&other);
+        let listed = |map: &HeaderMap| -> Vec<(String, String)> {
+            map.iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                .collect()
+        };
+        let sorted = |mut list: Vec<(String, String)>| {
+            // Removing `x-app` moved the last header into its place.
+            list.sort();
+            list
+        };
+        assert_eq!(
+            sorted(listed(&fresh)),
+            sorted(listed(&app)),
+            "{}",
+            case.name
+        );
+        assert_eq!(listed(&fresh), listed(&decision.headers()), "{}", case.name);
+    }
+}
