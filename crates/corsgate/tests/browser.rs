@@ -151,6 +151,9 @@ fn verify(env: &Env, mode: Mode, list: &[Scenario], results: &[Value]) -> (Vec<S
                     Step::Request(request) => {
                         lines.push(verify_request(&outcome, index, request, view));
                     }
+                    Step::Other(other) if other["kind"] == "websocket" => {
+                        lines.push(websocket_line(&outcome, index, other, view));
+                    }
                     Step::Other(_) => {}
                 }
             }
@@ -271,6 +274,26 @@ fn verify_request(o: &Outcome<'_>, index: usize, request: &Request, s: StepView<
                 m.replace(page, "ORIGIN")
             }
         }),
+    }
+}
+
+/// A WebSocket step for the report (its checks are the scenario's own).
+fn websocket_line(o: &Outcome<'_>, index: usize, step: &Value, s: StepView<'_>) -> Line {
+    let url = step["url"].as_str().unwrap_or_default();
+    let message = s
+        .console()
+        .into_iter()
+        .find(|m| m.starts_with("WebSocket connection to"));
+    Line {
+        mode: o.mode,
+        scenario: o.scenario.name.clone(),
+        step: index,
+        outcome: if s.field("opened") == true {
+            "connected".to_owned()
+        } else {
+            "refused".to_owned()
+        },
+        message: message.map(|m| m.replace(url, "URL")),
     }
 }
 
