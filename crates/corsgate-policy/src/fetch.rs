@@ -136,71 +136,158 @@ pub(crate) enum HeaderListError {
 /// length of the value whatever it holds.
 ///
 /// Each byte is classified by one table look-up: runs of commas and whitespace are
-/// skipped, a name is the run of token bytes that follows, and what comes after it
-/// must be whitespace up to a comma or the end. An element that is not a token is
-/// reported with its range, whitespace trimmed.
+/// skipped (eight bytes at a time where they are all separators), a name is the
+/// run of token bytes that follows, and what comes after it must be whitespace up
+/// to a comma or the end. An element that is not a token is reported with its
+/// range, whitespace trimmed.
 pub(crate) fn check_header_list(
     value: &[u8],
     mut allowed: impl FnMut(&[u8]) -> bool,
 ) -> Result<usize, HeaderListError> {
     let mut count = 0;
-    let mut rest = value;
+    let mut i = 0;
     loop {
-        // Separators: commas and whitespace, so empty elements cost a byte each.
-        let Some(skip) = rest.iter().position(|b| class(*b) < OWS) else {
+        i = skip_separators(value, i);
+        if i >= value.len() {
             return Ok(count);
-        };
-        rest = rest.get(skip..).unwrap_or_default();
-        let start = value.len() - rest.len();
-        let len = rest
-            .iter()
-            .position(|b| class(*b) != TCHAR)
-            .unwrap_or(rest.len());
-        let (name, after) = rest.split_at(len);
-        let ows = after
-            .iter()
-            .position(|b| class(*b) != OWS)
-            .unwrap_or(after.len());
-        rest = after.get(ows..).unwrap_or_default();
-        match rest.first() {
-            Some(b',') | None if len > 0 => {}
+        }
+        let start = i;
+        // Lowercase names (what browsers send) eight bytes at a time, then the
+        // rest of the token a byte at a time.
+        while let Some(word) = word8(value, i) {
+            if !all_lowercase_name_bytes(word) {
+                break;
+            }
+            i += 8;
+        }
+        while value.get(i).is_some_and(|b| class(*b) == TCHAR) {
+            i += 1;
+        }
+        let end = i;
+        while value.get(i).is_some_and(|b| class(*b) == OWS) {
+            i += 1;
+        }
+        match value.get(i) {
+            Some(b',') | None if end > start => {}
             _ => {
                 // Not a token: the element runs to the next comma, less whitespace.
                 let element = value.get(start..).unwrap_or_default();
-                let end = element
+                let len = element
                     .iter()
                     .position(|b| *b == b',')
                     .unwrap_or(element.len());
-                let mut hi = start + end;
+                let mut hi = start + len;
                 while hi > start && value.get(hi - 1).is_some_and(|b| class(*b) == OWS) {
                     hi -= 1;
                 }
                 return Err(HeaderListError::Malformed(start, hi));
             }
         }
-        if !allowed(name) {
-            return Err(HeaderListError::NotAllowed(start, start + len));
+        if !allowed(value.get(start..end).unwrap_or_default()) {
+            return Err(HeaderListError::NotAllowed(start, end));
         }
         count += 1;
+        // Past the comma, if any.
+        i += 1;
     }
 }
 
-/// `a == b` for two slices of the same length, eight bytes at a time: short names
-/// compare faster than through `memcmp`.
-pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
-    for (x, y) in (&mut a8).zip(&mut b8) {
-        let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) else {
-            return false;
-        };
-        if u64::from_ne_bytes(x) != u64::from_ne_bytes(y) {
-            return false;
+/// The index of the first byte at or after `i` that is neither a comma nor
+/// whitespace: a byte at a time for the usual comma and space between names, a
+/// word at a time through a long run (a hostile value of nothing but commas).
+fn skip_separators(value: &[u8], mut i: usize) -> usize {
+    let mut run = 0;
+    while let Some(b) = value.get(i) {
+        if class(*b) < OWS {
+            return i;
+        }
+        i += 1;
+        run += 1;
+        if run == 8 {
+            while let Some(word) = word8(value, i) {
+                if !all_separators(word) {
+                    break;
+                }
+                i += 8;
+            }
         }
     }
-    a8.remainder() == b8.remainder()
+    i
+}
+
+/// The eight bytes at `i`, if there are eight.
+fn word8(bytes: &[u8], i: usize) -> Option<u64> {
+    let word = bytes.get(i..i.checked_add(8)?)?;
+    <[u8; 8]>::try_from(word).ok().map(u64::from_ne_bytes)
+}
+
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// The high bit of each byte of `word` that is not zero; exact per byte.
+fn nonzero_bytes(word: u64) -> u64 {
+    (((word & LOW7) + LOW7) | word) & HIGH
+}
+
+/// Whether all eight bytes of `word` are commas, spaces or tabs.
+fn all_separators(word: u64) -> bool {
+    let not_comma = nonzero_bytes(word ^ (ONES * u64::from(b',')));
+    let not_space = nonzero_bytes(word ^ (ONES * u64::from(b' ')));
+    let not_tab = nonzero_bytes(word ^ (ONES * u64::from(b'\t')));
+    not_comma & not_space & not_tab == 0
+}
+
+/// The high bit of each byte of `word` from `lo` to `hi`, for bytes below 0x80.
+fn bytes_in(word: u64, lo: u8, hi: u8) -> u64 {
+    let at_least_lo = word + ONES * u64::from(0x80 - lo);
+    let above_hi = word + ONES * u64::from(0x7f - hi);
+    at_least_lo & !above_hi & HIGH
+}
+
+/// Whether all eight bytes of `word` are lowercase letters, digits or `-`.
+fn all_lowercase_name_bytes(word: u64) -> bool {
+    if word & HIGH != 0 {
+        return false;
+    }
+    let dash = !nonzero_bytes(word ^ (ONES * u64::from(b'-'))) & HIGH;
+    bytes_in(word, b'a', b'z') | bytes_in(word, b'0', b'9') | dash == HIGH
+}
+
+/// `a == b`, comparing eight, four or two bytes at a time (the last word
+/// overlapping the one before): short names compare faster than through `memcmp`.
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n >= 8 {
+        let mut i = 0;
+        while i + 8 < n {
+            if word8(a, i) != word8(b, i) {
+                return false;
+            }
+            i += 8;
+        }
+        return word8(a, n - 8) == word8(b, n - 8);
+    }
+    if n >= 4 {
+        return word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4);
+    }
+    if n >= 2 {
+        return word2(a, 0) == word2(b, 0) && word2(a, n - 2) == word2(b, n - 2);
+    }
+    a.first() == b.first()
+}
+
+fn word4(bytes: &[u8], i: usize) -> Option<u32> {
+    let word = bytes.get(i..i.checked_add(4)?)?;
+    <[u8; 4]>::try_from(word).ok().map(u32::from_ne_bytes)
+}
+
+fn word2(bytes: &[u8], i: usize) -> Option<u16> {
+    let word = bytes.get(i..i.checked_add(2)?)?;
+    <[u8; 2]>::try_from(word).ok().map(u16::from_ne_bytes)
 }
 
 /// Case-insensitive ordering of header names, for binary search over a sorted
@@ -275,6 +362,63 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn long_header_lists_read_as_the_plain_grammar_says() {
+        // Longer values, where runs of separators and of lowercase name bytes are
+        // read eight bytes at a time: pseudo-random strings over bytes at the edges
+        // of the classes (`/0 9:` `` `a z{ `` `-`, uppercase, obs-text).
+        let alphabet = *b",,,,    \t\t-//0099::``aazz{{ZZ;\x80";
+        let names: [&[u8]; 4] = [b"content-type", b"x-api-key", b"a", b"abcdefgh-12345678"];
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut value = Vec::new();
+        for round in 0..200_000 {
+            value.clear();
+            let len = (next() % 48) as usize;
+            while value.len() < len {
+                let r = next();
+                match r % 4 {
+                    // Mostly names and separators, so that long runs of each occur.
+                    0 => value.extend_from_slice(names[(r >> 8) as usize % names.len()]),
+                    1 => value.extend(std::iter::repeat_n(b',', (r >> 8) as usize % 20)),
+                    _ => value.push(alphabet[(r >> 8) as usize % alphabet.len()]),
+                }
+            }
+            let allowed = |name: &[u8]| round % 2 == 0 || (name != b"aa" && name != b"x-api-key");
+            assert_eq!(
+                check_header_list(&value, allowed),
+                reference(&value, allowed),
+                "{:?}",
+                String::from_utf8_lossy(&value)
+            );
+        }
+    }
+
+    #[test]
+    fn separator_and_name_words() {
+        assert!(all_separators(u64::from_ne_bytes(*b", ,\t,,, ")));
+        assert!(!all_separators(u64::from_ne_bytes(*b", ,\t,,,a")));
+        assert!(!all_separators(u64::from_ne_bytes(*b"\xac,,,,,,,")));
+        assert!(all_lowercase_name_bytes(u64::from_ne_bytes(*b"az-09az-")));
+        for word in [
+            *b"az-09az`",
+            *b"az-09az{",
+            *b"/z-09az-",
+            *b"az-:9az-",
+            *b"Az-09az-",
+        ] {
+            assert!(!all_lowercase_name_bytes(u64::from_ne_bytes(word)));
+        }
+        assert!(!all_lowercase_name_bytes(u64::from_ne_bytes(
+            *b"az-09az\xe1"
+        )));
     }
 
     #[test]
