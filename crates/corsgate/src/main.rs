@@ -94,6 +94,10 @@ struct ServeArgs {
     /// the configuration's `admin_listen`.
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<std::net::SocketAddr>,
+    /// Worker threads (default: `TOKIO_WORKER_THREADS`, or one per CPU this
+    /// process may run on). With 1, everything runs on one thread.
+    #[arg(long, value_name = "N")]
+    threads: Option<std::num::NonZeroUsize>,
 }
 
 #[derive(clap::Args)]
@@ -157,6 +161,7 @@ fn main() -> ExitCode {
                 print_default_config: args.print_default_config,
                 listen: args.listen,
                 admin_listen: args.admin_listen,
+                threads: args.threads,
             },
             &mut stdout,
         ),

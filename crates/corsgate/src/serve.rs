@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub struct ServeArgs {
     /// Serve the admin endpoints here instead of the configuration's
     /// `admin_listen`.
     pub admin_listen: Option<SocketAddr>,
+    /// Worker threads; `None`: `TOKIO_WORKER_THREADS`, or one per CPU this
+    /// process may run on.
+    pub threads: Option<NonZeroUsize>,
 }
 
 /// Runs the gateway until SIGTERM or SIGINT.
@@ -65,10 +69,7 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     for problem in &gateway.warnings {
         tracing::warn!("{}", human_line(&name, problem));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = runtime(threads(args.threads))?;
     let demo = args.config.is_none();
     let options = Options {
         config_path: args.config.clone(),
@@ -89,6 +90,36 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     // Do not wait for connections past their shutdown_timeout.
     runtime.shutdown_timeout(Duration::from_millis(100));
     result.map(|()| Outcome::Clean)
+}
+
+/// The number of worker threads: asked for, or `TOKIO_WORKER_THREADS`, or the
+/// CPUs this process may run on (its affinity mask and CPU quota count).
+fn threads(asked: Option<NonZeroUsize>) -> NonZeroUsize {
+    asked
+        .or_else(|| {
+            std::env::var("TOKIO_WORKER_THREADS")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(NonZeroUsize::MIN)
+}
+
+/// One thread runs everything on tokio's current-thread scheduler, which hands
+/// nothing between threads: on one CPU it serves a request with less work than
+/// the multi-thread scheduler with one worker.
+fn runtime(threads: NonZeroUsize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads.get() == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads.get());
+        builder
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }
 
 fn init_logging(format: Format) {

@@ -633,6 +633,72 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
     );
 }
 
+/// An upstream on raw sockets that counts its connections. It answers every
+/// request with a 200, and closes a connection after `per_connection` answers
+/// without announcing it, as an upstream's own idle timeout does.
+async fn counting_upstream(
+    per_connection: usize,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                for _ in 0..per_connection {
+                    // The requests here are GETs: a head, no body.
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let mut chunk = [0u8; 1024];
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if stream.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let (upstream, accepted) = counting_upstream(usize::MAX).await;
+    let gw = Gw::start(&spa_gateway_config(&format!("http://{upstream}"), "")).await;
+    for _ in 0..5 {
+        let answer = send("GET", &gw.url("/items"), &[("origin", APP)]).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.text(), "ok");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_closing_its_idle_connections_is_no_error() {
+    let (upstream, accepted) = counting_upstream(1).await;
+    let gw = Gw::start(&spa_gateway_config(&format!("http://{upstream}"), "")).await;
+    for _ in 0..3 {
+        let answer = send("GET", &gw.url("/items"), &[("origin", APP)]).await;
+        assert_eq!(answer.status, 200);
+        // The pooled connection is noticed closed, then a new one is opened.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
 /// An upstream that accepts WebSocket handshakes and echoes every message.
 async fn websocket_echo() -> (
     std::net::SocketAddr,

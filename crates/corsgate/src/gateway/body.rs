@@ -17,6 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use super::metrics::Metrics;
+use super::upstream::Checkout;
 
 /// Boxed error of a body: only allocated when something fails.
 pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
@@ -27,6 +28,22 @@ pin_project_lite::pin_project! {
         #[pin]
         kind: Kind,
         guard: Option<InFlight>,
+        // The upstream connection the body comes from: back to its pool when
+        // the body has been read to its end, closed otherwise.
+        checkout: Option<Checkout>,
+    }
+
+    impl PinnedDrop for ResponseBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(checkout) = this.checkout.take() {
+                if let KindProj::Upstream { inner, done } = this.kind.project() {
+                    if *done || inner.is_end_stream() {
+                        checkout.release();
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -34,7 +51,7 @@ pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind {
         Full { data: Option<Bytes> },
-        Upstream { #[pin] inner: Incoming },
+        Upstream { #[pin] inner: Incoming, done: bool },
     }
 }
 
@@ -52,14 +69,17 @@ impl ResponseBody {
                 data: (!data.is_empty()).then_some(data),
             },
             guard: None,
+            checkout: None,
         }
     }
 
-    /// The upstream's body, streamed as it arrives.
-    pub(crate) fn upstream(inner: Incoming) -> Self {
+    /// The upstream's body, streamed as it arrives; `checkout` is the
+    /// connection it comes from.
+    pub(crate) fn upstream(inner: Incoming, checkout: Option<Checkout>) -> Self {
         ResponseBody {
-            kind: Kind::Upstream { inner },
+            kind: Kind::Upstream { inner, done: false },
             guard: None,
+            checkout,
         }
     }
 
@@ -91,14 +111,18 @@ impl Body for ResponseBody {
         let this = self.project();
         match this.kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Upstream { inner } => inner.poll_frame(cx).map_err(Into::into),
+            KindProj::Upstream { inner, done } => {
+                let frame = std::task::ready!(inner.poll_frame(cx));
+                *done |= frame.is_none();
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full { data } => data.is_none(),
-            Kind::Upstream { inner } => inner.is_end_stream(),
+            Kind::Upstream { inner, done } => *done || inner.is_end_stream(),
         }
     }
 
@@ -107,7 +131,7 @@ impl Body for ResponseBody {
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
-            Kind::Upstream { inner } => inner.size_hint(),
+            Kind::Upstream { inner, .. } => inner.size_hint(),
         }
     }
 }

@@ -19,6 +19,11 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 /// `Transfer-Encoding`, `Upgrade` and the `Proxy-*` headers (RFC 9110 §7.6.1).
 /// Each hop sets its own; the connection to the next hop has its own framing.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: one pass over the names, without hashing,
+    // decides that.
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     let mut connection = headers.get_all(CONNECTION).iter();
     if let Some(first) = connection.next() {
         if connection.next().is_none() {
@@ -47,6 +52,21 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+    )
 }
 
 fn remove_listed(headers: &mut HeaderMap, line: &HeaderValue) {
@@ -92,7 +112,20 @@ pub(crate) fn add_forwarded(
     client_ip: &HeaderValue,
     host: Option<HeaderValue>,
 ) {
-    match headers.get(X_FORWARDED_FOR) {
+    // Which of them the request has, in one pass over the names: cheaper than
+    // three lookups, which hash each name.
+    let (mut has_for, mut has_proto, mut has_host) = (false, false, false);
+    for name in headers.keys() {
+        match name.as_str() {
+            "x-forwarded-for" => has_for = true,
+            "x-forwarded-proto" => has_proto = true,
+            "x-forwarded-host" => has_host = true,
+            _ => {}
+        }
+    }
+    // Room for these, the request id and Via at once: one resize at most.
+    headers.reserve(5);
+    match headers.get(X_FORWARDED_FOR).filter(|_| has_for) {
         None => {
             headers.insert(X_FORWARDED_FOR, client_ip.clone());
         }
@@ -111,13 +144,11 @@ pub(crate) fn add_forwarded(
             }
         }
     }
-    if !headers.contains_key(X_FORWARDED_PROTO) {
+    if !has_proto {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    if let Some(host) = host {
-        if !headers.contains_key(X_FORWARDED_HOST) {
-            headers.insert(X_FORWARDED_HOST, host);
-        }
+    if let (Some(host), false) = (host, has_host) {
+        headers.insert(X_FORWARDED_HOST, host);
     }
 }
 

@@ -26,6 +26,7 @@ mod headers;
 mod metrics;
 mod proxy;
 mod reload;
+mod upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,24 +37,21 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::config::{Gateway, Settings};
-use body::{ConnState, RequestBody};
+use crate::config::{Gateway, Settings, Upstream};
+use body::ConnState;
 use metrics::{Metrics, RouteStats};
 pub use reload::ReloadOutcome;
-
-pub(crate) type UpstreamClient = Client<HttpConnector, RequestBody>;
+use upstream::Pool;
 
 /// Longest time a client may take to send a request head once it has started.
 const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long pooled upstream connections stay open unused.
-const UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(90);
+/// How often idle upstream connections past their idle timeout are closed.
+const UPSTREAM_PRUNE_EVERY: Duration = Duration::from_secs(10);
 
 /// How to run a gateway, beyond its configuration.
 #[derive(Debug, Clone, Default)]
@@ -81,12 +79,14 @@ impl Options {
 }
 
 /// What one configuration needs at run time: the compiled gateway, its metric
-/// handles, its upstream client and its connection settings.
+/// handles, its upstream connection pools and its connection settings.
 pub(crate) struct Snapshot {
     pub(crate) gateway: Gateway,
     /// Indexed by `Route::index`.
     pub(crate) stats: Vec<Arc<RouteStats>>,
-    pub(crate) client: UpstreamClient,
+    /// Indexed by `Route::index`; `None` for the built-in demo. Routes with the
+    /// same upstream share its pool.
+    pub(crate) pools: Vec<Option<Arc<Pool>>>,
     pub(crate) http: auto::Builder<TokioExecutor>,
 }
 
@@ -105,34 +105,46 @@ impl Snapshot {
                 *slot = metrics.route(&route.name);
             }
         }
-        // Keep the upstream connection pool across reloads unless the connector
-        // itself changed.
-        let client = match previous {
-            Some(previous)
-                if previous.gateway.settings.connect_timeout == settings.connect_timeout =>
+        // An upstream keeps its pool, and its open connections, across reloads
+        // unless the way to connect to it changed.
+        let mut pools: Vec<Option<Arc<Pool>>> = vec![None; len];
+        let mut known: Vec<Arc<Pool>> = previous
+            .map(|p| p.pools.iter().flatten().cloned().collect())
+            .unwrap_or_default();
+        for route in &gateway.routes {
+            let Upstream::Http { authority } = &route.upstream else {
+                continue;
+            };
+            let pool = match known
+                .iter()
+                .find(|p| p.serves(authority, settings.connect_timeout))
             {
-                previous.client.clone()
+                Some(pool) => pool.clone(),
+                None => {
+                    let pool = Arc::new(Pool::new(authority.clone(), settings.connect_timeout));
+                    known.push(pool.clone());
+                    pool
+                }
+            };
+            if let Some(slot) = pools.get_mut(route.index) {
+                *slot = Some(pool);
             }
-            _ => upstream_client(settings),
-        };
+        }
         let http = http_builder(settings);
         Snapshot {
             gateway,
             stats,
-            client,
+            pools,
             http,
         }
     }
-}
 
-fn upstream_client(settings: &Settings) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(settings.connect_timeout));
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(UPSTREAM_POOL_IDLE)
-        .build(connector)
+    /// Closes the upstream connections idle for too long.
+    fn prune_pools(&self) {
+        for pool in self.pools.iter().flatten() {
+            pool.prune();
+        }
+    }
 }
 
 fn http_builder(settings: &Settings) -> auto::Builder<TokioExecutor> {
@@ -257,6 +269,7 @@ impl Server {
             max_connections,
         } = self;
         let admin = admin.map(|admin| tokio::spawn(admin::serve(admin, shared.clone())));
+        let pruner = tokio::spawn(prune_pools(shared.clone()));
         let _watcher = match (&shared.config_path, watch) {
             (Some(path), true) => reload::watch(path, shared.clone()),
             _ => None,
@@ -314,7 +327,19 @@ impl Server {
         if let Some(admin) = admin {
             admin.abort();
         }
+        pruner.abort();
         Ok(())
+    }
+}
+
+/// Closes idle upstream connections past their idle timeout, every few seconds
+/// (pools of replaced configurations go with the last request using them).
+async fn prune_pools(shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(UPSTREAM_PRUNE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        shared.snapshot.load().prune_pools();
     }
 }
 

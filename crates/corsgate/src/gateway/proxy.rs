@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use corsgate_policy::{Decision, Policy, classify};
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, UPGRADE, VIA};
-use http::uri::{PathAndQuery, Scheme};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
@@ -17,6 +17,7 @@ use super::Snapshot;
 use super::body::{BodyTooLarge, ConnState, InFlight, RequestBody, ResponseBody};
 use super::headers::{self, X_REQUEST_ID};
 use super::metrics::{RouteStats, Verdict};
+use super::upstream::UpstreamError;
 use crate::config::{Route, Upstream};
 
 /// What a connection's requests share.
@@ -222,32 +223,21 @@ async fn forward(
             "400 Bad Request: bad request target\n",
         );
     };
-    // HTTP/2 requests carry the host in the URI, not in a Host header.
+    // HTTP/2 requests carry the host in the URI, not in a Host header; an
+    // HTTP/1.0 request may carry none at all: then the upstream's.
     if !parts.headers.contains_key(HOST) {
-        if let Some(value) = parts
+        let value = parts
             .uri
             .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
+            .unwrap_or(authority)
+            .as_str()
+            .parse::<HeaderValue>();
+        if let Ok(value) = value {
             parts.headers.insert(HOST, value);
         }
     }
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(Scheme::HTTP);
-    uri.authority = Some(authority.clone());
-    uri.path_and_query = Some(path_and_query);
-    parts.uri = match Uri::from_parts(uri) {
-        Ok(uri) => uri,
-        Err(_) => {
-            ctx.shared.metrics.gateway_response(400);
-            return local(
-                StatusCode::BAD_REQUEST,
-                cors,
-                request_id,
-                "400 Bad Request: bad request target\n",
-            );
-        }
-    };
+    // Origin-form (`/path?query`): the request line to an origin server.
+    parts.uri = Uri::from(path_and_query);
     parts.version = Version::HTTP_11;
 
     let upgrade = websocket
@@ -266,10 +256,19 @@ async fn forward(
     parts.headers.append(VIA, VIA_VALUE);
 
     let request = Request::from_parts(parts, RequestBody::new(body, settings.max_body_bytes));
+    let Some(pool) = snapshot.pools.get(route.index).and_then(Option::as_ref) else {
+        // Every route with an http upstream has a pool: not reached.
+        ctx.shared.metrics.gateway_response(502);
+        return local(
+            StatusCode::BAD_GATEWAY,
+            cors,
+            request_id,
+            "502 Bad Gateway: the upstream could not be reached or failed\n",
+        );
+    };
     let started = Instant::now();
-    let sent =
-        tokio::time::timeout(settings.response_timeout, snapshot.client.request(request)).await;
-    let mut response = match sent {
+    let sent = tokio::time::timeout(settings.response_timeout, pool.send(request)).await;
+    let (mut response, checkout) = match sent {
         Err(_elapsed) => {
             tracing::warn!(
                 route = route.name.as_str(),
@@ -320,7 +319,9 @@ async fn forward(
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(UPGRADE, upgrade);
     }
-    let mut response = Response::from_parts(parts, ResponseBody::upstream(body));
+    // A switched connection is the WebSocket's now, never the pool's.
+    let checkout = (!switching).then_some(checkout);
+    let mut response = Response::from_parts(parts, ResponseBody::upstream(body, checkout));
     finish(&mut response, cors, request_id);
     response
 }
@@ -350,7 +351,7 @@ fn upstream_failed(
     ctx: &ConnCtx,
     route: &Route,
     authority: &http::uri::Authority,
-    err: &hyper_util::client::legacy::Error,
+    err: &UpstreamError,
     cors: Option<&Decision>,
     request_id: &HeaderValue,
 ) -> Response<ResponseBody> {
@@ -407,6 +408,8 @@ fn finish(
     request_id: &HeaderValue,
 ) {
     let headers = response.headers_mut();
+    // Room for the CORS headers and the request id at once: one resize at most.
+    headers.reserve(8);
     if let Some(decision) = cors {
         // Removes every Access-Control-* header of the upstream first: the gateway
         // is the one authority on CORS.
@@ -426,6 +429,8 @@ fn local(
 ) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(text.as_bytes()));
     *response.status_mut() = status;
+    // Sized for every header the gateway may add, so that it never grows.
+    *response.headers_mut() = HeaderMap::with_capacity(12);
     let headers = response.headers_mut();
     if text.is_empty() {
         if status != StatusCode::NO_CONTENT {
