@@ -31,7 +31,9 @@ mod upstream;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -347,12 +349,63 @@ async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    until_shutdown(&mut shutdown).await;
+}
+
+/// Which of a connection's rare events (shutdown, forced close, idle timer)
+/// woke its task: their futures are polled with this waker, which notes that
+/// one fired before waking the task.
+struct Signals {
+    /// Set when a signal's waker fired; set at first so that every signal is
+    /// polled once, to register.
+    fired: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            fired: AtomicBool::new(true),
+            task: Mutex::new(None),
+        }
+    }
+}
+
+impl Signals {
+    fn set_task(&self, waker: Waker) {
+        *self.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(waker);
+    }
+
+    fn fire(&self) {
+        self.fired.store(true, Ordering::Release);
+    }
+
+    /// Whether a signal fired since the last call.
+    fn take(&self) -> bool {
+        self.fired.swap(false, Ordering::Acquire)
+    }
+}
+
+impl Wake for Signals {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fire();
+        if let Some(task) = &*self.task.lock().unwrap_or_else(PoisonError::into_inner) {
+            task.wake_by_ref();
+        }
+    }
+}
+
 async fn serve_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
     remote: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
-    mut forced: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    forced: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     shared.metrics.connection_opened();
@@ -373,38 +426,62 @@ async fn serve_connection(
         .http
         .serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
-    let idle = tokio::time::sleep(idle_timeout);
-    tokio::pin!(idle);
+    // Shutdown, forced close and the idle timer rarely fire, while the
+    // connection wakes this task several times per request: they are polled
+    // only when their own waker fired, not on every wake-up of the task.
+    let mut forced = std::pin::pin!(stopped(forced));
+    let mut stop = std::pin::pin!(stopped(shutdown));
+    let mut idle = std::pin::pin!(tokio::time::sleep(idle_timeout));
+    let signals = Arc::new(Signals::default());
+    let signals_waker = Waker::from(signals.clone());
+    let mut task_waker: Option<Waker> = None;
     let mut closing = false;
-    loop {
-        tokio::select! {
-            // The connection first: it is what wakes this task almost every time.
-            biased;
-            result = conn.as_mut() => {
-                if let Err(err) = result {
-                    tracing::debug!(%remote, error = %err, "client connection ended with an error");
-                }
+    std::future::poll_fn(|cx| {
+        if !task_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            task_waker = Some(cx.waker().clone());
+            signals.set_task(cx.waker().clone());
+        }
+        while signals.take() {
+            let mut signal_cx = Context::from_waker(&signals_waker);
+            if forced.as_mut().poll(&mut signal_cx).is_ready() {
+                return Poll::Ready(());
+            }
+            if closing {
                 break;
             }
-            () = until_shutdown(&mut forced) => break,
-            () = until_shutdown(&mut shutdown), if !closing => {
+            if stop.as_mut().poll(&mut signal_cx).is_ready() {
                 // Finish the request in flight (HTTP/1.1) or the open streams
                 // (HTTP/2, after GOAWAY), then close.
                 closing = true;
                 conn.as_mut().graceful_shutdown();
+                break;
             }
-            () = &mut idle, if !closing => match state.idle_for() {
-                Some(idle_for) if idle_for >= idle_timeout => {
-                    closing = true;
-                    conn.as_mut().graceful_shutdown();
+            if idle.as_mut().poll(&mut signal_cx).is_ready() {
+                let now = tokio::time::Instant::now();
+                match state.idle_for() {
+                    Some(idle_for) if idle_for >= idle_timeout => {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                        break;
+                    }
+                    Some(idle_for) => idle.as_mut().reset(now + (idle_timeout - idle_for)),
+                    None => idle.as_mut().reset(now + idle_timeout),
                 }
-                Some(idle_for) => idle
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + (idle_timeout - idle_for)),
-                None => idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout),
-            },
+                // Poll the timer again, for its new deadline.
+                signals.fire();
+            }
         }
-    }
+        match conn.as_mut().poll(cx) {
+            Poll::Ready(result) => {
+                if let Err(err) = result {
+                    tracing::debug!(%remote, error = %err, "client connection ended with an error");
+                }
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
     shared.metrics.connection_closed();
 }
 
