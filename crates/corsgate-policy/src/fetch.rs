@@ -131,18 +131,20 @@ pub(crate) enum HeaderListError {
 }
 
 /// Walks the comma-separated elements of one `Access-Control-Request-Headers` line,
-/// tolerating optional whitespace and empty elements (RFC 9110 §5.6.1), and calls
-/// `allowed` on each name. One pass, no allocation: the cost is linear in the
-/// length of the value whatever it holds.
+/// tolerating optional whitespace and empty elements (RFC 9110 §5.6.1). An element
+/// passes if `listed` holds it (given the name and its [`head_word`]), or if it
+/// is a token (RFC 9110 §5.6.2) that `other` allows. `listed` must hold tokens
+/// only: what it holds needs no token check.
 ///
-/// Each byte is classified by one table look-up: runs of commas and whitespace are
-/// skipped (eight bytes at a time where they are all separators), a name is the
-/// run of token bytes that follows, and what comes after it must be whitespace up
-/// to a comma or the end. An element that is not a token is reported with its
-/// range, whitespace trimmed.
+/// One pass, no allocation: the cost is linear in the length of the value
+/// whatever it holds. Runs of commas and whitespace are skipped, and the end of
+/// each element found, eight bytes at a time (SWAR); bytes are classified by one
+/// table look-up. An element that is not a token is reported with its range,
+/// whitespace trimmed.
 pub(crate) fn check_header_list(
     value: &[u8],
-    mut allowed: impl FnMut(&[u8]) -> bool,
+    mut listed: impl FnMut(&[u8], u64) -> bool,
+    mut other: impl FnMut(&[u8]) -> bool,
 ) -> Result<usize, HeaderListError> {
     let mut count = 0;
     let mut i = 0;
@@ -152,44 +154,69 @@ pub(crate) fn check_header_list(
             return Ok(count);
         }
         let start = i;
-        // Lowercase names (what browsers send) eight bytes at a time, then the
-        // rest of the token a byte at a time.
-        while let Some(word) = word8(value, i) {
-            if !all_lowercase_name_bytes(word) {
-                break;
+        // The element's first word gives both its end, when short, and the head
+        // word a name set compares.
+        let (end, head) = match word8(value, start) {
+            Some(word) => match separator_bytes(word) {
+                0 => (next_separator(value, start + 8), word),
+                separators => {
+                    let len = (separators.trailing_zeros() / 8) as usize;
+                    (start + len, low_bytes(word, len))
+                }
+            },
+            None => {
+                let end = next_separator(value, start);
+                (end, head_word(value.get(start..end).unwrap_or_default()))
             }
-            i += 8;
-        }
-        while value.get(i).is_some_and(|b| class(*b) == TCHAR) {
-            i += 1;
-        }
-        let end = i;
+        };
+        i = end;
         while value.get(i).is_some_and(|b| class(*b) == OWS) {
             i += 1;
         }
-        match value.get(i) {
-            Some(b',') | None if end > start => {}
-            _ => {
-                // Not a token: the element runs to the next comma, less whitespace.
-                let element = value.get(start..).unwrap_or_default();
-                let len = element
-                    .iter()
-                    .position(|b| *b == b',')
-                    .unwrap_or(element.len());
-                let mut hi = start + len;
-                while hi > start && value.get(hi - 1).is_some_and(|b| class(*b) == OWS) {
-                    hi -= 1;
-                }
-                return Err(HeaderListError::Malformed(start, hi));
+        let name = value.get(start..end).unwrap_or_default();
+        let whole = matches!(value.get(i), Some(b',') | None);
+        if !(whole && listed(name, head)) {
+            if !whole || !is_token(name) {
+                return Err(HeaderListError::Malformed(start, element_end(value, start)));
             }
-        }
-        if !allowed(value.get(start..end).unwrap_or_default()) {
-            return Err(HeaderListError::NotAllowed(start, end));
+            if !other(name) {
+                return Err(HeaderListError::NotAllowed(start, end));
+            }
         }
         count += 1;
         // Past the comma, if any.
         i += 1;
     }
+}
+
+/// The end of the element that starts at `start`: the next comma, less whitespace.
+fn element_end(value: &[u8], start: usize) -> usize {
+    let element = value.get(start..).unwrap_or_default();
+    let len = element
+        .iter()
+        .position(|b| *b == b',')
+        .unwrap_or(element.len());
+    let mut hi = start + len;
+    while hi > start && value.get(hi - 1).is_some_and(|b| class(*b) == OWS) {
+        hi -= 1;
+    }
+    hi
+}
+
+/// The index of the first comma or whitespace at or after `i` (or the length).
+fn next_separator(value: &[u8], mut i: usize) -> usize {
+    while let Some(word) = word8(value, i) {
+        let separators = separator_bytes(word);
+        if separators != 0 {
+            // Little-endian words: the lowest set bit is the first separator.
+            return i + (separators.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while value.get(i).is_some_and(|b| class(*b) < OWS) {
+        i += 1;
+    }
+    i
 }
 
 /// The index of the first byte at or after `i` that is neither a comma nor
@@ -218,7 +245,7 @@ fn skip_separators(value: &[u8], mut i: usize) -> usize {
 /// The eight bytes at `i`, if there are eight.
 fn word8(bytes: &[u8], i: usize) -> Option<u64> {
     let word = bytes.get(i..i.checked_add(8)?)?;
-    <[u8; 8]>::try_from(word).ok().map(u64::from_ne_bytes)
+    <[u8; 8]>::try_from(word).ok().map(u64::from_le_bytes)
 }
 
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
@@ -230,12 +257,17 @@ fn nonzero_bytes(word: u64) -> u64 {
     (((word & LOW7) + LOW7) | word) & HIGH
 }
 
-/// Whether all eight bytes of `word` are commas, spaces or tabs.
-fn all_separators(word: u64) -> bool {
+/// The high bit of each byte of `word` that is a comma, a space or a tab.
+fn separator_bytes(word: u64) -> u64 {
     let not_comma = nonzero_bytes(word ^ (ONES * u64::from(b',')));
     let not_space = nonzero_bytes(word ^ (ONES * u64::from(b' ')));
     let not_tab = nonzero_bytes(word ^ (ONES * u64::from(b'\t')));
-    not_comma & not_space & not_tab == 0
+    !(not_comma & not_space & not_tab) & HIGH
+}
+
+/// Whether all eight bytes of `word` are commas, spaces or tabs.
+fn all_separators(word: u64) -> bool {
+    separator_bytes(word) == HIGH
 }
 
 /// The high bit of each byte of `word` from `lo` to `hi`, for bytes below 0x80.
@@ -245,57 +277,65 @@ fn bytes_in(word: u64, lo: u8, hi: u8) -> u64 {
     at_least_lo & !above_hi & HIGH
 }
 
-/// Whether all eight bytes of `word` are lowercase letters, digits or `-`.
-fn all_lowercase_name_bytes(word: u64) -> bool {
+/// The first eight bytes of `name` as one little-endian word, zero-filled past
+/// the end of a shorter name: with the length, it tells names of up to eight
+/// bytes apart, so that those compare as two integers.
+pub(crate) fn head_word(name: &[u8]) -> u64 {
+    match word8(name, 0) {
+        Some(word) => word,
+        None => name
+            .iter()
+            .rev()
+            .fold(0, |word, b| word << 8 | u64::from(*b)),
+    }
+}
+
+/// The first `len` bytes of `word` (little-endian), the others zeroed.
+fn low_bytes(word: u64, len: usize) -> u64 {
+    match len {
+        0 => 0,
+        1..8 => word & (u64::MAX >> (64 - 8 * len)),
+        _ => word,
+    }
+}
+
+/// `word` with its ASCII uppercase letters lowercased, or `None` if a byte is not
+/// ASCII (no ASCII name matches it then).
+pub(crate) fn fold_case(word: u64) -> Option<u64> {
     if word & HIGH != 0 {
-        return false;
+        return None;
     }
-    let dash = !nonzero_bytes(word ^ (ONES * u64::from(b'-'))) & HIGH;
-    bytes_in(word, b'a', b'z') | bytes_in(word, b'0', b'9') | dash == HIGH
+    // The high bit of each uppercase letter, moved to 0x20.
+    Some(word | bytes_in(word, b'A', b'Z') >> 2)
 }
 
-/// `a == b`, comparing eight, four or two bytes at a time (the last word
-/// overlapping the one before): short names compare faster than through `memcmp`.
-pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
+/// Whether the bytes of `stored` after the first eight equal those of `name`
+/// (both longer than eight bytes and of the same length), `name` lowercased
+/// first when `fold` is set.
+pub(crate) fn tails_match(stored: &[u8], name: &[u8], fold: bool) -> bool {
+    let n = name.len();
+    if stored.len() != n || n <= 8 {
+        return stored.len() == n;
     }
-    if n >= 8 {
-        let mut i = 0;
-        while i + 8 < n {
-            if word8(a, i) != word8(b, i) {
-                return false;
-            }
-            i += 8;
+    let same = |i: usize| {
+        let (Some(a), Some(b)) = (word8(stored, i), word8(name, i)) else {
+            return false;
+        };
+        if fold {
+            fold_case(b) == Some(a)
+        } else {
+            a == b
         }
-        return word8(a, n - 8) == word8(b, n - 8);
+    };
+    let mut i = 8;
+    while i + 8 < n {
+        if !same(i) {
+            return false;
+        }
+        i += 8;
     }
-    if n >= 4 {
-        return word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4);
-    }
-    if n >= 2 {
-        return word2(a, 0) == word2(b, 0) && word2(a, n - 2) == word2(b, n - 2);
-    }
-    a.first() == b.first()
-}
-
-fn word4(bytes: &[u8], i: usize) -> Option<u32> {
-    let word = bytes.get(i..i.checked_add(4)?)?;
-    <[u8; 4]>::try_from(word).ok().map(u32::from_ne_bytes)
-}
-
-fn word2(bytes: &[u8], i: usize) -> Option<u16> {
-    let word = bytes.get(i..i.checked_add(2)?)?;
-    <[u8; 2]>::try_from(word).ok().map(u16::from_ne_bytes)
-}
-
-/// Case-insensitive ordering of header names, for binary search over a sorted
-/// lowercase allowlist without lowercasing the request's bytes into a buffer.
-pub(crate) fn cmp_lowercase(allowed: &[u8], requested: &[u8]) -> std::cmp::Ordering {
-    let lhs = allowed.iter().copied();
-    let rhs = requested.iter().map(u8::to_ascii_lowercase);
-    lhs.cmp(rhs)
+    // The last eight bytes, overlapping the word before.
+    same(n - 8)
 }
 
 #[cfg(test)]
@@ -304,16 +344,24 @@ mod tests {
 
     fn names(value: &str) -> Result<Vec<String>, HeaderListError> {
         let mut seen = Vec::new();
-        check_header_list(value.as_bytes(), |name| {
-            seen.push(String::from_utf8_lossy(name).into_owned());
-            true
-        })
+        check_header_list(
+            value.as_bytes(),
+            |_, _| false,
+            |name| {
+                seen.push(String::from_utf8_lossy(name).into_owned());
+                true
+            },
+        )
         .map(|_| seen)
     }
 
     /// The plain reading of the grammar: split at commas, trim whitespace, skip
     /// empty elements, check each one.
-    fn reference(value: &[u8], allowed: impl Fn(&[u8]) -> bool) -> Result<usize, HeaderListError> {
+    fn reference(
+        value: &[u8],
+        listed: impl Fn(&[u8]) -> bool,
+        other: impl Fn(&[u8]) -> bool,
+    ) -> Result<usize, HeaderListError> {
         let mut count = 0;
         let mut start = 0;
         for element in value.split(|b| *b == b',') {
@@ -330,7 +378,7 @@ mod tests {
                 if !is_token(name) {
                     return Err(HeaderListError::Malformed(lo, hi));
                 }
-                if !allowed(name) {
+                if !listed(name) && !other(name) {
                     return Err(HeaderListError::NotAllowed(lo, hi));
                 }
                 count += 1;
@@ -345,7 +393,13 @@ mod tests {
         // Every string of up to 6 bytes over an alphabet of name bytes, separators,
         // whitespace and bytes that are neither.
         let alphabet = [b'a', b'B', b',', b' ', b'\t', b';', b'-', 0x80];
-        let allowed = |name: &[u8]| name != b"aa";
+        // `listed` holds tokens only, as a name set does (ignoring case).
+        let listed = |name: &[u8]| name.eq_ignore_ascii_case(b"a") || name == b"a-a";
+        let listed_with_head = |name: &[u8], head: u64| {
+            assert_eq!(head, head_word(name));
+            listed(name)
+        };
+        let other = |name: &[u8]| name != b"aa";
         let mut value = Vec::new();
         for len in 0..=6u32 {
             for mut n in 0..alphabet.len().pow(len) {
@@ -355,8 +409,8 @@ mod tests {
                     n /= alphabet.len();
                 }
                 assert_eq!(
-                    check_header_list(&value, allowed),
-                    reference(&value, allowed),
+                    check_header_list(&value, listed_with_head, other),
+                    reference(&value, listed, other),
                     "{:?}",
                     String::from_utf8_lossy(&value)
                 );
@@ -391,10 +445,17 @@ mod tests {
                     _ => value.push(alphabet[(r >> 8) as usize % alphabet.len()]),
                 }
             }
-            let allowed = |name: &[u8]| round % 2 == 0 || (name != b"aa" && name != b"x-api-key");
+            let listed = |name: &[u8]| {
+                name.eq_ignore_ascii_case(b"content-type") || name == b"abcdefgh-12345678"
+            };
+            let listed_with_head = |name: &[u8], head: u64| {
+                assert_eq!(head, head_word(name));
+                listed(name)
+            };
+            let other = |name: &[u8]| round % 2 == 0 || (name != b"aa" && name != b"x-api-key");
             assert_eq!(
-                check_header_list(&value, allowed),
-                reference(&value, allowed),
+                check_header_list(&value, listed_with_head, other),
+                reference(&value, listed, other),
                 "{:?}",
                 String::from_utf8_lossy(&value)
             );
@@ -402,38 +463,73 @@ mod tests {
     }
 
     #[test]
-    fn separator_and_name_words() {
-        assert!(all_separators(u64::from_ne_bytes(*b", ,\t,,, ")));
-        assert!(!all_separators(u64::from_ne_bytes(*b", ,\t,,,a")));
-        assert!(!all_separators(u64::from_ne_bytes(*b"\xac,,,,,,,")));
-        assert!(all_lowercase_name_bytes(u64::from_ne_bytes(*b"az-09az-")));
-        for word in [
-            *b"az-09az`",
-            *b"az-09az{",
-            *b"/z-09az-",
-            *b"az-:9az-",
-            *b"Az-09az-",
+    fn separator_words() {
+        let word = |bytes: &[u8; 8]| u64::from_le_bytes(*bytes);
+        assert!(all_separators(word(b", ,\t,,, ")));
+        assert!(!all_separators(word(b", ,\t,,,a")));
+        assert!(!all_separators(word(b"\xac,,,,,,,")));
+        assert_eq!(separator_bytes(word(b"ab,cd\te ")), 0x8000_8000_0080_0000);
+        assert_eq!(separator_bytes(word(b"\xac\xa0\x89-;:/\x0b")), 0);
+        for (value, at) in [
+            (&b"a,b"[..], 1),
+            (b"content-type,x", 12),
+            (b"content-type", 12),
+            (b"abcdefgh ", 8),
+            (b"abcdefg\t", 7),
+            (b"", 0),
         ] {
-            assert!(!all_lowercase_name_bytes(u64::from_ne_bytes(word)));
+            assert_eq!(next_separator(value, 0), at, "{value:?}");
         }
-        assert!(!all_lowercase_name_bytes(u64::from_ne_bytes(
-            *b"az-09az\xe1"
-        )));
     }
 
     #[test]
-    fn same_bytes_compares_slices() {
-        let long = b"access-control-request-private-network";
-        for (i, j) in [(0, 0), (0, 38), (3, 38), (8, 16), (7, 8), (0, 17)] {
-            assert!(same_bytes(&long[i..j], &long[i..j]));
-            let mut other = long[i..j].to_vec();
-            if let Some(last) = other.last_mut() {
-                *last ^= 1;
-                assert!(!same_bytes(&long[i..j], &other));
+    fn head_words_tell_short_names_apart() {
+        let names: [&[u8]; 12] = [
+            b"",
+            b"a",
+            b"b",
+            b"ab",
+            b"ba",
+            b"abc",
+            b"abd",
+            b"abcd",
+            b"abcde",
+            b"abdde",
+            b"abcdefgh",
+            b"abcdefgi",
+        ];
+        for a in names {
+            for b in names {
+                let same = (a.len(), head_word(a)) == (b.len(), head_word(b));
+                assert_eq!(same, a == b, "{a:?} {b:?}");
             }
-            if j < long.len() {
-                assert!(!same_bytes(&long[i..j], &long[i..j + 1]));
-            }
+        }
+        assert_eq!(head_word(b"abcdefgh"), head_word(b"abcdefghij"));
+    }
+
+    #[test]
+    fn case_folds_ascii_letters_only() {
+        let word = |bytes: &[u8; 8]| u64::from_le_bytes(*bytes);
+        assert_eq!(fold_case(word(b"X-Api-Ke")), Some(word(b"x-api-ke")));
+        assert_eq!(fold_case(word(b"AZ@[^_`~")), Some(word(b"az@[^_`~")));
+        assert_eq!(fold_case(word(b"az-09~^|")), Some(word(b"az-09~^|")));
+        assert_eq!(fold_case(word(b"ab\xc3\xa9cdef")), None);
+    }
+
+    #[test]
+    fn tails_compare_after_the_head_word() {
+        let stored = b"access-control-request-private-network";
+        for n in 9..=stored.len() {
+            let name = stored[..n].to_ascii_uppercase();
+            assert!(tails_match(&stored[..n], &stored[..n], false));
+            assert!(!tails_match(&stored[..n], &name, false));
+            assert!(tails_match(&stored[..n], &name, true));
+            let mut other = stored[..n].to_vec();
+            other[n - 1] ^= 1;
+            assert!(!tails_match(&stored[..n], &other, true), "{n}");
+            other = stored[..n].to_vec();
+            other[8] = b'^';
+            assert!(!tails_match(&stored[..n], &other, true), "{n}");
         }
     }
 

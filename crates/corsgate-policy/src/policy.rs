@@ -57,13 +57,18 @@ pub struct Policy {
     effective: CorsConfig,
 }
 
-/// A set of names: `*`, or a list sorted by (length, bytes), so that a look-up
-/// only compares names of the request name's length.
+/// A set of names: `*`, or a list sorted by (length, first eight bytes, bytes),
+/// with each name's length and first eight bytes as one word beside it
+/// ([`fetch::head_word`]): a look-up compares two integers per name of the list,
+/// and bytes only past the first eight.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NameSet {
     pub(crate) any: bool,
-    /// Header names lowercase, methods as written; sorted by [`NameSet::sort`].
+    /// Header names lowercase, methods as written; in the order of `keys` once
+    /// [`NameSet::finish`] has run.
     pub(crate) names: Vec<Box<[u8]>>,
+    /// (length, head word) of each name.
+    keys: Vec<(usize, u64)>,
 }
 
 /// Up to this many names, a look-up walks the list (stopping at the first
@@ -71,57 +76,53 @@ pub(crate) struct NameSet {
 const FEW_NAMES: usize = 16;
 
 impl NameSet {
-    /// Orders the names by (length, bytes), the order the look-ups rely on.
-    pub(crate) fn sort(&mut self) {
+    /// Sorts the names and computes their keys, once all are in.
+    pub(crate) fn finish(&mut self) {
+        let key = |name: &[u8]| (name.len(), fetch::head_word(name));
         self.names
-            .sort_unstable_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
-    }
-
-    /// The names as long as `name`, in byte order.
-    fn same_length(&self, name: &[u8]) -> &[Box<[u8]>] {
-        let lo = self.names.partition_point(|n| n.len() < name.len());
-        let rest = self.names.get(lo..).unwrap_or_default();
-        let len = rest.partition_point(|n| n.len() == name.len());
-        rest.get(..len).unwrap_or_default()
+            .sort_unstable_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.cmp(b)));
+        self.keys = self.names.iter().map(|name| key(name)).collect();
     }
 
     /// Whether the set holds `name`, byte for byte.
     pub(crate) fn contains_exact(&self, name: &[u8]) -> bool {
-        if self.names.len() <= FEW_NAMES {
-            for n in &self.names {
-                if n.len() == name.len() {
-                    if fetch::same_bytes(n, name) {
+        self.find(name, fetch::head_word(name), false)
+    }
+
+    /// Whether the set holds `name` ignoring ASCII case (the names are
+    /// lowercase), given the name's [`fetch::head_word`].
+    pub(crate) fn contains_ignore_case(&self, name: &[u8], head: u64) -> bool {
+        !self.keys.is_empty()
+            && fetch::fold_case(head).is_some_and(|key| self.find(name, key, true))
+    }
+
+    fn find(&self, name: &[u8], key: u64, fold: bool) -> bool {
+        let n = name.len();
+        let tail = |i: usize| {
+            n <= 8
+                || self
+                    .names
+                    .get(i)
+                    .is_some_and(|stored| fetch::tails_match(stored, name, fold))
+        };
+        if self.keys.len() <= FEW_NAMES {
+            for (i, (len, k)) in self.keys.iter().enumerate() {
+                if *len == n {
+                    if *k == key && tail(i) {
                         return true;
                     }
-                } else if n.len() > name.len() {
-                    break;
+                } else if *len > n {
+                    return false;
                 }
             }
             return false;
         }
-        self.same_length(name)
-            .binary_search_by(|probe| probe.as_ref().cmp(name))
-            .is_ok()
-    }
-
-    /// Whether the set holds `name` ignoring ASCII case; the names are lowercase.
-    /// Browsers send lowercase names, so the byte comparison comes first.
-    pub(crate) fn contains_ignore_case(&self, name: &[u8]) -> bool {
-        if self.contains_exact(name) {
-            return true;
-        }
-        if !name.iter().any(u8::is_ascii_uppercase) {
-            return false;
-        }
-        if self.names.len() <= FEW_NAMES {
-            return self
-                .names
-                .iter()
-                .any(|n| n.len() == name.len() && n.eq_ignore_ascii_case(name));
-        }
-        self.same_length(name)
-            .binary_search_by(|probe| fetch::cmp_lowercase(probe, name))
-            .is_ok()
+        let start = self.keys.partition_point(|probe| *probe < (n, key));
+        let same = self.keys.get(start..).unwrap_or_default();
+        same.iter()
+            .take_while(|probe| **probe == (n, key))
+            .enumerate()
+            .any(|(i, _)| tail(start + i))
     }
 }
 
@@ -603,7 +604,7 @@ impl<'a> Compiler<'a> {
                 set.names.push(bytes);
             }
         }
-        set.sort();
+        set.finish();
         set
     }
 
@@ -646,7 +647,7 @@ impl<'a> Compiler<'a> {
                 set.names.push(lower);
             }
         }
-        set.sort();
+        set.finish();
         let authorization = set.contains_exact(b"authorization");
         if set.any && !authorization {
             self.warn(
@@ -806,9 +807,14 @@ mod tests {
                 .iter()
                 .map(|n| n.as_bytes().to_vec().into_boxed_slice())
                 .collect(),
+            keys: Vec::new(),
         };
-        set.sort();
+        set.finish();
         set
+    }
+
+    fn ci(set: &NameSet, name: &str) -> bool {
+        set.contains_ignore_case(name.as_bytes(), fetch::head_word(name.as_bytes()))
     }
 
     #[test]
@@ -822,18 +828,30 @@ mod tests {
             let set = set(&refs);
             for name in &names {
                 assert!(set.contains_exact(name.as_bytes()), "{name} in {count}");
-                assert!(set.contains_ignore_case(name.as_bytes()));
+                assert!(ci(&set, name));
                 let upper = name.to_ascii_uppercase();
                 assert!(!set.contains_exact(upper.as_bytes()));
-                assert!(set.contains_ignore_case(upper.as_bytes()), "{upper}");
+                assert!(ci(&set, &upper), "{upper}");
                 for other in [format!("{name}x"), format!("y{name}"), name[1..].to_owned()] {
                     if !names.contains(&other) {
-                        assert!(!set.contains_ignore_case(other.as_bytes()), "{other}");
+                        assert!(!ci(&set, &other), "{other}");
                     }
                 }
             }
-            assert!(!set.contains_ignore_case(b""));
-            assert!(!set.contains_ignore_case(b"x-"));
+            assert!(!ci(&set, ""));
+            assert!(!ci(&set, "x-"));
         }
+    }
+
+    #[test]
+    fn name_sets_fold_letters_only() {
+        let set = set(&["x-~a", "a_b", "x-custom-header-~"]);
+        assert!(!ci(&set, "x-^a"));
+        assert!(ci(&set, "X-~A"));
+        assert!(ci(&set, "A_B"));
+        assert!(!ci(&set, "a\x7fb"));
+        assert!(ci(&set, "X-Custom-Header-~"));
+        assert!(!ci(&set, "x-custom-header-^"));
+        assert!(!ci(&set, "x-custom-header-\u{7e}\u{7e}"));
     }
 }
