@@ -96,6 +96,7 @@ impl NameSet {
             && fetch::fold_case(head).is_some_and(|key| self.find(name, key, true))
     }
 
+    #[inline(always)]
     fn find(&self, name: &[u8], key: u64, fold: bool) -> bool {
         let n = name.len();
         let tail = |i: usize| {
