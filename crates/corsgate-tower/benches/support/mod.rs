@@ -336,7 +336,7 @@ where
 }
 
 /// `Policy::decide` alone, for the per-origin-count and per-byte costs.
-pub(crate) const DECIDE_SCENARIOS: [&str; 12] = [
+pub(crate) const DECIDE_SCENARIOS: [&str; 13] = [
     "actual-allowed-1-origin",
     "actual-allowed-1000-origins",
     "actual-denied-1-origin",
@@ -349,6 +349,7 @@ pub(crate) const DECIDE_SCENARIOS: [&str; 12] = [
     "acrh-commas-64KiB",
     "acrh-commas-1MiB",
     "acrh-tokens-4096",
+    "acrh-one-letter-64KiB",
 ];
 
 /// The length of the hostile `Access-Control-Request-Headers` value of a decide
@@ -362,6 +363,8 @@ fn hostile_value(scenario: &str) -> Option<String> {
         "acrh-commas-8KiB" => Some(",".repeat(8 << 10)),
         "acrh-commas-64KiB" => Some(",".repeat(64 << 10)),
         "acrh-commas-1MiB" => Some(",".repeat(1 << 20)),
+        // The costliest per byte: a name per two bytes, each one listed.
+        "acrh-one-letter-64KiB" => Some("a,".repeat(32 << 10)),
         "acrh-tokens-4096" => Some(
             ["content-type", "x-api-key"]
                 .iter()
@@ -405,7 +408,15 @@ pub(crate) fn prepare_decide(scenario: &str) -> Option<Run> {
         _ if scenario.starts_with("acrh-") => (exact(1), "https://app0.example.com", true),
         _ => return None,
     };
-    let policy = corsgate_policy(&origins);
+    let policy = if scenario == "acrh-one-letter-64KiB" {
+        let config = CorsConfig::new()
+            .allow_origins(origins.clone())
+            .allow_methods(METHODS)
+            .allow_headers(["a", ALLOW_HEADERS[0], ALLOW_HEADERS[1], ALLOW_HEADERS[2]]);
+        Policy::compile(&config).expect("the one-letter policy compiles")
+    } else {
+        corsgate_policy(&origins)
+    };
     let mut headers = vec![(ORIGIN, origin.to_owned())];
     let preflight = scenario.starts_with("preflight-") || scenario.starts_with("acrh-");
     let method = if preflight {
