@@ -20,7 +20,8 @@
 #   bench/gateway.sh --duration 5 --runs 1   # a quick look
 #
 # Options: --duration SECONDS (1-30, default 10), --runs N (1-5, default 3),
-# --connections N (1-256, default 32), --record, --no-build.
+# --connections N (1-256, default 32), --record, --no-build, --corsgate PATH
+# (measure another corsgate binary, e.g. an older build, instead of this tree's).
 # Needs nginx, wrk, taskset, curl and python3 (scripts/install-test-deps.sh
 # installs nginx and wrk).
 set -euo pipefail
@@ -31,9 +32,10 @@ runs=3
 connections=32
 record=false
 build=true
+corsgate=
 command_line="bench/gateway.sh${*:+ $*}"
 
-usage() { sed -n '2,29p' "$0"; }
+usage() { sed -n "2,$(( $(grep -n "^set -euo" "$0" | cut -d: -f1) - 1 ))p" "$0"; }
 bounded() { # NAME VALUE MIN MAX
     [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] && [ "$2" -le "$4" ] ||
         { echo "$1 must be a whole number from $3 to $4" >&2; exit 2; }
@@ -45,6 +47,7 @@ while [ $# -gt 0 ]; do
         --connections) bounded --connections "${2:-}" 1 256; connections=$2; shift ;;
         --record) record=true ;;
         --no-build) build=false ;;
+        --corsgate) [ -x "${2:-}" ] || { echo "--corsgate needs an executable" >&2; exit 2; }; corsgate=$(realpath "$2"); shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
     esac
@@ -64,7 +67,7 @@ if $build; then
 fi
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-corsgate="$target_dir/release/corsgate"
+[ -n "$corsgate" ] || corsgate="$target_dir/release/corsgate"
 upstream_bin="$target_dir/release/examples/bench_upstream"
 nginx=$(command -v nginx)
 
@@ -285,6 +288,11 @@ machine="$work/machine.md"
     hypervisor=$(lscpu | sed -n 's/^Hypervisor vendor: *//p')
     echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) cores${hypervisor:+, virtual machine ($hypervisor)}"
     echo "- kernel: $(uname -sr)"
+    if [ "$corsgate" = "$target_dir/release/corsgate" ]; then
+        echo "- corsgate built from $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo ' plus uncommitted changes under crates/') (release profile)"
+    else
+        echo "- corsgate binary: $corsgate"
+    fi
     echo "- $("$nginx" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(rustc -V)"
     echo "- started $started_at; load average $load_before before, $load_after after (the machine is shared: other processes may run on either core)"
     echo "- ${duration} s per run after a 1 s warm-up, $runs runs, $connections connections, one wrk thread"
