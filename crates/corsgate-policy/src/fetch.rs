@@ -149,9 +149,12 @@ pub(crate) fn check_header_list(
     let mut count = 0;
     let mut i = 0;
     loop {
-        i = skip_separators(value, i);
-        if i >= value.len() {
-            return Ok(count);
+        // Browsers put a comma, or a comma and a space, between names.
+        if value.get(i).is_none_or(|b| class(*b) >= OWS) {
+            i = skip_separators(value, i);
+            if i >= value.len() {
+                return Ok(count);
+            }
         }
         let start = i;
         // The element's first word gives both its end, when short, and the head
@@ -170,11 +173,18 @@ pub(crate) fn check_header_list(
             }
         };
         i = end;
-        while value.get(i).is_some_and(|b| class(*b) == OWS) {
-            i += 1;
-        }
+        // What follows the name: a comma or the end (the usual), or whitespace
+        // up to one of those, or else the element is not a name.
+        let whole = match value.get(i) {
+            Some(b',') | None => true,
+            Some(_) => {
+                while value.get(i).is_some_and(|b| class(*b) == OWS) {
+                    i += 1;
+                }
+                matches!(value.get(i), Some(b',') | None)
+            }
+        };
         let name = value.get(start..end).unwrap_or_default();
-        let whole = matches!(value.get(i), Some(b',') | None);
         if !(whole && listed(name, head)) {
             if !whole || !is_token(name) {
                 return Err(HeaderListError::Malformed(start, element_end(value, start)));

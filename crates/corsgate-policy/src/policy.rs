@@ -99,17 +99,10 @@ impl NameSet {
     #[inline(always)]
     fn find(&self, name: &[u8], key: u64, fold: bool) -> bool {
         let n = name.len();
-        let tail = |i: usize| {
-            n <= 8
-                || self
-                    .names
-                    .get(i)
-                    .is_some_and(|stored| fetch::tails_match(stored, name, fold))
-        };
         if self.keys.len() <= FEW_NAMES {
             for (i, (len, k)) in self.keys.iter().enumerate() {
                 if *len == n {
-                    if *k == key && tail(i) {
+                    if *k == key && (n <= 8 || self.tail_matches(i, name, fold)) {
                         return true;
                     }
                 } else if *len > n {
@@ -123,7 +116,15 @@ impl NameSet {
         same.iter()
             .take_while(|probe| **probe == (n, key))
             .enumerate()
-            .any(|(i, _)| tail(start + i))
+            .any(|(i, _)| n <= 8 || self.tail_matches(start + i, name, fold))
+    }
+
+    /// Whether the `i`th name, whose head word matched, matches past it too.
+    #[inline(always)]
+    fn tail_matches(&self, i: usize, name: &[u8], fold: bool) -> bool {
+        self.names
+            .get(i)
+            .is_some_and(|stored| fetch::tails_match(stored, name, fold))
     }
 }
 
