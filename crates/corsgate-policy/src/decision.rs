@@ -356,8 +356,18 @@ impl Decision {
     /// The headers one by one, after removing the `Access-Control-*` ones unless
     /// the map was `fresh` (empty).
     fn insert_headers(&self, headers: &mut HeaderMap, fresh: bool) {
+        // One walk over the names tells whether there is anything to strip and
+        // whether `Vary` needs merging (the usual app response has neither).
+        let mut vary_present = false;
         if !fresh {
-            strip_access_control(headers);
+            let mut cors_present = false;
+            for name in headers.keys() {
+                vary_present |= name == VARY;
+                cors_present |= is_access_control_header(name);
+            }
+            if cors_present {
+                strip_access_control(headers);
+            }
         }
         match self.allow_origin {
             AllowOrigin::None => {}
@@ -399,10 +409,10 @@ impl Decision {
             }
         }
         if let Some(vary) = self.vary {
-            if fresh {
-                headers.insert(VARY, vary.clone());
-            } else {
+            if vary_present {
                 append_vary(headers, vary);
+            } else {
+                headers.insert(VARY, vary.clone());
             }
         }
     }
@@ -421,9 +431,6 @@ pub fn is_access_control_header(name: &HeaderName) -> bool {
 }
 
 fn strip_access_control(headers: &mut HeaderMap) {
-    if !headers.keys().any(is_access_control_header) {
-        return;
-    }
     let names: Vec<HeaderName> = headers
         .keys()
         .filter(|n| is_access_control_header(n))
