@@ -1,8 +1,10 @@
 //! Vocabulary of the Fetch standard: tokens, safelisted and forbidden names, and the
 //! parsing of `Access-Control-Request-Headers`.
 
-/// The class of each byte in a header list: one table look-up instead of a chain
-/// of comparisons per byte.
+// The class of each byte in a header list, from one table look-up instead of a
+// chain of comparisons per byte.
+
+/// Neither a token byte, whitespace nor a comma.
 const OTHER: u8 = 0;
 /// `tchar` of RFC 9110 §5.6.2: the bytes of a method or header-name token.
 const TCHAR: u8 = 1;
