@@ -148,21 +148,51 @@ impl fmt::Display for BodyTooLarge {
 
 impl StdError for BodyTooLarge {}
 
-pin_project_lite::pin_project! {
-    /// The client's request body on its way upstream, counted against
-    /// `max_body_bytes`.
-    pub(crate) struct RequestBody {
-        #[pin]
-        inner: Incoming,
-        seen: u64,
-        limit: u64,
+/// How much of a refused request body the gateway still reads and throws away, at
+/// most, so that the client finishes sending and reads the `413` (closing a socket
+/// with unread data makes the kernel reset the connection, and the client may lose
+/// the answer with it).
+pub(crate) const DISCARD_MAX_BYTES: u64 = 16 * 1024 * 1024;
+/// And for how long at most.
+pub(crate) const DISCARD_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads `body` to its end in the background and drops what it reads, bounded by
+/// [`DISCARD_MAX_BYTES`] and [`DISCARD_MAX_TIME`]; past either bound the body is
+/// dropped and the connection closes.
+pub(crate) fn discard(mut body: Incoming) {
+    if body.is_end_stream() {
+        return;
     }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let read = async {
+            let mut seen = 0u64;
+            while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if seen > DISCARD_MAX_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DISCARD_MAX_TIME, read).await;
+    });
+}
+
+/// The client's request body on its way upstream, counted against
+/// `max_body_bytes`. Past the limit it fails with [`BodyTooLarge`] and hands the
+/// rest of the body to [`discard`].
+pub(crate) struct RequestBody {
+    inner: Option<Incoming>,
+    seen: u64,
+    limit: u64,
 }
 
 impl RequestBody {
     pub(crate) fn new(inner: Incoming, limit: Option<u64>) -> Self {
         RequestBody {
-            inner,
+            inner: Some(inner),
             seen: 0,
             limit: limit.unwrap_or(u64::MAX),
         }
@@ -177,12 +207,18 @@ impl Body for RequestBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
-        match std::task::ready!(this.inner.poll_frame(cx)) {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
+        };
+        match std::task::ready!(Pin::new(inner).poll_frame(cx)) {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    *this.seen += data.len() as u64;
-                    if *this.seen > *this.limit {
+                    this.seen += data.len() as u64;
+                    if this.seen > this.limit {
+                        if let Some(rest) = this.inner.take() {
+                            discard(rest);
+                        }
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                     }
                 }
@@ -194,11 +230,13 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
     }
 }
 

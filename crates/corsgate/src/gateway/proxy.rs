@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 
 use super::Shared;
 use super::Snapshot;
-use super::body::{BodyTooLarge, ConnState, InFlight, RequestBody, ResponseBody};
+use super::body::{self, BodyTooLarge, ConnState, InFlight, RequestBody, ResponseBody};
 use super::headers::{self, X_REQUEST_ID};
 use super::metrics::{RouteStats, Verdict};
 use super::upstream::UpstreamError;
@@ -137,6 +137,7 @@ async fn serve(
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit) {
             ctx.shared.metrics.gateway_response(413);
+            body::discard(request.into_body());
             return local(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 cors,
