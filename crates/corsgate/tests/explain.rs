@@ -297,3 +297,31 @@ fn binary_exit_codes() {
     let usage = status(&["--url", "not a url", "--origin", APP]);
     assert_eq!(usage.status.code(), Some(2));
 }
+
+#[test]
+fn a_public_insecure_page_calling_loopback_gets_a_local_network_access_note() {
+    // What the browser suite's `local-network-access-opaque-page` shows: Chromium
+    // blocks before CORS, which the configuration alone cannot predict.
+    let e = run(
+        "http://127.0.0.1:8080/public/x",
+        "null",
+        "GET",
+        &[],
+        Credentials::SameOrigin,
+    );
+    assert_eq!(e.verdict, Verdict::Allowed);
+    assert!(
+        e.notes.iter().any(|n| n.contains("Local Network Access")),
+        "{:?}",
+        e.notes
+    );
+    // A page on loopback itself is a secure context: no note.
+    let e = run(
+        "http://127.0.0.1:8080/public/x",
+        "http://localhost:3000",
+        "GET",
+        &[],
+        Credentials::SameOrigin,
+    );
+    assert!(!e.notes.iter().any(|n| n.contains("Local Network Access")));
+}

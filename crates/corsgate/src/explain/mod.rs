@@ -141,6 +141,65 @@ fn pairs(map: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Where an address is, for Chromium's Local Network Access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum AddressSpace {
+    Loopback,
+    Local,
+    Public,
+}
+
+fn address_space(host: &str) -> AddressSpace {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host == "localhost" || host.ends_with(".localhost") {
+        return AddressSpace::Loopback;
+    }
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_loopback() => AddressSpace::Loopback,
+        Ok(std::net::IpAddr::V4(v4)) if v4.is_private() || v4.is_link_local() => {
+            AddressSpace::Local
+        }
+        Ok(std::net::IpAddr::V6(v6)) if (v6.segments()[0] & 0xfe00) == 0xfc00 => {
+            AddressSpace::Local
+        }
+        _ => AddressSpace::Public,
+    }
+}
+
+/// A note when Chromium's Local Network Access may block the request before CORS:
+/// a page that is not a secure context, on a more public address than the URL's.
+fn local_network_note(url_host: Option<&str>, origin: &str) -> Option<String> {
+    let target = address_space(url_host?);
+    if target == AddressSpace::Public {
+        return None;
+    }
+    let (scheme, rest) = origin.split_once("://").unwrap_or(("", origin));
+    let origin_host = rest.rsplit_once(':').map_or(rest, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            rest
+        }
+    });
+    let page = if origin == "null" {
+        AddressSpace::Public
+    } else {
+        address_space(origin_host)
+    };
+    let secure = scheme == "https" || page == AddressSpace::Loopback;
+    if secure || page <= target {
+        return None;
+    }
+    Some(format!(
+        "the URL is on a {} address and the page is not a secure context: if the page is served from a more public address, Chromium's Local Network Access blocks the request before any CORS check (no header can allow it); serve the page over https",
+        if target == AddressSpace::Loopback {
+            "loopback"
+        } else {
+            "private"
+        }
+    ))
+}
+
 /// Simulates `request` against a compiled configuration.
 pub fn explain(
     gateway: &Gateway,
@@ -185,6 +244,10 @@ pub fn explain(
             request.origin
         ));
         return Ok(out);
+    }
+
+    if let Some(note) = local_network_note(target.host.as_deref(), &request.origin) {
+        out.notes.push(note);
     }
 
     // The page's headers, as the browser would send them.
@@ -603,4 +666,26 @@ pub fn render(e: &Explanation) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_network_access_note_only_for_insecure_pages_on_more_public_addresses() {
+        // A plain-http page from a public site calling loopback: noted.
+        assert!(local_network_note(Some("127.0.0.1"), "http://app.example.com").is_some());
+        assert!(local_network_note(Some("localhost"), "null").is_some());
+        assert!(local_network_note(Some("10.0.0.5"), "http://app.example.com").is_some());
+        assert!(local_network_note(Some("[::1]"), "http://203.0.113.9:8080").is_some());
+        // A secure context, or a page no more public than the URL: no note.
+        assert!(local_network_note(Some("127.0.0.1"), "https://app.example.com").is_none());
+        assert!(local_network_note(Some("127.0.0.1"), "http://localhost:3000").is_none());
+        assert!(local_network_note(Some("10.0.0.5"), "http://192.168.1.2:8080").is_none());
+        assert!(local_network_note(Some("app.localhost"), "http://127.0.0.1:5173").is_none());
+        // A public URL: never.
+        assert!(local_network_note(Some("api.example.com"), "http://app.example.com").is_none());
+        assert!(local_network_note(None, "null").is_none());
+    }
 }

@@ -950,7 +950,8 @@ fn errors_and_upstreams(env: &Env) -> Vec<Scenario> {
         // answers; even allow_private_network (the legacy Private Network
         // Access header) cannot help. Nothing is sent: not even the preflight.
         // explain has no input for where the page is served from: it predicts
-        // the CORS outcome alone, which is "allowed" (`*` covers `null`).
+        // the CORS outcome alone, which is "allowed" (`*` covers `null`), with a
+        // note on Local Network Access (tests/explain.rs checks the note).
         Scenario::opaque("local-network-access-opaque-page")
             .then(
                 gw.fetch("/private-network/get")
