@@ -5,6 +5,7 @@
 
 #[path = "audit/server.rs"]
 mod server;
+mod support;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -526,6 +527,60 @@ async fn corsgate_has_no_findings_at_or_above_low() {
             assert!(serious.is_empty(), "{name} {origins:?}: {serious:#?}");
         }
     }
+}
+
+/// The gateway in front of an application that makes most of the mistakes at
+/// once: the audit of the gateway's address finds nothing at or above low,
+/// because corsgate answers the preflights and owns every CORS header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_in_front_of_a_vulnerable_app_has_no_findings_at_or_above_low() {
+    let app = server::vulnerable(Mistakes {
+        reflect_any: true,
+        null: true,
+        credentials: true,
+        headers_wildcard: true,
+        duplicate_lines: true,
+        vary: false,
+        preflight_status: 401,
+        max_age: Some("999999"),
+        cors_on_errors: false,
+        ..Mistakes::default()
+    })
+    .await;
+    // The application alone is as bad as it looks.
+    let direct = audit::audit(&options(&app.url(), &[TRUSTED]))
+        .await
+        .unwrap();
+    assert_finding(&direct, "reflected-origin", Severity::Critical);
+    assert_finding(&direct, "null-origin", Severity::Critical);
+
+    let upstream = app.url().trim_end_matches(server::PATH).to_owned();
+    let gw = support::Gw::start(&support::config(
+        "",
+        &format!(
+            "allow_origins = [\"{TRUSTED}\"]\n\
+             allow_methods = [\"PUT\", \"DELETE\"]\n\
+             allow_headers = [\"content-type\", \"authorization\"]\n\
+             allow_credentials = true\n\
+             max_age = 600"
+        ),
+        &support::route("/", &upstream, ""),
+    ))
+    .await;
+    let requests_before = app.requests();
+    let mut opts = options(&gw.url(server::PATH), &[TRUSTED]);
+    opts.methods = vec!["PUT".into()];
+    opts.headers = vec!["Authorization: Bearer test".into()];
+    let report = audit::audit(&opts).await.unwrap();
+    let serious: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Low)
+        .map(|f| (f.id, f.severity, f.detail.clone()))
+        .collect();
+    assert!(serious.is_empty(), "{serious:#?}");
+    // The audit's actual requests went through to the application.
+    assert!(app.requests() > requests_before);
 }
 
 #[tokio::test]
