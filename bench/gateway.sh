@@ -10,7 +10,7 @@
 # window, divided by the requests wrk completed), and peak RSS (VmHWM). Runs are
 # interleaved (corsgate, nginx, direct, corsgate, ...) and each is repeated
 # --runs times; the report gives medians, min..max, and corsgate/nginx ratios
-# against the targets of issue 3.
+# against the targets (bench/README.md, Gateway).
 #
 # Pinning, on two cores: the server side (corsgate or nginx, and the upstream)
 # on core 0, wrk on core 1.

@@ -1,5 +1,5 @@
 """Turns the runs of bench/gateway.sh into Markdown: medians, spreads, the
-corsgate/nginx ratios and the targets of issue 3, met or not.
+corsgate/nginx ratios and the targets, met or not.
 
     python3 report.py RESULTS.tsv MACHINE.md "COMMAND"
 """
@@ -101,7 +101,7 @@ def main():
         ("preflight", "peak_rss_kib", "≤", 0.5, "preflights: peak RSS ≤ 0.5× nginx's"),
         ("get", "peak_rss_kib", "≤", 0.5, "proxied GETs: peak RSS ≤ 0.5× nginx's"),
     ]
-    out.append("## Targets (issue 3)\n")
+    out.append("## Targets\n")
     out.append("| target | corsgate / nginx | |")
     out.append("|---|---|---|")
     for case, metric, op, bound, text in targets:

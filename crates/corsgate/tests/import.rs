@@ -166,7 +166,7 @@ fn imported_files_pass_corsgate_check() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The notes the issue names, each produced where the source calls for it.
+/// The notes a user needs (unsafe or lossy conversions), each produced where the source calls for it.
 #[test]
 fn the_notes_name_what_could_not_be_carried_over() {
     for (format, file, note) in [
