@@ -98,8 +98,8 @@ async fn serve(
         .path_and_query()
         .map_or(1, |p| p.as_str().len());
     if headers::head_size(uri_len, request.headers()) > settings.max_header_bytes {
-        ctx.shared.metrics.gateway_response(431);
-        return local(
+        return gateway_error(
+            ctx,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             cors,
             &request_id,
@@ -112,8 +112,8 @@ async fn serve(
         return local(status, cors, &request_id, "");
     }
     let Some(route) = route else {
-        ctx.shared.metrics.gateway_response(404);
-        return local(
+        return gateway_error(
+            ctx,
             StatusCode::NOT_FOUND,
             cors,
             &request_id,
@@ -121,8 +121,8 @@ async fn serve(
         );
     };
     if request.method() == Method::CONNECT {
-        ctx.shared.metrics.gateway_response(400);
-        return local(
+        return gateway_error(
+            ctx,
             StatusCode::BAD_REQUEST,
             cors,
             &request_id,
@@ -136,9 +136,9 @@ async fn serve(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit) {
-            ctx.shared.metrics.gateway_response(413);
             body::discard(request.into_body());
-            return local(
+            return gateway_error(
+                ctx,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 cors,
                 &request_id,
@@ -216,8 +216,8 @@ async fn forward(
     let (mut parts, body) = request.into_parts();
 
     let Some(path_and_query) = upstream_path(route, &parts.uri) else {
-        ctx.shared.metrics.gateway_response(400);
-        return local(
+        return gateway_error(
+            ctx,
             StatusCode::BAD_REQUEST,
             cors,
             request_id,
@@ -259,8 +259,8 @@ async fn forward(
     let request = Request::from_parts(parts, RequestBody::new(body, settings.max_body_bytes));
     let Some(pool) = snapshot.pools.get(route.index).and_then(Option::as_ref) else {
         // Every route with an http upstream has a pool: not reached.
-        ctx.shared.metrics.gateway_response(502);
-        return local(
+        return gateway_error(
+            ctx,
             StatusCode::BAD_GATEWAY,
             cors,
             request_id,
@@ -277,8 +277,8 @@ async fn forward(
                 timeout = ?settings.response_timeout,
                 "upstream did not send its response head within response_timeout"
             );
-            ctx.shared.metrics.gateway_response(504);
-            return local(
+            return gateway_error(
+                ctx,
                 StatusCode::GATEWAY_TIMEOUT,
                 cors,
                 request_id,
@@ -363,8 +363,8 @@ fn upstream_failed(
         source = cause.source();
     }
     if too_large {
-        ctx.shared.metrics.gateway_response(413);
-        return local(
+        return gateway_error(
+            ctx,
             StatusCode::PAYLOAD_TOO_LARGE,
             cors,
             request_id,
@@ -378,8 +378,8 @@ fn upstream_failed(
         error = %ErrorChain(err),
         "upstream request failed"
     );
-    ctx.shared.metrics.gateway_response(502);
-    local(
+    gateway_error(
+        ctx,
         StatusCode::BAD_GATEWAY,
         cors,
         request_id,
@@ -422,6 +422,19 @@ fn finish(
 }
 
 /// A response made by the gateway itself, carrying the route's CORS headers.
+/// A response the gateway makes itself on an error (404, 413, 431, 502, …),
+/// counted in the metrics and carrying the route's CORS headers.
+fn gateway_error(
+    ctx: &ConnCtx,
+    status: StatusCode,
+    cors: Option<&Decision>,
+    request_id: &HeaderValue,
+    text: &'static str,
+) -> Response<ResponseBody> {
+    ctx.shared.metrics.gateway_response(status.as_u16());
+    local(status, cors, request_id, text)
+}
+
 fn local(
     status: StatusCode,
     cors: Option<&Decision>,
