@@ -32,6 +32,16 @@ fn ids(report: &Report) -> Vec<(&'static str, Severity)> {
     report.findings.iter().map(|f| (f.id, f.severity)).collect()
 }
 
+/// The findings at or above low, with their details, for assertion messages.
+fn at_or_above_low(report: &Report) -> Vec<(&'static str, Severity, String)> {
+    report
+        .findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Low)
+        .map(|f| (f.id, f.severity, f.detail.clone()))
+        .collect()
+}
+
 fn assert_finding(report: &Report, id: &str, severity: Severity) {
     let found = report.findings.iter().find(|f| f.id == id);
     let Some(found) = found else {
@@ -518,12 +528,7 @@ async fn corsgate_has_no_findings_at_or_above_low() {
             opts.methods = vec!["POST".into(), "PUT".into()];
             opts.headers = vec!["Authorization: Bearer test".into()];
             let report = audit::audit(&opts).await.unwrap();
-            let serious: Vec<_> = report
-                .findings
-                .iter()
-                .filter(|f| f.severity >= Severity::Low)
-                .map(|f| (f.id, f.severity, f.detail.clone()))
-                .collect();
+            let serious = at_or_above_low(&report);
             assert!(serious.is_empty(), "{name} {origins:?}: {serious:#?}");
         }
     }
@@ -572,12 +577,7 @@ async fn the_gateway_in_front_of_a_vulnerable_app_has_no_findings_at_or_above_lo
     opts.methods = vec!["PUT".into()];
     opts.headers = vec!["Authorization: Bearer test".into()];
     let report = audit::audit(&opts).await.unwrap();
-    let serious: Vec<_> = report
-        .findings
-        .iter()
-        .filter(|f| f.severity >= Severity::Low)
-        .map(|f| (f.id, f.severity, f.detail.clone()))
-        .collect();
+    let serious = at_or_above_low(&report);
     assert!(serious.is_empty(), "{serious:#?}");
     // The audit's actual requests went through to the application.
     assert!(app.requests() > requests_before);
