@@ -563,7 +563,8 @@ async fn forwarded_headers_request_id_and_hop_by_hop() {
     }
     assert_eq!(seen.headers["x-app-header"], "kept");
     assert_eq!(seen.headers["origin"], APP);
-    assert_eq!(seen.headers["x-forwarded-for"], "192.0.2.7, 127.0.0.1");
+    // The client is not a trusted proxy: its X-Forwarded-For is replaced.
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-proto"], "http");
     let authority = gw.addr.to_string();
     assert_eq!(seen.headers["x-forwarded-host"], authority.as_str());
@@ -581,10 +582,16 @@ async fn forwarded_headers_request_id_and_hop_by_hop() {
     assert_eq!(answer.header("keep-alive"), None);
     assert_eq!(answer.header("x-app"), Some("kept"));
 
-    // A request id from the client is passed on and returned.
+    // A request id from a client that is not a trusted proxy is passed on as
+    // X-Client-Request-Id; the gateway's own id is the X-Request-Id.
     let answer = send("GET", &gw.url("/"), &[("x-request-id", "trace-42")]).await;
-    assert_eq!(spy.last().headers["x-request-id"], "trace-42");
-    assert_eq!(answer.header("x-request-id"), Some("trace-42"));
+    assert_eq!(spy.last().headers["x-client-request-id"], "trace-42");
+    let id = spy.last().headers["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 32);
+    assert_eq!(answer.header("x-request-id"), Some(id.as_str()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

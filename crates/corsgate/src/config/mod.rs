@@ -1,7 +1,9 @@
 //! The gateway configuration: file → checked model → compiled [`Gateway`].
 
+pub mod canonical;
 pub mod load;
 pub mod model;
+pub mod trust;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -11,8 +13,10 @@ use std::time::Duration;
 use corsgate_policy::{CorsConfig, Diagnostic, DiagnosticKind, Layer, Policy, RouteCors};
 use http::uri::{Authority, Scheme};
 
+use canonical::{EscapedSlashes, PathCase, PathRules};
 pub use load::Located;
 use model::FileConfig;
+use trust::Cidr;
 
 /// The configuration `corsgate serve` runs when given no file: a demo API behind a
 /// development policy.
@@ -41,6 +45,10 @@ pub struct Settings {
     pub max_header_bytes: usize,
     pub max_connections: usize,
     pub max_body_bytes: Option<u64>,
+    /// How request paths are made canonical (`escaped_slashes`, `path_case`).
+    pub path_rules: PathRules,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for Settings {
@@ -55,6 +63,8 @@ impl Default for Settings {
             max_header_bytes: 64 * 1024,
             max_connections: 10_000,
             max_body_bytes: None,
+            path_rules: PathRules::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -65,8 +75,12 @@ pub struct Route {
     /// Index in the file, and the label used in logs and metrics.
     pub index: usize,
     pub name: String,
-    /// The prefix, without a trailing slash (except `/` itself).
+    /// The prefix, without a trailing slash (except `/` itself), in the form
+    /// request paths are matched in (lowercase with `path_case = "insensitive"`).
     pub path: String,
+    /// How many segments `path` has: what `strip_prefix` removes.
+    pub segments: usize,
+    /// Canonical: lowercase, no trailing dot (see [`canonical::route_host`]).
     pub host: Option<String>,
     pub upstream: Upstream,
     pub strip_prefix: bool,
@@ -84,10 +98,12 @@ pub enum Upstream {
 }
 
 impl Route {
-    /// Whether this route serves `host` and `path`.
+    /// Whether this route serves `host` and `path`, both canonical: the host as
+    /// [`canonical::canonical_authority`] makes it, the path as
+    /// [`canonical::match_path`] makes it.
     pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
         if let Some(want) = &self.host {
-            if host.is_none_or(|h| !h.eq_ignore_ascii_case(want)) {
+            if host != Some(want.as_str()) {
                 return false;
             }
         }
@@ -110,9 +126,12 @@ pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
 impl Gateway {
     /// The route for a request: the longest matching path; at equal length, a
     /// route for this host before a route for any host.
+    /// `host` is canonical ([`canonical::canonical_authority`]) and `path` a
+    /// canonical path ([`canonical::canonical_path`]) or `*`.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
+        let path = canonical::match_path(path, self.settings.path_rules.path_case);
         // `routes` is sorted so that the first match is the best one.
-        self.routes.iter().find(|r| r.matches(host, path))
+        self.routes.iter().find(|r| r.matches(host, &path))
     }
 }
 
@@ -164,6 +183,7 @@ fn compile(config: &FileConfig) -> (Option<Gateway>, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let server = config.server.clone().unwrap_or_default();
     let settings = settings(&server, &mut diagnostics);
+    let settings_rules = settings.as_ref().map(|s| s.path_rules).unwrap_or_default();
     let empty = CorsConfig::default();
     let server_cors = server.cors.as_ref().unwrap_or(&empty);
     let default_policy = collect(
@@ -195,23 +215,31 @@ fn compile(config: &FileConfig) -> (Option<Gateway>, Vec<Diagnostic>) {
                 );
                 None
             }
-            Some(path) => Some(normalize_prefix(path)),
+            Some(path) => match route_path(path, settings_rules) {
+                Ok(path) => Some(path),
+                Err(why) => {
+                    diagnostics.push(
+                        Diagnostic::error(DiagnosticKind::File, format!("{at}.path"), why)
+                            .with_value(path),
+                    );
+                    None
+                }
+            },
         };
-        if let Some(host) = &route.host {
-            if host.is_empty() || host.contains(['/', ':', ' ']) {
+        let host = match route.host.as_deref().map(canonical::route_host) {
+            None => None,
+            Some(Ok(host)) => Some(host),
+            Some(Err(why)) => {
                 diagnostics.push(
-                    Diagnostic::error(
-                        DiagnosticKind::File,
-                        format!("{at}.host"),
-                        "a host name without scheme, port or path",
-                    )
-                    .with_value(host),
+                    Diagnostic::error(DiagnosticKind::File, format!("{at}.host"), why)
+                        .with_value(route.host.as_deref().unwrap_or_default()),
                 );
+                None
             }
-        }
+        };
         if path
             .as_ref()
-            .is_some_and(|path| !seen.insert((route.host.clone(), path.clone())))
+            .is_some_and(|path| !seen.insert((host.clone(), path.clone())))
         {
             diagnostics.push(
                 Diagnostic::error(
@@ -260,8 +288,9 @@ fn compile(config: &FileConfig) -> (Option<Gateway>, Vec<Diagnostic>) {
         routes.push(Route {
             index,
             name: format!("{index}:{}", route.path.as_deref().unwrap_or("")),
+            segments: canonical::segment_count(&path),
             path,
-            host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            host,
             upstream,
             strip_prefix: route.strip_prefix.unwrap_or(false),
             policy,
@@ -304,6 +333,42 @@ fn collect(
             None
         }
     }
+}
+
+/// A route `path` in the form request paths are matched in, or why no
+/// canonical request path can ever match it, with the fix.
+fn route_path(path: &str, rules: PathRules) -> Result<String, String> {
+    if path.contains(';') {
+        return Err(
+            "routes are matched without ;parameters (as a Servlet container does), so this path never matches; remove the ;part"
+                .into(),
+        );
+    }
+    let canonical = match canonical::canonical_path(path, &rules) {
+        Ok(canonical) => canonical,
+        Err(canonical::TargetRefusal::EscapedSlash) => {
+            return Err(
+                "requests with %2F or %5C are refused (escaped_slashes = \"reject\"), so this path never matches"
+                    .into(),
+            );
+        }
+        Err(_) => {
+            return Err(
+                "requests with this path are refused with 400 (see \"Request targets\" in docs/security.md), so it never matches"
+                    .into(),
+            );
+        }
+    };
+    if canonical != path {
+        return Err(format!(
+            "requests are matched in their canonical form (decoded %xx of letters, digits and -._~, uppercase hex, no . or .. segments, no //), so this path never matches; use {canonical:?}"
+        ));
+    }
+    let prefix = normalize_prefix(path);
+    Ok(match rules.path_case {
+        PathCase::Sensitive => prefix,
+        PathCase::Insensitive => prefix.to_ascii_lowercase(),
+    })
 }
 
 fn normalize_prefix(path: &str) -> String {
@@ -471,6 +536,54 @@ fn settings(server: &model::ServerConfig, diagnostics: &mut Vec<Diagnostic>) -> 
     ) {
         settings.max_body_bytes = (v > 0).then_some(v);
     }
+    let choice = |key: &str,
+                  value: &Option<String>,
+                  choices: &[&str],
+                  diagnostics: &mut Vec<Diagnostic>|
+     -> Option<usize> {
+        let text = value.as_ref()?;
+        let found = choices.iter().position(|c| c == text);
+        if found.is_none() {
+            diagnostics.push(
+                Diagnostic::error(
+                    DiagnosticKind::File,
+                    format!("server.{key}"),
+                    format!("one of {}", choices.join(", ")),
+                )
+                .with_value(text),
+            );
+        }
+        found
+    };
+    if let Some(i) = choice(
+        "escaped_slashes",
+        &server.escaped_slashes,
+        &["reject", "keep"],
+        diagnostics,
+    ) {
+        settings.path_rules.escaped_slashes = [EscapedSlashes::Reject, EscapedSlashes::Keep][i];
+    }
+    if let Some(i) = choice(
+        "path_case",
+        &server.path_case,
+        &["sensitive", "insensitive"],
+        diagnostics,
+    ) {
+        settings.path_rules.path_case = [PathCase::Sensitive, PathCase::Insensitive][i];
+    }
+    for (i, text) in server.trusted_proxies.iter().flatten().enumerate() {
+        match Cidr::parse(text) {
+            Ok(cidr) => settings.trusted_proxies.push(cidr),
+            Err(why) => diagnostics.push(
+                Diagnostic::error(
+                    DiagnosticKind::File,
+                    format!("server.trusted_proxies[{i}]"),
+                    why,
+                )
+                .with_value(text),
+            ),
+        }
+    }
     let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then_some(settings)
 }
@@ -496,6 +609,15 @@ fn effective_config(
                 .max_body_bytes
                 .and_then(|b| i64::try_from(b).ok())
                 .unwrap_or(0),
+        ),
+        escaped_slashes: Some(settings.path_rules.escaped_slashes.as_str().to_owned()),
+        path_case: Some(settings.path_rules.path_case.as_str().to_owned()),
+        trusted_proxies: Some(
+            settings
+                .trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         ),
         cors: Some(default_policy.effective_config().clone()),
     };

@@ -47,6 +47,17 @@ pub struct ServerConfig {
     /// Largest request body, in bytes; 0 for no limit. Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<i64>,
+    /// `"reject"` (default) or `"keep"`: what `%2F` and `%5C` in a request
+    /// path do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escaped_slashes: Option<String>,
+    /// `"sensitive"` (default) or `"insensitive"`: whether route paths compare
+    /// with ASCII case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_case: Option<String>,
+    /// Peers (CIDR blocks) whose forwarding headers are believed. Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_proxies: Option<Vec<String>>,
     /// The default CORS policy that routes inherit field by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsConfig>,
@@ -84,6 +95,9 @@ pub const SERVER_KEYS: &[&str] = &[
     "max_header_bytes",
     "max_connections",
     "max_body_bytes",
+    "escaped_slashes",
+    "path_case",
+    "trusted_proxies",
     "cors",
 ];
 

@@ -5,6 +5,7 @@
 
 pub mod browser;
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 pub use browser::{CorsError, Credentials, Initiator, PreflightReason};
 
+use crate::config::canonical::{self, PathRules, TargetRefusal};
 use crate::config::{self, Gateway, model::FileConfig};
 use crate::{Format, Outcome};
 
@@ -100,11 +102,13 @@ pub struct Explanation {
 
 struct Target {
     url_origin: String,
+    /// Canonical, as the gateway routes on it (no trailing dot, lowercase).
     host: Option<String>,
-    path: String,
+    /// Canonical, as the gateway routes on it, or why the gateway answers 400.
+    path: Result<String, TargetRefusal>,
 }
 
-fn parse_url(url: &str) -> anyhow::Result<Target> {
+fn parse_url(url: &str, rules: &PathRules) -> anyhow::Result<Target> {
     let uri: http::Uri = url
         .parse()
         .with_context(|| format!("{url:?} is not a URL"))?;
@@ -123,10 +127,17 @@ fn parse_url(url: &str) -> anyhow::Result<Target> {
         Some(p) => format!("{scheme}://{host}:{p}"),
         None => format!("{scheme}://{host}"),
     };
+    // The same canonical host and path the gateway routes on.
+    let route_host = canonical::canonical_authority(authority.as_str())
+        .map_or_else(|| host.clone(), |a| a.host.into_owned());
+    let path = match uri.path() {
+        "" => Ok("/".to_owned()),
+        path => canonical::canonical_path(path, rules).map(Cow::into_owned),
+    };
     Ok(Target {
         url_origin,
-        host: Some(host),
-        path: uri.path().to_owned(),
+        host: Some(route_host),
+        path,
     })
 }
 
@@ -206,7 +217,7 @@ pub fn explain(
     raw: &FileConfig,
     request: &PageRequest,
 ) -> anyhow::Result<Explanation> {
-    let target = parse_url(&request.url)?;
+    let target = parse_url(&request.url, &gateway.settings.path_rules)?;
     let method = browser::normalize_method(&request.method);
     let mut out = Explanation {
         method: method.clone(),
@@ -285,11 +296,25 @@ pub fn explain(
         HeaderValue::from_str(&request.origin).context("the origin is not a valid header value")?;
     actual_headers.insert(http::header::ORIGIN, origin_value.clone());
 
-    let route = gateway.route(target.host.as_deref(), &target.path);
+    let route = match &target.path {
+        Ok(path) => gateway.route(target.host.as_deref(), path),
+        Err(_) => None,
+    };
     let route_label = route.map(|r| format!("route[{}] (path {:?})", r.index, r.path));
-    out.route = route_label
-        .clone()
-        .or_else(|| Some("no route: corsgate answers 404 with [server.cors]".into()));
+    let no_route_status = if target.path.is_err() { 400 } else { 404 };
+    out.route = route_label.clone().or_else(|| {
+        Some(match &target.path {
+            Err(why) => format!(
+                "none: corsgate refuses the path with 400 ({}) and [server.cors]",
+                why.as_str()
+            ),
+            Ok(_) => "no route: corsgate answers 404 with [server.cors]".into(),
+        })
+    });
+    if let Err(why) = &target.path {
+        out.notes
+            .push(format!("corsgate answers {}", why.message().trim_end()));
+    }
     let policy: Option<&Policy> = match route {
         Some(r) => r.policy.as_deref(),
         None => Some(&gateway.default_policy),
@@ -368,7 +393,7 @@ pub fn explain(
         request: pairs(&actual_headers),
         status: status
             .map(|s| s.as_u16())
-            .or(route.is_none().then_some(404)),
+            .or(route.is_none().then_some(no_route_status)),
         answered_by: if status.is_some() {
             "corsgate (refused before the upstream)"
         } else if route.is_none() {

@@ -8,6 +8,11 @@ use http::header::{
 use http::{HeaderMap, HeaderValue};
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Where a client's own `X-Request-Id` goes when the gateway does not believe it.
+pub(crate) const X_CLIENT_REQUEST_ID: HeaderName = HeaderName::from_static("x-client-request-id");
+pub(crate) const X_CORSGATE_REASON: HeaderName = corsgate_policy::REASON_HEADER;
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -72,7 +77,7 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 fn remove_listed(headers: &mut HeaderMap, line: &HeaderValue) {
     for token in line.as_bytes().split(|b| *b == b',') {
         let token = token.trim_ascii();
-        if token.is_empty() {
+        if token.is_empty() || is_protected(token) {
             continue;
         }
         // `close` and `keep-alive` are options, not names: removing a header of
@@ -83,6 +88,27 @@ fn remove_listed(headers: &mut HeaderMap, line: &HeaderValue) {
             headers.remove(name);
         }
     }
+}
+
+/// Headers a `Connection` option may not remove: they are end-to-end by
+/// definition (RFC 9110 §7.6.1: a sender must not list a header that is not
+/// hop-by-hop), and the gateway relies on them — `Host` routes the request
+/// (an HTTP/1.1 request without one is invalid, RFC 9112 §3.2), `Origin` and
+/// `Access-Control-*` carry what the CORS decision was taken on (an upstream's
+/// own origin check must see the same), and the framing headers are the
+/// connection's own business, which hyper re-derives. Such tokens are ignored.
+fn is_protected(token: &[u8]) -> bool {
+    const PROTECTED: [&[u8]; 5] = [
+        b"host",
+        b"origin",
+        b"content-length",
+        b"transfer-encoding",
+        b"te",
+    ];
+    PROTECTED.iter().any(|p| token.eq_ignore_ascii_case(p))
+        || token
+            .get(..15)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"access-control-"))
 }
 
 /// Whether the request asks to switch to the WebSocket protocol
@@ -104,28 +130,43 @@ fn has_token(list: &[u8], token: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-/// Appends the client's address to `X-Forwarded-For`, and sets
-/// `X-Forwarded-Proto` and `X-Forwarded-Host` unless a proxy in front (a TLS
-/// terminator, typically) already did: they describe the first hop.
+/// Sets the forwarding headers. From a peer in `trusted_proxies` (a TLS
+/// terminator or load balancer in front), what it said is kept: the client's
+/// address is appended to `X-Forwarded-For` and to `Forwarded`, and
+/// `X-Forwarded-Proto`/`-Host` are set only when missing. From any other peer,
+/// nothing it said about itself is believed: `X-Forwarded-For`, `-Proto` and
+/// `-Host` are replaced with what the gateway sees, and so are `Forwarded` and
+/// `X-Real-IP` when present (apps that trust their proxy build links and
+/// redirects from them).
 pub(crate) fn add_forwarded(
     headers: &mut HeaderMap,
     client_ip: &HeaderValue,
     host: Option<HeaderValue>,
+    trusted: bool,
 ) {
     // Which of them the request has, in one pass over the names: cheaper than
-    // three lookups, which hash each name.
-    let (mut has_for, mut has_proto, mut has_host) = (false, false, false);
+    // several lookups, which hash each name.
+    let (mut has_for, mut has_proto, mut has_host, mut has_other) = (false, false, false, false);
     for name in headers.keys() {
         match name.as_str() {
             "x-forwarded-for" => has_for = true,
             "x-forwarded-proto" => has_proto = true,
             "x-forwarded-host" => has_host = true,
+            "forwarded" | "x-real-ip" => has_other = true,
             _ => {}
         }
     }
     // Room for these, the request id and Via at once: one resize at most.
     headers.reserve(5);
-    match headers.get(X_FORWARDED_FOR).filter(|_| has_for) {
+    if has_other {
+        if let Some(forwarded) = forwarded_element(headers, client_ip, host.as_ref(), trusted) {
+            headers.insert(FORWARDED, forwarded);
+        }
+        if !trusted && headers.contains_key(X_REAL_IP) {
+            headers.insert(X_REAL_IP, client_ip.clone());
+        }
+    }
+    match headers.get(X_FORWARDED_FOR).filter(|_| has_for && trusted) {
         None => {
             headers.insert(X_FORWARDED_FOR, client_ip.clone());
         }
@@ -144,21 +185,80 @@ pub(crate) fn add_forwarded(
             }
         }
     }
-    if !has_proto {
+    if !(has_proto && trusted) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     }
-    if let (Some(host), false) = (host, has_host) {
-        headers.insert(X_FORWARDED_HOST, host);
+    if !(has_host && trusted) {
+        match host {
+            Some(host) => {
+                headers.insert(X_FORWARDED_HOST, host);
+            }
+            None if has_host => {
+                headers.remove(X_FORWARDED_HOST);
+            }
+            None => {}
+        }
     }
 }
 
-/// The request's `X-Request-Id` when it has a usable one (1 to 128 visible ASCII
-/// characters), or a new random one (32 hex digits).
-pub(crate) fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(id) = headers.get(X_REQUEST_ID) {
-        let bytes = id.as_bytes();
-        if !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic()) {
-            return id.clone();
+/// The `Forwarded` value to send (RFC 7239): the trusted peer's list with this
+/// hop appended, or this hop alone; `None` to send none.
+fn forwarded_element(
+    headers: &HeaderMap,
+    client_ip: &HeaderValue,
+    host: Option<&HeaderValue>,
+    trusted: bool,
+) -> Option<HeaderValue> {
+    if !headers.contains_key(FORWARDED) {
+        return None;
+    }
+    let mut value = Vec::new();
+    if trusted {
+        for (i, line) in headers.get_all(FORWARDED).iter().enumerate() {
+            if i > 0 {
+                value.extend_from_slice(b", ");
+            }
+            value.extend_from_slice(line.as_bytes());
+        }
+        value.extend_from_slice(b", ");
+    }
+    // An IPv6 address is a quoted "[…]" (RFC 7239 §6).
+    let ip = client_ip.as_bytes();
+    if ip.contains(&b':') {
+        value.extend_from_slice(b"for=\"[");
+        value.extend_from_slice(ip);
+        value.extend_from_slice(b"]\"");
+    } else {
+        value.extend_from_slice(b"for=");
+        value.extend_from_slice(ip);
+    }
+    if let Some(host) = host {
+        value.extend_from_slice(b";host=\"");
+        value.extend_from_slice(host.as_bytes());
+        value.push(b'"');
+    }
+    value.extend_from_slice(b";proto=http");
+    HeaderValue::from_bytes(&value).ok()
+}
+
+/// The request id: from a trusted proxy, its `X-Request-Id` when usable (1 to
+/// 128 visible ASCII characters); otherwise a new random one (32 hex digits).
+/// A client's own id is not believed (it could reuse another request's id and
+/// confuse log correlation): when usable, it is moved to `X-Client-Request-Id`,
+/// so that it still reaches the upstream, under a name that says whose it is.
+pub(crate) fn request_id(headers: &mut HeaderMap, trusted: bool) -> HeaderValue {
+    let Some(id) = headers.get(X_REQUEST_ID) else {
+        return new_request_id();
+    };
+    let bytes = id.as_bytes();
+    let usable =
+        !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic());
+    if trusted && usable {
+        return id.clone();
+    }
+    if let Some(id) = headers.remove(X_REQUEST_ID) {
+        if usable && !headers.contains_key(X_CLIENT_REQUEST_ID) {
+            headers.insert(X_CLIENT_REQUEST_ID, id);
         }
     }
     new_request_id()
@@ -222,33 +322,103 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_is_appended() {
+    fn forwarded_headers_from_a_trusted_proxy_are_kept_and_appended() {
         let ip = HeaderValue::from_static("10.0.0.2");
-        let mut h = map(&[("x-forwarded-for", "192.0.2.1")]);
-        add_forwarded(&mut h, &ip, Some(HeaderValue::from_static("api.example")));
-        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.2");
-        assert_eq!(h["x-forwarded-proto"], "http");
-        assert_eq!(h["x-forwarded-host"], "api.example");
-        // What a TLS terminator in front said stays.
         let mut h = map(&[
+            ("x-forwarded-for", "192.0.2.1"),
             ("x-forwarded-proto", "https"),
             ("x-forwarded-host", "app.example"),
+            ("forwarded", "for=192.0.2.1;proto=https"),
+            ("x-real-ip", "192.0.2.1"),
         ]);
-        add_forwarded(&mut h, &ip, Some(HeaderValue::from_static("10.0.0.1:8080")));
-        assert_eq!(h["x-forwarded-for"], "10.0.0.2");
+        add_forwarded(
+            &mut h,
+            &ip,
+            Some(HeaderValue::from_static("10.0.0.1:8080")),
+            true,
+        );
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.2");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app.example");
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.1;proto=https, for=10.0.0.2;host=\"10.0.0.1:8080\";proto=http"
+        );
+        assert_eq!(h["x-real-ip"], "192.0.2.1");
     }
 
     #[test]
-    fn request_ids_are_kept_when_sane_and_made_otherwise() {
-        let h = map(&[("x-request-id", "req-42")]);
-        assert_eq!(request_id(&h), "req-42");
-        let h = map(&[("x-request-id", "has space")]);
-        let made = request_id(&h);
+    fn forwarded_headers_from_anyone_else_are_replaced() {
+        let ip = HeaderValue::from_static("::1");
+        let mut h = map(&[
+            ("x-forwarded-for", "192.0.2.1"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=1.2.3.4;host=evil.example;proto=https"),
+            ("x-real-ip", "10.9.9.9"),
+        ]);
+        add_forwarded(
+            &mut h,
+            &ip,
+            Some(HeaderValue::from_static("api.example")),
+            false,
+        );
+        assert_eq!(h["x-forwarded-for"], "::1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "api.example");
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[::1]\";host=\"api.example\";proto=http"
+        );
+        assert_eq!(h["x-real-ip"], "::1");
+        let mut h = map(&[]);
+        add_forwarded(&mut h, &ip, None, false);
+        assert_eq!(h.len(), 2, "{h:?}");
+    }
+
+    #[test]
+    fn request_ids_are_kept_from_trusted_proxies_only() {
+        let mut h = map(&[("x-request-id", "req-42")]);
+        assert_eq!(request_id(&mut h, true), "req-42");
+        let made = request_id(&mut h, false);
         assert_eq!(made.len(), 32);
         assert!(made.as_bytes().iter().all(u8::is_ascii_hexdigit));
-        assert_ne!(request_id(&HeaderMap::new()), request_id(&HeaderMap::new()));
+        assert_eq!(h["x-client-request-id"], "req-42");
+        assert!(!h.contains_key("x-request-id"));
+        let mut h = map(&[("x-request-id", "has space")]);
+        assert_eq!(request_id(&mut h, true).len(), 32);
+        assert!(!h.contains_key("x-client-request-id"));
+        assert_ne!(
+            request_id(&mut HeaderMap::new(), false),
+            request_id(&mut HeaderMap::new(), false)
+        );
+    }
+
+    #[test]
+    fn connection_cannot_remove_end_to_end_headers() {
+        let mut h = map(&[
+            (
+                "connection",
+                "Host, ORIGIN, content-length, Access-Control-Request-Method, x-hop, close",
+            ),
+            ("host", "api.example"),
+            ("origin", "https://app.example"),
+            ("content-length", "3"),
+            ("access-control-request-method", "PUT"),
+            ("x-hop", "1"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [
+                "access-control-request-method",
+                "content-length",
+                "host",
+                "origin"
+            ]
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One request through the gateway: route, decide, answer here or forward, and
 //! apply the decision to whatever comes back.
 
+use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,10 +16,13 @@ use hyper_util::rt::TokioIo;
 use super::Shared;
 use super::Snapshot;
 use super::body::{self, BodyTooLarge, ConnState, InFlight, RequestBody, ResponseBody};
-use super::headers::{self, X_REQUEST_ID};
+use super::headers::{self, X_CORSGATE_REASON, X_REQUEST_ID};
 use super::metrics::{RouteStats, Verdict};
 use super::upstream::UpstreamError;
-use crate::config::{Route, Upstream};
+use crate::config::canonical::{
+    self, CanonicalAuthority, PathRules, TargetRefusal, canonical_authority,
+};
+use crate::config::{Route, Settings, Upstream, trust};
 
 /// What a connection's requests share.
 pub(crate) struct ConnCtx {
@@ -26,6 +30,18 @@ pub(crate) struct ConnCtx {
     pub(crate) conn: Arc<ConnState>,
     /// The client's IP address, for `X-Forwarded-For`.
     pub(crate) client_ip: HeaderValue,
+}
+
+impl ConnCtx {
+    /// Whether the peer is one of `trusted_proxies`, whose forwarding headers
+    /// and request id are believed.
+    pub(crate) fn is_trusted(&self, settings: &Settings) -> bool {
+        !settings.trusted_proxies.is_empty()
+            && std::str::from_utf8(self.client_ip.as_bytes())
+                .ok()
+                .and_then(|ip| ip.parse().ok())
+                .is_some_and(|ip| trust::is_trusted(&settings.trusted_proxies, ip))
+    }
 }
 
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
@@ -47,11 +63,38 @@ pub(crate) async fn handle(
 async fn serve(
     ctx: &ConnCtx,
     snapshot: &Snapshot,
-    request: Request<Incoming>,
+    mut request: Request<Incoming>,
 ) -> Response<ResponseBody> {
     let gateway = &snapshot.gateway;
-    let request_id = headers::request_id(request.headers());
-    let route = gateway.route(request_host(&request), request.uri().path());
+    let trusted = ctx.is_trusted(&gateway.settings);
+    let request_id = headers::request_id(request.headers_mut(), trusted);
+    // The route is chosen on the canonical target, and that same target is
+    // forwarded, so that the upstream serves what the route's policy covers.
+    let target = match Target::of(&request, &gateway.settings.path_rules) {
+        Ok(target) => target,
+        Err(text) => {
+            // No route can be known: the default policy decides, as for a 404,
+            // so that the page can read the 400.
+            let decision = gateway
+                .default_policy
+                .decide(request.method(), request.headers());
+            return gateway_error(
+                ctx,
+                StatusCode::BAD_REQUEST,
+                Some(&decision),
+                &request_id,
+                text,
+            );
+        }
+    };
+    let route = gateway.route(target.host(), &target.path);
+    let (uri, host) = target.rewrite(request.uri().query());
+    if let Some(uri) = uri {
+        *request.uri_mut() = uri;
+    }
+    if let Some(host) = host {
+        request.headers_mut().insert(HOST, host);
+    }
     let (route, stats, policy): (Option<&Route>, &RouteStats, Option<&Policy>) = match route {
         // No route: the default policy still decides, so that the page can read
         // the 404 instead of a CORS failure.
@@ -177,7 +220,7 @@ async fn serve(
                 .headers_mut()
                 .insert(X_REQUEST_ID, request_id.clone());
             let path = request.uri().path();
-            let relative = path.get(route.path.len()..).unwrap_or("").to_owned();
+            let relative = canonical::strip_segments(path, route.segments).to_owned();
             let mut response = ctx.shared.demo.handle(request, &relative).await;
             finish(&mut response, cors, &request_id);
             response
@@ -252,7 +295,8 @@ async fn forward(
         parts.headers.insert(UPGRADE, upgrade.clone());
     }
     let host = parts.headers.get(HOST).cloned();
-    headers::add_forwarded(&mut parts.headers, &ctx.client_ip, host);
+    let trusted = ctx.is_trusted(settings);
+    headers::add_forwarded(&mut parts.headers, &ctx.client_ip, host, trusted);
     parts.headers.insert(X_REQUEST_ID, request_id.clone());
     parts.headers.append(VIA, VIA_VALUE);
 
@@ -338,9 +382,10 @@ fn upstream_path(route: &Route, uri: &Uri) -> Option<PathAndQuery> {
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
         );
     }
-    let path = uri.path();
-    let rest = path.get(route.path.len()..).unwrap_or("");
-    let rest = if rest.is_empty() { "/" } else { rest };
+    // By segments, on the canonical path: `;parameters` and, with
+    // `path_case = "insensitive"`, the case of the prefix may differ from the
+    // route's `path`.
+    let rest = canonical::strip_segments(uri.path(), route.segments);
     let text = match uri.query() {
         Some(query) => format!("{rest}?{query}"),
         None => rest.to_owned(),
@@ -411,6 +456,11 @@ fn finish(
     let headers = response.headers_mut();
     // Room for the CORS headers and the request id at once: one resize at most.
     headers.reserve(8);
+    // Only the gateway says why it refused, and only in debug mode: an
+    // upstream's own reason would pass for the gateway's.
+    if headers.contains_key(X_CORSGATE_REASON) {
+        headers.remove(X_CORSGATE_REASON);
+    }
     if let Some(decision) = cors {
         // Removes every Access-Control-* header of the upstream first: the gateway
         // is the one authority on CORS.
@@ -457,17 +507,106 @@ fn local(
     response
 }
 
-/// The host a request is for: the URI's authority (HTTP/2, absolute form) or the
-/// `Host` header, without port.
-fn request_host<B>(request: &Request<B>) -> Option<&str> {
-    if let Some(authority) = request.uri().authority() {
-        return Some(authority.host());
+/// The request target in canonical form, and the host the request is for.
+struct Target<'a> {
+    /// `None` only for HTTP/1.0 requests without `Host`.
+    authority: Option<CanonicalAuthority<'a>>,
+    /// The canonical path, or `*` (`OPTIONS *`).
+    path: Cow<'a, str>,
+    /// The `Host` header matches `authority` byte for byte.
+    host_header_canonical: bool,
+}
+
+const NO_HOST: &str = "400 Bad Request: an HTTP/1.1 request needs one Host header\n";
+const MANY_HOSTS: &str = "400 Bad Request: more than one Host header\n";
+const BAD_HOST: &str = "400 Bad Request: the Host is not host[:port]\n";
+const HOST_CONFLICT: &str =
+    "400 Bad Request: the Host header differs from the authority of the request target\n";
+
+impl<'a> Target<'a> {
+    /// The host: the target's authority (HTTP/2 `:authority`, absolute form),
+    /// which a `Host` header may repeat but not contradict (RFC 9113 §8.3.1;
+    /// RFC 9112 §3.2.2 would let the authority win, but a client sending two
+    /// hosts is confused or probing); otherwise exactly one valid `Host` (RFC
+    /// 9112 §3.2: 400 for none, several or an invalid one; HTTP/1.0 may omit
+    /// it). The path: see [`canonical::canonical_path`]; `*` only for
+    /// `OPTIONS` (RFC 9112 §3.2.4).
+    fn of<B>(request: &'a Request<B>, rules: &PathRules) -> Result<Target<'a>, &'static str> {
+        let mut hosts = request.headers().get_all(HOST).iter();
+        let header = hosts.next();
+        if hosts.next().is_some() {
+            return Err(MANY_HOSTS);
+        }
+        let from_header = match header {
+            None => None,
+            Some(value) => Some(
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(canonical_authority)
+                    .ok_or(BAD_HOST)?,
+            ),
+        };
+        let uri = request.uri();
+        let authority = match uri.authority() {
+            Some(authority) => {
+                let from_uri = canonical_authority(authority.as_str()).ok_or(BAD_HOST)?;
+                if from_header.as_ref().is_some_and(|h| *h != from_uri) {
+                    return Err(HOST_CONFLICT);
+                }
+                Some(from_uri)
+            }
+            None if from_header.is_none() && request.version() >= Version::HTTP_11 => {
+                return Err(NO_HOST);
+            }
+            None => from_header,
+        };
+        let host_header_canonical = match (header, &authority) {
+            (Some(value), Some(a)) => value.as_bytes() == a.authority.as_bytes(),
+            _ => false,
+        };
+        let raw = uri.path();
+        let path = if raw == "*" {
+            if request.method() != Method::OPTIONS {
+                return Err(TargetRefusal::Asterisk.message());
+            }
+            Cow::Borrowed(raw)
+        } else {
+            canonical::canonical_path(raw, rules).map_err(TargetRefusal::message)?
+        };
+        Ok(Target {
+            authority,
+            path,
+            host_header_canonical,
+        })
     }
-    let host = request.headers().get(HOST)?.to_str().ok()?;
-    Some(match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(v6),
-        None => host.split(':').next().unwrap_or(host),
-    })
+
+    fn host(&self) -> Option<&str> {
+        self.authority.as_ref().map(|a| a.host.as_ref())
+    }
+
+    /// What the request is rewritten to before it is forwarded: the canonical
+    /// path (the query as received), and one `Host`, the authority the route was
+    /// chosen by. `None` for what stays as it is (the usual case: no copy).
+    fn rewrite(self, query: Option<&str>) -> (Option<Uri>, Option<HeaderValue>) {
+        let host = match (&self.authority, self.host_header_canonical) {
+            (Some(a), false) => HeaderValue::from_str(&a.authority).ok(),
+            _ => None,
+        };
+        // A target that is canonical already is forwarded as it is (forward()
+        // sends the path and query of an absolute-form or HTTP/2 target).
+        let uri = match self.path {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(path) => {
+                let text = match query {
+                    Some(query) => format!("{path}?{query}"),
+                    None => path,
+                };
+                PathAndQuery::try_from(text).ok().map(Uri::from)
+            }
+        };
+        (uri, host)
+    }
 }
 
 /// One line per refused CORS request; debug mode adds what was refused.
@@ -520,17 +659,31 @@ mod tests {
 
     #[test]
     fn host_comes_from_authority_or_host_header_without_port() {
+        let rules = PathRules::default();
+        let host = |r: &Request<()>| Target::of(r, &rules).map(|t| t.host().map(str::to_owned));
         let r = Request::get("/x")
-            .header(HOST, "api.example:8080")
+            .header(HOST, "Api.Example.:8080")
             .body(())
             .unwrap();
-        assert_eq!(request_host(&r), Some("api.example"));
+        assert_eq!(host(&r), Ok(Some("api.example".into())));
         let r = Request::get("/x")
             .header(HOST, "[::1]:8080")
             .body(())
             .unwrap();
-        assert_eq!(request_host(&r), Some("::1"));
+        assert_eq!(host(&r), Ok(Some("[::1]".into())));
         let r = Request::get("http://h2.example/x").body(()).unwrap();
-        assert_eq!(request_host(&r), Some("h2.example"));
+        assert_eq!(host(&r), Ok(Some("h2.example".into())));
+        let r = Request::get("http://h2.example/x")
+            .header(HOST, "other.example")
+            .body(())
+            .unwrap();
+        assert_eq!(host(&r), Err(HOST_CONFLICT));
+        let r = Request::get("/x").body(()).unwrap();
+        assert_eq!(host(&r), Err(NO_HOST));
+        let r = Request::get("/x")
+            .version(Version::HTTP_10)
+            .body(())
+            .unwrap();
+        assert_eq!(host(&r), Ok(None));
     }
 }

@@ -511,3 +511,4 @@ pub async fn closed_port() -> SocketAddr {
     drop(listener);
     addr
 }
+pub mod raw;
