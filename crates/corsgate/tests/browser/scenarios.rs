@@ -15,6 +15,8 @@ use crate::support::{WAIT, send, write_atomically};
 
 const PREFLIGHT_NO_ACAO: &str = "PreflightMissingAllowOriginHeader";
 const NO_ACAO: &str = "MissingAllowOriginHeader";
+/// What the spy upstream answers for `/f1/api/admin/…` however it is spelled.
+const ADMIN_BODY: &str = "ADMIN-ONLY-DATA";
 
 fn route(path: &str, upstream: &str, cors: &str) -> String {
     format!("[[route]]\npath = \"{path}\"\nupstream = \"{upstream}\"\n{cors}\n\n")
@@ -118,6 +120,21 @@ fn main_config(env: &Env) -> String {
             "/reject",
             spy.clone(),
             "cors = { on_disallowed = \"reject\" }".to_owned(),
+        ),
+        // The security review's F1: /f1/api lets the app read with cookies,
+        // /f1/api/admin only another origin.
+        (
+            "/f1/api",
+            spy.clone(),
+            "[route.cors]\nallow_credentials = true".to_owned(),
+        ),
+        (
+            "/f1/api/admin",
+            spy.clone(),
+            format!(
+                "[route.cors]\nallow_origins = [\"http://127.0.0.1:{}\"]\nallow_credentials = true",
+                env.b
+            ),
         ),
         (
             "/private-network",
@@ -534,6 +551,48 @@ fn credentials(env: &Env) -> Vec<Scenario> {
     // the API's cookies (it blocks third-party cookies).
     let jar = gw.url("/");
     vec![
+        // The security review's F1: a page the broader route allows must not
+        // read the stricter route's resources through another spelling of their
+        // path, which the upstream (decoding, as Flask or Spring do) serves as
+        // the admin resource. Browsers send these spellings as written.
+        Scenario::new("f1-non-canonical-path-cannot-read-admin", &app)
+            .then(Step::cookie(&jar, "sid", "admin"))
+            .then(gw.fetch("/f1/api/admin/users").include().blocked(NO_ACAO))
+            .then(gw.fetch("/f1/api/%61dmin/users").include().blocked(NO_ACAO))
+            .then(gw.fetch("/f1/api//admin/users").include().blocked(NO_ACAO))
+            .then(gw.fetch("/f1/api/admin;x/users").include().blocked(NO_ACAO))
+            // Refused before any route is chosen, with the default policy's
+            // headers (no credentials there): the page reads the 400 only
+            // without cookies.
+            .then(gw.fetch("/f1/api/admin%2fusers").allowed(400))
+            .then(gw.xhr("/f1/api/%61dmin/users").include().blocked(NO_ACAO))
+            .then(gw.fetch("/f1/api/users").include().allowed(200))
+            .check(|o| {
+                for step in 1..=7 {
+                    assert!(
+                        !o.step(step).body().contains(ADMIN_BODY),
+                        "step {step} read the admin resource"
+                    );
+                }
+                assert!(o.step(5).body().starts_with("400 Bad Request"));
+                // What reached the upstream is the path the route was chosen on.
+                let paths: Vec<String> = o
+                    .upstream("/f1/")
+                    .iter()
+                    .map(|s| s.uri.path().to_owned())
+                    .collect();
+                assert_eq!(
+                    paths,
+                    [
+                        "/f1/api/admin/users",
+                        "/f1/api/admin/users",
+                        "/f1/api/admin/users",
+                        "/f1/api/admin;x/users",
+                        "/f1/api/admin/users",
+                        "/f1/api/users",
+                    ]
+                );
+            }),
         Scenario::new("credentials-cookie-reaches-upstream", &app)
             .then(Step::cookie(&jar, "sid", "abc"))
             .then(gw.fetch("/cred/get").include().allowed(200))

@@ -87,6 +87,37 @@ async fn websocket_echo() -> (SocketAddr, Arc<AtomicUsize>, JoinHandle<()>) {
     (addr, accepted, task)
 }
 
+/// Whether `path`, percent-decoded (`%2F` included) with `;parameters`
+/// removed, empty and `.` segments dropped, is under `/f1/api/admin/`.
+fn is_f1_admin(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                decoded.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let decoded = String::from_utf8_lossy(&decoded);
+    let segments: Vec<&str> = decoded
+        .split('/')
+        .map(|s| s.split(';').next().unwrap_or_default())
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    segments.len() > 3 && segments[..3] == ["f1", "api", "admin"]
+}
+
 /// The spy upstream's answers, chosen by path so that one upstream serves every
 /// scenario. Every answer carries headers a page may or may not be allowed to
 /// read (`x-total-count`, `x-secret`, the request id) and a body naming the
@@ -115,6 +146,11 @@ pub(crate) fn upstream_reply(seen: &Seen) -> Reply {
         Some(cookie) => format!("{method} {path} cookie={cookie}"),
         None => format!("{method} {path}"),
     };
+    if is_f1_admin(path) {
+        // An upstream that decodes the path before routing (WSGI, Spring, Go's
+        // ServeMux) serves any spelling of /f1/api/admin/… as the admin data.
+        reply.body = "ADMIN-ONLY-DATA".to_owned();
+    }
     if path.ends_with("/status-500") {
         reply = reply.status(500);
         reply.body = "upstream failed".to_owned();
