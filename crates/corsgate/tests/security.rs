@@ -353,6 +353,7 @@ async fn f7_missing_duplicate_and_invalid_hosts_are_refused() {
     let gw = Gw::start(&host_config(&spy.url())).await;
     for head in [
         "GET /x HTTP/1.1".to_owned(),
+        "GET http://public.example/x HTTP/1.1".to_owned(),
         "GET /x HTTP/1.1\r\nhost: public.example\r\nhost: admin.example.com".to_owned(),
         "GET /x HTTP/1.1\r\nhost: admin.example.com:abc".to_owned(),
         "GET /x HTTP/1.1\r\nhost: admin.example.com/x".to_owned(),

@@ -547,6 +547,11 @@ impl<'a> Target<'a> {
                     .ok_or(BAD_HOST)?,
             ),
         };
+        // RFC 9112 §3.2: an HTTP/1.1 request carries Host even with an
+        // absolute-form target.
+        if from_header.is_none() && request.version() == Version::HTTP_11 {
+            return Err(NO_HOST);
+        }
         let uri = request.uri();
         let authority = match uri.authority() {
             Some(authority) => {
@@ -671,9 +676,15 @@ mod tests {
             .body(())
             .unwrap();
         assert_eq!(host(&r), Ok(Some("[::1]".into())));
-        let r = Request::get("http://h2.example/x").body(()).unwrap();
-        assert_eq!(host(&r), Ok(Some("h2.example".into())));
         let r = Request::get("http://h2.example/x")
+            .version(Version::HTTP_2)
+            .body(())
+            .unwrap();
+        assert_eq!(host(&r), Ok(Some("h2.example".into())));
+        let r = Request::get("http://h2.example/x").body(()).unwrap();
+        assert_eq!(host(&r), Err(NO_HOST), "HTTP/1.1 needs Host even then");
+        let r = Request::get("http://h2.example/x")
+            .version(Version::HTTP_2)
             .header(HOST, "other.example")
             .body(())
             .unwrap();
