@@ -449,6 +449,32 @@ mod tests {
     }
 
     #[test]
+    fn canonical_targets_are_used_without_a_copy() {
+        // The usual request: nothing to rewrite, nothing allocated.
+        for path in [
+            "/",
+            "/api/admin/users",
+            "/api/v1.2/x.json",
+            "/a/.well-known/b",
+            "/~u/",
+        ] {
+            assert!(
+                matches!(
+                    canonical_path(path, &PathRules::default()),
+                    Ok(Cow::Borrowed(_))
+                ),
+                "{path}"
+            );
+            assert!(matches!(
+                match_path(path, PathCase::Sensitive),
+                Cow::Borrowed(_)
+            ));
+        }
+        let a = canonical_authority("api.example.com:8080").unwrap();
+        assert!(matches!(a.host, Cow::Borrowed(_)) && matches!(a.authority, Cow::Borrowed(_)));
+    }
+
+    #[test]
     fn ambiguous_paths_are_refused() {
         for (raw, why) in [
             ("/api/admin%2fusers", TargetRefusal::EscapedSlash),
