@@ -49,6 +49,13 @@ pub struct Settings {
     pub path_rules: PathRules,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<Cidr>,
+    pub body_timeout: Duration,
+    pub upstream_body_timeout: Duration,
+    pub max_upstream_connections: usize,
+    pub max_idle_per_upstream: usize,
+    pub upstream_idle_timeout: Duration,
+    pub upstream_queue_timeout: Duration,
+    pub websocket_idle_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -65,6 +72,13 @@ impl Default for Settings {
             max_body_bytes: None,
             path_rules: PathRules::default(),
             trusted_proxies: Vec::new(),
+            body_timeout: Duration::from_secs(60),
+            upstream_body_timeout: Duration::from_secs(60),
+            max_upstream_connections: 1024,
+            max_idle_per_upstream: 128,
+            upstream_idle_timeout: Duration::from_secs(60),
+            upstream_queue_timeout: Duration::from_secs(5),
+            websocket_idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -584,6 +598,56 @@ fn settings(server: &model::ServerConfig, diagnostics: &mut Vec<Diagnostic>) -> 
             ),
         }
     }
+    settings.body_timeout = duration(
+        "body_timeout",
+        &server.body_timeout,
+        settings.body_timeout,
+        diagnostics,
+    );
+    settings.upstream_body_timeout = duration(
+        "upstream_body_timeout",
+        &server.upstream_body_timeout,
+        settings.upstream_body_timeout,
+        diagnostics,
+    );
+    if let Some(v) = count(
+        "max_upstream_connections",
+        server.max_upstream_connections,
+        1,
+        1 << 20,
+        diagnostics,
+    ) {
+        settings.max_upstream_connections =
+            usize::try_from(v).unwrap_or(settings.max_upstream_connections);
+    }
+    if let Some(v) = count(
+        "max_idle_per_upstream",
+        server.max_idle_per_upstream,
+        0,
+        1 << 20,
+        diagnostics,
+    ) {
+        settings.max_idle_per_upstream =
+            usize::try_from(v).unwrap_or(settings.max_idle_per_upstream);
+    }
+    settings.upstream_idle_timeout = duration(
+        "upstream_idle_timeout",
+        &server.upstream_idle_timeout,
+        settings.upstream_idle_timeout,
+        diagnostics,
+    );
+    settings.upstream_queue_timeout = duration(
+        "upstream_queue_timeout",
+        &server.upstream_queue_timeout,
+        settings.upstream_queue_timeout,
+        diagnostics,
+    );
+    settings.websocket_idle_timeout = duration(
+        "websocket_idle_timeout",
+        &server.websocket_idle_timeout,
+        settings.websocket_idle_timeout,
+        diagnostics,
+    );
     let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then_some(settings)
 }
@@ -619,6 +683,13 @@ fn effective_config(
                 .map(ToString::to_string)
                 .collect(),
         ),
+        body_timeout: Some(secs(settings.body_timeout)),
+        upstream_body_timeout: Some(secs(settings.upstream_body_timeout)),
+        max_upstream_connections: i64::try_from(settings.max_upstream_connections).ok(),
+        max_idle_per_upstream: i64::try_from(settings.max_idle_per_upstream).ok(),
+        upstream_idle_timeout: Some(secs(settings.upstream_idle_timeout)),
+        upstream_queue_timeout: Some(secs(settings.upstream_queue_timeout)),
+        websocket_idle_timeout: Some(secs(settings.websocket_idle_timeout)),
         cors: Some(default_policy.effective_config().clone()),
     };
     let mut by_index: Vec<&Route> = routes.iter().collect();

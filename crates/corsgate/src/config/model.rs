@@ -58,6 +58,27 @@ pub struct ServerConfig {
     /// Peers (CIDR blocks) whose forwarding headers are believed. Default none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Longest wait for the next bytes of a request body. Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_timeout: Option<String>,
+    /// Longest wait for the next bytes of an upstream's response body. Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_body_timeout: Option<String>,
+    /// Most connections open at once to one upstream. Default 1024.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_upstream_connections: Option<i64>,
+    /// Most idle connections kept open to one upstream. Default 128.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_idle_per_upstream: Option<i64>,
+    /// Time an idle upstream connection is kept. Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_idle_timeout: Option<String>,
+    /// Longest wait for a free upstream connection. Default `5s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_queue_timeout: Option<String>,
+    /// Time a WebSocket tunnel may carry no bytes either way. Default `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket_idle_timeout: Option<String>,
     /// The default CORS policy that routes inherit field by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsConfig>,
@@ -98,6 +119,13 @@ pub const SERVER_KEYS: &[&str] = &[
     "escaped_slashes",
     "path_case",
     "trusted_proxies",
+    "body_timeout",
+    "upstream_body_timeout",
+    "max_upstream_connections",
+    "max_idle_per_upstream",
+    "upstream_idle_timeout",
+    "upstream_queue_timeout",
+    "websocket_idle_timeout",
     "cors",
 ];
 

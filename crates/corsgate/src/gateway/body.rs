@@ -8,9 +8,9 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -37,7 +37,7 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(checkout) = this.checkout.take() {
-                if let KindProj::Upstream { inner, done } = this.kind.project() {
+                if let KindProj::Upstream { inner, done, .. } = this.kind.project() {
                     if *done || inner.is_end_stream() {
                         checkout.release();
                     }
@@ -51,7 +51,13 @@ pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind {
         Full { data: Option<Bytes> },
-        Upstream { #[pin] inner: Incoming, done: bool },
+        Upstream {
+            #[pin]
+            inner: Incoming,
+            done: bool,
+            // upstream_body_timeout, between two reads of the upstream's body.
+            idle: Inactivity,
+        },
     }
 }
 
@@ -74,10 +80,16 @@ impl ResponseBody {
     }
 
     /// The upstream's body, streamed as it arrives; `checkout` is the
-    /// connection it comes from.
-    pub(crate) fn upstream(inner: Incoming, checkout: Option<Checkout>) -> Self {
+    /// connection it comes from. A body that stalls for `timeout` between two
+    /// reads fails: the client sees it cut (HTTP/1.1: the connection closes;
+    /// HTTP/2: the stream is reset), and the upstream connection is closed.
+    pub(crate) fn upstream(inner: Incoming, checkout: Option<Checkout>, timeout: Duration) -> Self {
         ResponseBody {
-            kind: Kind::Upstream { inner, done: false },
+            kind: Kind::Upstream {
+                inner,
+                done: false,
+                idle: Inactivity::new(timeout),
+            },
             guard: None,
             checkout,
         }
@@ -111,18 +123,33 @@ impl Body for ResponseBody {
         let this = self.project();
         match this.kind.project() {
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Upstream { inner, done } => {
-                let frame = std::task::ready!(inner.poll_frame(cx));
-                *done |= frame.is_none();
-                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
-            }
+            KindProj::Upstream { inner, done, idle } => match inner.poll_frame(cx) {
+                Poll::Ready(frame) => {
+                    *done |= frame.is_none();
+                    idle.progressed();
+                    Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                }
+                Poll::Pending if idle.expired(cx) => {
+                    let upstream = this.checkout.as_ref().map(|c| c.pool());
+                    if let Some(pool) = upstream {
+                        pool.metrics().upstream_body_timed_out();
+                    }
+                    tracing::warn!(
+                        upstream = upstream.map_or("", |p| p.authority().as_str()),
+                        timeout = ?idle.timeout,
+                        "upstream response body stalled for upstream_body_timeout; response cut"
+                    );
+                    Poll::Ready(Some(Err(Box::new(UpstreamBodyTimeout))))
+                }
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full { data } => data.is_none(),
-            Kind::Upstream { inner, done } => *done || inner.is_end_stream(),
+            Kind::Upstream { inner, done, .. } => *done || inner.is_end_stream(),
         }
     }
 
@@ -133,6 +160,105 @@ impl Body for ResponseBody {
             }
             Kind::Upstream { inner, .. } => inner.size_hint(),
         }
+    }
+}
+
+/// A deadline on the time a body waits between two frames: armed the first
+/// time the body has to wait, pushed back lazily (one clock read per frame, no
+/// timer update), so that a body that never waits costs no timer at all.
+struct Inactivity {
+    timeout: Duration,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// When the last frame came, once the timer is armed.
+    last: tokio::time::Instant,
+}
+
+impl Inactivity {
+    fn new(timeout: Duration) -> Self {
+        Inactivity {
+            timeout,
+            timer: None,
+            last: tokio::time::Instant::now(),
+        }
+    }
+
+    /// A frame came.
+    fn progressed(&mut self) {
+        if self.timer.is_some() {
+            self.last = tokio::time::Instant::now();
+        }
+    }
+
+    /// The body has to wait: whether it has waited `timeout` since its last
+    /// frame (else the timer is registered to wake the task when it might).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let timer = match &mut self.timer {
+            Some(timer) => timer,
+            None => {
+                self.last = tokio::time::Instant::now();
+                self.timer.insert(Box::pin(tokio::time::sleep_until(after(
+                    self.last,
+                    self.timeout,
+                ))))
+            }
+        };
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let deadline = after(self.last, self.timeout);
+            if deadline <= tokio::time::Instant::now() {
+                return true;
+            }
+            timer.as_mut().reset(deadline);
+        }
+    }
+}
+
+/// `from + timeout`, or a time that never comes if that overflows.
+pub(crate) fn after(from: tokio::time::Instant, timeout: Duration) -> tokio::time::Instant {
+    from.checked_add(timeout)
+        .unwrap_or_else(|| from + Duration::from_secs(30 * 365 * 86_400))
+}
+
+/// The upstream's response body stalled for `upstream_body_timeout`.
+#[derive(Debug)]
+pub(crate) struct UpstreamBodyTimeout;
+
+impl fmt::Display for UpstreamBodyTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the upstream sent no response body bytes within upstream_body_timeout")
+    }
+}
+
+impl StdError for UpstreamBodyTimeout {}
+
+/// The client sent no request body bytes for `body_timeout`.
+#[derive(Debug)]
+pub(crate) struct BodyTimeout;
+
+impl fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the client sent no request body bytes within body_timeout")
+    }
+}
+
+impl StdError for BodyTimeout {}
+
+/// Reading the client's request body failed (a malformed chunk, a reset
+/// stream, a closed connection): the client's fault, not the upstream's.
+#[derive(Debug)]
+pub(crate) struct ClientBodyError(hyper::Error);
+
+impl fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("reading the client's request body failed")
+    }
+}
+
+impl StdError for ClientBodyError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&self.0)
     }
 }
 
@@ -182,19 +308,41 @@ pub(crate) fn discard(mut body: Incoming) {
 
 /// The client's request body on its way upstream, counted against
 /// `max_body_bytes`. Past the limit it fails with [`BodyTooLarge`] and hands the
-/// rest of the body to [`discard`].
+/// rest of the body to [`discard`]. A client that sends nothing for
+/// `body_timeout` while the body is awaited fails it with [`BodyTimeout`]: the
+/// client's body is abandoned (its connection closes) and so is the upstream
+/// connection, also when the response has already been sent.
 pub(crate) struct RequestBody {
     inner: Option<Incoming>,
     seen: u64,
     limit: u64,
+    idle: Inactivity,
+    /// Set once the body has been read whole; `None` for a body that was
+    /// empty from the start.
+    sent: Option<Arc<AtomicBool>>,
 }
 
 impl RequestBody {
-    pub(crate) fn new(inner: Incoming, limit: Option<u64>) -> Self {
+    pub(crate) fn new(inner: Incoming, limit: Option<u64>, timeout: Duration) -> Self {
+        let sent = (!inner.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
         RequestBody {
             inner: Some(inner),
             seen: 0,
             limit: limit.unwrap_or(u64::MAX),
+            idle: Inactivity::new(timeout),
+            sent,
+        }
+    }
+
+    /// The flag set once the body has been read whole (`None`: no body), for
+    /// the pool to tell whether the connection is done with this request.
+    pub(crate) fn sent(&self) -> Option<Arc<AtomicBool>> {
+        self.sent.clone()
+    }
+
+    fn finished(&self) {
+        if let Some(sent) = &self.sent {
+            sent.store(true, Ordering::Release);
         }
     }
 }
@@ -211,7 +359,15 @@ impl Body for RequestBody {
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
         };
-        match std::task::ready!(Pin::new(inner).poll_frame(cx)) {
+        let frame = match Pin::new(&mut *inner).poll_frame(cx) {
+            Poll::Ready(frame) => frame,
+            Poll::Pending if this.idle.expired(cx) => {
+                return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
+            }
+            Poll::Pending => return Poll::Pending,
+        };
+        this.idle.progressed();
+        match frame {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
@@ -222,10 +378,16 @@ impl Body for RequestBody {
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
                     }
                 }
+                if this.inner.as_ref().is_some_and(Incoming::is_end_stream) {
+                    this.finished();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(err)) => Poll::Ready(Some(Err(err.into()))),
-            None => Poll::Ready(None),
+            Some(Err(err)) => Poll::Ready(Some(Err(Box::new(ClientBodyError(err))))),
+            None => {
+                this.finished();
+                Poll::Ready(None)
+            }
         }
     }
 

@@ -125,6 +125,14 @@ pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
             .any(|v| has_token(v.as_bytes(), b"upgrade"))
 }
 
+/// The one upgrade token the gateway forwards and tunnels.
+pub(crate) const WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
+
+/// Whether an `Upgrade` line names the WebSocket protocol and nothing else.
+pub(crate) fn is_websocket_token(line: &[u8]) -> bool {
+    line.trim_ascii().eq_ignore_ascii_case(b"websocket")
+}
+
 fn has_token(list: &[u8], token: &[u8]) -> bool {
     list.split(|b| *b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))

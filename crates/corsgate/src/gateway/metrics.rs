@@ -102,7 +102,7 @@ impl RouteStats {
 }
 
 /// Statuses of the responses the gateway makes itself when something fails.
-const GATEWAY_STATUSES: [u16; 6] = [400, 404, 413, 431, 502, 504];
+const GATEWAY_STATUSES: [u16; 8] = [400, 404, 408, 413, 431, 502, 503, 504];
 
 /// Every metric of one gateway process; survives reloads.
 #[derive(Debug)]
@@ -117,6 +117,7 @@ pub(crate) struct Metrics {
     in_flight: AtomicI64,
     gateway_responses: [AtomicU64; GATEWAY_STATUSES.len()],
     websocket_upgrades: AtomicU64,
+    upstream_body_timeouts: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -131,6 +132,7 @@ impl Default for Metrics {
             in_flight: AtomicI64::new(0),
             gateway_responses: std::array::from_fn(|_| AtomicU64::new(0)),
             websocket_upgrades: AtomicU64::new(0),
+            upstream_body_timeouts: AtomicU64::new(0),
         }
     }
 }
@@ -191,6 +193,11 @@ impl Metrics {
 
     pub(crate) fn websocket_upgraded(&self) {
         self.websocket_upgrades.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a response cut because its upstream body stalled.
+    pub(crate) fn upstream_body_timed_out(&self) {
+        self.upstream_body_timeouts.fetch_add(1, Relaxed);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -304,13 +311,17 @@ impl Metrics {
              corsgate_connections_total {}\n\
              # HELP corsgate_websocket_upgrades_total WebSocket connections proxied.\n\
              # TYPE corsgate_websocket_upgrades_total counter\n\
-             corsgate_websocket_upgrades_total {}\n",
+             corsgate_websocket_upgrades_total {}\n\
+             # HELP corsgate_upstream_body_timeouts_total Responses cut because the upstream's body stalled for upstream_body_timeout.\n\
+             # TYPE corsgate_upstream_body_timeouts_total counter\n\
+             corsgate_upstream_body_timeouts_total {}\n",
             self.reload_success.load(Relaxed),
             self.reload_failure.load(Relaxed),
             self.in_flight.load(Relaxed).max(0),
             self.connections_open.load(Relaxed).max(0),
             self.connections_total.load(Relaxed),
             self.websocket_upgrades.load(Relaxed),
+            self.upstream_body_timeouts.load(Relaxed),
         );
         out
     }

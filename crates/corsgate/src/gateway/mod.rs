@@ -48,7 +48,7 @@ use crate::config::{Gateway, Settings, Upstream};
 use body::ConnState;
 use metrics::{Metrics, RouteStats};
 pub use reload::ReloadOutcome;
-use upstream::Pool;
+use upstream::{Pool, PoolSettings};
 
 /// Longest time a client may take to send a request head once it has started.
 const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,7 +93,7 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    fn new(gateway: Gateway, metrics: &Metrics, previous: Option<&Snapshot>) -> Self {
+    fn new(gateway: Gateway, metrics: &Arc<Metrics>, previous: Option<&Snapshot>) -> Self {
         let settings = &gateway.settings;
         let len = gateway
             .routes
@@ -108,7 +108,8 @@ impl Snapshot {
             }
         }
         // An upstream keeps its pool, and its open connections, across reloads
-        // unless the way to connect to it changed.
+        // unless the way to connect to it, or its limits, changed.
+        let pool_settings = PoolSettings::of(settings);
         let mut pools: Vec<Option<Arc<Pool>>> = vec![None; len];
         let mut known: Vec<Arc<Pool>> = previous
             .map(|p| p.pools.iter().flatten().cloned().collect())
@@ -117,13 +118,11 @@ impl Snapshot {
             let Upstream::Http { authority } = &route.upstream else {
                 continue;
             };
-            let pool = match known
-                .iter()
-                .find(|p| p.serves(authority, settings.connect_timeout))
-            {
+            let pool = match known.iter().find(|p| p.serves(authority, &pool_settings)) {
                 Some(pool) => pool.clone(),
                 None => {
-                    let pool = Arc::new(Pool::new(authority.clone(), settings.connect_timeout));
+                    let pool =
+                        Arc::new(Pool::new(authority.clone(), pool_settings, metrics.clone()));
                     known.push(pool.clone());
                     pool
                 }
@@ -180,6 +179,9 @@ pub(crate) struct Shared {
     last_text: Mutex<Option<String>>,
     listen: SocketAddr,
     admin: Option<SocketAddr>,
+    /// One permit per client connection, and per WebSocket tunnel (which
+    /// outlives its connection): `max_connections`.
+    pub(crate) connections: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -194,7 +196,6 @@ pub struct Server {
     admin: Option<TcpListener>,
     shared: Arc<Shared>,
     watch: bool,
-    max_connections: usize,
 }
 
 impl Server {
@@ -233,13 +234,13 @@ impl Server {
             last_text: Mutex::new(initial_text),
             listen,
             admin: admin_addr,
+            connections: Arc::new(Semaphore::new(settings.max_connections)),
         });
         Ok(Server {
             listener,
             admin,
             shared,
             watch: options.watch,
-            max_connections: settings.max_connections,
         })
     }
 
@@ -268,7 +269,6 @@ impl Server {
             admin,
             shared,
             watch,
-            max_connections,
         } = self;
         let admin = admin.map(|admin| tokio::spawn(admin::serve(admin, shared.clone())));
         let pruner = tokio::spawn(prune_pools(shared.clone()));
@@ -276,7 +276,7 @@ impl Server {
             (Some(path), true) => reload::watch(path, shared.clone()),
             _ => None,
         };
-        let limit = Arc::new(Semaphore::new(max_connections));
+        let limit = shared.connections.clone();
         let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
         // Closes the connections still open when shutdown_timeout runs out.
         let (force, _) = watch::channel(false);
@@ -337,10 +337,16 @@ impl Server {
 /// Closes idle upstream connections past their idle timeout, every few seconds
 /// (pools of replaced configurations go with the last request using them).
 async fn prune_pools(shared: Arc<Shared>) {
-    let mut every = tokio::time::interval(UPSTREAM_PRUNE_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        every.tick().await;
+        // Often enough that no connection outlives upstream_idle_timeout by
+        // more than half of it.
+        let idle = shared
+            .snapshot
+            .load()
+            .gateway
+            .settings
+            .upstream_idle_timeout;
+        tokio::time::sleep(UPSTREAM_PRUNE_EVERY.min(idle / 2)).await;
         shared.snapshot.load().prune_pools();
     }
 }

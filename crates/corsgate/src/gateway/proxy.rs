@@ -3,8 +3,11 @@
 
 use std::borrow::Cow;
 use std::error::Error as StdError;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use corsgate_policy::{Decision, Policy, classify};
 use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, UPGRADE, VIA};
@@ -12,10 +15,14 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::Shared;
 use super::Snapshot;
-use super::body::{self, BodyTooLarge, ConnState, InFlight, RequestBody, ResponseBody};
+use super::body::{
+    self, BodyTimeout, BodyTooLarge, ClientBodyError, ConnState, InFlight, RequestBody,
+    ResponseBody,
+};
 use super::headers::{self, X_CORSGATE_REASON, X_REQUEST_ID};
 use super::metrics::{RouteStats, Verdict};
 use super::upstream::UpstreamError;
@@ -190,26 +197,23 @@ async fn serve(
         }
     }
     let websocket = headers::is_websocket_upgrade(request.headers());
-    if websocket {
+    if websocket && policy.is_some() {
         // Browsers never CORS-check a WebSocket handshake: the server must check
-        // the origin itself (RFC 6455 §10.2).
-        if let (Some(policy), Some(origin)) = (policy, request.headers().get(http::header::ORIGIN))
-        {
-            if let Err(reason) = policy.check_origin(origin) {
-                // decide() ran the same origin check: the refusal is already
-                // counted and logged as a CORS refusal of this actual request.
-                tracing::debug!(
-                    route = route_name,
-                    reason = reason.as_str(),
-                    "WebSocket handshake refused"
-                );
-                return local(
-                    StatusCode::FORBIDDEN,
-                    cors,
-                    &request_id,
-                    "403 Forbidden: this origin may not open a WebSocket here\n",
-                );
-            }
+        // the origin itself (RFC 6455 §10.2). The decision already did, on every
+        // `Origin` line (two of them are malformed, whatever the first says); a
+        // refusal of it is already counted and logged.
+        if let Some(rejection) = decision.rejection() {
+            tracing::debug!(
+                route = route_name,
+                reason = rejection.reason().as_str(),
+                "WebSocket handshake refused"
+            );
+            return local(
+                StatusCode::FORBIDDEN,
+                cors,
+                &request_id,
+                "403 Forbidden: this origin may not open a WebSocket here\n",
+            );
         }
     }
 
@@ -284,15 +288,14 @@ async fn forward(
     parts.uri = Uri::from(path_and_query);
     parts.version = Version::HTTP_11;
 
-    let upgrade = websocket
-        .then(|| parts.headers.get(UPGRADE).cloned())
-        .flatten();
     headers::strip_hop_by_hop(&mut parts.headers);
-    if let Some(upgrade) = &upgrade {
+    if websocket {
+        // Only the protocol this gateway knows how to tunnel: never the rest of
+        // the client's list (`h2c, websocket`), which the upstream might pick.
         parts
             .headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(UPGRADE, upgrade.clone());
+        parts.headers.insert(UPGRADE, headers::WEBSOCKET);
     }
     let host = parts.headers.get(HOST).cloned();
     let trusted = ctx.is_trusted(settings);
@@ -300,7 +303,10 @@ async fn forward(
     parts.headers.insert(X_REQUEST_ID, request_id.clone());
     parts.headers.append(VIA, VIA_VALUE);
 
-    let request = Request::from_parts(parts, RequestBody::new(body, settings.max_body_bytes));
+    let request = Request::from_parts(
+        parts,
+        RequestBody::new(body, settings.max_body_bytes, settings.body_timeout),
+    );
     let Some(pool) = snapshot.pools.get(route.index).and_then(Option::as_ref) else {
         // Every route with an http upstream has a pool: not reached.
         return gateway_error(
@@ -310,6 +316,28 @@ async fn forward(
             request_id,
             "502 Bad Gateway: the upstream could not be reached or failed\n",
         );
+    };
+    // A tunnel outlives its client connection, whose permit goes with it: it
+    // holds one of its own, so that tunnels count toward max_connections.
+    let tunnel_permit = if websocket {
+        match ctx.shared.connections.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                tracing::warn!(
+                    route = route.name.as_str(),
+                    "WebSocket handshake refused: max_connections reached"
+                );
+                return gateway_error(
+                    ctx,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    cors,
+                    request_id,
+                    "503 Service Unavailable: too many open connections for another WebSocket\n",
+                );
+            }
+        }
+    } else {
+        None
     };
     let started = Instant::now();
     let sent = tokio::time::timeout(settings.response_timeout, pool.send(request)).await;
@@ -335,14 +363,34 @@ async fn forward(
     stats.observe_upstream(started.elapsed());
 
     let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    let upgrade = if switching {
-        response.headers().get(UPGRADE).cloned()
-    } else {
-        None
-    };
-    if let (Some(client_upgrade), true) = (client_upgrade, switching) {
+    if switching {
+        // Tunnel only what was asked for and what the gateway can check: a
+        // WebSocket (RFC 6455 §4.1: the server's `Upgrade` is `websocket`).
+        let agreed = response.headers().contains_key(UPGRADE)
+            && response
+                .headers()
+                .get_all(UPGRADE)
+                .iter()
+                .all(|v| headers::is_websocket_token(v.as_bytes()));
+        let (Some(client_upgrade), Some(permit), true) = (client_upgrade, tunnel_permit, agreed)
+        else {
+            tracing::warn!(
+                route = route.name.as_str(),
+                upstream = authority.as_str(),
+                upgrade = ?response.headers().get(UPGRADE),
+                "upstream switched protocols without agreeing to a WebSocket; refused"
+            );
+            return gateway_error(
+                ctx,
+                StatusCode::BAD_GATEWAY,
+                cors,
+                request_id,
+                "502 Bad Gateway: the upstream switched to a protocol that was not asked for\n",
+            );
+        };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         ctx.shared.metrics.websocket_upgraded();
+        let idle = settings.websocket_idle_timeout;
         tokio::spawn(async move {
             let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
                 Ok(pair) => pair,
@@ -351,24 +399,113 @@ async fn forward(
                     return;
                 }
             };
-            let mut client = TokioIo::new(client);
-            let mut upstream = TokioIo::new(upstream);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            tunnel(client, upstream, idle).await;
+            drop(permit);
         });
     }
     let (mut parts, body) = response.into_parts();
+    // Both framings at once: Transfer-Encoding wins (hyper read the body
+    // chunked), and an intermediary must drop Content-Length before passing
+    // the message on (RFC 9112 §6.3). The connection is not reused: such a
+    // response may be an attempt at response splitting.
+    let reframed = parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+        && parts.headers.contains_key(CONTENT_LENGTH);
+    if reframed {
+        parts.headers.remove(CONTENT_LENGTH);
+    }
     headers::strip_hop_by_hop(&mut parts.headers);
-    if let Some(upgrade) = upgrade {
+    if switching {
         parts
             .headers
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(UPGRADE, upgrade);
+        parts.headers.insert(UPGRADE, headers::WEBSOCKET);
     }
     // A switched connection is the WebSocket's now, never the pool's.
-    let checkout = (!switching).then_some(checkout);
-    let mut response = Response::from_parts(parts, ResponseBody::upstream(body, checkout));
+    let checkout = (!switching && !reframed).then_some(checkout);
+    let mut response = Response::from_parts(
+        parts,
+        ResponseBody::upstream(body, checkout, settings.upstream_body_timeout),
+    );
     finish(&mut response, cors, request_id);
     response
+}
+
+/// Joins a client's and an upstream's upgraded connections until both sides
+/// have closed, or no byte has passed either way for `idle` (then both close).
+async fn tunnel(
+    client: hyper::upgrade::Upgraded,
+    upstream: hyper::upgrade::Upgraded,
+    idle: Duration,
+) {
+    let start = tokio::time::Instant::now();
+    let last = AtomicU64::new(0);
+    let mut client = Watched {
+        io: TokioIo::new(client),
+        start,
+        last: &last,
+    };
+    let mut upstream = Watched {
+        io: TokioIo::new(upstream),
+        start,
+        last: &last,
+    };
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    tokio::pin!(copy);
+    loop {
+        let quiet_since = start + Duration::from_millis(last.load(Relaxed));
+        let deadline = body::after(quiet_since, idle);
+        if deadline <= tokio::time::Instant::now() {
+            tracing::debug!(timeout = ?idle, "WebSocket tunnel idle for websocket_idle_timeout; closed");
+            return;
+        }
+        tokio::select! {
+            _ = &mut copy => return,
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// An upgraded connection that notes when bytes last came from it.
+struct Watched<'a, T> {
+    io: T,
+    start: tokio::time::Instant,
+    /// Milliseconds since `start`.
+    last: &'a AtomicU64,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<'_, T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.io).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let now = u64::try_from(this.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            this.last.store(now, Relaxed);
+        }
+        read
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// The path and query to send upstream: as received, or without the route's
@@ -402,9 +539,11 @@ fn upstream_failed(
     request_id: &HeaderValue,
 ) -> Response<ResponseBody> {
     let mut source: Option<&(dyn StdError + 'static)> = Some(err);
-    let mut too_large = false;
+    let (mut too_large, mut timed_out, mut client_failed) = (false, false, false);
     while let Some(cause) = source {
         too_large |= cause.is::<BodyTooLarge>();
+        timed_out |= cause.is::<BodyTimeout>();
+        client_failed |= cause.is::<ClientBodyError>();
         source = cause.source();
     }
     if too_large {
@@ -414,6 +553,46 @@ fn upstream_failed(
             cors,
             request_id,
             "413 Content Too Large: the request body is larger than max_body_bytes\n",
+        );
+    }
+    // The client's side failed, not the upstream's: no upstream alert for it.
+    if timed_out || client_failed {
+        tracing::debug!(
+            route = route.name.as_str(),
+            error = %ErrorChain(err),
+            "request body from the client failed"
+        );
+        return if timed_out {
+            gateway_error(
+                ctx,
+                StatusCode::REQUEST_TIMEOUT,
+                cors,
+                request_id,
+                "408 Request Timeout: the request body stalled for longer than body_timeout\n",
+            )
+        } else {
+            gateway_error(
+                ctx,
+                StatusCode::BAD_REQUEST,
+                cors,
+                request_id,
+                "400 Bad Request: the request body could not be read\n",
+            )
+        };
+    }
+    if err.is_busy() {
+        tracing::warn!(
+            route = route.name.as_str(),
+            upstream = authority.as_str(),
+            error = %err,
+            "no upstream connection free"
+        );
+        return gateway_error(
+            ctx,
+            StatusCode::SERVICE_UNAVAILABLE,
+            cors,
+            request_id,
+            "503 Service Unavailable: the upstream is busy (max_upstream_connections)\n",
         );
     }
     tracing::warn!(
