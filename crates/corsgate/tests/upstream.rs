@@ -675,3 +675,51 @@ async fn a_request_body_stalled_before_the_response_is_a_408() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(closed_by_peer(&mut stream).await);
 }
+
+// ---------------------------------------------------------------------------
+// The settings: bad values are refused at load, each with its place and value.
+
+#[test]
+fn bad_upstream_settings_are_refused_with_location_and_value() {
+    let text = config(
+        "body_timeout = \"0s\"\nupstream_body_timeout = \"soon\"\nmax_upstream_connections = 0\n\
+         max_idle_per_upstream = -1\nupstream_idle_timeout = \"5\"\nupstream_queue_timeout = \"-1s\"\n\
+         websocket_idle_timeout = \"\"",
+        CORS,
+        &route("/", "http://127.0.0.1:9", ""),
+    );
+    let checked = corsgate::config::check(&text);
+    assert!(checked.gateway.is_none());
+    let refused: Vec<(&str, Option<&str>, usize)> = checked
+        .problems
+        .iter()
+        .filter(|p| p.diagnostic.is_error())
+        .map(|p| (p.diagnostic.path(), p.diagnostic.value(), p.line))
+        .collect();
+    for (key, value) in [
+        ("server.body_timeout", "0s"),
+        ("server.upstream_body_timeout", "soon"),
+        ("server.max_upstream_connections", "0"),
+        ("server.max_idle_per_upstream", "-1"),
+        ("server.upstream_idle_timeout", "5"),
+        ("server.upstream_queue_timeout", "-1s"),
+        ("server.websocket_idle_timeout", ""),
+    ] {
+        assert!(
+            refused
+                .iter()
+                .any(|(path, v, line)| *path == key && *v == Some(value) && *line > 0),
+            "{key} = {value:?} not refused: {refused:?}"
+        );
+    }
+    // The boundaries that are allowed.
+    let text = config(
+        "max_upstream_connections = 1\nmax_idle_per_upstream = 0\nbody_timeout = \"1ms\"",
+        CORS,
+        &route("/", "http://127.0.0.1:9", ""),
+    );
+    let checked = corsgate::config::check(&text);
+    let settings = &checked.gateway.expect("valid").settings;
+    assert_eq!(settings.max_upstream_connections, 1);
+    assert_eq!(settings.max_idle_per_upstream, 0);
+}
