@@ -165,48 +165,55 @@ impl Body for ResponseBody {
 
 /// A deadline on the time a body waits between two frames: armed the first
 /// time the body has to wait, pushed back lazily (one clock read per frame, no
-/// timer update), so that a body that never waits costs no timer at all.
+/// timer update), so that a body that never waits costs no timer and no clock
+/// read at all.
 struct Inactivity {
     timeout: Duration,
-    timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// When the last frame came, once the timer is armed.
-    last: tokio::time::Instant,
+    armed: Option<Pin<Box<Armed>>>,
+}
+
+pin_project_lite::pin_project! {
+    struct Armed {
+        #[pin]
+        timer: tokio::time::Sleep,
+        // When the last frame came (or the wait began).
+        last: tokio::time::Instant,
+    }
 }
 
 impl Inactivity {
     fn new(timeout: Duration) -> Self {
         Inactivity {
             timeout,
-            timer: None,
-            last: tokio::time::Instant::now(),
+            armed: None,
         }
     }
 
     /// A frame came.
     fn progressed(&mut self) {
-        if self.timer.is_some() {
-            self.last = tokio::time::Instant::now();
+        if let Some(armed) = &mut self.armed {
+            *armed.as_mut().project().last = tokio::time::Instant::now();
         }
     }
 
     /// The body has to wait: whether it has waited `timeout` since its last
     /// frame (else the timer is registered to wake the task when it might).
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let timer = match &mut self.timer {
-            Some(timer) => timer,
-            None => {
-                self.last = tokio::time::Instant::now();
-                self.timer.insert(Box::pin(tokio::time::sleep_until(after(
-                    self.last,
-                    self.timeout,
-                ))))
-            }
-        };
+        let timeout = self.timeout;
+        let armed = self.armed.get_or_insert_with(|| {
+            let last = tokio::time::Instant::now();
+            Box::pin(Armed {
+                timer: tokio::time::sleep_until(after(last, timeout)),
+                last,
+            })
+        });
+        let armed = armed.as_mut().project();
+        let (mut timer, last) = (armed.timer, armed.last);
         loop {
             if timer.as_mut().poll(cx).is_pending() {
                 return false;
             }
-            let deadline = after(self.last, self.timeout);
+            let deadline = after(*last, timeout);
             if deadline <= tokio::time::Instant::now() {
                 return true;
             }
