@@ -201,6 +201,37 @@ async fn f3_a_trickling_request_body_is_cut_off_after_body_timeout() {
     trickle.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f3_an_upload_to_an_upstream_that_stopped_reading_is_cut_off_after_body_timeout() {
+    let up = RawUp::start(Mode::Deaf).await;
+    let gw = Gw::start(&gateway_config(
+        &up.url(),
+        "idle_timeout = \"60s\"\nbody_timeout = \"1s\"",
+    ))
+    .await;
+    let client = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut read, mut write) = client.into_split();
+    write
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 100000000\r\n\r\n")
+        .await
+        .unwrap();
+    // As fast as the gateway takes it: it stops taking it once the upstream's
+    // and its own buffers are full.
+    let upload = tokio::spawn(async move {
+        let chunk = vec![b'A'; 64 * 1024];
+        for _ in 0..1500 {
+            if write.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(WAIT, read.read_to_end(&mut got)).await;
+    let got = String::from_utf8_lossy(&got).into_owned();
+    assert!(closed.is_ok(), "the upload is still held open; got {got:?}");
+    upload.abort();
+}
+
 // ---------------------------------------------------------------------------
 // F5: upstream connections are bounded.
 

@@ -8,7 +8,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -37,10 +37,14 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(checkout) = this.checkout.take() {
-                if let KindProj::Upstream { inner, done, .. } = this.kind.project() {
-                    if *done || inner.is_end_stream() {
-                        checkout.release();
-                    }
+                let read_whole = match this.kind.project() {
+                    KindProj::Upstream { inner, done, .. } => *done || inner.is_end_stream(),
+                    KindProj::Full { .. } => false,
+                };
+                if read_whole {
+                    checkout.release();
+                } else {
+                    checkout.abandon();
                 }
             }
         }
@@ -324,32 +328,64 @@ pub(crate) struct RequestBody {
     seen: u64,
     limit: u64,
     idle: Inactivity,
-    /// Set once the body has been read whole; `None` for a body that was
-    /// empty from the start.
-    sent: Option<Arc<AtomicBool>>,
+    /// `None` for a body that was empty from the start.
+    progress: Option<Arc<Progress>>,
+}
+
+/// How far a request body has got, shared with the upstream connection it is
+/// sent on: whether the connection is done with it, and whether it still moves.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    /// Bytes read from the client; [`Progress::DONE`] once the body has been
+    /// read whole.
+    read: AtomicU64,
+    /// `body_timeout`.
+    timeout: Duration,
+}
+
+impl Progress {
+    const DONE: u64 = u64::MAX;
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.read.load(Ordering::Acquire) == Self::DONE
+    }
+
+    /// Bytes read so far ([`Progress::DONE`] at the end).
+    pub(crate) fn read(&self) -> u64 {
+        self.read.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
 }
 
 impl RequestBody {
     pub(crate) fn new(inner: Incoming, limit: Option<u64>, timeout: Duration) -> Self {
-        let sent = (!inner.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        let progress = (!inner.is_end_stream()).then(|| {
+            Arc::new(Progress {
+                read: AtomicU64::new(0),
+                timeout,
+            })
+        });
         RequestBody {
             inner: Some(inner),
             seen: 0,
             limit: limit.unwrap_or(u64::MAX),
             idle: Inactivity::new(timeout),
-            sent,
+            progress,
         }
     }
 
-    /// The flag set once the body has been read whole (`None`: no body), for
-    /// the pool to tell whether the connection is done with this request.
-    pub(crate) fn sent(&self) -> Option<Arc<AtomicBool>> {
-        self.sent.clone()
+    /// How far the body has got (`None`: no body), for the pool to tell
+    /// whether the connection is done with this request.
+    pub(crate) fn progress(&self) -> Option<Arc<Progress>> {
+        self.progress.clone()
     }
 
     fn finished(&self) {
-        if let Some(sent) = &self.sent {
-            sent.store(true, Ordering::Release);
+        if let Some(progress) = &self.progress {
+            progress.read.store(Progress::DONE, Ordering::Release);
         }
     }
 }
@@ -378,6 +414,11 @@ impl Body for RequestBody {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
+                    if let Some(progress) = &this.progress {
+                        progress
+                            .read
+                            .store(this.seen.min(Progress::DONE - 1), Ordering::Relaxed);
+                    }
                     if this.seen > this.limit {
                         if let Some(rest) = this.inner.take() {
                             discard(rest);

@@ -15,7 +15,6 @@
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -26,8 +25,9 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 
-use super::body::RequestBody;
+use super::body::{Progress, RequestBody};
 use super::metrics::Metrics;
 use crate::config::Settings;
 
@@ -74,8 +74,15 @@ pub(crate) struct Pool {
     metrics: Arc<Metrics>,
 }
 
-struct Idle {
+/// A connection: where requests are sent, and the task that drives it (aborted
+/// to close it at once).
+struct Conn {
     sender: SendRequest<RequestBody>,
+    task: AbortHandle,
+}
+
+struct Idle {
+    conn: Conn,
     since: Instant,
 }
 
@@ -122,11 +129,11 @@ impl Pool {
         self: &Arc<Self>,
         mut request: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, Checkout), UpstreamError> {
-        let sent = request.body().sent();
+        let progress = request.body().progress();
         let mut deadline = None;
         loop {
-            let (mut sender, reused) = match self.checkout(&mut deadline).await? {
-                Ready::Idle(sender) => (sender, true),
+            let (Conn { mut sender, task }, reused) = match self.checkout(&mut deadline).await? {
+                Ready::Idle(conn) => (conn, true),
                 Ready::Permit(permit) => (self.connect(permit).await?, false),
             };
             if let Err(err) = sender.ready().await {
@@ -139,8 +146,8 @@ impl Pool {
                 Ok(response) => {
                     let checkout = Checkout {
                         pool: self.clone(),
-                        sender,
-                        sent,
+                        conn: Conn { sender, task },
+                        progress,
                     };
                     return Ok((response, checkout));
                 }
@@ -161,8 +168,8 @@ impl Pool {
         deadline: &mut Option<tokio::time::Instant>,
     ) -> Result<Ready, UpstreamError> {
         loop {
-            if let Some(sender) = self.take() {
-                return Ok(Ready::Idle(sender));
+            if let Some(conn) = self.take() {
+                return Ok(Ready::Idle(conn));
             }
             if let Ok(permit) = self.permits.clone().try_acquire_owned() {
                 return Ok(Ready::Permit(permit));
@@ -175,8 +182,8 @@ impl Pool {
             tokio::pin!(returned);
             returned.as_mut().enable();
             // Returned between the look above and `enable`: not missed.
-            if let Some(sender) = self.take() {
-                return Ok(Ready::Idle(sender));
+            if let Some(conn) = self.take() {
+                return Ok(Ready::Idle(conn));
             }
             tokio::select! {
                 permit = self.permits.clone().acquire_owned() => {
@@ -195,17 +202,17 @@ impl Pool {
     /// The most recently returned connection that is ready for a new request.
     /// A connection still busy finishing its last exchange is left where it
     /// is: the request would wait behind it.
-    fn take(&self) -> Option<SendRequest<RequestBody>> {
+    fn take(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while idle.last().is_some_and(|e| e.sender.is_closed()) {
+        while idle.last().is_some_and(|e| e.conn.sender.is_closed()) {
             idle.pop();
         }
-        let found = idle.iter().rposition(|e| e.sender.is_ready())?;
-        Some(idle.remove(found).sender)
+        let found = idle.iter().rposition(|e| e.conn.sender.is_ready())?;
+        Some(idle.remove(found).conn)
     }
 
-    fn put(&self, sender: SendRequest<RequestBody>) {
-        if sender.is_closed() || self.settings.max_idle == 0 {
+    fn put(&self, conn: Conn) {
+        if conn.sender.is_closed() || self.settings.max_idle == 0 {
             return;
         }
         let since = Instant::now();
@@ -214,11 +221,11 @@ impl Pool {
             if idle.len() >= self.settings.max_idle {
                 // The least recently used goes (and closes, outside the lock).
                 let oldest = idle.remove(0);
-                idle.push(Idle { sender, since });
+                idle.push(Idle { conn, since });
                 drop(idle);
                 drop(oldest);
             } else {
-                idle.push(Idle { sender, since });
+                idle.push(Idle { conn, since });
             }
         }
         self.returned.notify_one();
@@ -229,13 +236,10 @@ impl Pool {
     pub(crate) fn prune(&self) {
         let timeout = self.settings.idle_timeout;
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|e| !e.sender.is_closed() && e.since.elapsed() < timeout);
+        idle.retain(|e| !e.conn.sender.is_closed() && e.since.elapsed() < timeout);
     }
 
-    async fn connect(
-        &self,
-        permit: OwnedSemaphorePermit,
-    ) -> Result<SendRequest<RequestBody>, UpstreamError> {
+    async fn connect(&self, permit: OwnedSemaphorePermit) -> Result<Conn, UpstreamError> {
         let host = self.authority.host();
         // An IPv6 literal comes bracketed in an authority.
         let host = host
@@ -262,50 +266,50 @@ impl Pool {
             .handshake(TokioIo::new(stream))
             .await
             .map_err(UpstreamError::Http)?;
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             // The permit counts the socket until it is closed.
             let _permit = permit;
             if let Err(err) = connection.with_upgrades().await {
                 tracing::debug!(error = %err, "upstream connection ended with an error");
             }
-        });
-        Ok(sender)
+        })
+        .abort_handle();
+        Ok(Conn { sender, task })
     }
 }
 
 enum Ready {
-    Idle(SendRequest<RequestBody>),
+    Idle(Conn),
     Permit(OwnedSemaphorePermit),
 }
 
-/// A connection lent to one request: back to its pool with [`release`], closed
-/// when dropped.
+/// A connection lent to one request: back to its pool with [`release`], or
+/// given up with [`abandon`].
 ///
 /// [`release`]: Checkout::release
+/// [`abandon`]: Checkout::abandon
 pub(crate) struct Checkout {
     pool: Arc<Pool>,
-    sender: SendRequest<RequestBody>,
-    /// Set once the request body has been handed whole to the connection;
-    /// `None` for a request without a body.
-    sent: Option<Arc<AtomicBool>>,
+    conn: Conn,
+    /// How far the request body has got; `None` for a request without one.
+    progress: Option<Arc<Progress>>,
 }
 
 impl Checkout {
     /// Returns the connection to its pool: call it once the response body has
     /// been read to its end. A connection whose request body is still on its
-    /// way (the upstream answered before reading it all) is closed instead:
+    /// way (the upstream answered before reading it all) is abandoned instead:
     /// the next request would wait behind that body.
     pub(crate) fn release(self) {
-        let Checkout {
-            pool,
-            mut sender,
-            sent,
-        } = self;
-        if !sent.is_none_or(|s| s.load(Ordering::Acquire)) || sender.is_closed() {
+        if self.progress.as_ref().is_some_and(|p| !p.is_done()) {
+            return self.abandon();
+        }
+        let Checkout { pool, mut conn, .. } = self;
+        if conn.sender.is_closed() {
             return;
         }
-        if sender.is_ready() {
-            pool.put(sender);
+        if conn.sender.is_ready() {
+            pool.put(conn);
             return;
         }
         // Both messages are done, but the connection's task has not yet
@@ -316,8 +320,44 @@ impl Checkout {
         };
         let timeout = pool.settings.idle_timeout;
         runtime.spawn(async move {
-            if let Ok(Ok(())) = tokio::time::timeout(timeout, sender.ready()).await {
-                pool.put(sender);
+            if let Ok(Ok(())) = tokio::time::timeout(timeout, conn.sender.ready()).await {
+                pool.put(conn);
+            }
+        });
+    }
+
+    /// Gives the connection up: it closes once its exchange ends. If the
+    /// request body is still being sent, it must keep moving: once it has not
+    /// for `body_timeout` (the client pauses, or the upstream, having
+    /// answered, stopped reading it), the connection is closed at once, which
+    /// also abandons the client's body.
+    pub(crate) fn abandon(self) {
+        let Checkout { conn, progress, .. } = self;
+        let Some(progress) = progress.filter(|p| !p.is_done()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let Conn { sender, task } = conn;
+        drop(sender);
+        runtime.spawn(async move {
+            let mut seen = progress.read();
+            loop {
+                tokio::time::sleep(progress.timeout()).await;
+                let now = progress.read();
+                if progress.is_done() || task.is_finished() {
+                    return;
+                }
+                if now == seen {
+                    tracing::debug!(
+                        timeout = ?progress.timeout(),
+                        "request body stalled for body_timeout after the response; connection closed"
+                    );
+                    task.abort();
+                    return;
+                }
+                seen = now;
             }
         });
     }

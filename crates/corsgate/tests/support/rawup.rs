@@ -22,6 +22,9 @@ pub enum Mode {
     /// Node's `http` and nginx's `return` do); the body is read and dropped
     /// afterwards, and the connection kept for the next request.
     Early,
+    /// `401` right after the head, and then never reads again (but keeps the
+    /// connection open for a while).
+    Deaf,
     /// `200 ok` after this delay (a slow upstream).
     Slow(Duration),
     /// `200 ok` once [`RawUp::release`] has been called.
@@ -139,6 +142,15 @@ async fn serve(
                     .await?;
                 skip_body(&mut stream, &mut buf, length).await?;
                 continue;
+            }
+            Mode::Deaf => {
+                stream
+                    .write_all(
+                        b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 15\r\n\r\nlogin required\n",
+                    )
+                    .await?;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                return Ok(());
             }
             Mode::Upgrade(protocol) => {
                 let answer = format!(
