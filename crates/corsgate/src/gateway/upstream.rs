@@ -176,8 +176,9 @@ impl Pool {
             }
             // Every connection is busy and no other may be opened: wait for one
             // to come back or to close.
-            let deadline = *deadline
-                .get_or_insert_with(|| tokio::time::Instant::now() + self.settings.queue_timeout);
+            let deadline = *deadline.get_or_insert_with(|| {
+                super::body::after(tokio::time::Instant::now(), self.settings.queue_timeout)
+            });
             let returned = self.returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
