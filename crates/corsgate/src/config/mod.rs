@@ -56,6 +56,13 @@ pub struct Settings {
     pub upstream_idle_timeout: Duration,
     pub upstream_queue_timeout: Duration,
     pub websocket_idle_timeout: Duration,
+    /// A client connection (or HTTP/2 stream) with response bytes waiting that
+    /// takes none of them for this long is closed (reset).
+    pub send_timeout: Duration,
+    /// Streams one HTTP/2 client connection may have open at once.
+    pub max_concurrent_streams: u32,
+    /// Requests one client connection may make; then it is closed after them.
+    pub max_requests_per_connection: u64,
 }
 
 impl Default for Settings {
@@ -79,6 +86,9 @@ impl Default for Settings {
             upstream_idle_timeout: Duration::from_secs(60),
             upstream_queue_timeout: Duration::from_secs(5),
             websocket_idle_timeout: Duration::from_secs(300),
+            send_timeout: Duration::from_secs(60),
+            max_concurrent_streams: 100,
+            max_requests_per_connection: 1000,
         }
     }
 }
@@ -648,6 +658,31 @@ fn settings(server: &model::ServerConfig, diagnostics: &mut Vec<Diagnostic>) -> 
         settings.websocket_idle_timeout,
         diagnostics,
     );
+    settings.send_timeout = duration(
+        "send_timeout",
+        &server.send_timeout,
+        settings.send_timeout,
+        diagnostics,
+    );
+    if let Some(v) = count(
+        "max_concurrent_streams",
+        server.max_concurrent_streams,
+        1,
+        100_000,
+        diagnostics,
+    ) {
+        settings.max_concurrent_streams =
+            u32::try_from(v).unwrap_or(settings.max_concurrent_streams);
+    }
+    if let Some(v) = count(
+        "max_requests_per_connection",
+        server.max_requests_per_connection,
+        1,
+        1_000_000_000,
+        diagnostics,
+    ) {
+        settings.max_requests_per_connection = v;
+    }
     let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then_some(settings)
 }
@@ -690,6 +725,9 @@ fn effective_config(
         upstream_idle_timeout: Some(secs(settings.upstream_idle_timeout)),
         upstream_queue_timeout: Some(secs(settings.upstream_queue_timeout)),
         websocket_idle_timeout: Some(secs(settings.websocket_idle_timeout)),
+        send_timeout: Some(secs(settings.send_timeout)),
+        max_concurrent_streams: Some(i64::from(settings.max_concurrent_streams)),
+        max_requests_per_connection: i64::try_from(settings.max_requests_per_connection).ok(),
         cors: Some(default_policy.effective_config().clone()),
     };
     let mut by_index: Vec<&Route> = routes.iter().collect();

@@ -79,6 +79,16 @@ pub struct ServerConfig {
     /// Time a WebSocket tunnel may carry no bytes either way. Default `5m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websocket_idle_timeout: Option<String>,
+    /// Time a client may take no response bytes while some wait; then its
+    /// connection (or HTTP/2 stream) is closed (reset). Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_timeout: Option<String>,
+    /// Streams one HTTP/2 client connection may have open at once. Default 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_streams: Option<i64>,
+    /// Requests (HTTP/2 streams) one client connection may make. Default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_requests_per_connection: Option<i64>,
     /// The default CORS policy that routes inherit field by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsConfig>,
@@ -126,6 +136,9 @@ pub const SERVER_KEYS: &[&str] = &[
     "upstream_idle_timeout",
     "upstream_queue_timeout",
     "websocket_idle_timeout",
+    "send_timeout",
+    "max_concurrent_streams",
+    "max_requests_per_connection",
     "cors",
 ];
 

@@ -8,15 +8,15 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::metrics::Metrics;
+use super::conn::InFlight;
 use super::upstream::Checkout;
 
 /// Boxed error of a body: only allocated when something fails.
@@ -453,68 +453,5 @@ impl Body for RequestBody {
 impl fmt::Debug for RequestBody {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("RequestBody")
-    }
-}
-
-/// What one client connection shares with its requests: how many are in flight
-/// and when the last one ended, for the idle timeout.
-#[derive(Debug)]
-pub(crate) struct ConnState {
-    active: AtomicUsize,
-    /// Milliseconds since `epoch` at the last request start or end.
-    last_activity: AtomicU64,
-    epoch: Instant,
-}
-
-impl ConnState {
-    pub(crate) fn new() -> Self {
-        ConnState {
-            active: AtomicUsize::new(0),
-            last_activity: AtomicU64::new(0),
-            epoch: Instant::now(),
-        }
-    }
-
-    fn touch(&self) {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_activity.store(now, Relaxed);
-    }
-
-    /// `None` while a request is in flight; otherwise the time since the last
-    /// request ended.
-    pub(crate) fn idle_for(&self) -> Option<std::time::Duration> {
-        if self.active.load(Relaxed) > 0 {
-            return None;
-        }
-        let last = self.last_activity.load(Relaxed);
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Some(std::time::Duration::from_millis(now.saturating_sub(last)))
-    }
-}
-
-/// Held by a request until its response body is dropped.
-#[derive(Debug)]
-pub(crate) struct InFlight {
-    conn: Arc<ConnState>,
-    metrics: Arc<Metrics>,
-}
-
-impl InFlight {
-    pub(crate) fn start(conn: &Arc<ConnState>, metrics: &Arc<Metrics>) -> Self {
-        conn.active.fetch_add(1, Relaxed);
-        conn.touch();
-        metrics.request_started();
-        InFlight {
-            conn: conn.clone(),
-            metrics: metrics.clone(),
-        }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.conn.touch();
-        self.conn.active.fetch_sub(1, Relaxed);
-        self.metrics.request_finished();
     }
 }

@@ -21,6 +21,7 @@
 
 mod admin;
 mod body;
+mod conn;
 mod demo;
 mod headers;
 mod metrics;
@@ -28,24 +29,19 @@ mod proxy;
 mod reload;
 mod upstream;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use http::HeaderValue;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::config::{Gateway, Settings, Upstream};
-use body::ConnState;
+use conn::{Limits, StreamExec, serve_connection};
 use metrics::{Metrics, RouteStats};
 pub use reload::ReloadOutcome;
 use upstream::{Pool, PoolSettings};
@@ -89,7 +85,9 @@ pub(crate) struct Snapshot {
     /// Indexed by `Route::index`; `None` for the built-in demo. Routes with the
     /// same upstream share its pool.
     pub(crate) pools: Vec<Option<Arc<Pool>>>,
-    pub(crate) http: auto::Builder<TokioExecutor>,
+    pub(crate) http: auto::Builder<StreamExec>,
+    /// The limits of the connections accepted while this snapshot is current.
+    pub(crate) limits: Limits,
 }
 
 impl Snapshot {
@@ -132,11 +130,18 @@ impl Snapshot {
             }
         }
         let http = http_builder(settings);
+        let limits = Limits {
+            idle_timeout: settings.idle_timeout,
+            header_timeout: header_timeout(settings),
+            send_timeout: settings.send_timeout,
+            max_requests: settings.max_requests_per_connection,
+        };
         Snapshot {
             gateway,
             stats,
             pools,
             http,
+            limits,
         }
     }
 
@@ -148,8 +153,14 @@ impl Snapshot {
     }
 }
 
-fn http_builder(settings: &Settings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+/// Longest time a client may take to send a request head, and before its first
+/// request, to open the connection (the HTTP/2 preface and SETTINGS included).
+fn header_timeout(settings: &Settings) -> Duration {
+    settings.idle_timeout.min(MAX_HEADER_READ_TIMEOUT)
+}
+
+fn http_builder(settings: &Settings) -> auto::Builder<StreamExec> {
+    let mut builder = auto::Builder::new(StreamExec::new(settings.send_timeout));
     // hyper refuses heads past its buffer with a bare 431. Give it room beyond
     // max_header_bytes, so that the gateway sees most oversized heads itself and
     // answers them with the route's CORS headers.
@@ -157,13 +168,18 @@ fn http_builder(settings: &Settings) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.idle_timeout.min(MAX_HEADER_READ_TIMEOUT))
+        .header_read_timeout(header_timeout(settings))
         .max_buf_size(hard_limit)
         .keep_alive(true);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(hard_limit).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(hard_limit).unwrap_or(u32::MAX))
+        .max_concurrent_streams(settings.max_concurrent_streams)
+        // A PING after idle_timeout without frames from the client; no ACK in
+        // time closes the connection (a peer gone without FIN/RST).
+        .keep_alive_interval(settings.idle_timeout)
+        .keep_alive_timeout(Limits::ping_timeout(settings.idle_timeout));
     builder
 }
 
@@ -353,142 +369,6 @@ async fn prune_pools(shared: Arc<Shared>) {
 
 async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
-async fn stopped(mut shutdown: watch::Receiver<bool>) {
-    until_shutdown(&mut shutdown).await;
-}
-
-/// Which of a connection's rare events (shutdown, forced close, idle timer)
-/// woke its task: their futures are polled with this waker, which notes that
-/// one fired before waking the task.
-struct Signals {
-    /// Set when a signal's waker fired; set at first so that every signal is
-    /// polled once, to register.
-    fired: AtomicBool,
-    task: Mutex<Option<Waker>>,
-}
-
-impl Default for Signals {
-    fn default() -> Self {
-        Signals {
-            fired: AtomicBool::new(true),
-            task: Mutex::new(None),
-        }
-    }
-}
-
-impl Signals {
-    fn set_task(&self, waker: Waker) {
-        *self.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(waker);
-    }
-
-    fn fire(&self) {
-        self.fired.store(true, Ordering::Release);
-    }
-
-    /// Whether a signal fired since the last call.
-    fn take(&self) -> bool {
-        self.fired.swap(false, Ordering::Acquire)
-    }
-}
-
-impl Wake for Signals {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.fire();
-        if let Some(task) = &*self.task.lock().unwrap_or_else(PoisonError::into_inner) {
-            task.wake_by_ref();
-        }
-    }
-}
-
-async fn serve_connection(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    remote: SocketAddr,
-    shutdown: watch::Receiver<bool>,
-    forced: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    shared.metrics.connection_opened();
-    let snapshot = shared.snapshot.load_full();
-    let idle_timeout = snapshot.gateway.settings.idle_timeout;
-    let state = Arc::new(ConnState::new());
-    let ctx = Arc::new(proxy::ConnCtx {
-        shared: shared.clone(),
-        conn: state.clone(),
-        client_ip: HeaderValue::from_str(&remote.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown")),
-    });
-    let service = service_fn(move |request| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(proxy::handle(ctx, request).await) }
-    });
-    let conn = snapshot
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    // Shutdown, forced close and the idle timer rarely fire, while the
-    // connection wakes this task several times per request: they are polled
-    // only when their own waker fired, not on every wake-up of the task.
-    let mut forced = std::pin::pin!(stopped(forced));
-    let mut stop = std::pin::pin!(stopped(shutdown));
-    let mut idle = std::pin::pin!(tokio::time::sleep(idle_timeout));
-    let signals = Arc::new(Signals::default());
-    let signals_waker = Waker::from(signals.clone());
-    let mut task_waker: Option<Waker> = None;
-    let mut closing = false;
-    std::future::poll_fn(|cx| {
-        if !task_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-            task_waker = Some(cx.waker().clone());
-            signals.set_task(cx.waker().clone());
-        }
-        while signals.take() {
-            let mut signal_cx = Context::from_waker(&signals_waker);
-            if forced.as_mut().poll(&mut signal_cx).is_ready() {
-                return Poll::Ready(());
-            }
-            if closing {
-                break;
-            }
-            if stop.as_mut().poll(&mut signal_cx).is_ready() {
-                // Finish the request in flight (HTTP/1.1) or the open streams
-                // (HTTP/2, after GOAWAY), then close.
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-                break;
-            }
-            if idle.as_mut().poll(&mut signal_cx).is_ready() {
-                let now = tokio::time::Instant::now();
-                match state.idle_for() {
-                    Some(idle_for) if idle_for >= idle_timeout => {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                        break;
-                    }
-                    Some(idle_for) => idle.as_mut().reset(now + (idle_timeout - idle_for)),
-                    None => idle.as_mut().reset(now + idle_timeout),
-                }
-                // Poll the timer again, for its new deadline.
-                signals.fire();
-            }
-        }
-        match conn.as_mut().poll(cx) {
-            Poll::Ready(result) => {
-                if let Err(err) = result {
-                    tracing::debug!(%remote, error = %err, "client connection ended with an error");
-                }
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await;
-    shared.metrics.connection_closed();
 }
 
 /// Controls a running gateway: reload its configuration, stop it.

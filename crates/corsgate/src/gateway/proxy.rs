@@ -19,10 +19,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::Shared;
 use super::Snapshot;
-use super::body::{
-    self, BodyTimeout, BodyTooLarge, ClientBodyError, ConnState, InFlight, RequestBody,
-    ResponseBody,
-};
+use super::body::{self, BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody};
+use super::conn::{ConnState, InFlight};
 use super::headers::{self, X_CORSGATE_REASON, X_REQUEST_ID};
 use super::metrics::{RouteStats, Verdict};
 use super::upstream::UpstreamError;

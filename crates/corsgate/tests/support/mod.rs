@@ -3,6 +3,8 @@
 //! temporary directories. Every wait is bounded.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod h2raw;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,685 @@
+//! Client connections: the driver that serves one, and what its requests share.
+//!
+//! Every connection makes progress or goes:
+//!
+//! - between requests, the idle timer (`idle_timeout`; before the first request,
+//!   the header read timeout) closes it;
+//! - while response bytes wait, the send timer (`send_timeout`) closes it hard
+//!   when the client takes none of them, and resets an HTTP/2 stream whose
+//!   response waits for flow-control window that long;
+//! - once it is closing (idle, request cap, rapid resets), it gets a deadline,
+//!   whatever the client does with GOAWAY and its PING; new streams are refused.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body::{Body, Frame, SizeHint};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Sleep;
+
+use super::Shared;
+use super::body::BoxError;
+use super::metrics::Metrics;
+use super::proxy;
+
+/// How long a connection that is closing (GOAWAY sent) may take to finish, at
+/// most: then it is dropped whatever the client does. Requests still in flight
+/// then are given the same time again, as long as they make progress (the send
+/// timeout ends those that don't).
+const MAX_CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// Early resets (HTTP/2 streams the client resets before their response head)
+/// a connection may make before they count as abuse, when they are also at
+/// least half of its requests (CVE-2023-44487, "rapid reset").
+const EARLY_RESETS_FLOOR: u64 = 100;
+/// Most HTTP/2 keep-alive PINGs wait for their ACK.
+const MAX_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Milliseconds since the process started, plus one: 0 means "never".
+fn now_ms() -> u64 {
+    static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+    u64::try_from(EPOCH.elapsed().as_millis())
+        .unwrap_or(u64::MAX - 1)
+        .saturating_add(1)
+}
+
+/// The connection limits a driver applies, from the settings in force when the
+/// connection was accepted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) idle_timeout: Duration,
+    pub(crate) header_timeout: Duration,
+    pub(crate) send_timeout: Duration,
+    pub(crate) max_requests: u64,
+}
+
+impl Limits {
+    /// The HTTP/2 keep-alive: a PING after `idle_timeout` without frames from the
+    /// client, and the connection closed if its ACK takes longer than this.
+    pub(crate) fn ping_timeout(idle_timeout: Duration) -> Duration {
+        idle_timeout.min(MAX_PING_TIMEOUT)
+    }
+
+    fn close_grace(&self) -> Duration {
+        self.idle_timeout.min(MAX_CLOSE_GRACE)
+    }
+}
+
+/// What one client connection shares with its requests and its socket: how
+/// many requests are in flight and when the last one ended (the idle timer),
+/// whether writes to the client are stuck (the send timer), and the counts
+/// behind the request cap and the rapid-reset guard.
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    active: AtomicUsize,
+    /// [`now_ms`] at the last request start or end; 0 before the first.
+    last_activity: AtomicU64,
+    /// [`now_ms`] when a write to the client last returned `Pending` with no
+    /// write making progress since; 0 while writes go through.
+    write_blocked_since: AtomicU64,
+    requests: AtomicU64,
+    early_resets: AtomicU64,
+    max_requests: u64,
+    /// Set by a request that wants the connection closed (request cap, abuse).
+    close_requested: AtomicBool,
+    /// Set by the driver once it closes: later requests are refused.
+    closing: AtomicBool,
+    /// Set when the connection is dropped on a timeout: the socket is reset
+    /// rather than closed, so the kernel frees its buffers at once.
+    abort: AtomicBool,
+    /// Wakes the driver for `close_requested`.
+    signals: Arc<Signals>,
+    created: u64,
+}
+
+impl ConnState {
+    pub(crate) fn new(max_requests: u64) -> Self {
+        ConnState {
+            active: AtomicUsize::new(0),
+            last_activity: AtomicU64::new(0),
+            write_blocked_since: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            early_resets: AtomicU64::new(0),
+            max_requests,
+            close_requested: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            signals: Arc::new(Signals::default()),
+            created: now_ms(),
+        }
+    }
+
+    fn touch(&self) {
+        self.last_activity.store(now_ms(), Relaxed);
+    }
+
+    /// `None` while a request is in flight (the send timer watches it);
+    /// otherwise the time since the last request ended (or since the connection
+    /// opened), and whether a request was seen at all.
+    fn idle_for(&self) -> Option<(Duration, bool)> {
+        if self.active.load(Relaxed) > 0 {
+            return None;
+        }
+        let last = self.last_activity.load(Relaxed);
+        let since = if last == 0 { self.created } else { last };
+        Some((
+            Duration::from_millis(now_ms().saturating_sub(since)),
+            last != 0,
+        ))
+    }
+
+    /// Counts a new request; `false` when it must be refused (the connection is
+    /// closing or made its `max_requests_per_connection`).
+    fn admit(&self) -> bool {
+        if self.closing.load(Relaxed) || self.close_requested.load(Relaxed) {
+            return false;
+        }
+        let n = self.requests.fetch_add(1, Relaxed) + 1;
+        if n >= self.max_requests {
+            // The last one still gets its answer; GOAWAY (HTTP/2) or
+            // `Connection: close` (HTTP/1.1) follows.
+            self.request_close();
+        }
+        n <= self.max_requests
+    }
+
+    /// A request ended before its response head: for HTTP/2, the client reset
+    /// the stream. When most of a connection's requests end so, it is closed.
+    fn early_reset(&self) {
+        let resets = self.early_resets.fetch_add(1, Relaxed) + 1;
+        let requests = self.requests.load(Relaxed);
+        if resets >= EARLY_RESETS_FLOOR
+            && resets.saturating_mul(2) >= requests
+            && !self.close_requested.load(Relaxed)
+        {
+            tracing::warn!(
+                resets,
+                requests,
+                "closing a client connection: most of its streams were reset before their response (rapid reset)"
+            );
+            self.request_close();
+        }
+    }
+
+    fn request_close(&self) {
+        self.close_requested.store(true, Relaxed);
+        self.signals.wake_by_ref();
+    }
+
+    fn wrote(&self) {
+        if self.write_blocked_since.load(Relaxed) != 0 {
+            self.write_blocked_since.store(0, Relaxed);
+        }
+    }
+
+    fn write_blocked(&self) {
+        if self.write_blocked_since.load(Relaxed) == 0 {
+            self.write_blocked_since.store(now_ms(), Relaxed);
+        }
+    }
+}
+
+/// Held by a request until its response body is dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    conn: Arc<ConnState>,
+    metrics: Arc<Metrics>,
+}
+
+impl InFlight {
+    pub(crate) fn start(conn: &Arc<ConnState>, metrics: &Arc<Metrics>) -> Self {
+        conn.active.fetch_add(1, Relaxed);
+        conn.touch();
+        metrics.request_started();
+        InFlight {
+            conn: conn.clone(),
+            metrics: metrics.clone(),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.conn.touch();
+        self.conn.active.fetch_sub(1, Relaxed);
+        self.metrics.request_finished();
+    }
+}
+
+/// Counts a request that ends before its response head as an early reset.
+struct Answered {
+    conn: Arc<ConnState>,
+    done: bool,
+}
+
+impl Answered {
+    fn finish(mut self) {
+        self.done = true;
+    }
+}
+
+/// The error that makes hyper reset a stream with `REFUSED_STREAM`.
+fn refused() -> h2::Error {
+    h2::Error::from(h2::Reason::REFUSED_STREAM)
+}
+
+impl Drop for Answered {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.early_reset();
+        }
+    }
+}
+
+/// The client socket, noting for the send timer whether writes make progress.
+/// hyper has no write timeout of its own.
+struct ProgressIo {
+    stream: TcpStream,
+    conn: Arc<ConnState>,
+}
+
+impl Drop for ProgressIo {
+    fn drop(&mut self) {
+        if self.conn.abort.load(Relaxed) {
+            // SO_LINGER 0: close with a reset, so that the kernel drops the
+            // unsent bytes (the client takes none of them) instead of keeping the
+            // socket and its buffers while it retries.
+            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+impl AsyncRead for ProgressIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl ProgressIo {
+    fn note<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match &poll {
+            Poll::Pending => self.conn.write_blocked(),
+            Poll::Ready(_) => self.conn.wrote(),
+        }
+        poll
+    }
+}
+
+impl AsyncWrite for ProgressIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.note(poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.note(poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+tokio::task_local! {
+    /// The HTTP/2 stream whose task is running: set by [`StreamExec`] around
+    /// each poll, read by the request to watch its response body.
+    static STREAM: Arc<StreamRecord>;
+}
+
+/// When a stream's response body last handed over data that hyper has not
+/// sent yet.
+#[derive(Debug, Default)]
+struct StreamRecord {
+    /// [`now_ms`] when the body last returned data; 0 once hyper asks for more
+    /// (so it sent the previous data, or has room for it).
+    pending_since: AtomicU64,
+}
+
+/// Spawns hyper's HTTP/2 stream tasks, each under a send timer: a stream whose
+/// response data waits (for flow-control window from the client) longer than
+/// `send_timeout` is dropped, which h2 turns into `RST_STREAM(CANCEL)`. hyper's
+/// h2 server exposes no per-stream window; what it shows is that it stops
+/// asking the body for data while it has none to send it with.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamExec {
+    send_timeout: Duration,
+}
+
+impl StreamExec {
+    pub(crate) fn new(send_timeout: Duration) -> Self {
+        StreamExec { send_timeout }
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for StreamExec
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(StreamTask {
+            inner: future,
+            record: Arc::default(),
+            timer: None,
+            send_timeout: self.send_timeout,
+        });
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct StreamTask<F> {
+        #[pin]
+        inner: F,
+        record: Arc<StreamRecord>,
+        timer: Option<Pin<Box<Sleep>>>,
+        send_timeout: Duration,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for StreamTask<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let mut inner = this.inner;
+        if STREAM
+            .sync_scope(this.record.clone(), || inner.as_mut().poll(cx))
+            .is_ready()
+        {
+            return Poll::Ready(());
+        }
+        let since = this.record.pending_since.load(Relaxed);
+        if since == 0 {
+            // Nothing waits to be sent (or the body waits for the upstream).
+            *this.timer = None;
+            return Poll::Pending;
+        }
+        let stalled = Duration::from_millis(now_ms().saturating_sub(since));
+        let Some(left) = this
+            .send_timeout
+            .checked_sub(stalled)
+            .filter(|l| !l.is_zero())
+        else {
+            tracing::debug!(
+                stalled = ?stalled,
+                "HTTP/2 stream reset: the client gave no window for its response within send_timeout"
+            );
+            return Poll::Ready(());
+        };
+        let deadline = tokio::time::Instant::now() + left;
+        match this.timer {
+            Some(timer) if timer.deadline() == deadline => {}
+            Some(timer) => timer.as_mut().reset(deadline),
+            None => *this.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+        if let Some(timer) = this.timer {
+            if timer.as_mut().poll(cx).is_ready() {
+                // Due already: poll again right away, to reset.
+                cx.waker().wake_by_ref();
+            }
+        }
+        Poll::Pending
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body as hyper sees it: notes in the stream's record (HTTP/2
+    /// only) when it hands over data and when hyper asks for more.
+    pub(crate) struct Watched<B> {
+        #[pin]
+        inner: B,
+        record: Option<Arc<StreamRecord>>,
+    }
+}
+
+impl<B> Body for Watched<B>
+where
+    B: Body<Data = Bytes, Error = BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let Some(record) = this.record else {
+            return this.inner.poll_frame(cx);
+        };
+        record.pending_since.store(0, Relaxed);
+        let poll = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &poll {
+            if frame.data_ref().is_some_and(|d| !d.is_empty()) {
+                record.pending_since.store(now_ms(), Relaxed);
+            }
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Which of a connection's rare events (shutdown, forced close, the timers, a
+/// close requested by a request) woke its task: their futures are polled with
+/// this waker, which notes that one fired before waking the task.
+#[derive(Debug)]
+struct Signals {
+    /// Set when a signal's waker fired; set at first so that every signal is
+    /// polled once, to register.
+    fired: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Default for Signals {
+    fn default() -> Self {
+        Signals {
+            fired: AtomicBool::new(true),
+            task: Mutex::new(None),
+        }
+    }
+}
+
+impl Signals {
+    fn set_task(&self, waker: Waker) {
+        *self.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(waker);
+    }
+
+    fn fire(&self) {
+        self.fired.store(true, Relaxed);
+    }
+
+    /// Whether a signal fired since the last call.
+    fn take(&self) -> bool {
+        self.fired.swap(false, Relaxed)
+    }
+}
+
+impl Wake for Signals {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fire();
+        if let Some(task) = &*self.task.lock().unwrap_or_else(PoisonError::into_inner) {
+            task.wake_by_ref();
+        }
+    }
+}
+
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Why a connection is being closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    Open,
+    /// Process shutdown: drained within `shutdown_timeout` by the accept loop.
+    Shutdown,
+    /// Idle, request cap or abuse: dropped at its own deadline.
+    Deadline,
+}
+
+/// Serves one client connection until it ends, times out, or is forced closed.
+pub(crate) async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+    forced: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    shared.metrics.connection_opened();
+    let snapshot = shared.snapshot.load_full();
+    let limits = snapshot.limits;
+    let state = Arc::new(ConnState::new(limits.max_requests));
+    let ctx = Arc::new(proxy::ConnCtx {
+        shared: shared.clone(),
+        conn: state.clone(),
+        client_ip: HeaderValue::from_str(&remote.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown")),
+    });
+    let service = service_fn(move |request| {
+        let admitted = ctx.conn.admit();
+        let answered = Answered {
+            conn: ctx.conn.clone(),
+            done: !admitted,
+        };
+        let ctx = ctx.clone();
+        async move {
+            if !admitted {
+                // RST_STREAM(REFUSED_STREAM) on HTTP/2: the request was not
+                // processed and the client may retry it elsewhere (RFC 9113,
+                // section 8.7).
+                drop(request);
+                return Err(refused());
+            }
+            let response = proxy::handle(ctx, request).await;
+            answered.finish();
+            let record = STREAM.try_with(Arc::clone).ok();
+            Ok::<_, h2::Error>(response.map(|inner| Watched { inner, record }))
+        }
+    });
+    let io = ProgressIo {
+        stream,
+        conn: state.clone(),
+    };
+    let conn = snapshot
+        .http
+        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    // Shutdown, forced close and the timers rarely fire, while the connection
+    // wakes this task several times per request: they are polled only when
+    // their own waker fired, not on every wake-up of the task.
+    let mut forced = std::pin::pin!(stopped(forced));
+    let mut stop = std::pin::pin!(stopped(shutdown));
+    let mut idle = std::pin::pin!(tokio::time::sleep(limits.header_timeout));
+    let mut send = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    // The `write_blocked_since` the send timer is set for; 0: not set.
+    let mut send_for = 0u64;
+    let mut close_by = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    let signals = state.signals.clone();
+    let signals_waker = Waker::from(signals.clone());
+    let mut task_waker: Option<Waker> = None;
+    let mut closing = Closing::Open;
+    let outcome = std::future::poll_fn(|cx| {
+        if !task_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            task_waker = Some(cx.waker().clone());
+            signals.set_task(cx.waker().clone());
+        }
+        let mut signal_cx = Context::from_waker(&signals_waker);
+        while signals.take() {
+            if forced.as_mut().poll(&mut signal_cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
+            if send_for != 0 && send.as_mut().poll(&mut signal_cx).is_ready() {
+                if state.write_blocked_since.load(Relaxed) == send_for {
+                    return Poll::Ready(Err("send_timeout: the client took no response bytes"));
+                }
+                send_for = 0;
+            }
+            if closing == Closing::Deadline && close_by.as_mut().poll(&mut signal_cx).is_ready() {
+                if state.active.load(Relaxed) == 0 {
+                    return Poll::Ready(Err("closing: the client did not end the connection"));
+                }
+                // Requests still in flight: they progress (the send timer
+                // watches them) or go; look again later.
+                close_by
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + limits.close_grace());
+                signals.fire();
+                continue;
+            }
+            if closing != Closing::Open {
+                continue;
+            }
+            let mut close = state.close_requested.load(Relaxed);
+            if stop.as_mut().poll(&mut signal_cx).is_ready() {
+                // Finish the request in flight (HTTP/1.1) or the open streams
+                // (HTTP/2, after GOAWAY), then close.
+                closing = Closing::Shutdown;
+                conn.as_mut().graceful_shutdown();
+                continue;
+            }
+            if idle.as_mut().poll(&mut signal_cx).is_ready() {
+                let now = tokio::time::Instant::now();
+                match state.idle_for() {
+                    Some((idle_for, seen)) => {
+                        let timeout = if seen {
+                            limits.idle_timeout
+                        } else {
+                            limits.header_timeout
+                        };
+                        if idle_for >= timeout {
+                            close = true;
+                        } else {
+                            idle.as_mut().reset(now + (timeout - idle_for));
+                        }
+                    }
+                    None => idle.as_mut().reset(now + limits.idle_timeout),
+                }
+                // Poll the timer again, for its new deadline.
+                signals.fire();
+            }
+            if close {
+                // GOAWAY (HTTP/2) or close when idle (HTTP/1.1); new streams
+                // are refused from now on, and the connection is dropped at
+                // `close_by` whatever the client does (it may never answer the
+                // PING that h2 sends with its first GOAWAY).
+                closing = Closing::Deadline;
+                state.closing.store(true, Relaxed);
+                conn.as_mut().graceful_shutdown();
+                close_by
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + limits.close_grace());
+                signals.fire();
+            }
+        }
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            if let Err(err) = result {
+                tracing::debug!(%remote, error = %err, "client connection ended with an error");
+            }
+            return Poll::Ready(Ok(()));
+        }
+        // Writes to the client blocked: the send timer runs from then.
+        let blocked = state.write_blocked_since.load(Relaxed);
+        if blocked != send_for {
+            send_for = blocked;
+            if blocked != 0 {
+                let stalled = Duration::from_millis(now_ms().saturating_sub(blocked));
+                let left = limits.send_timeout.saturating_sub(stalled);
+                send.as_mut().reset(tokio::time::Instant::now() + left);
+                if send.as_mut().poll(&mut signal_cx).is_ready() {
+                    signals.wake_by_ref();
+                }
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+    if let Err(why) = outcome {
+        tracing::debug!(%remote, "client connection closed: {why}");
+        state.abort.store(true, Relaxed);
+    }
+    // The connection (and its socket) drops at the end of this scope.
+    shared.metrics.connection_closed();
+}

@@ -1,0 +1,380 @@
+//! Connections that stop making progress, and HTTP/2 abuse: each case of the
+//! exhaustion review (E1, E2, E3, E5) over real sockets, with raw HTTP/2 frames
+//! where a client library would hide the abuse.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::h2raw::{self, Event, H2};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::task::JoinHandle;
+
+/// An upstream that answers every request with a body of `len` bytes (written
+/// as fast as the gateway takes them), counting its connections and those that
+/// ended (the gateway closed them).
+struct BigUpstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    ended: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for BigUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl BigUpstream {
+    async fn start(len: u64) -> BigUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let ended = Arc::new(AtomicUsize::new(0));
+        let task = {
+            let (accepted, ended) = (accepted.clone(), ended.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((mut stream, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let ended = ended.clone();
+                    tokio::spawn(async move {
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await {
+                                Ok(0) | Err(_) => {
+                                    ended.fetch_add(1, Ordering::SeqCst);
+                                    return;
+                                }
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {len}\r\n\r\n"
+                        );
+                        let chunk = vec![b'x'; 64 * 1024];
+                        let mut left = len;
+                        let mut ok = stream.write_all(answer.as_bytes()).await.is_ok();
+                        while ok && left > 0 {
+                            let n = left.min(chunk.len() as u64) as usize;
+                            ok = stream.write_all(&chunk[..n]).await.is_ok();
+                            left -= n as u64;
+                        }
+                        if ok {
+                            // All sent: wait for the gateway to close.
+                            let _ = stream.read(&mut buf).await;
+                        }
+                        ended.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+            })
+        };
+        BigUpstream {
+            addr,
+            accepted,
+            ended,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+const SIXTY_FOUR_MIB: u64 = 64 * 1024 * 1024;
+
+/// A client socket with a 4 KiB receive buffer, as a slow reader sets it up.
+async fn tiny_window_client(addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// Reads until the gateway closes the connection (EOF or reset); panics after
+/// [`WAIT`]. Returns the bytes read.
+async fn read_until_closed(stream: &mut TcpStream) -> u64 {
+    let mut seen = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let read = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen += n as u64,
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("the gateway did not close the connection");
+    seen
+}
+
+// E1: a client that stops reading a large response held its connection, the
+// upstream connection and its buffers forever (the idle timer is suspended
+// while a request is in flight).
+#[tokio::test]
+async fn client_that_never_reads_a_large_response_is_closed_at_send_timeout_with_its_upstream() {
+    let upstream = BigUpstream::start(SIXTY_FOUR_MIB).await;
+    let gw = Gw::start(&config(
+        "idle_timeout = \"30s\"\nsend_timeout = \"1s\"",
+        "",
+        &route("/", &upstream.url(), ""),
+    ))
+    .await;
+    let mut client = tiny_window_client(gw.addr).await;
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    wait_until(|| upstream.accepted.load(Ordering::SeqCst) == 1).await;
+    // The gateway fills the socket buffers, takes no progress for send_timeout
+    // and drops both connections.
+    wait_until(|| upstream.ended.load(Ordering::SeqCst) == 1).await;
+    let read = read_until_closed(&mut client).await;
+    assert!(
+        read < SIXTY_FOUR_MIB,
+        "the response was not cut: {read} bytes"
+    );
+}
+
+// E1, HTTP/2: a stream whose flow-control window stays at 0 held the stream,
+// its upstream connection and its buffers forever.
+#[tokio::test]
+async fn h2_stream_without_window_is_reset_at_send_timeout_with_its_upstream() {
+    let upstream = BigUpstream::start(SIXTY_FOUR_MIB).await;
+    let gw = Gw::start(&config(
+        "idle_timeout = \"30s\"\nsend_timeout = \"1s\"",
+        "",
+        &route("/", &upstream.url(), ""),
+    ))
+    .await;
+    let mut h2 = H2::connect(gw.addr).await;
+    h2.handshake(&[(h2raw::SETTINGS_INITIAL_WINDOW_SIZE, 0)])
+        .await;
+    h2.start_reading();
+    h2.until(|f| f.kind == h2raw::SETTINGS && f.flags & h2raw::ACK == 0)
+        .await
+        .expect("no SETTINGS from the gateway");
+    h2.send(&h2raw::settings_ack()).await;
+    h2.send(&h2raw::get(1, "/big")).await;
+    h2.until(|f| f.kind == h2raw::HEADERS && f.stream == 1)
+        .await
+        .expect("no response head");
+    let reset = h2
+        .until(|f| f.kind == h2raw::RST_STREAM && f.stream == 1)
+        .await
+        .expect("the connection closed instead of resetting the stream");
+    assert_eq!(reset.u32_at(0), h2raw::CANCEL);
+    wait_until(|| upstream.ended.load(Ordering::SeqCst) == 1).await;
+    // The connection itself stays usable.
+    h2.send(&h2raw::window_update(0, 1)).await;
+    assert!(h2.next_within(Duration::from_millis(200)).await.is_none());
+}
+
+// E2: connections that send only the 24-byte HTTP/2 preface and never read were
+// never closed; `max_connections` of them locked every other client out.
+#[tokio::test]
+async fn h2_preface_only_connections_are_closed_and_do_not_lock_out_new_clients() {
+    let spy = Spy::ok().await;
+    let gw = Gw::start(&config(
+        "idle_timeout = \"1s\"\nmax_connections = 3",
+        "",
+        &route("/", &spy.url(), ""),
+    ))
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+        stream.write_all(h2raw::PREFACE).await.unwrap();
+        silent.push(stream);
+    }
+    let answer = tokio::time::timeout(WAIT, send("GET", &gw.url("/x"), &[]))
+        .await
+        .expect("a new client was locked out by preface-only connections");
+    assert_eq!(answer.status, 200);
+    for stream in &mut silent {
+        read_until_closed(stream).await;
+    }
+}
+
+// E2: a client that reads every frame but never acknowledges a PING kept its
+// connection (here with a request in flight, so the idle timer is not running).
+#[tokio::test]
+async fn h2_client_that_never_acks_pings_is_closed() {
+    let spy = Spy::start(|_| Reply::ok().delay(Duration::from_secs(30))).await;
+    let gw = Gw::start(&config(
+        "idle_timeout = \"1s\"",
+        "",
+        &route("/", &spy.url(), ""),
+    ))
+    .await;
+    let mut h2 = H2::connect(gw.addr).await;
+    h2.handshake(&[]).await;
+    h2.start_reading();
+    h2.until(|f| f.kind == h2raw::SETTINGS && f.flags & h2raw::ACK == 0)
+        .await
+        .expect("no SETTINGS from the gateway");
+    h2.send(&h2raw::settings_ack()).await;
+    h2.send(&h2raw::get(1, "/slow")).await;
+    wait_until(|| spy.arrived() == 1).await;
+    let mut pings = 0;
+    loop {
+        match h2.next().await {
+            Event::Frame(f) if f.kind == h2raw::PING && f.flags & h2raw::ACK == 0 => pings += 1,
+            Event::Frame(_) => {}
+            Event::Closed => break,
+        }
+    }
+    assert!(pings >= 1, "closed without a keep-alive PING");
+}
+
+// E3: HEADERS then RST_STREAM, paced so that the gateway accepts each stream,
+// sent every stream to the upstream with no GOAWAY (CVE-2023-44487).
+#[tokio::test]
+async fn h2_rapid_reset_gets_goaway_and_a_bounded_number_of_upstream_requests() {
+    let spy = Spy::start(|_| Reply::ok().delay(Duration::from_secs(5))).await;
+    let gw = Gw::start(&config("", "", &route("/", &spy.url(), ""))).await;
+    let mut h2 = H2::connect(gw.addr).await;
+    h2.handshake(&[]).await;
+    h2.start_reading();
+    h2.until(|f| f.kind == h2raw::SETTINGS && f.flags & h2raw::ACK == 0)
+        .await
+        .expect("no SETTINGS from the gateway");
+    h2.send(&h2raw::settings_ack()).await;
+    let mut goaway = None;
+    let mut refused = 0;
+    let mut sent = 0u32;
+    'streams: for i in 0..400u32 {
+        let id = 2 * i + 1;
+        if !h2.try_send(&h2raw::get(id, "/x")).await {
+            break;
+        }
+        sent += 1;
+        // Wait until the upstream has the request, or the stream is refused,
+        // or the connection goes away.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            while let Some(event) = h2.try_next() {
+                match event {
+                    Event::Frame(f) if f.kind == h2raw::GOAWAY => goaway = Some(f),
+                    Event::Frame(f) if f.kind == h2raw::RST_STREAM && f.stream == id => {
+                        refused += 1;
+                        continue 'streams;
+                    }
+                    Event::Frame(_) => {}
+                    Event::Closed => break 'streams,
+                }
+            }
+            if goaway.is_some() {
+                break 'streams;
+            }
+            if spy.arrived() > i as usize - refused {
+                break;
+            }
+            assert!(Instant::now() < deadline, "stream {id} went nowhere");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if !h2.try_send(&h2raw::rst_stream(id, h2raw::CANCEL)).await {
+            break;
+        }
+    }
+    let goaway = goaway.unwrap_or_else(|| {
+        panic!(
+            "no GOAWAY after {sent} reset streams; the upstream got {} requests",
+            spy.arrived()
+        )
+    });
+    assert!(
+        spy.arrived() <= 110,
+        "the upstream got {} requests from one connection (GOAWAY {:?})",
+        spy.arrived(),
+        goaway
+    );
+}
+
+// E3: the gateway announces its own cap on concurrent streams (h2's default
+// through hyper was 200).
+#[tokio::test]
+async fn h2_settings_announce_max_concurrent_streams() {
+    let gw = Gw::start(&config("", "", "")).await;
+    let mut h2 = H2::connect(gw.addr).await;
+    h2.handshake(&[]).await;
+    h2.start_reading();
+    let settings = h2
+        .until(|f| f.kind == h2raw::SETTINGS && f.flags & h2raw::ACK == 0)
+        .await
+        .expect("no SETTINGS from the gateway");
+    assert!(
+        settings
+            .settings()
+            .contains(&(h2raw::SETTINGS_MAX_CONCURRENT_STREAMS, 100)),
+        "{:?}",
+        settings.settings()
+    );
+}
+
+/// Reads one HTTP/1.1 response with a `content-length` body; `None` on EOF.
+async fn read_response(stream: &mut TcpStream) -> Option<String> {
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(WAIT, stream.read(&mut byte))
+            .await
+            .unwrap()
+        {
+            Ok(1) => data.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8(data).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await.unwrap();
+    Some(head)
+}
+
+// E3: one client connection may make `max_requests_per_connection` requests;
+// then it is closed after its last answer (nginx's `keepalive_requests`).
+#[tokio::test]
+async fn keepalive_connection_is_closed_after_max_requests_per_connection() {
+    let spy = Spy::ok().await;
+    let gw = Gw::start(&config(
+        "max_requests_per_connection = 3",
+        "",
+        &route("/", &spy.url(), ""),
+    ))
+    .await;
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    for n in 1..=3 {
+        stream
+            .write_all(b"GET /x HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let head = read_response(&mut stream)
+            .await
+            .unwrap_or_else(|| panic!("no answer to request {n}"));
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    }
+    let _ = stream
+        .write_all(b"GET /x HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await;
+    assert!(read_response(&mut stream).await.is_none());
+    assert_eq!(spy.arrived(), 3);
+}
