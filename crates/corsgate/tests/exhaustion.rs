@@ -5,6 +5,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -377,4 +378,104 @@ async fn keepalive_connection_is_closed_after_max_requests_per_connection() {
         .await;
     assert!(read_response(&mut stream).await.is_none());
     assert_eq!(spy.arrived(), 3);
+}
+
+/// Runs `corsgate serve --config FILE` under `prlimit --nofile=LIMIT`, until
+/// it exits or prints its listening line; returns (exit code if it exited,
+/// stdout, stderr).
+fn serve_under_nofile_limit(
+    limit: &str,
+    max_connections: Option<u32>,
+) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    let dir = TempDir::new("nofile");
+    let file = dir.join("corsgate.toml");
+    let extra = max_connections.map_or(String::new(), |n| format!("max_connections = {n}"));
+    std::fs::write(&file, config(&extra, "", "")).unwrap();
+    let mut child = Command::new("prlimit")
+        .arg(format!("--nofile={limit}"))
+        .arg(env!("CARGO_BIN_EXE_corsgate"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run prlimit");
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+        }
+    });
+    let deadline = Instant::now() + WAIT;
+    let mut out = String::new();
+    let code = loop {
+        while let Ok(text) = rx.try_recv() {
+            out = text;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if out.contains("listening on") {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "corsgate neither started nor exited: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    while let Ok(text) = rx.try_recv() {
+        out = text;
+    }
+    (code, out, err)
+}
+
+// E5: under a 1024 (here 256) descriptor limit, max_connections never engaged:
+// accept failed with EMFILE long before, and connected clients got 502s.
+#[test]
+fn max_connections_beyond_the_file_descriptor_limit_is_refused_at_start() {
+    let (code, out, err) = serve_under_nofile_limit("256:256", Some(1000));
+    assert_eq!(code, Some(2), "stdout {out}\nstderr {err}");
+    assert!(
+        err.contains("max_connections = 1000")
+            && err.contains("RLIMIT_NOFILE) is 256")
+            && err.contains("LimitNOFILE=2064")
+            && err.contains("lower server.max_connections to 96"),
+        "{err}"
+    );
+}
+
+#[test]
+fn max_connections_that_the_file_descriptor_limit_holds_starts() {
+    let (code, out, err) = serve_under_nofile_limit("256:256", Some(96));
+    assert_eq!(code, None, "stdout {out}\nstderr {err}");
+    // The soft limit is raised towards the hard limit first.
+    let (code, out, err) = serve_under_nofile_limit("256:2048", Some(900));
+    assert_eq!(code, None, "stdout {out}\nstderr {err}");
+}
+
+#[test]
+fn default_max_connections_is_lowered_to_the_file_descriptor_limit_with_a_warning() {
+    let (code, out, err) = serve_under_nofile_limit("256:256", None);
+    assert_eq!(code, None, "stdout {out}\nstderr {err}");
+    assert!(err.contains("accepting 96 connections at most"), "{err}");
 }

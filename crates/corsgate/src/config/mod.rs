@@ -63,6 +63,9 @@ pub struct Settings {
     pub max_concurrent_streams: u32,
     /// Requests one client connection may make; then it is closed after them.
     pub max_requests_per_connection: u64,
+    /// Whether `max_connections` was written in the file: if not, the gateway
+    /// may lower it to what `RLIMIT_NOFILE` holds instead of refusing to start.
+    pub max_connections_configured: bool,
 }
 
 impl Default for Settings {
@@ -89,6 +92,7 @@ impl Default for Settings {
             send_timeout: Duration::from_secs(60),
             max_concurrent_streams: 100,
             max_requests_per_connection: 1000,
+            max_connections_configured: false,
         }
     }
 }
@@ -683,6 +687,7 @@ fn settings(server: &model::ServerConfig, diagnostics: &mut Vec<Diagnostic>) -> 
     ) {
         settings.max_requests_per_connection = v;
     }
+    settings.max_connections_configured = server.max_connections.is_some();
     let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then_some(settings)
 }

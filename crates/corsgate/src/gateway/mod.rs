@@ -23,6 +23,7 @@ mod admin;
 mod body;
 mod conn;
 mod demo;
+mod fdlimit;
 mod headers;
 mod metrics;
 mod proxy;
@@ -220,6 +221,10 @@ impl Server {
         use anyhow::Context as _;
         options.override_addresses(&mut gateway);
         let settings = gateway.settings.clone();
+        let max_connections = fdlimit::fit_max_connections(
+            settings.max_connections,
+            settings.max_connections_configured,
+        )?;
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -250,7 +255,7 @@ impl Server {
             last_text: Mutex::new(initial_text),
             listen,
             admin: admin_addr,
-            connections: Arc::new(Semaphore::new(settings.max_connections)),
+            connections: Arc::new(Semaphore::new(max_connections)),
         });
         Ok(Server {
             listener,
@@ -297,6 +302,7 @@ impl Server {
         // Closes the connections still open when shutdown_timeout runs out.
         let (force, _) = watch::channel(false);
         let mut shutdown = shared.shutdown.subscribe();
+        let mut accept_errors = AcceptErrors::default();
         loop {
             let permit = tokio::select! {
                 biased;
@@ -313,7 +319,7 @@ impl Server {
                     Ok(accepted) => accepted,
                     Err(err) => {
                         // Out of file descriptors and the like: back off, retry.
-                        tracing::warn!(error = %err, "accept failed");
+                        accept_errors.note(&err);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
@@ -347,6 +353,33 @@ impl Server {
         }
         pruner.abort();
         Ok(())
+    }
+}
+
+/// Logs failed accepts at most once per [`ACCEPT_WARN_EVERY`], with how many
+/// were not logged: out of file descriptors, the loop retries every 50 ms.
+#[derive(Default)]
+struct AcceptErrors {
+    last: Option<tokio::time::Instant>,
+    suppressed: u64,
+}
+
+/// At most one "accept failed" line this often.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
+
+impl AcceptErrors {
+    fn note(&mut self, err: &std::io::Error) {
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < ACCEPT_WARN_EVERY)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(error = %err, suppressed = self.suppressed, "accept failed (out of file descriptors? see RLIMIT_NOFILE and max_connections)");
+        self.last = Some(now);
+        self.suppressed = 0;
     }
 }
 
