@@ -372,6 +372,11 @@ async fn keepalive_connection_is_closed_after_max_requests_per_connection() {
             .await
             .unwrap_or_else(|| panic!("no answer to request {n}"));
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(
+            head.to_ascii_lowercase().contains("connection: close"),
+            n == 3,
+            "{head}"
+        );
     }
     let _ = stream
         .write_all(b"GET /x HTTP/1.1\r\nhost: localhost\r\n\r\n")

@@ -20,7 +20,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::HeaderValue;
+use http::header::CONNECTION;
+use http::{HeaderValue, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -139,19 +140,24 @@ impl ConnState {
         ))
     }
 
-    /// Counts a new request; `false` when it must be refused (the connection is
-    /// closing or made its `max_requests_per_connection`).
-    fn admit(&self) -> bool {
+    /// Counts a new request, and says whether it is served: not when the
+    /// connection is closing or made its `max_requests_per_connection`.
+    fn admit(&self) -> Admission {
         if self.closing.load(Relaxed) || self.close_requested.load(Relaxed) {
-            return false;
+            return Admission::Refused;
         }
         let n = self.requests.fetch_add(1, Relaxed) + 1;
-        if n >= self.max_requests {
-            // The last one still gets its answer; GOAWAY (HTTP/2) or
-            // `Connection: close` (HTTP/1.1) follows.
-            self.request_close();
+        if n < self.max_requests {
+            return Admission::Served;
         }
-        n <= self.max_requests
+        // The last one still gets its answer; GOAWAY (HTTP/2) or
+        // `Connection: close` (HTTP/1.1) follows.
+        self.request_close();
+        if n == self.max_requests {
+            Admission::Last
+        } else {
+            Admission::Refused
+        }
     }
 
     /// A request ended before its response head: for HTTP/2, the client reset
@@ -188,6 +194,14 @@ impl ConnState {
             self.write_blocked_since.store(now_ms(), Relaxed);
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    Served,
+    /// Served, and the connection closes after it.
+    Last,
+    Refused,
 }
 
 /// Held by a request until its response body is dropped.
@@ -539,22 +553,31 @@ pub(crate) async fn serve_connection(
             .unwrap_or(HeaderValue::from_static("unknown")),
     });
     let service = service_fn(move |request| {
-        let admitted = ctx.conn.admit();
+        let admission = ctx.conn.admit();
         let answered = Answered {
             conn: ctx.conn.clone(),
-            done: !admitted,
+            done: admission == Admission::Refused,
         };
+        let last_h1 = admission == Admission::Last && request.version() < Version::HTTP_2;
         let ctx = ctx.clone();
         async move {
-            if !admitted {
+            if admission == Admission::Refused {
                 // RST_STREAM(REFUSED_STREAM) on HTTP/2: the request was not
                 // processed and the client may retry it elsewhere (RFC 9113,
                 // section 8.7).
                 drop(request);
                 return Err(refused());
             }
-            let response = proxy::handle(ctx, request).await;
+            let mut response = proxy::handle(ctx, request).await;
             answered.finish();
+            if last_h1 && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                // The client learns that this connection ends after this
+                // response, before it sends another request on it (RFC 9112,
+                // section 9.6); hyper closes it after the response.
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
             let record = STREAM.try_with(Arc::clone).ok();
             Ok::<_, h2::Error>(response.map(|inner| Watched { inner, record }))
         }
