@@ -184,10 +184,12 @@ async fn h2_stream_without_window_is_reset_at_send_timeout_with_its_upstream() {
         .expect("the connection closed with the stream");
 }
 
-// E2: connections that send only the 24-byte HTTP/2 preface and never read were
-// never closed; `max_connections` of them locked every other client out.
+// E2: connections that send only the 24-byte HTTP/2 preface and never read,
+// or read but never acknowledge the PING sent with the idle GOAWAY, were never
+// closed; `max_connections` of them locked every other client out for good.
 #[tokio::test]
-async fn h2_preface_only_connections_are_closed_and_do_not_lock_out_new_clients() {
+async fn h2_preface_only_and_unacknowledging_connections_are_closed_and_do_not_lock_out_new_clients()
+ {
     let spy = Spy::ok().await;
     let gw = Gw::start(&config(
         "idle_timeout = \"1s\"\nmax_connections = 3",
@@ -196,18 +198,24 @@ async fn h2_preface_only_connections_are_closed_and_do_not_lock_out_new_clients(
     ))
     .await;
     let mut silent = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..2 {
         let mut stream = TcpStream::connect(gw.addr).await.unwrap();
         stream.write_all(h2raw::PREFACE).await.unwrap();
         silent.push(stream);
     }
+    let mut deaf = H2::connect(gw.addr).await;
+    deaf.handshake(&[]).await;
+    deaf.start_reading();
     let answer = tokio::time::timeout(WAIT, send("GET", &gw.url("/x"), &[]))
         .await
-        .expect("a new client was locked out by preface-only connections");
+        .expect("a new client was locked out by idle HTTP/2 connections");
     assert_eq!(answer.status, 200);
     for stream in &mut silent {
         read_until_closed(stream).await;
     }
+    let goaway = deaf.until(|f| f.kind == h2raw::GOAWAY).await;
+    assert!(goaway.is_some(), "closed without GOAWAY");
+    assert!(deaf.until(|_| false).await.is_none());
 }
 
 // E2: a client that reads every frame but never acknowledges a PING kept its

@@ -533,6 +533,17 @@ enum Closing {
     Deadline,
 }
 
+/// How a connection's driver ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The connection ended, or was forced closed at shutdown.
+    Closed,
+    /// Response bytes waited `send_timeout` for the client.
+    SendTimeout,
+    /// Closing, the client kept the connection past its deadline.
+    CloseDeadline,
+}
+
 /// Serves one client connection until it ends, times out, or is forced closed.
 pub(crate) async fn serve_connection(
     shared: Arc<Shared>,
@@ -612,17 +623,17 @@ pub(crate) async fn serve_connection(
         let mut signal_cx = Context::from_waker(&signals_waker);
         while signals.take() {
             if forced.as_mut().poll(&mut signal_cx).is_ready() {
-                return Poll::Ready(Ok(()));
+                return Poll::Ready(Ended::Closed);
             }
             if send_for != 0 && send.as_mut().poll(&mut signal_cx).is_ready() {
                 if state.write_blocked_since.load(Relaxed) == send_for {
-                    return Poll::Ready(Err("send_timeout: the client took no response bytes"));
+                    return Poll::Ready(Ended::SendTimeout);
                 }
                 send_for = 0;
             }
             if closing == Closing::Deadline && close_by.as_mut().poll(&mut signal_cx).is_ready() {
                 if state.active.load(Relaxed) == 0 {
-                    return Poll::Ready(Err("closing: the client did not end the connection"));
+                    return Poll::Ready(Ended::CloseDeadline);
                 }
                 // Requests still in flight: they progress (the send timer
                 // watches them) or go; look again later.
@@ -681,7 +692,7 @@ pub(crate) async fn serve_connection(
             if let Err(err) = result {
                 tracing::debug!(%remote, error = %err, "client connection ended with an error");
             }
-            return Poll::Ready(Ok(()));
+            return Poll::Ready(Ended::Closed);
         }
         // Writes to the client blocked: the send timer runs from then.
         let blocked = state.write_blocked_since.load(Relaxed);
@@ -699,9 +710,15 @@ pub(crate) async fn serve_connection(
         Poll::Pending
     })
     .await;
-    if let Err(why) = outcome {
-        tracing::debug!(%remote, "client connection closed: {why}");
-        state.abort.store(true, Relaxed);
+    match outcome {
+        Ended::Closed => {}
+        Ended::SendTimeout => {
+            tracing::debug!(%remote, "client connection reset: it took no response bytes within send_timeout");
+            state.abort.store(true, Relaxed);
+        }
+        Ended::CloseDeadline => {
+            tracing::debug!(%remote, "client connection closed: it did not end after GOAWAY");
+        }
     }
     // The connection (and its socket) drops at the end of this scope.
     shared.metrics.connection_closed();
