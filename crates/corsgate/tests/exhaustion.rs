@@ -494,3 +494,42 @@ fn default_max_connections_is_lowered_to_the_file_descriptor_limit_with_a_warnin
     assert_eq!(code, None, "stdout {out}\nstderr {err}");
     assert!(err.contains("accepting 96 connections at most"), "{err}");
 }
+
+// E3, HTTP/2: past `max_requests_per_connection`, GOAWAY, and streams opened
+// meanwhile are refused (REFUSED_STREAM: not processed, safe to retry).
+#[tokio::test]
+async fn h2_connection_past_max_requests_per_connection_gets_goaway_and_refused_streams() {
+    let spy = Spy::ok().await;
+    let gw = Gw::start(&config(
+        "max_requests_per_connection = 2",
+        "",
+        &route("/", &spy.url(), ""),
+    ))
+    .await;
+    let mut h2 = H2::connect(gw.addr).await;
+    h2.handshake(&[]).await;
+    h2.start_reading();
+    h2.until(|f| f.kind == h2raw::SETTINGS && f.flags & h2raw::ACK == 0)
+        .await
+        .expect("no SETTINGS from the gateway");
+    let mut burst = h2raw::settings_ack();
+    for id in [1, 3, 5] {
+        burst.extend(h2raw::get(id, "/x"));
+    }
+    h2.send(&burst).await;
+    let (mut answered, mut refused, mut goaway) = (Vec::new(), Vec::new(), false);
+    while answered.len() + refused.len() < 3 || !goaway {
+        match h2.next().await {
+            Event::Frame(f) if f.kind == h2raw::HEADERS => answered.push(f.stream),
+            Event::Frame(f) if f.kind == h2raw::RST_STREAM => {
+                assert_eq!(f.u32_at(0), h2raw::REFUSED_STREAM, "stream {}", f.stream);
+                refused.push(f.stream);
+            }
+            Event::Frame(f) if f.kind == h2raw::GOAWAY => goaway = true,
+            Event::Frame(_) => {}
+            Event::Closed => panic!("closed; answered {answered:?}, refused {refused:?}"),
+        }
+    }
+    assert_eq!((answered, refused), (vec![1, 3], vec![5]));
+    assert_eq!(spy.arrived(), 2);
+}
