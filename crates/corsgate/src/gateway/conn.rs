@@ -44,7 +44,7 @@ const MAX_CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// a connection may make before they count as abuse, when they are also at
 /// least half of its requests (CVE-2023-44487, "rapid reset").
 const EARLY_RESETS_FLOOR: u64 = 100;
-/// Most HTTP/2 keep-alive PINGs wait for their ACK.
+/// Longest an HTTP/2 keep-alive PING waits for its ACK.
 const MAX_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Milliseconds since the process started, plus one: 0 means "never".
