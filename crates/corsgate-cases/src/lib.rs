@@ -144,6 +144,9 @@ debug = true
 /// No CORS keys at all: closed.
 pub const CLOSED: &str = "";
 
+/// Closed, and refusals answered `403` without calling the app.
+pub const CLOSED_REJECT: &str = "on_disallowed = \"reject\"\n";
+
 const VARY_PF: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
 /// The table.
@@ -433,14 +436,60 @@ pub const CASES: &[Case] = &[
             ("access-control-expose-headers", "x-total-count"),
         ],
     },
+    // Under `*` a response without `Origin` carries the same headers as one with:
+    // nothing varies on `Origin`, so a shared cache may serve either copy to every
+    // origin (the security review's F2: with no headers here and no `Vary`, the
+    // first copy cached without `Origin` broke every page).
     Case {
-        name: "public-not-cors-has-no-vary",
+        name: "public-not-cors-gets-star-too",
         policy: PUBLIC,
         method: "GET",
         request: &[],
         outcome: Outcome::NotCors,
         status: None,
-        headers: &[],
+        headers: &[
+            ("access-control-allow-origin", "*"),
+            ("access-control-expose-headers", "x-total-count"),
+        ],
+    },
+    Case {
+        name: "public-malformed-origin-gets-star-too",
+        policy: PUBLIC,
+        method: "GET",
+        request: &[("origin", "https://anyone.example/")],
+        outcome: Outcome::Allowed,
+        status: None,
+        headers: &[
+            ("access-control-allow-origin", "*"),
+            ("access-control-expose-headers", "x-total-count"),
+        ],
+    },
+    Case {
+        name: "public-null-origin-gets-star",
+        policy: PUBLIC,
+        method: "POST",
+        request: &[("origin", "null")],
+        outcome: Outcome::Allowed,
+        status: None,
+        headers: &[
+            ("access-control-allow-origin", "*"),
+            ("access-control-expose-headers", "x-total-count"),
+        ],
+    },
+    // With `Origin` this request is a preflight answered by corsgate; without, it
+    // reaches the app: the answer depends on `Origin`.
+    Case {
+        name: "public-options-without-origin-varies-on-origin",
+        policy: PUBLIC,
+        method: "OPTIONS",
+        request: &[("access-control-request-method", "PUT")],
+        outcome: Outcome::NotCors,
+        status: None,
+        headers: &[
+            ("access-control-allow-origin", "*"),
+            ("access-control-expose-headers", "x-total-count"),
+            ("vary", "Origin"),
+        ],
     },
     Case {
         name: "public-preflight-echoes-never-star",
@@ -457,10 +506,9 @@ pub const CASES: &[Case] = &[
             ("access-control-allow-origin", "*"),
             ("access-control-allow-methods", "PUT"),
             ("access-control-allow-headers", "x-anything"),
-            (
-                "vary",
-                "Access-Control-Request-Method, Access-Control-Request-Headers",
-            ),
+            // Preflights vary on `Origin` under `*` too: whether it is there
+            // decides whether the request is a preflight at all.
+            ("vary", VARY_PF),
         ],
     },
     Case {
@@ -474,10 +522,7 @@ pub const CASES: &[Case] = &[
         ],
         outcome: Outcome::Rejected("header-not-allowed"),
         status: Some(403),
-        headers: &[(
-            "vary",
-            "Access-Control-Request-Method, Access-Control-Request-Headers",
-        )],
+        headers: &[("vary", VARY_PF)],
     },
     Case {
         name: "public-star-methods-exclude-forbidden",
@@ -489,10 +534,7 @@ pub const CASES: &[Case] = &[
         ],
         outcome: Outcome::Rejected("method-not-allowed"),
         status: Some(403),
-        headers: &[(
-            "vary",
-            "Access-Control-Request-Method, Access-Control-Request-Headers",
-        )],
+        headers: &[("vary", VARY_PF)],
     },
     Case {
         name: "strict-rejects-disallowed-actual",
@@ -562,6 +604,26 @@ pub const CASES: &[Case] = &[
         outcome: Outcome::Rejected("origin-not-allowed"),
         status: None,
         headers: &[],
+    },
+    // A closed policy that answers refusals itself sends a 403 to requests with
+    // `Origin` and forwards those without: both vary on `Origin`.
+    Case {
+        name: "closed-reject-varies-on-origin",
+        policy: CLOSED_REJECT,
+        method: "POST",
+        request: &[("origin", APP)],
+        outcome: Outcome::Rejected("origin-not-allowed"),
+        status: Some(403),
+        headers: &[("vary", "Origin")],
+    },
+    Case {
+        name: "closed-reject-not-cors-varies-on-origin",
+        policy: CLOSED_REJECT,
+        method: "POST",
+        request: &[],
+        outcome: Outcome::NotCors,
+        status: None,
+        headers: &[("vary", "Origin")],
     },
     Case {
         name: "closed-preflight-refused",

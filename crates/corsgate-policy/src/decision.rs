@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use crate::config::OnDisallowed;
 use crate::fetch::{self, HeaderListError};
 use crate::matcher::OriginMatch;
-use crate::policy::Policy;
+use crate::policy::{Policy, VARY_ORIGIN};
 
 /// `Access-Control-Request-Private-Network` (Chrome's Private Network Access).
 pub const ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK: HeaderName =
@@ -581,9 +581,27 @@ impl Policy {
         let Some(origin) = head.origin else {
             let mut decision = Decision::new(RequestClass::NotCors, None);
             decision.vary = self.vary_actual;
+            if head.method.is_some() {
+                // An `OPTIONS` with `Access-Control-Request-Method` is a preflight,
+                // answered here, as soon as it carries `Origin`; without, it goes
+                // to the app: the answer depends on `Origin` whatever the policy.
+                decision.vary = Some(&VARY_ORIGIN);
+            }
+            if self.origins.is_any() {
+                // Under `*` every response carries the same CORS headers, with or
+                // without `Origin`: nothing varies, so a shared cache can serve
+                // one copy to every origin (the answer to the security review's
+                // F2, where a copy cached without them broke every page).
+                decision.allow_origin = AllowOrigin::Any;
+                decision.policy_value = self.expose.clone();
+            }
             return decision;
         };
-        let found = if head.duplicated {
+        let found = if self.origins.is_any() {
+            // `*` allows every value, even a malformed or repeated `Origin` (no
+            // browser sends one; `*` echoes nothing back): the same answer for all.
+            OriginMatch::Allowed
+        } else if head.duplicated {
             OriginMatch::Malformed
         } else {
             self.origins.find(origin.as_bytes())

@@ -43,6 +43,9 @@ pub enum DiagnosticKind {
     InvalidHeaderName,
     /// A forbidden request header in `allow_headers`.
     ForbiddenHeader,
+    /// A CORS response header (`Access-Control-Allow-Origin`, …) in
+    /// `allow_headers`.
+    ResponseHeaderInAllowHeaders,
     /// `Set-Cookie` in `expose_headers`.
     ForbiddenExposedHeader,
     /// `*` in `expose_headers` together with credentials.
@@ -85,6 +88,7 @@ impl DiagnosticKind {
             ForbiddenMethod => "forbidden-method",
             InvalidHeaderName => "invalid-header-name",
             ForbiddenHeader => "forbidden-header",
+            ResponseHeaderInAllowHeaders => "response-header-in-allow-headers",
             ForbiddenExposedHeader => "forbidden-exposed-header",
             WildcardExposeWithCredentials => "wildcard-expose-with-credentials",
             InvalidMaxAge => "invalid-max-age",

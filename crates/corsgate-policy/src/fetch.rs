@@ -72,6 +72,21 @@ pub(crate) fn normalized_method(method: &str) -> Option<&'static str> {
         .find(|m| m.eq_ignore_ascii_case(method))
 }
 
+/// The CORS response headers a server sends to answer a request (Fetch §3.2.3):
+/// a page that sends one in its request has a bug, so `allow_headers` never
+/// lists them.
+pub fn is_cors_response_header(name: &str) -> bool {
+    const NAMES: &[&str] = &[
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "access-control-allow-methods",
+        "access-control-allow-headers",
+        "access-control-expose-headers",
+        "access-control-max-age",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
 /// Forbidden request-header names (Fetch §2.2.2): scripts cannot set them, so a
 /// preflight never asks for them; listing one shows a misunderstanding.
 pub fn is_forbidden_request_header(name: &str) -> bool {

@@ -135,6 +135,11 @@ impl OriginSet {
 
     /// Matches a request's `Origin` value, byte for byte.
     pub(crate) fn find(&self, origin: &[u8]) -> OriginMatch {
+        // `*` allows every value, well-formed or not: a policy that allows every
+        // origin answers them all alike (see `Policy::decide`).
+        if self.any {
+            return OriginMatch::Allowed;
+        }
         // Exact entries are canonical, so a hit needs no grammar check.
         if self.exact.contains(origin) {
             return OriginMatch::Allowed;
@@ -142,7 +147,7 @@ impl OriginSet {
         let parsed = match parse_request_origin(origin) {
             Ok(parsed) => parsed,
             Err(OriginSyntax::Null) => {
-                return if self.null || self.any {
+                return if self.null {
                     OriginMatch::Allowed
                 } else {
                     OriginMatch::Null
@@ -150,7 +155,7 @@ impl OriginSet {
             }
             Err(OriginSyntax::Malformed) => return OriginMatch::Malformed,
         };
-        if self.any || self.matches_pattern(parsed) {
+        if self.matches_pattern(parsed) {
             OriginMatch::Allowed
         } else {
             OriginMatch::NotAllowed
@@ -276,10 +281,11 @@ mod tests {
     }
 
     #[test]
-    fn any_covers_null_but_not_malformed() {
+    fn any_covers_every_value_null_and_malformed_too() {
         let s = set(&["*"]);
         assert_eq!(s.find(b"null"), OriginMatch::Allowed);
         assert_eq!(s.find(b"https://x.example"), OriginMatch::Allowed);
-        assert_eq!(s.find(b"https://x.example/"), OriginMatch::Malformed);
+        assert_eq!(s.find(b"https://x.example/"), OriginMatch::Allowed);
+        assert_eq!(s.find(b""), OriginMatch::Allowed);
     }
 }

@@ -1,7 +1,9 @@
 //! What runs: a validated, precomputed policy.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
 use http::{HeaderValue, StatusCode};
 
 use crate::config::{CorsConfig, List, OnDisallowed};
@@ -178,17 +180,12 @@ impl Policy {
     }
 }
 
-static VARY_ORIGIN: HeaderValue = HeaderValue::from_static("Origin");
+pub(crate) static VARY_ORIGIN: HeaderValue = HeaderValue::from_static("Origin");
 static VARY_PREFLIGHT: HeaderValue = HeaderValue::from_static(
     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
 );
 static VARY_PREFLIGHT_PN: HeaderValue = HeaderValue::from_static(
     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network",
-);
-static VARY_PREFLIGHT_NO_ORIGIN: HeaderValue =
-    HeaderValue::from_static("Access-Control-Request-Method, Access-Control-Request-Headers");
-static VARY_PREFLIGHT_NO_ORIGIN_PN: HeaderValue = HeaderValue::from_static(
-    "Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network",
 );
 
 impl Policy {
@@ -371,14 +368,27 @@ impl<'a> Compiler<'a> {
             return Err(CompileError::new(self.diagnostics));
         }
 
-        let any_origin = origins.is_any();
-        let vary_preflight = match (any_origin, private_network) {
-            (false, false) => &VARY_PREFLIGHT,
-            (false, true) => &VARY_PREFLIGHT_PN,
-            (true, false) => &VARY_PREFLIGHT_NO_ORIGIN,
-            (true, true) => &VARY_PREFLIGHT_NO_ORIGIN_PN,
+        // A shared cache keys a response on the URL and the request headers `Vary`
+        // names (RFC 9111 §4.1): any answer that depends on `Origin` must say so,
+        // or the first answer cached is served to every origin.
+        //
+        // Preflights always vary on the three request headers: whether `Origin` is
+        // there decides whether the request is a preflight at all (Fetch §3.2).
+        let vary_preflight = if private_network {
+            &VARY_PREFLIGHT_PN
+        } else {
+            &VARY_PREFLIGHT
         };
-        let vary_actual = (!any_origin && !origins.is_empty()).then_some(&VARY_ORIGIN);
+        let on_disallowed = on_disallowed.unwrap_or_default();
+        let debug = debug.unwrap_or(false);
+        // Actual requests: under `*` the answer is the same whatever the origin
+        // (`Access-Control-Allow-Origin: *` on every response, see `decide`), so
+        // nothing varies; a closed policy that neither reports refusals (debug)
+        // nor answers them itself (reject) adds nothing to any response; every
+        // other policy answers some origins differently from others.
+        let vary_actual = (!origins.is_any()
+            && (!origins.is_empty() || debug || on_disallowed == OnDisallowed::Reject))
+            .then_some(&VARY_ORIGIN);
         // Listed in byte order for people; the sets are ordered for look-ups.
         let debug_methods = joined(sorted(&methods.names), methods.any && !credentials);
         let debug_headers = joined(sorted(&headers.names), headers.any && !credentials);
@@ -391,9 +401,9 @@ impl<'a> Compiler<'a> {
             allow_credentials: Some(credentials),
             max_age,
             allow_private_network: Some(private_network),
-            on_disallowed: Some(on_disallowed.unwrap_or_default()),
+            on_disallowed: Some(on_disallowed),
             preflight_status: Some(preflight_status.as_u16()),
-            debug: Some(debug.unwrap_or(false)),
+            debug: Some(debug),
             dangerously_allow_null_origin: Some(switches.null),
             dangerously_allow_insecure_origins: Some(switches.insecure),
             dangerously_allow_public_suffix_wildcards: Some(switches.public_suffix),
@@ -407,9 +417,9 @@ impl<'a> Compiler<'a> {
             expose,
             max_age: max_age_value,
             private_network,
-            on_disallowed: on_disallowed.unwrap_or_default(),
+            on_disallowed,
             preflight_status,
-            debug: debug.unwrap_or(false),
+            debug,
             debug_methods,
             debug_headers,
             vary_actual,
@@ -427,7 +437,9 @@ impl<'a> Compiler<'a> {
     fn origins(&mut self, list: Option<&List>, path: &str, sw: &Switches) -> OriginSet {
         let mut set = OriginSet::default();
         let Some(list) = list else { return set };
-        let mut seen: Vec<String> = Vec::new();
+        // Hashed: a list search per entry made long lists quadratic (a million
+        // origins never finished compiling).
+        let mut seen: HashSet<String, RandomState> = HashSet::default();
         for (i, item) in list.items().iter().enumerate() {
             let at = format!("{path}[{i}]");
             let pattern = match item.parse::<OriginPattern>() {
@@ -463,7 +475,7 @@ impl<'a> Compiler<'a> {
                 );
                 continue;
             }
-            seen.push(canonical.clone());
+            seen.insert(canonical.clone());
             match pattern.kind() {
                 PatternKind::Any if sw.credentials => {
                     self.error(
@@ -510,15 +522,28 @@ impl<'a> Compiler<'a> {
                             ),
                         );
                     }
-                    if *subdomains && is_public_suffix(host) && !sw.public_suffix {
-                        self.error(
-                            Kind::PublicSuffixWildcard,
-                            &at,
-                            Some(item),
-                            format!(
-                                "{host:?} is a public suffix: anyone can register a site under it, so this pattern allows strangers; list your own origins, or set dangerously_allow_public_suffix_wildcards = true"
-                            ),
-                        );
+                    if *subdomains && !sw.public_suffix {
+                        let why = if is_public_suffix(host) {
+                            Some(format!(
+                                "{host:?} is a public suffix: anyone can register a site under it"
+                            ))
+                        } else if has_public_suffix_below(host) {
+                            Some(format!(
+                                "the Public Suffix List has public suffixes under {host:?}: anyone can create a site under those (cloud hosts hand them out to every customer)"
+                            ))
+                        } else {
+                            None
+                        };
+                        if let Some(why) = why {
+                            self.error(
+                                Kind::PublicSuffixWildcard,
+                                &at,
+                                Some(item),
+                                format!(
+                                    "{why}, so this pattern allows strangers; list your own origins, or set dangerously_allow_public_suffix_wildcards = true"
+                                ),
+                            );
+                        }
                     }
                 }
                 _ => {}
@@ -531,6 +556,7 @@ impl<'a> Compiler<'a> {
     fn methods(&mut self, list: Option<&List>, path: &str) -> NameSet {
         let mut set = NameSet::default();
         let Some(list) = list else { return set };
+        let mut seen: HashSet<Box<[u8]>, RandomState> = HashSet::default();
         for (i, item) in list.items().iter().enumerate() {
             let at = format!("{path}[{i}]");
             if item == "*" {
@@ -595,7 +621,7 @@ impl<'a> Compiler<'a> {
                 );
             }
             let bytes: Box<[u8]> = name.into_bytes().into_boxed_slice();
-            if set.names.contains(&bytes) {
+            if !seen.insert(bytes.clone()) {
                 self.warn(
                     Kind::Duplicate,
                     &at,
@@ -613,6 +639,7 @@ impl<'a> Compiler<'a> {
     fn headers(&mut self, list: Option<&List>, path: &str) -> NameSet {
         let mut set = NameSet::default();
         let Some(list) = list else { return set };
+        let mut seen: HashSet<Box<[u8]>, RandomState> = HashSet::default();
         for (i, item) in list.items().iter().enumerate() {
             let at = format!("{path}[{i}]");
             if item == "*" {
@@ -637,8 +664,19 @@ impl<'a> Compiler<'a> {
                 );
                 continue;
             }
+            if fetch::is_cors_response_header(item) {
+                self.error(
+                    Kind::ResponseHeaderInAllowHeaders,
+                    &at,
+                    Some(item),
+                    format!(
+                        "{item} is a response header: only servers send it, so a page whose request carries it has a bug (often a copied server snippet); remove it from the page's request, not by allowing it here"
+                    ),
+                );
+                continue;
+            }
             let lower: Box<[u8]> = item.to_ascii_lowercase().into_bytes().into_boxed_slice();
-            if set.names.contains(&lower) {
+            if !seen.insert(lower.clone()) {
                 self.warn(
                     Kind::Duplicate,
                     &at,
@@ -665,6 +703,7 @@ impl<'a> Compiler<'a> {
     fn expose(&mut self, list: Option<&List>, path: &str, sw: &Switches) -> Option<HeaderValue> {
         let list = list?;
         let mut names: Vec<String> = Vec::new();
+        let mut seen: HashSet<String, RandomState> = HashSet::default();
         let mut any = false;
         for (i, item) in list.items().iter().enumerate() {
             let at = format!("{path}[{i}]");
@@ -712,7 +751,7 @@ impl<'a> Compiler<'a> {
                 );
             }
             let lower = item.to_ascii_lowercase();
-            if names.contains(&lower) {
+            if !seen.insert(lower.clone()) {
                 self.warn(
                     Kind::Duplicate,
                     &at,
@@ -789,6 +828,30 @@ fn joined<'b>(names: impl Iterator<Item = &'b [u8]>, star: bool) -> Option<Heade
         return None;
     }
     HeaderValue::from_bytes(&out).ok()
+}
+
+/// Whether some public suffix lies strictly below `domain`: a name under it that
+/// anyone can register sites below (`s3.amazonaws.com` under `amazonaws.com`,
+/// the wildcard rule `*.kawasaki.jp` under `kawasaki.jp`).
+///
+/// The `psl` crate compiles the list into a tree walked from the last label, and
+/// it asks for the next label only where the tree goes deeper: after `domain`'s
+/// own labels, it asks for one more exactly when some rule lies below `domain`.
+/// `tests/compile_rules.rs` holds this against every rule of the list.
+fn has_public_suffix_below(domain: &str) -> bool {
+    use psl::Psl;
+    use std::cell::Cell;
+
+    let labels = domain.split('.').count();
+    let pulled = Cell::new(0usize);
+    let probe = domain
+        .rsplit('.')
+        .map(str::as_bytes)
+        // A label no rule has; only a wildcard rule (`*`) matches it.
+        .chain(std::iter::once(b"".as_slice()))
+        .inspect(|_| pulled.set(pulled.get() + 1));
+    psl::List.find(probe);
+    pulled.get() > labels
 }
 
 /// Whether `domain` is itself a public suffix (`com`, `co.uk`, `github.io`), per the
