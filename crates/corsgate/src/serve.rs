@@ -4,6 +4,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -38,7 +39,8 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         out.write_all(config::DEFAULT_CONFIG.as_bytes())?;
         return Ok(Outcome::Clean);
     }
-    init_logging(args.log_format.unwrap_or(Format::Human));
+    // Held to the end: dropping it writes out the lines still queued.
+    let _log_guard = init_logging(args.log_format.unwrap_or(Format::Human));
     let (name, text) = match &args.config {
         Some(path) => (
             path.display().to_string(),
@@ -76,6 +78,8 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         watch: args.config.is_some(),
         listen: args.listen,
         admin_listen: args.admin_listen,
+        // The watcher starts from the text compiled above, never a second read.
+        config_text: args.config.is_some().then(|| text.clone()),
     };
     let result = runtime.block_on(async move {
         let banner = banner(&gateway, demo);
@@ -122,13 +126,38 @@ fn runtime(threads: NonZeroUsize) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn init_logging(format: Format) {
+/// Most log lines waiting for the log writer's thread; past it, lines are
+/// dropped and counted. With request values capped in log lines (about 1 KiB a
+/// line), at most a few MiB.
+const LOG_QUEUE_LINES: usize = 4096;
+
+/// Lines the log writer dropped, for `corsgate_log_lines_dropped_total`.
+static LOG_LINES_DROPPED: OnceLock<tracing_appender::non_blocking::ErrorCounter> = OnceLock::new();
+
+/// Log lines dropped since start because the log output did not keep up.
+pub(crate) fn log_lines_dropped() -> u64 {
+    LOG_LINES_DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
+}
+
+/// Logs to stderr through a bounded queue and a thread of its own: a log pipe
+/// that stops draining (a stalled shipper, a full journald socket, `| less`)
+/// costs dropped lines, never a blocked worker thread. nginx buffers its access
+/// log the same way, and Envoy writes logs from a flush thread.
+fn init_logging(format: Format) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::EnvFilter;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("corsgate-log")
+        .finish(std::io::stderr());
+    let _ = LOG_LINES_DROPPED.set(writer.error_counter());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = match format {
         Format::Human => builder.with_target(false).try_init(),
         Format::Json => builder
@@ -137,6 +166,7 @@ fn init_logging(format: Format) {
             .with_current_span(false)
             .try_init(),
     };
+    guard
 }
 
 /// The start-up text: addresses, routes, and for the demo, commands to try.

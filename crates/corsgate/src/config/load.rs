@@ -28,20 +28,39 @@ pub struct Located {
 pub struct Source<'i> {
     text: &'i str,
     root: Spanned<DeTable<'i>>,
+    /// Byte offset where each line starts, found once: a file with 100 000
+    /// problems locates each with a binary search, not a scan from the start.
+    line_starts: Vec<usize>,
 }
 
 impl<'i> Source<'i> {
-    /// Line and column (from 1) of a byte offset.
+    fn new(text: &'i str, root: Spanned<DeTable<'i>>) -> Self {
+        let line_starts = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+            .collect();
+        Source {
+            text,
+            root,
+            line_starts,
+        }
+    }
+
+    /// Line and column (from 1) of a byte offset; the column counts characters.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let before = self
+        let offset = offset.min(self.text.len());
+        // The last line starting at or before the offset.
+        let line = self.line_starts.partition_point(|start| *start <= offset);
+        let start = self
+            .line_starts
+            .get(line.saturating_sub(1))
+            .copied()
+            .unwrap_or(0);
+        let column = self
             .text
-            .get(..offset.min(self.text.len()))
-            .unwrap_or_default();
-        let line = before.matches('\n').count() + 1;
-        let column = before.rfind('\n').map_or(before.chars().count(), |nl| {
-            before.get(nl + 1..).map_or(0, |tail| tail.chars().count())
-        }) + 1;
-        (line, column)
+            .get(start..offset)
+            .map_or(0, |part| part.chars().count())
+            + 1;
+        (line.max(1), column)
     }
 
     /// The span of the deepest existing item along `path`
@@ -111,7 +130,7 @@ pub struct Parsed<'i> {
 pub fn parse(text: &str) -> Parsed<'_> {
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
     let mut parsed = Parsed {
-        source: Source { text, root },
+        source: Source::new(text, root),
         config: None,
         problems: Vec::new(),
     };

@@ -66,6 +66,9 @@ pub struct Settings {
     /// Whether `max_connections` was written in the file: if not, the gateway
     /// may lower it to what `RLIMIT_NOFILE` holds instead of refusing to start.
     pub max_connections_configured: bool,
+    /// Host names, besides IP literals and `localhost`, that the admin listener
+    /// answers (lowercase, without port).
+    pub admin_hosts: Vec<String>,
 }
 
 impl Default for Settings {
@@ -93,6 +96,7 @@ impl Default for Settings {
             max_concurrent_streams: 100,
             max_requests_per_connection: 1000,
             max_connections_configured: false,
+            admin_hosts: Vec::new(),
         }
     }
 }
@@ -323,6 +327,16 @@ fn compile(config: &FileConfig) -> (Option<Gateway>, Vec<Diagnostic>) {
             strip_prefix: route.strip_prefix.unwrap_or(false),
             policy,
         });
+    }
+    if config.route.is_empty() {
+        // Without a route every request is a 404. An empty file (or a prefix
+        // of one, cut before its first route) must never be served by mistake:
+        // the security review's F8.
+        diagnostics.push(Diagnostic::error(
+            DiagnosticKind::File,
+            "route",
+            "no route: corsgate would answer every request with 404; add at least one [[route]] with a path and an upstream, such as [[route]] path = \"/\" upstream = \"http://127.0.0.1:3000\"",
+        ));
     }
     if diagnostics.iter().any(Diagnostic::is_error) {
         return (None, diagnostics);
@@ -688,8 +702,49 @@ fn settings(server: &model::ServerConfig, diagnostics: &mut Vec<Diagnostic>) -> 
         settings.max_requests_per_connection = v;
     }
     settings.max_connections_configured = server.max_connections.is_some();
+    if let Some(hosts) = &server.admin_hosts {
+        settings.admin_hosts = admin_hosts(hosts, diagnostics);
+    }
     let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then_some(settings)
+}
+
+/// `admin_hosts`: DNS names as a `Host` header carries them, lowercase,
+/// without port or trailing dot (the admin listener compares them so).
+fn admin_hosts(hosts: &[String], diagnostics: &mut Vec<Diagnostic>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, host) in hosts.iter().enumerate() {
+        let at = format!("server.admin_hosts[{i}]");
+        let fix = host.trim_end_matches('.').to_ascii_lowercase();
+        let problem = if host.is_empty() || host.len() > 253 {
+            Some("a host name of 1 to 253 characters".to_owned())
+        } else if host.contains(':') {
+            Some(format!(
+                "a host name without port (the port never matters): use {:?}",
+                fix.split(':').next().unwrap_or_default()
+            ))
+        } else if !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        {
+            Some(
+                "a DNS name: letters, digits, '-' and '.' only (no wildcard, no scheme; a non-ASCII name in its xn-- form)"
+                    .to_owned(),
+            )
+        } else if fix != *host {
+            Some(format!(
+                "a host name is compared lowercase and without trailing dot: use {fix:?}"
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => diagnostics
+                .push(Diagnostic::error(DiagnosticKind::File, at, message).with_value(host)),
+            None => out.push(fix),
+        }
+    }
+    out
 }
 
 fn effective_config(
@@ -734,6 +789,7 @@ fn effective_config(
         max_concurrent_streams: Some(i64::from(settings.max_concurrent_streams)),
         max_requests_per_connection: i64::try_from(settings.max_requests_per_connection).ok(),
         cors: Some(default_policy.effective_config().clone()),
+        admin_hosts: Some(settings.admin_hosts.clone()),
     };
     let mut by_index: Vec<&Route> = routes.iter().collect();
     by_index.sort_by_key(|r| r.index);

@@ -92,6 +92,10 @@ pub struct ServerConfig {
     /// The default CORS policy that routes inherit field by field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<CorsConfig>,
+    /// Host names the admin listener answers besides IP literals and
+    /// `localhost`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_hosts: Option<Vec<String>>,
 }
 
 /// `[[route]]`.
@@ -140,6 +144,7 @@ pub const SERVER_KEYS: &[&str] = &[
     "max_concurrent_streams",
     "max_requests_per_connection",
     "cors",
+    "admin_hosts",
 ];
 
 /// Keys of `[[route]]`.

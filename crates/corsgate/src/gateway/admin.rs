@@ -4,25 +4,47 @@
 //! routes, and so that scrapes never compete with proxied traffic for limits.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::header::{CONTENT_TYPE, HOST};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 
 use super::Shared;
 use super::body::ResponseBody;
 
+/// Most admin connections open at once. Scrapers and health checks need a
+/// few; past the cap, new connections wait in the listen backlog.
+pub(crate) const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Longest an admin connection may go without the client taking any of the
+/// response bytes pending for it; then it is closed.
+pub(crate) const ADMIN_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest time to send a request head, and to stay idle between requests.
+const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves until aborted: the admin listener outlives the main one during a
 /// drain, so that `/readyz` can say the gateway is going away.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
     loop {
+        // A slot first: the connections past the cap wait unaccepted.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
@@ -39,20 +61,157 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service)
+                .header_read_timeout(ADMIN_HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(SendTimeout::new(stream)), service)
                 .await;
+            drop(slot);
         });
     }
 }
 
+/// A connection whose writes fail once they have made no progress for
+/// [`ADMIN_SEND_TIMEOUT`]: a client that asks for `/metrics` and never reads
+/// is closed instead of holding its slot and its response forever.
+struct SendTimeout {
+    stream: TcpStream,
+    /// Armed while a write waits for the client to read.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl SendTimeout {
+    fn new(stream: TcpStream) -> Self {
+        SendTimeout {
+            stream,
+            stalled: None,
+        }
+    }
+
+    /// After a write (or flush) came back `Pending`: fails once the stall has
+    /// lasted the send timeout.
+    fn check_stall(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(ADMIN_SEND_TIMEOUT)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the admin client read nothing within the send timeout",
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for SendTimeout {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SendTimeout {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Pending => self.check_stall(cx).map(Err),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.stream).poll_flush(cx) {
+            Poll::Pending => self.check_stall(cx).map(Err),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
+            Poll::Pending => self.check_stall(cx).map(Err),
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// Whether the admin listener answers a request for `host` (a `Host` header or
+/// a target's authority): an IP literal, `localhost`, or a name of
+/// `admin_hosts`. A page on any other name reaches this listener only through
+/// DNS rebinding, and must not read `/config` or `/metrics`.
+fn host_allowed(host: &str, admin_hosts: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => {
+            return rest.split_once(']').is_some_and(|(ip, port)| {
+                ip.parse::<std::net::Ipv6Addr>().is_ok()
+                    && (port.is_empty() || valid_port(port.strip_prefix(':')))
+            });
+        }
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if valid_port(Some(port)) => name,
+            Some(_) => return false,
+            None => host,
+        },
+    };
+    let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+    name.parse::<IpAddr>().is_ok()
+        || name == "localhost"
+        || admin_hosts.contains(&name)
+}
+
+fn valid_port(port: Option<&str>) -> bool {
+    port.is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody> {
+    // The target's authority, for absolute-form requests, else `Host`
+    // (RFC 9112 §3.2.2). HTTP/1.0 clients may send neither.
+    let host = match request.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => request.headers().get(HOST).and_then(|h| h.to_str().ok()),
+    };
+    let allowed = match host {
+        Some(host) => host_allowed(host, &shared.snapshot.load().gateway.settings.admin_hosts),
+        None => request.version() == Version::HTTP_10,
+    };
+    if !allowed {
+        return text(
+            StatusCode::MISDIRECTED_REQUEST,
+            "421 Misdirected Request: the admin listener answers IP addresses, localhost and the names in admin_hosts\n",
+        );
+    }
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
     }
     match request.uri().path() {
         "/metrics" => {
-            let mut response = Response::new(ResponseBody::full(shared.metrics.render()));
+            let mut response = Response::new(ResponseBody::full(shared.metrics.render_shared()));
             response.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

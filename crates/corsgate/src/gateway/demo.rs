@@ -20,6 +20,9 @@ use super::headers::X_REQUEST_ID;
 
 /// Largest JSON body the demo reads.
 const MAX_DEMO_BODY: usize = 64 * 1024;
+/// Most items the demo keeps: enough to try things, and at most about 200 KB of
+/// names, so that a loop of POSTs cannot grow the gateway's memory.
+pub(crate) const MAX_DEMO_ITEMS: usize = 1000;
 
 /// The demo's state: its items, kept across reloads.
 #[derive(Debug)]
@@ -75,6 +78,16 @@ impl Demo {
                 Ok(name) => {
                     let id = {
                         let mut store = self.lock();
+                        if store.items.len() >= MAX_DEMO_ITEMS {
+                            drop(store);
+                            return reply(
+                                StatusCode::INSUFFICIENT_STORAGE,
+                                json!({
+                                    "error": format!("the demo store is full ({MAX_DEMO_ITEMS} items): delete some first"),
+                                    "max_items": MAX_DEMO_ITEMS,
+                                }),
+                            );
+                        }
                         let id = store.next_id;
                         store.next_id += 1;
                         store.items.insert(id, name.clone());

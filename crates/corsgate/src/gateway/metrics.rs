@@ -4,10 +4,13 @@
 //! request path only does relaxed atomic adds: no map lookup, no lock, no
 //! allocation. The text exposition is written by hand when `/metrics` is scraped.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use corsgate_policy::{RejectionReason, RequestClass};
 
@@ -104,11 +107,25 @@ impl RouteStats {
 /// Statuses of the responses the gateway makes itself when something fails.
 const GATEWAY_STATUSES: [u16; 8] = [400, 404, 408, 413, 431, 502, 503, 504];
 
+/// How long a rendered exposition is handed to further scrapes, while a slower
+/// scrape still holds it.
+const RENDER_SHARED_FOR: Duration = Duration::from_secs(1);
+
+/// The route stats in the order routes were first seen, and an index by name:
+/// a configuration of 100 000 routes finds each route's stats in constant time.
+#[derive(Debug, Default)]
+struct Routes {
+    list: Vec<Arc<RouteStats>>,
+    by_name: HashMap<String, usize>,
+}
+
 /// Every metric of one gateway process; survives reloads.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     /// Route stats by route name; locked only on reload and scrape.
-    routes: Mutex<Vec<Arc<RouteStats>>>,
+    routes: Mutex<Routes>,
+    /// The last exposition rendered, while some response still sends it.
+    rendered: Mutex<(Instant, Weak<Vec<u8>>)>,
     unmatched: Arc<RouteStats>,
     reload_success: AtomicU64,
     reload_failure: AtomicU64,
@@ -123,7 +140,8 @@ pub(crate) struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            routes: Mutex::new(Vec::new()),
+            routes: Mutex::new(Routes::default()),
+            rendered: Mutex::new((Instant::now(), Weak::new())),
             unmatched: Arc::new(RouteStats::new(UNMATCHED.to_owned())),
             reload_success: AtomicU64::new(0),
             reload_failure: AtomicU64::new(0),
@@ -145,12 +163,29 @@ impl Metrics {
     /// survives a reload keeps counting where it was.
     pub(crate) fn route(&self, name: &str) -> Arc<RouteStats> {
         let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = routes.iter().find(|r| r.name == name) {
+        if let Some(found) = routes.by_name.get(name).and_then(|i| routes.list.get(*i)) {
             return found.clone();
         }
         let stats = Arc::new(RouteStats::new(name.to_owned()));
-        routes.push(stats.clone());
+        let index = routes.list.len();
+        routes.list.push(stats.clone());
+        routes.by_name.insert(name.to_owned(), index);
         stats
+    }
+
+    /// The exposition for a scrape, as shared bytes: scrapes within a second of
+    /// one still being sent get the same copy, so slow scrapers do not each pin
+    /// a rendering of their own (several MiB with thousands of routes).
+    pub(crate) fn render_shared(&self) -> Bytes {
+        let mut rendered = self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
+        if rendered.0.elapsed() <= RENDER_SHARED_FOR {
+            if let Some(text) = rendered.1.upgrade() {
+                return Bytes::from_owner(Shared(text));
+            }
+        }
+        let text = Arc::new(self.render().into_bytes());
+        *rendered = (Instant::now(), Arc::downgrade(&text));
+        Bytes::from_owner(Shared(text))
     }
 
     pub(crate) fn unmatched(&self) -> &Arc<RouteStats> {
@@ -207,6 +242,7 @@ impl Metrics {
             .routes
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .list
             .clone();
         routes.push(self.unmatched.clone());
 
@@ -314,7 +350,10 @@ impl Metrics {
              corsgate_websocket_upgrades_total {}\n\
              # HELP corsgate_upstream_body_timeouts_total Responses cut because the upstream's body stalled for upstream_body_timeout.\n\
              # TYPE corsgate_upstream_body_timeouts_total counter\n\
-             corsgate_upstream_body_timeouts_total {}\n",
+             corsgate_upstream_body_timeouts_total {}\n\
+             # HELP corsgate_log_lines_dropped_total Log lines dropped because the log output did not keep up.\n\
+             # TYPE corsgate_log_lines_dropped_total counter\n\
+             corsgate_log_lines_dropped_total {}\n",
             self.reload_success.load(Relaxed),
             self.reload_failure.load(Relaxed),
             self.in_flight.load(Relaxed).max(0),
@@ -322,8 +361,18 @@ impl Metrics {
             self.connections_total.load(Relaxed),
             self.websocket_upgrades.load(Relaxed),
             self.upstream_body_timeouts.load(Relaxed),
+            crate::serve::log_lines_dropped(),
         );
         out
+    }
+}
+
+/// A rendered exposition shared by the responses sending it.
+struct Shared(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
     }
 }
 

@@ -792,6 +792,11 @@ impl<'a> Target<'a> {
 }
 
 /// One line per refused CORS request; debug mode adds what was refused.
+///
+/// Request values in the line are cut to a few hundred bytes, and each route
+/// logs at most a few refusals per second for each reason, then one line with
+/// the number left out: a client must not choose how much the gateway writes
+/// (nginx cuts error-log lines at 2048 bytes).
 fn log_refusal<B>(
     route: &str,
     decision: &Decision,
@@ -799,27 +804,116 @@ fn log_refusal<B>(
     request: &Request<B>,
     request_id: &HeaderValue,
 ) {
+    use std::borrow::Cow;
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex, PoisonError};
+    use std::time::Duration;
+
+    /// Longest request value (origin, path, request id, detail) in a line.
+    const MAX_LOGGED_VALUE: usize = 256;
+    /// Refusals logged per route and reason in each second.
+    const LINES_PER_SECOND: u32 = 10;
+    const WINDOW: Duration = Duration::from_secs(1);
+    /// Past this many (route, reason) windows, stale ones are forgotten (route
+    /// names change across reloads).
+    const MAX_WINDOWS: usize = 10_000;
+
+    struct Window {
+        start: Instant,
+        logged: u32,
+        suppressed: u64,
+    }
+    static WINDOWS: LazyLock<Mutex<HashMap<String, HashMap<&'static str, Window>>>> =
+        LazyLock::new(Mutex::default);
+
+    fn capped(value: &str) -> Cow<'_, str> {
+        if value.len() <= MAX_LOGGED_VALUE {
+            return Cow::Borrowed(value);
+        }
+        let mut end = MAX_LOGGED_VALUE;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        let kept = value.get(..end).unwrap_or_default();
+        Cow::Owned(format!("{kept}…(+{} bytes)", value.len() - end))
+    }
+
     let Some(rejection) = decision.rejection() else {
         return;
     };
+    let reason = rejection.reason().as_str();
+    let now = Instant::now();
+    let (log, suppressed) = {
+        let mut windows = WINDOWS.lock().unwrap_or_else(PoisonError::into_inner);
+        if windows.len() >= MAX_WINDOWS && !windows.contains_key(route) {
+            windows.retain(|_, reasons| {
+                reasons.retain(|_, w| now.duration_since(w.start) < WINDOW || w.suppressed > 0);
+                !reasons.is_empty()
+            });
+        }
+        if !windows.contains_key(route) {
+            windows.insert(route.to_owned(), HashMap::new());
+        }
+        let window = windows.get_mut(route).map(|reasons| {
+            reasons.entry(reason).or_insert(Window {
+                start: now,
+                logged: 0,
+                suppressed: 0,
+            })
+        });
+        match window {
+            Some(window) => {
+                let mut suppressed = 0;
+                if now.duration_since(window.start) >= WINDOW {
+                    suppressed = window.suppressed;
+                    *window = Window {
+                        start: now,
+                        logged: 0,
+                        suppressed: 0,
+                    };
+                }
+                if window.logged < LINES_PER_SECOND {
+                    window.logged += 1;
+                    (true, suppressed)
+                } else {
+                    window.suppressed += 1;
+                    (false, suppressed)
+                }
+            }
+            None => (true, 0),
+        }
+    };
+    let route: &str = &capped(route);
+    if suppressed > 0 {
+        tracing::info!(
+            route,
+            reason,
+            suppressed,
+            "CORS refusals suppressed: more than {LINES_PER_SECOND} a second for this route and reason; this many were not logged"
+        );
+    }
+    if !log {
+        return;
+    }
     // Recorded as strings: quoted and escaped in human logs, so that a crafted
     // origin cannot pass for other fields; plain strings in JSON.
     let origin = decision
         .origin()
         .map(|o| String::from_utf8_lossy(o.as_bytes()))
         .unwrap_or_default();
-    let origin: &str = &origin;
+    let origin: &str = &capped(&origin);
     let request_id = String::from_utf8_lossy(request_id.as_bytes());
-    let request_id: &str = &request_id;
+    let request_id: &str = &capped(&request_id);
     if debug {
+        let detail = rejection.to_string();
         tracing::info!(
             route,
             origin,
             class = decision.class().as_str(),
-            reason = rejection.reason().as_str(),
-            detail = rejection.to_string().as_str(),
-            method = %request.method(),
-            path = request.uri().path(),
+            reason,
+            detail = &*capped(&detail),
+            method = &*capped(request.method().as_str()),
+            path = &*capped(request.uri().path()),
             request_id,
             "CORS request refused"
         );
@@ -828,7 +922,7 @@ fn log_refusal<B>(
             route,
             origin,
             class = decision.class().as_str(),
-            reason = rejection.reason().as_str(),
+            reason,
             request_id,
             "CORS request refused"
         );

@@ -1,7 +1,14 @@
 //! Hot reload: on SIGHUP (see `serve`) and when the configuration file changes.
 //!
-//! The new file is compiled whole; only a configuration without errors is swapped
-//! in, atomically. Requests in flight keep the snapshot they started with.
+//! The new file is compiled whole; only a configuration without errors, with at
+//! least one route, is swapped in, atomically. Requests in flight keep the
+//! snapshot they started with.
+//!
+//! A file being written must never run half-written (the security review's F8:
+//! a writer that pauses mid-file, or `: > file` before the new text). On Linux
+//! a change is acted on only once the writer closed the file (or a new file
+//! was renamed in its place), and every file-event reload reads the
+//! file twice, a debounce apart, and goes ahead only if both reads agree.
 
 use std::path::Path;
 use std::sync::{Arc, PoisonError};
@@ -32,6 +39,9 @@ pub enum ReloadOutcome {
     Unreadable(String),
     /// The gateway runs the built-in configuration: there is no file to read.
     NoFile,
+    /// The file changed between two reads a debounce apart: a writer is still
+    /// at it, and its next change is reloaded (file-change reloads only).
+    Unsettled,
 }
 
 /// Reads the configuration file and swaps it in if it compiles. With
@@ -47,16 +57,32 @@ pub(crate) fn reload(shared: &Shared, only_if_changed: bool) -> ReloadOutcome {
         .last_text
         .lock()
         .unwrap_or_else(PoisonError::into_inner);
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
+    let read = || match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
         Err(err) => {
             tracing::error!(file = %name, error = %err, "reload failed: cannot read the configuration; the previous one keeps running");
             shared.metrics.reloaded(false);
-            return ReloadOutcome::Unreadable(err.to_string());
+            Err(ReloadOutcome::Unreadable(err.to_string()))
         }
+    };
+    let text = match read() {
+        Ok(text) => text,
+        Err(outcome) => return outcome,
     };
     if only_if_changed && last.as_deref() == Some(text.as_str()) {
         return ReloadOutcome::Unchanged;
+    }
+    if only_if_changed {
+        // A file event: take the file only once it has stopped changing.
+        std::thread::sleep(DEBOUNCE);
+        match read() {
+            Ok(again) if again == text => {}
+            Ok(_) => {
+                tracing::info!(file = %name, "the configuration is still being written; it is reloaded once the writing ends");
+                return ReloadOutcome::Unsettled;
+            }
+            Err(outcome) => return outcome,
+        }
     }
     let checked = config::check(&text);
     let Some(mut gateway) = checked.gateway else {
@@ -103,6 +129,25 @@ pub(crate) fn reload(shared: &Shared, only_if_changed: bool) -> ReloadOutcome {
     ReloadOutcome::Applied { warnings }
 }
 
+/// Whether a file event can end a write. On Linux (inotify), a file is complete
+/// when its writer closes it, or when another file is renamed in its place; the
+/// modifications before that (and the creation of a new file) are a write in
+/// progress, which a writer may pause for any time. Elsewhere, every change counts, and the
+/// double read in [`reload`] is the guard.
+fn is_complete_write(kind: &notify::EventKind) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
+    if cfg!(any(target_os = "linux", target_os = "android")) {
+        matches!(
+            kind,
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+                | EventKind::Modify(ModifyKind::Name(_))
+        )
+    } else {
+        !kind.is_access()
+    }
+}
+
 /// Watches the configuration file and reloads after it changes. The directory is
 /// watched, not the file, so that editors that replace the file (write a copy,
 /// rename it over) are seen too. Returns the watcher, which stops when dropped.
@@ -116,7 +161,7 @@ pub(crate) fn watch(path: &Path, shared: Arc<Shared>) -> Option<notify::Recommen
     let mut watcher = match notify::recommended_watcher(
         move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
-            if event.kind.is_access() {
+            if !is_complete_write(&event.kind) {
                 return;
             }
             if event

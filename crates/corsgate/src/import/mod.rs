@@ -14,12 +14,17 @@ mod license_monitor;
 mod nexus;
 mod nginx;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::Context;
 
 use crate::{Outcome, check, config};
+
+/// Largest file `import` reads. CORS settings are kilobytes, even in a large
+/// nginx configuration; a bigger input is refused before it is parsed, so that
+/// the parse (about 60 times the file in memory for nginx) stays small.
+pub const MAX_INPUT_BYTES: u64 = 1 << 20;
 
 /// The formats `import` reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -95,9 +100,8 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let name = file.display().to_string();
+    let text = read_bounded(file).with_context(|| format!("cannot read {name}"))?;
     let imported = import(source, &text, &name)
         .with_context(|| format!("{name}: cannot import as {}", source.name()))?;
     out.write_all(imported.toml.as_bytes())?;
@@ -130,4 +134,19 @@ pub fn run(
         )?;
         Ok(Outcome::Findings)
     }
+}
+
+/// Reads at most [`MAX_INPUT_BYTES`] of `file` as UTF-8, refusing a larger one
+/// (also one that grows while it is read, or a pipe that never ends).
+fn read_bounded(file: &Path) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)?
+        .take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        anyhow::bail!(
+            "the file is larger than 1 MiB ({MAX_INPUT_BYTES} bytes), the most import reads: CORS settings are kilobytes; give import the file, or the part of it, that holds them"
+        );
+    }
+    String::from_utf8(bytes).context("the file is not valid UTF-8")
 }

@@ -109,13 +109,20 @@ struct Directive {
     block: Option<Vec<Directive>>,
 }
 
+/// Deepest nesting of blocks read. nginx configurations rarely go past 5
+/// (`http { server { location { if { } } } }`); the limit keeps the recursion of
+/// the parser, of [`find_all`] and of the tree's drop far from the stack's end.
+const MAX_DEPTH: usize = 100;
+
 fn parse(tokens: &[Token]) -> anyhow::Result<Vec<Directive>> {
     let mut at = 0;
-    let directives = block(tokens, &mut at, true)?;
+    let directives = block(tokens, &mut at, 0)?;
     Ok(directives)
 }
 
-fn block(tokens: &[Token], at: &mut usize, top: bool) -> anyhow::Result<Vec<Directive>> {
+/// Reads the directives of a block `depth` levels deep (0: the file itself).
+fn block(tokens: &[Token], at: &mut usize, depth: usize) -> anyhow::Result<Vec<Directive>> {
+    let top = depth == 0;
     let mut out = Vec::new();
     loop {
         let Some(token) = tokens.get(*at) else {
@@ -154,7 +161,12 @@ fn block(tokens: &[Token], at: &mut usize, top: bool) -> anyhow::Result<Vec<Dire
                         }
                         Some(Token::Open) => {
                             *at += 1;
-                            let inner = block(tokens, at, false)?;
+                            if depth >= MAX_DEPTH {
+                                bail!(
+                                    "line {line}: blocks nested more than {MAX_DEPTH} deep; nginx configurations are a few levels deep: is a `}}` missing?"
+                                );
+                            }
+                            let inner = block(tokens, at, depth + 1)?;
                             out.push(Directive {
                                 name: text.clone(),
                                 args,

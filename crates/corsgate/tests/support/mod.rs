@@ -31,6 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 pub mod rawup;
+pub mod binary;
 
 /// Longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -1,0 +1,213 @@
+//! The `corsgate` binary as a child process: `serve` with its banner and log
+//! lines read on threads (or its stderr left unread, as a stalled log pipe), and
+//! one-shot commands bounded in time.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::WAIT;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_corsgate");
+
+/// What happens to the log lines of a `serve` process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stderr {
+    /// Read line by line, kept for [`Serve::stderr`].
+    Read,
+    /// A pipe nobody reads: once its buffer is full, writes to it block.
+    Stalled,
+}
+
+/// A `corsgate serve` process, killed when dropped.
+pub struct Serve {
+    child: Child,
+    stdout: mpsc::Receiver<String>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    /// Held open and never read (`Stderr::Stalled`).
+    _stalled: Option<ChildStderr>,
+}
+
+impl Serve {
+    pub fn start(config: &Path, stderr: Stderr) -> Serve {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start corsgate");
+        let (tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let err = child.stderr.take().unwrap();
+        let stalled = match stderr {
+            Stderr::Stalled => Some(err),
+            Stderr::Read => {
+                let lines = lines.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(err);
+                    let mut line = Vec::new();
+                    while let Ok(n) = reader.read_until(b'\n', &mut line) {
+                        if n == 0 {
+                            break;
+                        }
+                        lines
+                            .lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&line).trim_end().to_owned());
+                        line.clear();
+                    }
+                });
+                None
+            }
+        };
+        Serve {
+            child,
+            stdout,
+            stderr: lines,
+            _stalled: stalled,
+        }
+    }
+
+    /// The gateway and admin addresses from the banner.
+    pub fn addresses(&mut self) -> (SocketAddr, SocketAddr) {
+        let listen = self.wait_stdout("listening on http://");
+        let listen = listen.rsplit("http://").next().unwrap().parse().unwrap();
+        let admin = self.wait_stdout("admin: http://");
+        let admin = admin
+            .split("http://")
+            .nth(1)
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (listen, admin)
+    }
+
+    fn wait_stdout(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no line with {needle:?} on stdout; stderr {:?}",
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for a log line containing `needle`.
+    pub fn wait_stderr(&self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(line) = self.stderr().into_iter().find(|l| l.contains(needle)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {needle:?}: {:?}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `within` for the process to exit; `None` if it is still running.
+    pub fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a one-shot command did.
+#[derive(Debug)]
+pub struct Ran {
+    /// `None` when killed by a signal (a stack overflow's SIGABRT) or by the
+    /// time limit.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Killed after `within`.
+    pub timed_out: bool,
+}
+
+/// Runs `corsgate ARGS`, killed after `within` (a hang guard).
+pub fn run(args: &[&str], within: Duration) -> Ran {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start corsgate");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = out.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = err.read_to_end(&mut text);
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let deadline = Instant::now() + within;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ran {
+        code: status.code(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+        timed_out,
+    }
+}
