@@ -203,7 +203,8 @@ fn an_invalid_configuration_starts_nothing_and_exits_2() {
     let file = dir.join("bad.toml");
     std::fs::write(
         &file,
-        "[server]\nlisten = \"127.0.0.1:0\"\n[server.cors]\nallow_origins = [\"https://app.example.com/\"]\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.cors]\nallow_origins = [\"https://app.example.com/\"]\n\
+         [[route]]\npath = \"/\"\nupstream = \"builtin:demo\"\n",
     )
     .unwrap();
     let output = Command::new(BIN)
