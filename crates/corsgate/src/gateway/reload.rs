@@ -7,8 +7,8 @@
 //! A file being written must never run half-written (the security review's F8:
 //! a writer that pauses mid-file, or `: > file` before the new text). On Linux
 //! a change is acted on only once the writer closed the file (or a new file
-//! was renamed in its place), and every file-event reload reads the
-//! file twice, a debounce apart, and goes ahead only if both reads agree.
+//! was renamed in its place), and every file-event reload reads the file
+//! twice, a debounce apart, and goes ahead only if both reads agree.
 
 use std::path::Path;
 use std::sync::{Arc, PoisonError};
@@ -132,8 +132,8 @@ pub(crate) fn reload(shared: &Shared, only_if_changed: bool) -> ReloadOutcome {
 /// Whether a file event can end a write. On Linux (inotify), a file is complete
 /// when its writer closes it, or when another file is renamed in its place; the
 /// modifications before that (and the creation of a new file) are a write in
-/// progress, which a writer may pause for any time. Elsewhere, every change counts, and the
-/// double read in [`reload`] is the guard.
+/// progress, which a writer may pause for any time. Elsewhere, every change
+/// counts, and the double read in [`reload`] is the guard.
 fn is_complete_write(kind: &notify::EventKind) -> bool {
     use notify::EventKind;
     use notify::event::{AccessKind, AccessMode, ModifyKind};
