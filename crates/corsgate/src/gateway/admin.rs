@@ -180,9 +180,7 @@ fn host_allowed(host: &str, admin_hosts: &[String]) -> bool {
         },
     };
     let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-    name.parse::<IpAddr>().is_ok()
-        || name == "localhost"
-        || admin_hosts.contains(&name)
+    name.parse::<IpAddr>().is_ok() || name == "localhost" || admin_hosts.contains(&name)
 }
 
 fn valid_port(port: Option<&str>) -> bool {
