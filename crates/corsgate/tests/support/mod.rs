@@ -30,8 +30,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-pub mod rawup;
 pub mod binary;
+pub mod rawup;
 
 /// Longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
