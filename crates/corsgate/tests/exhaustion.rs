@@ -317,7 +317,7 @@ async fn h2_rapid_reset_gets_goaway_and_a_bounded_number_of_upstream_requests() 
 // through hyper was 200).
 #[tokio::test]
 async fn h2_settings_announce_max_concurrent_streams() {
-    let gw = Gw::start(&config("", "", "")).await;
+    let gw = Gw::start(&config("", "", &route("/", "builtin:demo", ""))).await;
     let mut h2 = H2::connect(gw.addr).await;
     h2.handshake(&[]).await;
     h2.start_reading();
@@ -406,7 +406,7 @@ fn serve_under_nofile_limit(
     let dir = TempDir::new("nofile");
     let file = dir.join("corsgate.toml");
     let extra = max_connections.map_or(String::new(), |n| format!("max_connections = {n}"));
-    std::fs::write(&file, config(&extra, "", "")).unwrap();
+    std::fs::write(&file, config(&extra, "", &route("/", "builtin:demo", ""))).unwrap();
     let mut child = Command::new("prlimit")
         .arg(format!("--nofile={limit}"))
         .arg(env!("CARGO_BIN_EXE_corsgate"))
