@@ -70,6 +70,21 @@ pub enum DiagnosticKind {
     MethodCase,
     /// Anything about the file around the policy (the gateway's keys).
     File,
+    /// An origin whose host the URL standard rewrites (`http://127.1` is
+    /// `http://127.0.0.1`): browsers send the rewritten form.
+    RewrittenHost,
+    /// An origin whose host the URL standard rejects (`http://foo.bar.255`,
+    /// invalid punycode): no browser sends it.
+    InvalidHost,
+    /// An origin on a port Fetch blocks (a "bad port", port 0 too): no page is
+    /// loaded from it.
+    BadPort,
+    /// A request header (`Origin`, `Access-Control-Request-*`) in
+    /// `expose_headers`: no response carries it.
+    RequestHeaderInExposeHeaders,
+    /// A CORS response header (`Access-Control-Allow-*`, …) in
+    /// `expose_headers`: the policy writes it; its keys say what it holds.
+    CorsHeaderInExposeHeaders,
 }
 
 impl DiagnosticKind {
@@ -101,6 +116,11 @@ impl DiagnosticKind {
             Dangerous => "dangerous",
             MethodCase => "method-case",
             File => "file",
+            RewrittenHost => "rewritten-host",
+            InvalidHost => "invalid-host",
+            BadPort => "bad-port",
+            RequestHeaderInExposeHeaders => "request-header-in-expose-headers",
+            CorsHeaderInExposeHeaders => "cors-header-in-expose-headers",
         }
     }
 }

@@ -87,6 +87,47 @@ pub fn is_cors_response_header(name: &str) -> bool {
     NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
+/// The request-only names of the CORS protocol (Fetch §3.2.2): browsers send
+/// them, responses never carry them, so `expose_headers` never lists them. The fix
+/// for each, when one is listed there.
+pub(crate) fn request_only_header_fix(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    Some(match lower.as_str() {
+        "origin" => {
+            "remove it (a page knows its own origin; Access-Control-Allow-Origin already answers with it)"
+        }
+        "access-control-request-method" => {
+            "remove it; the methods a preflight may ask for are allow_methods"
+        }
+        "access-control-request-headers" => {
+            "remove it; the request headers a preflight may ask for are allow_headers, and the response headers scripts may read are listed here by their own names"
+        }
+        "access-control-request-private-network" => {
+            "remove it; private network preflights are answered by allow_private_network"
+        }
+        _ if lower.starts_with("access-control-request-") => "remove it",
+        _ => return None,
+    })
+}
+
+/// The CORS response names (Fetch §3.2.3), `Access-Control-Allow-*` included:
+/// the policy writes them, so `expose_headers` never lists them. The policy key
+/// that sets each one.
+pub(crate) fn cors_response_header_key(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    Some(match lower.as_str() {
+        "access-control-allow-origin" => "allow_origins",
+        "access-control-allow-credentials" => "allow_credentials",
+        "access-control-allow-methods" => "allow_methods",
+        "access-control-allow-headers" => "allow_headers",
+        "access-control-allow-private-network" => "allow_private_network",
+        "access-control-expose-headers" => "expose_headers",
+        "access-control-max-age" => "max_age",
+        _ if lower.starts_with("access-control-allow-") => "the policy's keys",
+        _ => return None,
+    })
+}
+
 /// Forbidden request-header names (Fetch §2.2.2): scripts cannot set them, so a
 /// preflight never asks for them; listing one shows a misunderstanding.
 pub fn is_forbidden_request_header(name: &str) -> bool {

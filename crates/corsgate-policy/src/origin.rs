@@ -361,6 +361,14 @@ pub enum PatternErrorKind {
     NonAscii,
     /// A `file:` origin: browsers send `null` for those.
     FileOrigin,
+    /// A host the URL standard's host parser rewrites (`127.1` is `127.0.0.1`):
+    /// browsers send the rewritten form.
+    RewrittenHost,
+    /// A host the URL standard's host parser rejects (`foo.bar.255`, invalid
+    /// punycode): no page has it.
+    InvalidHost,
+    /// A port Fetch refuses to load from (a "bad port"): no page has it.
+    BadPort,
 }
 
 impl PatternError {
@@ -531,6 +539,9 @@ fn parse_pattern(input: &str) -> Result<OriginPattern, PatternError> {
             fix,
         ));
     }
+    if let Some((kind, why)) = parsed.rewritten {
+        return Err(PatternError::new(kind, why, fix));
+    }
     Ok(canonical)
 }
 
@@ -547,6 +558,9 @@ struct ParsedAuthority {
     had_uppercase: bool,
     default_port_written: bool,
     port_not_canonical: bool,
+    /// Why the host is not what browsers send, when the URL standard rewrites it
+    /// (`kind` holds the rewritten host).
+    rewritten: Option<(PatternErrorKind, String)>,
 }
 
 fn parse_authority(scheme: &str, authority: &str) -> Result<ParsedAuthority, PatternError> {
@@ -558,7 +572,14 @@ fn parse_authority(scheme: &str, authority: &str) -> Result<ParsedAuthority, Pat
         let (prefix, bare) = host
             .strip_prefix("*.")
             .map_or(("", host), |bare| ("*.", bare));
-        let fix = idna::domain_to_ascii(bare).ok().map(|ascii| {
+        // What the URL standard makes of it (UTS #46 mapping, then the IPv4
+        // parser: fullwidth digits are an address), when special.
+        let ascii = match url::Host::parse(bare) {
+            Ok(url::Host::Domain(domain)) => Some(domain),
+            Ok(ip) if prefix.is_empty() && is_special(scheme) => Some(ip.to_string()),
+            _ => None,
+        };
+        let fix = ascii.map(|ascii| {
             let port = port.map(|p| format!(":{p}")).unwrap_or_default();
             format!("{scheme}://{prefix}{ascii}{port}")
         });
@@ -650,17 +671,154 @@ fn parse_authority(scheme: &str, authority: &str) -> Result<ParsedAuthority, Pat
         return Err(PatternError::new(MalformedWildcard, message, None));
     }
     validate_host(bare, subdomains)?;
+    // What browsers make of the host: the URL standard's host parser, which the
+    // page's URL went through before its origin was serialized into `Origin`.
+    let rewritten = match url_host(scheme, bare) {
+        UrlHost::Same => None,
+        UrlHost::Rejected(why) => {
+            let what = if subdomains {
+                "every name under this host"
+            } else {
+                "this host"
+            };
+            return Err(PatternError::new(
+                InvalidHost,
+                format!("browsers refuse {what}: {why}, so no page has this origin"),
+                None,
+            ));
+        }
+        // A lowercase ASCII name comes out different only as an IPv4 address, and
+        // a name under a wildcard never is one.
+        UrlHost::Rewritten(_) if subdomains => {
+            return Err(PatternError::new(
+                MalformedWildcard,
+                "a subdomain wildcard cannot apply to an IP address",
+                None,
+            ));
+        }
+        UrlHost::Rewritten(host) => Some(host),
+    };
+    if let PortRule::Exact(port) = port
+        && is_port_blocked_scheme(scheme)
+        && is_bad_port(port)
+    {
+        return Err(PatternError::new(
+            BadPort,
+            format!(
+                "browsers never load a page from port {port}: the Fetch standard blocks it as a bad port (\"port blocking\"), so no page has this origin; serve the page from another port"
+            ),
+            None,
+        ));
+    }
+    let rewritten = rewritten.map(|host| {
+        let message = if host.starts_with('[') {
+            // The URL standard's IPv6 serializer (§3.6) compresses the longest
+            // run of zeros and writes an embedded IPv4 address in hex.
+            (
+                NotCanonical,
+                "browsers write IPv6 addresses in their shortest form".to_owned(),
+            )
+        } else if host.starts_with(|c: char| c.is_ascii_digit()) {
+            (
+                RewrittenHost,
+                format!(
+                    "the URL standard reads the host {bare:?} as the IPv4 address {host}, so browsers send that instead"
+                ),
+            )
+        } else {
+            (
+                RewrittenHost,
+                format!(
+                    "the URL standard rewrites the host {bare:?} to {host:?}, so browsers send that instead"
+                ),
+            )
+        };
+        (host, message)
+    });
+    let (host, rewritten) = match rewritten {
+        Some((host, message)) => (host, Some(message)),
+        None => (bare.to_owned(), None),
+    };
     Ok(ParsedAuthority {
         kind: PatternKind::Host {
             scheme: scheme.to_owned(),
-            host: bare.to_owned(),
+            host,
             subdomains,
             port,
         },
         had_uppercase,
         default_port_written,
         port_not_canonical,
+        rewritten,
     })
+}
+
+/// The schemes whose hosts the URL standard parses as domains or IP addresses
+/// (its "special" schemes, §4.1). Other schemes (`capacitor:`, `ionic:`) have
+/// opaque hosts, kept as written.
+fn is_special(scheme: &str) -> bool {
+    matches!(scheme, "http" | "https" | "ws" | "wss" | "ftp")
+}
+
+/// The schemes Fetch blocks bad ports for: HTTP(S) (Fetch §2.9), and WebSocket
+/// URLs, which are fetched as their http(s) counterparts (WebSockets standard,
+/// "establish a WebSocket connection").
+fn is_port_blocked_scheme(scheme: &str) -> bool {
+    matches!(scheme, "http" | "https" | "ws" | "wss")
+}
+
+/// Fetch's "bad port" list (Fetch §2.9 "Port blocking", port 0 included): a
+/// fetch to one of them fails before connecting, because other protocols listen
+/// there and a crafted request could talk to them. A page is never loaded from
+/// one, so no `Origin` carries one.
+const BAD_PORTS: [u16; 83] = [
+    0, 1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101,
+    102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427,
+    465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990,
+    993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667,
+    6668, 6669, 6679, 6697, 10080,
+];
+
+fn is_bad_port(port: u16) -> bool {
+    BAD_PORTS.binary_search(&port).is_ok()
+}
+
+/// What the URL standard's host parser makes of a lowercase ASCII host.
+enum UrlHost {
+    Same,
+    Rewritten(String),
+    Rejected(&'static str),
+}
+
+/// Runs the URL standard's host parser (URL standard §3.5, through the `url`
+/// crate) on `host` for a special scheme, and says whether it serializes back to
+/// itself. Opaque hosts (other schemes) are kept as written by browsers.
+fn url_host(scheme: &str, host: &str) -> UrlHost {
+    // IPv6 addresses are parsed alike whatever the scheme.
+    if !is_special(scheme) && !host.starts_with('[') {
+        return UrlHost::Same;
+    }
+    match url::Host::parse(host) {
+        Ok(url::Host::Domain(domain)) if domain == host => UrlHost::Same,
+        Ok(parsed) => {
+            let serialized = parsed.to_string();
+            if serialized == host {
+                UrlHost::Same
+            } else {
+                UrlHost::Rewritten(serialized)
+            }
+        }
+        Err(url::ParseError::InvalidIpv4Address) => UrlHost::Rejected(
+            "the URL standard reads a host whose last label is a number as an IPv4 address, and this is not a valid one (four numbers of at most 255, or fewer with the last one larger)",
+        ),
+        Err(url::ParseError::IdnaError) => UrlHost::Rejected(
+            "it is not a valid internationalized name (a label that starts with xn-- must be valid punycode of a valid name)",
+        ),
+        Err(url::ParseError::InvalidDomainCharacter) => {
+            UrlHost::Rejected("it holds a character the URL standard forbids in a host")
+        }
+        Err(_) => UrlHost::Rejected("the URL standard's host parser refuses it"),
+    }
 }
 
 fn validate_host(host: &str, subdomains: bool) -> Result<(), PatternError> {
@@ -676,14 +834,10 @@ fn validate_host(host: &str, subdomains: bool) -> Result<(), PatternError> {
                 None,
             ));
         }
-        return match inner.parse::<std::net::Ipv6Addr>() {
-            Ok(ip) if format!("[{ip}]") == host => Ok(()),
-            Ok(ip) => Err(PatternError::new(
-                NotCanonical,
-                "browsers write IPv6 addresses in their shortest form",
-                Some(format!("[{ip}]")),
-            )),
-            Err(_) => Err(PatternError::new(
+        // Whether it is in the form browsers send is for `url_host`.
+        return match url::Host::parse(host) {
+            Ok(url::Host::Ipv6(_)) if !inner.contains('[') => Ok(()),
+            _ => Err(PatternError::new(
                 NotAnOrigin,
                 format!("{host:?} is not an IPv6 address"),
                 None,
@@ -694,6 +848,17 @@ fn validate_host(host: &str, subdomains: bool) -> Result<(), PatternError> {
         return Err(PatternError::new(
             NotAnOrigin,
             format!("a host name has at most {MAX_HOST_LEN} bytes"),
+            None,
+        ));
+    }
+    // A name under the wildcard is a label, a dot and this host.
+    if subdomains && host.len() + 2 > MAX_HOST_LEN {
+        return Err(PatternError::new(
+            NotAnOrigin,
+            format!(
+                "a host name has at most {MAX_HOST_LEN} bytes, and every name under this wildcard has at least {}",
+                host.len() + 2
+            ),
             None,
         ));
     }

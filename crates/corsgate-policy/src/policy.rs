@@ -451,6 +451,9 @@ impl<'a> Compiler<'a> {
                         }
                         PatternErrorKind::MalformedWildcard => Kind::MalformedWildcard,
                         PatternErrorKind::FileOrigin => Kind::NullOrigin,
+                        PatternErrorKind::RewrittenHost => Kind::RewrittenHost,
+                        PatternErrorKind::InvalidHost => Kind::InvalidHost,
+                        PatternErrorKind::BadPort => Kind::BadPort,
                         _ => Kind::InvalidOrigin,
                     };
                     let mut message = format!("not an origin: {}", err.message());
@@ -738,6 +741,28 @@ impl<'a> Compiler<'a> {
                     &at,
                     Some(item),
                     "browsers never let scripts read Set-Cookie, whatever the server says; remove it".into(),
+                );
+                continue;
+            }
+            if let Some(fix) = fetch::request_only_header_fix(item) {
+                self.error(
+                    Kind::RequestHeaderInExposeHeaders,
+                    &at,
+                    Some(item),
+                    format!(
+                        "{item} is a request header: browsers send it and no response carries it, so there is nothing to expose; {fix}"
+                    ),
+                );
+                continue;
+            }
+            if let Some(key) = fetch::cors_response_header_key(item) {
+                self.error(
+                    Kind::CorsHeaderInExposeHeaders,
+                    &at,
+                    Some(item),
+                    format!(
+                        "{item} is part of the CORS answer that corsgate writes from this policy, not a header of the upstream's for scripts to read; remove it, and set what it says with {key}"
+                    ),
                 );
                 continue;
             }

@@ -29,6 +29,13 @@ fn port() -> impl Strategy<Value = String> {
     ]
 }
 
+/// The Fetch standard's bad ports above 1023 (every one below is on the list
+/// or never an issue here: skipped).
+const BLOCKED_HIGH_PORTS: &[u16] = &[
+    1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669,
+    6679, 6697, 10080,
+];
+
 /// Well-formed patterns, in canonical form.
 fn pattern() -> impl Strategy<Value = String> {
     (scheme(), any::<bool>(), host(), port()).prop_filter_map(
@@ -49,6 +56,25 @@ fn pattern() -> impl Strategy<Value = String> {
                     .all(|l| l.bytes().all(|b| b.is_ascii_digit()))
             {
                 return None;
+            }
+            // What the URL standard rewrites or rejects (a last label that is a
+            // number, `xn--` labels) and ports Fetch blocks are refused: see
+            // `origins_browsers_send.rs`.
+            if matches!(scheme.as_str(), "http" | "https" | "ws" | "wss" | "ftp") {
+                let last = host.rsplit('.').next().unwrap_or_default();
+                if last.bytes().all(|b| b.is_ascii_digit())
+                    || last.starts_with("0x")
+                    || host.split('.').any(|l| l.starts_with("xn--"))
+                {
+                    return None;
+                }
+                let blocked = port
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .is_some_and(|p| p < 1024 || BLOCKED_HIGH_PORTS.contains(&p));
+                if blocked && scheme != "ftp" {
+                    return None;
+                }
             }
             Some(format!(
                 "{scheme}://{}{host}{port}",
