@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# corsgate-policy must stay a pure engine: no async runtime, server, client or
-# logging crate anywhere in its normal dependency tree.
+# The library crates below the gateway stay free of what they do not need:
+# - corsgate-policy is a pure engine: no async runtime, server, client or logging
+#   crate anywhere in its normal dependency tree;
+# - corsgate-config (file -> model -> route table) is read by the gateway, the
+#   tools and the fuzzer: the same, and no CLI or application-error crate either.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tree=$(cargo tree -p corsgate-policy -e normal --prefix none --format '{p}' | awk '{print $1}' | sort -u)
-bad=$(echo "$tree" | grep -E '^(tokio|async-std|smol|futures|hyper|hyper-util|tower|tower-http|axum|actix-web|reqwest|log|tracing|env_logger|slog)$' || true)
-if [ -n "$bad" ]; then
-  echo "corsgate-policy depends on: $bad" >&2
-  exit 1
-fi
-echo "corsgate-policy dependencies: $(echo "$tree" | tr '\n' ' ')"
+runtime='tokio|async-std|smol|futures|hyper|hyper-util|tower|tower-http|axum|actix-web|reqwest|log|tracing|env_logger|slog'
+check() {
+  local crate=$1 forbidden=$2
+  local tree bad
+  tree=$(cargo tree -p "$crate" -e normal --prefix none --format '{p}' | awk '{print $1}' | sort -u)
+  bad=$(echo "$tree" | grep -E "^($forbidden)\$" || true)
+  if [ -n "$bad" ]; then
+    echo "$crate depends on: $bad" >&2
+    exit 1
+  fi
+  echo "$crate dependencies: $(echo "$tree" | tr '\n' ' ')"
+}
+check corsgate-policy "$runtime"
+check corsgate-config "$runtime|clap|clap_builder|anyhow"

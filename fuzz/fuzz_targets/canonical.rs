@@ -1,10 +1,10 @@
-//! The canonical request target and host (`corsgate::config::canonical`): never
+//! The canonical request target and host (`corsgate_config::canonical`): never
 //! panics; a canonical path is canonical again unchanged (idempotent), has no
 //! empty, `.` or `..` segment and no lowercase escape; its match path has no
 //! `;parameters`; a canonical authority parses back to itself.
 #![no_main]
 
-use corsgate::config::canonical::{
+use corsgate_config::canonical::{
     EscapedSlashes, PathCase, PathRules, canonical_authority, canonical_path, match_path,
 };
 use libfuzzer_sys::fuzz_target;

@@ -5,6 +5,6 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    let checked = corsgate::config::check(text);
+    let checked = corsgate_config::check(text);
     assert_eq!(checked.has_errors(), checked.gateway.is_none());
 });

@@ -5,10 +5,8 @@ use std::io::Write;
 use anyhow::Context;
 use std::path::Path;
 
-use corsgate_policy::Severity;
-
-use crate::config::{self, Located};
 use crate::{Format, Outcome};
+use corsgate_config as config;
 
 /// Checks `file` and prints what it finds to `out`.
 pub fn run(file: &Path, format: Format, out: &mut dyn Write) -> anyhow::Result<Outcome> {
@@ -19,27 +17,18 @@ pub fn run(file: &Path, format: Format, out: &mut dyn Write) -> anyhow::Result<O
     match format {
         Format::Human => {
             for problem in &checked.problems {
-                writeln!(out, "{}", human_line(&name, problem))?;
+                writeln!(out, "{name}:{problem}")?;
             }
-            let errors = checked
-                .problems
-                .iter()
-                .filter(|p| p.diagnostic.is_error())
-                .count();
-            let warnings = checked.problems.len() - errors;
-            if errors == 0 {
+            let summary = checked.summary();
+            if summary.errors == 0 {
+                let warnings = summary.warnings;
                 writeln!(
                     out,
                     "{name}: valid ({warnings} warning{})",
                     plural(warnings)
                 )?;
             } else {
-                writeln!(
-                    out,
-                    "{name}: invalid ({errors} error{}, {warnings} warning{})",
-                    plural(errors),
-                    plural(warnings)
-                )?;
+                writeln!(out, "{name}: invalid ({summary})")?;
             }
         }
         Format::Json => {
@@ -57,27 +46,6 @@ pub fn run(file: &Path, format: Format, out: &mut dyn Write) -> anyhow::Result<O
     } else {
         Outcome::Clean
     })
-}
-
-/// `FILE:LINE:COL: path: severity: "value": message`.
-pub fn human_line(file: &str, problem: &Located) -> String {
-    let d = &problem.diagnostic;
-    let severity = match d.severity() {
-        Severity::Error => "error",
-        _ => "warning",
-    };
-    let path = if d.path().is_empty() {
-        String::new()
-    } else {
-        format!("{}: ", d.path())
-    };
-    let value = d.value().map(|v| format!("{v:?}: ")).unwrap_or_default();
-    format!(
-        "{file}:{}:{}: {path}{severity}: {value}{}",
-        problem.line,
-        problem.column,
-        d.message()
-    )
 }
 
 fn plural(n: usize) -> &'static str {

@@ -4,7 +4,6 @@
 
 pub mod audit;
 pub mod check;
-pub mod config;
 pub mod explain;
 pub mod gateway;
 pub mod import;

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::check::human_line;
-use crate::config::{self, Gateway, Upstream};
 use crate::gateway::{Handle, Options, Server};
 use crate::{Format, Outcome};
+use corsgate_config::{self as config, GatewayConfig, Upstream};
 
 /// What `corsgate serve` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -56,20 +55,16 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let Some(gateway) = checked.gateway else {
         let mut stderr = std::io::stderr().lock();
         for problem in &checked.problems {
-            writeln!(stderr, "{}", human_line(&name, problem))?;
+            writeln!(stderr, "{name}:{problem}")?;
         }
-        let errors = checked
-            .problems
-            .iter()
-            .filter(|p| p.diagnostic.is_error())
-            .count();
+        let errors = checked.summary().errors;
         bail!(
             "{name}: invalid configuration ({errors} error{}); nothing started",
             if errors == 1 { "" } else { "s" }
         );
     };
     for problem in &gateway.warnings {
-        tracing::warn!("{}", human_line(&name, problem));
+        tracing::warn!("{name}:{problem}");
     }
     let runtime = runtime(threads(args.threads))?;
     let demo = args.config.is_none();
@@ -171,7 +166,7 @@ fn init_logging(format: Format) -> tracing_appender::non_blocking::WorkerGuard {
 
 /// The start-up text: addresses, routes, and for the demo, commands to try.
 fn banner(
-    gateway: &Gateway,
+    gateway: &GatewayConfig,
     demo: bool,
 ) -> impl FnOnce(SocketAddr, Option<SocketAddr>) -> String + use<> {
     let routes: Vec<String> = {

@@ -363,7 +363,7 @@ fn wildcard_with_credentials_cannot_be_configured() {
         "[server.cors]\nallow_credentials = true\n\
          [[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\ncors = { allow_origins = \"*\" }\n",
     ] {
-        let checked = corsgate::config::check(text);
+        let checked = corsgate_config::check(text);
         assert!(checked.gateway.is_none(), "accepted:\n{text}");
         let problems = format!("{:?}", checked.problems);
         assert!(

@@ -85,7 +85,7 @@ fn unreadable_file_exits_2() {
 
 #[test]
 fn embedded_default_config_is_valid() {
-    let checked = corsgate::config::check(corsgate::config::DEFAULT_CONFIG);
+    let checked = corsgate_config::check(corsgate_config::DEFAULT_CONFIG);
     assert!(!checked.has_errors(), "{:?}", checked.problems);
 }
 
@@ -103,7 +103,7 @@ fn documentation_examples_are_valid() {
             if !block.contains("[[route]]") {
                 continue; // fragments of a file, not whole files
             }
-            let result = corsgate::config::check(block);
+            let result = corsgate_config::check(block);
             let errors: Vec<_> = result
                 .problems
                 .iter()

@@ -1,7 +1,7 @@
 //! `corsgate explain`: the simulated browser against compiled configurations.
 
-use corsgate::config;
 use corsgate::explain::{Credentials, Initiator, PageRequest, Verdict, explain};
+use corsgate_config as config;
 
 const CONFIG: &str = r#"
 [server.cors]

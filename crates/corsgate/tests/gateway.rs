@@ -1068,7 +1068,7 @@ async fn admin_endpoints() {
 async fn the_built_in_demo_api_behind_the_development_policy() {
     let any = "127.0.0.1:0".parse().unwrap();
     let gw = Gw::start_with(
-        corsgate::config::DEFAULT_CONFIG,
+        corsgate_config::DEFAULT_CONFIG,
         Options {
             listen: Some(any),
             admin_listen: Some(any),

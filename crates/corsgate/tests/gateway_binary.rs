@@ -193,8 +193,8 @@ fn print_default_config_prints_the_built_in_configuration() {
         .unwrap();
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
-    assert_eq!(text, corsgate::config::DEFAULT_CONFIG);
-    assert!(!corsgate::config::check(&text).has_errors());
+    assert_eq!(text, corsgate_config::DEFAULT_CONFIG);
+    assert!(!corsgate_config::check(&text).has_errors());
 }
 
 #[test]

@@ -113,7 +113,7 @@ fn every_seed_example_imports_as_expected() {
             }
 
             // The verdict agrees with check, and the exit code with the verdict.
-            let checked = corsgate::config::check(&run.stdout);
+            let checked = corsgate_config::check(&run.stdout);
             let unsafe_case = UNSAFE.iter().find(|(f, n, _)| f == format && *n == name);
             match unsafe_case {
                 None => {
@@ -265,9 +265,9 @@ fn imported_policies_allow_what_the_source_allowed() {
     ];
     for (format, file, path, allowed, refused) in cases {
         let run = import(format, &root().join(format).join(file));
-        let checked = corsgate::config::check(&run.stdout);
+        let checked = corsgate_config::check(&run.stdout);
         let gateway = checked.gateway.expect("valid");
-        let route = gateway.route(None, path).expect("a route");
+        let route = gateway.routes.resolve(None, path).route.expect("a route");
         let policy = route.policy.as_ref().expect("CORS on");
         for origin in *allowed {
             assert!(

@@ -252,7 +252,7 @@ fn check_locates_20000_problems_after_8mb_of_comments_in_linear_time() {
         text.push_str(&format!("unknown_{i} = 1\n"));
     }
     let checked = finishes_within(Duration::from_secs(20), move || {
-        corsgate::config::check(&text)
+        corsgate_config::check(&text)
     });
     assert_eq!(checked.problems.len(), 20_000);
     let last = checked.problems.last().unwrap();
@@ -273,7 +273,7 @@ async fn a_gateway_with_40000_routes_starts_in_linear_time() {
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let gateway = corsgate::config::check(&text).gateway.expect("valid");
+            let gateway = corsgate_config::check(&text).gateway.expect("valid");
             let server = Server::bind(gateway, Options::default()).await.unwrap();
             let _ = tx.send((server.local_addr(), server.handle()));
             let _ = server.run().await;
@@ -401,7 +401,7 @@ async fn admin_answers_only_its_own_host_names() {
 
 #[test]
 fn admin_hosts_that_are_not_host_names_are_refused() {
-    let checked = corsgate::config::check(
+    let checked = corsgate_config::check(
         "[server]\nadmin_hosts = [\"Metrics.Internal\", \"metrics.internal:9901\", \"*\"]\n\
          [[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9000\"\n",
     );
@@ -546,7 +546,7 @@ fn serve_refuses_a_configuration_without_routes_and_check_says_why() {
 async fn the_demo_store_is_bounded() {
     let any = "127.0.0.1:0".parse().unwrap();
     let gw = Gw::start_with(
-        corsgate::config::DEFAULT_CONFIG,
+        corsgate_config::DEFAULT_CONFIG,
         Options {
             listen: Some(any),
             admin_listen: Some(any),

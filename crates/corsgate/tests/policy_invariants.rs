@@ -189,7 +189,7 @@ async fn a_star_route_answers_star_with_or_without_origin() {
 
 /// The errors of a configuration: (path, kind, message).
 fn load_errors(toml: &str) -> Vec<(String, String, String)> {
-    corsgate::config::check(toml)
+    corsgate_config::check(toml)
         .problems
         .iter()
         .filter(|p| p.diagnostic.is_error())

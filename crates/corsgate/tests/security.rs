@@ -5,8 +5,8 @@
 mod support;
 
 use bytes::Bytes;
-use corsgate::config::{self, canonical};
 use corsgate::explain::{Credentials, Initiator, PageRequest, explain};
+use corsgate_config::{self as config, canonical};
 use http::{HeaderMap, HeaderValue, StatusCode, Version};
 use proptest::prelude::*;
 use support::raw::{RawSpy, raw_request};
@@ -658,7 +658,7 @@ fn f1_explain_resolves_routes_like_the_gateway() {
 
 const ROUTES: &[&str] = &["/", "/api", "/api/admin", "/api/admin/x", "/b-c", "/~u"];
 
-fn route_gateway() -> config::Gateway {
+fn route_gateway() -> config::GatewayConfig {
     let routes: String = ROUTES
         .iter()
         .map(|p| route(p, "http://127.0.0.1:9", ""))
@@ -733,7 +733,11 @@ proptest! {
         // A trailing "./" or "zz/../" leaves a trailing slash, as it does upstream.
         let trimmed = |p: &str| if p.len() > 1 { p.trim_end_matches('/').to_owned() } else { p.to_owned() };
         prop_assert_eq!(trimmed(&canonical), trimmed(&plain), "{}", spelled);
-        let route = |p: &str| gateway.route(Some("api.example"), p).map(|r| r.index);
+        let route = |p: &str| gateway
+                .routes
+                .resolve(Some("api.example"), p)
+                .route
+                .map(|r| r.index);
         prop_assert_eq!(route(&canonical), route(&plain), "{}", spelled);
     }
 

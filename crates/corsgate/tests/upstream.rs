@@ -719,7 +719,7 @@ fn bad_upstream_settings_are_refused_with_location_and_value() {
         CORS,
         &route("/", "http://127.0.0.1:9", ""),
     );
-    let checked = corsgate::config::check(&text);
+    let checked = corsgate_config::check(&text);
     assert!(checked.gateway.is_none());
     let refused: Vec<(&str, Option<&str>, usize)> = checked
         .problems
@@ -749,7 +749,7 @@ fn bad_upstream_settings_are_refused_with_location_and_value() {
         CORS,
         &route("/", "http://127.0.0.1:9", ""),
     );
-    let checked = corsgate::config::check(&text);
+    let checked = corsgate_config::check(&text);
     let settings = &checked.gateway.expect("valid").settings;
     assert_eq!(settings.max_upstream_connections, 1);
     assert_eq!(settings.max_idle_per_upstream, 0);

@@ -17,9 +17,9 @@ use serde::Serialize;
 
 pub use browser::{CorsError, Credentials, Initiator, PreflightReason};
 
-use crate::config::canonical::{self, PathRules, TargetRefusal};
-use crate::config::{self, Gateway, model::FileConfig};
 use crate::{Format, Outcome};
+use corsgate_config::canonical::{self, PathRules, TargetRefusal};
+use corsgate_config::{self as config, GatewayConfig, model::FileConfig};
 
 /// What the page does.
 #[derive(Debug, Clone)]
@@ -213,7 +213,7 @@ fn local_network_note(url_host: Option<&str>, origin: &str) -> Option<String> {
 
 /// Simulates `request` against a compiled configuration.
 pub fn explain(
-    gateway: &Gateway,
+    gateway: &GatewayConfig,
     raw: &FileConfig,
     request: &PageRequest,
 ) -> anyhow::Result<Explanation> {
@@ -296,10 +296,11 @@ pub fn explain(
         HeaderValue::from_str(&request.origin).context("the origin is not a valid header value")?;
     actual_headers.insert(http::header::ORIGIN, origin_value.clone());
 
-    let route = match &target.path {
-        Ok(path) => gateway.route(target.host.as_deref(), path),
-        Err(_) => None,
+    let matched = match &target.path {
+        Ok(path) => gateway.routes.resolve(target.host.as_deref(), path),
+        Err(_) => gateway.routes.unmatched(),
     };
+    let route = matched.route;
     let route_label = route.map(|r| format!("route[{}] (path {:?})", r.index, r.path));
     let no_route_status = if target.path.is_err() { 400 } else { 404 };
     out.route = route_label.clone().or_else(|| {
@@ -315,10 +316,7 @@ pub fn explain(
         out.notes
             .push(format!("corsgate answers {}", why.message().trim_end()));
     }
-    let policy: Option<&Policy> = match route {
-        Some(r) => r.policy.as_deref(),
-        None => Some(&gateway.default_policy),
-    };
+    let policy: Option<&Policy> = matched.policy.map(|p| &**p);
     let Some(policy) = policy else {
         out.verdict = Verdict::DecidedByUpstream;
         out.notes.push(format!(
@@ -587,7 +585,7 @@ pub fn run(
         let name = config_file.map_or("(default config)".to_owned(), |p| p.display().to_string());
         let mut message = format!("{name} is invalid; run corsgate check");
         for problem in checked.problems.iter().filter(|p| p.diagnostic.is_error()) {
-            let _ = write!(message, "\n  {}", crate::check::human_line(&name, problem));
+            let _ = write!(message, "\n  {}", format_args!("{name}:{problem}"));
         }
         bail!(message);
     };

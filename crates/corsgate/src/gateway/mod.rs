@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
-//! use corsgate::config;
+//! use corsgate_config as config;
 //! use corsgate::gateway::{Options, Server};
 //!
 //! let gateway = config::check(config::DEFAULT_CONFIG).gateway.expect("valid");
@@ -41,8 +41,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use crate::config::{Gateway, Settings, Upstream};
 use conn::{Limits, StreamExec, serve_connection};
+use corsgate_config::{GatewayConfig, Settings, Upstream};
 use metrics::{Metrics, RouteStats};
 pub use reload::ReloadOutcome;
 use upstream::{Pool, PoolSettings};
@@ -70,7 +70,7 @@ pub struct Options {
 }
 
 impl Options {
-    fn override_addresses(&self, gateway: &mut Gateway) {
+    fn override_addresses(&self, gateway: &mut GatewayConfig) {
         if let Some(listen) = self.listen {
             gateway.settings.listen = listen;
         }
@@ -83,7 +83,7 @@ impl Options {
 /// What one configuration needs at run time: the compiled gateway, its metric
 /// handles, its upstream connection pools and its connection settings.
 pub(crate) struct Snapshot {
-    pub(crate) gateway: Gateway,
+    pub(crate) gateway: GatewayConfig,
     /// Indexed by `Route::index`.
     pub(crate) stats: Vec<Arc<RouteStats>>,
     /// Indexed by `Route::index`; `None` for the built-in demo. Routes with the
@@ -95,7 +95,7 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    fn new(gateway: Gateway, metrics: &Arc<Metrics>, previous: Option<&Snapshot>) -> Self {
+    fn new(gateway: GatewayConfig, metrics: &Arc<Metrics>, previous: Option<&Snapshot>) -> Self {
         let settings = &gateway.settings;
         let len = gateway
             .routes
@@ -220,7 +220,7 @@ pub struct Server {
 
 impl Server {
     /// Binds the gateway's listener (and admin listener, if configured).
-    pub async fn bind(mut gateway: Gateway, options: Options) -> anyhow::Result<Server> {
+    pub async fn bind(mut gateway: GatewayConfig, options: Options) -> anyhow::Result<Server> {
         use anyhow::Context as _;
         options.override_addresses(&mut gateway);
         let settings = gateway.settings.clone();

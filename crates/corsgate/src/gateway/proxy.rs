@@ -24,10 +24,10 @@ use super::conn::{ConnState, InFlight};
 use super::headers::{self, X_CORSGATE_REASON, X_REQUEST_ID};
 use super::metrics::{RouteStats, Verdict};
 use super::upstream::UpstreamError;
-use crate::config::canonical::{
+use corsgate_config::canonical::{
     self, CanonicalAuthority, PathRules, TargetRefusal, canonical_authority,
 };
-use crate::config::{Route, Settings, Upstream, trust};
+use corsgate_config::{Route, Settings, Upstream, trust};
 
 /// What a connection's requests share.
 pub(crate) struct ConnCtx {
@@ -81,7 +81,8 @@ async fn serve(
             // No route can be known: the default policy decides, as for a 404,
             // so that the page can read the 400.
             let decision = gateway
-                .default_policy
+                .routes
+                .default_policy()
                 .decide(request.method(), request.headers());
             return gateway_error(
                 ctx,
@@ -92,7 +93,7 @@ async fn serve(
             );
         }
     };
-    let route = gateway.route(target.host(), &target.path);
+    let matched = gateway.routes.resolve(target.host(), &target.path);
     let (uri, host) = target.rewrite(request.uri().query());
     if let Some(uri) = uri {
         *request.uri_mut() = uri;
@@ -100,22 +101,16 @@ async fn serve(
     if let Some(host) = host {
         request.headers_mut().insert(HOST, host);
     }
-    let (route, stats, policy): (Option<&Route>, &RouteStats, Option<&Policy>) = match route {
-        // No route: the default policy still decides, so that the page can read
-        // the 404 instead of a CORS failure.
-        None => (
-            None,
-            ctx.shared.metrics.unmatched(),
-            Some(&gateway.default_policy),
-        ),
-        Some(route) => (
-            Some(route),
-            snapshot
-                .stats
-                .get(route.index)
-                .unwrap_or_else(|| ctx.shared.metrics.unmatched()),
-            route.policy.as_deref(),
-        ),
+    // No route: the default policy still decides (`resolve` gives it), so that
+    // the page can read the 404 instead of a CORS failure.
+    let (route, policy): (Option<&Route>, Option<&Policy>) =
+        (matched.route, matched.policy.map(|p| &**p));
+    let stats: &RouteStats = match route {
+        None => ctx.shared.metrics.unmatched(),
+        Some(route) => snapshot
+            .stats
+            .get(route.index)
+            .unwrap_or_else(|| ctx.shared.metrics.unmatched()),
     };
     let decision = match policy {
         Some(policy) => policy.decide(request.method(), request.headers()),

@@ -18,8 +18,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::{Shared, Snapshot};
-use crate::check::human_line;
-use crate::config;
+use corsgate_config as config;
 
 /// Quiet time after a file event before reloading: editors write a file in
 /// several steps (truncate, write, rename), and only the last state counts.
@@ -86,13 +85,9 @@ pub(crate) fn reload(shared: &Shared, only_if_changed: bool) -> ReloadOutcome {
     }
     let checked = config::check(&text);
     let Some(mut gateway) = checked.gateway else {
-        let errors = checked
-            .problems
-            .iter()
-            .filter(|p| p.diagnostic.is_error())
-            .count();
+        let errors = checked.summary().errors;
         for problem in &checked.problems {
-            let line = human_line(&name, problem);
+            let line = format!("{name}:{problem}");
             if problem.diagnostic.is_error() {
                 tracing::error!("{line}");
             } else {
@@ -105,7 +100,7 @@ pub(crate) fn reload(shared: &Shared, only_if_changed: bool) -> ReloadOutcome {
     };
     shared.options.override_addresses(&mut gateway);
     for problem in &gateway.warnings {
-        tracing::warn!("{}", human_line(&name, problem));
+        tracing::warn!("{name}:{problem}");
     }
     let warnings = gateway.warnings.len();
     let previous = shared.snapshot.load_full();

@@ -29,7 +29,7 @@ use tokio::task::AbortHandle;
 
 use super::body::{Progress, RequestBody};
 use super::metrics::Metrics;
-use crate::config::Settings;
+use corsgate_config::Settings;
 
 /// How a pool connects and how many connections it keeps: the `[server]`
 /// settings about upstream connections.

@@ -3,7 +3,7 @@
 //!
 //! The TOML goes to stdout. Every place where the source was unsafe, or cannot be
 //! carried over exactly, is a note on stderr. The result is then run through
-//! [`crate::config::check`]: exit 0 when it passes, 1 (with the reasons) when it
+//! [`corsgate_config::check`]: exit 0 when it passes, 1 (with the reasons) when it
 //! cannot, because the source allowed something corsgate refuses (such as `*`
 //! with credentials) and only a person can decide what to list instead.
 
@@ -19,7 +19,8 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use crate::{Outcome, check, config};
+use crate::Outcome;
+use corsgate_config::{self as config, Summary};
 
 /// Largest file `import` reads. CORS settings are kilobytes, even in a large
 /// nginx configuration; a bigger input is refused before it is parsed, so that
@@ -111,14 +112,9 @@ pub fn run(
     }
     let checked = config::check(&imported.toml);
     for problem in &checked.problems {
-        writeln!(err, "{}", check::human_line("<output>", problem))?;
+        writeln!(err, "<output>:{problem}")?;
     }
-    let errors = checked
-        .problems
-        .iter()
-        .filter(|p| p.diagnostic.is_error())
-        .count();
-    let warnings = checked.problems.len() - errors;
+    let Summary { errors, warnings } = checked.summary();
     if errors == 0 {
         writeln!(
             err,

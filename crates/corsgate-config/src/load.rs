@@ -24,6 +24,58 @@ pub struct Located {
     pub diagnostic: Diagnostic,
 }
 
+/// `LINE:COL: path: severity: "value": message`; prefixed with the file name
+/// (`{file}:{located}`) it is the line `check`, `serve` and a reload print.
+impl std::fmt::Display for Located {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.diagnostic;
+        write!(f, "{}:{}: ", self.line, self.column)?;
+        if !d.path().is_empty() {
+            write!(f, "{}: ", d.path())?;
+        }
+        f.write_str(match d.severity() {
+            Severity::Error => "error: ",
+            _ => "warning: ",
+        })?;
+        if let Some(value) = d.value() {
+            write!(f, "{value:?}: ")?;
+        }
+        f.write_str(d.message())
+    }
+}
+
+/// How many errors and warnings a list of problems holds; displayed as
+/// `2 errors, 1 warning`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+impl Summary {
+    pub fn of(problems: &[Located]) -> Self {
+        let errors = problems.iter().filter(|p| p.diagnostic.is_error()).count();
+        Summary {
+            errors,
+            warnings: problems.len() - errors,
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} error{}, {} warning{}",
+            self.errors,
+            plural(self.errors),
+            self.warnings,
+            plural(self.warnings)
+        )
+    }
+}
+
 /// The text of a file and where each path of it is.
 pub struct Source<'i> {
     text: &'i str,

@@ -1,8 +1,23 @@
-//! The gateway configuration: file → checked model → compiled [`Gateway`].
+//! The gateway configuration: file → checked model ([`model`]) → compiled
+//! [`GatewayConfig`], whose [`RouteTable`] resolves each request to its route and
+//! CORS policy.
+//!
+//! Every problem of a file is reported at once, each with its line and column
+//! ([`Located`], whose `Display` is the one-line form `check`, `serve` and reload
+//! print). This crate does no IO beyond what it is given: the gateway, `check`,
+//! `explain`, `import` and the fuzzer all read files through it.
+//!
+//! ```
+//! let checked = corsgate_config::check(corsgate_config::DEFAULT_CONFIG);
+//! let config = checked.gateway.expect("the demo configuration is valid");
+//! let matched = config.routes.resolve(None, "/api/users");
+//! assert!(matched.route.is_some());
+//! ```
 
 pub mod canonical;
 pub mod load;
 pub mod model;
+mod table;
 pub mod trust;
 
 use std::collections::HashSet;
@@ -11,11 +26,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corsgate_policy::{CorsConfig, Diagnostic, DiagnosticKind, Layer, Policy, RouteCors};
-use http::uri::{Authority, Scheme};
+use http::uri::Scheme;
 
 use canonical::{EscapedSlashes, PathCase, PathRules};
-pub use load::Located;
+pub use load::{Located, Summary};
 use model::FileConfig;
+pub use table::{Route, RouteMatch, RouteTable, Upstream, path_has_prefix};
 use trust::Cidr;
 
 /// The configuration `corsgate serve` runs when given no file: a demo API behind a
@@ -24,10 +40,10 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// A compiled configuration: everything the gateway needs, validated.
 #[derive(Debug)]
-pub struct Gateway {
+pub struct GatewayConfig {
     pub settings: Settings,
-    pub default_policy: Arc<Policy>,
-    pub routes: Vec<Route>,
+    /// The routes and `[server.cors]`, compiled.
+    pub routes: RouteTable,
     /// The effective configuration, normalized, for `/config`.
     pub effective: FileConfig,
     pub warnings: Vec<Located>,
@@ -101,75 +117,9 @@ impl Default for Settings {
     }
 }
 
-/// One `[[route]]`, compiled.
-#[derive(Debug)]
-pub struct Route {
-    /// Index in the file, and the label used in logs and metrics.
-    pub index: usize,
-    pub name: String,
-    /// The prefix, without a trailing slash (except `/` itself), in the form
-    /// request paths are matched in (lowercase with `path_case = "insensitive"`).
-    pub path: String,
-    /// How many segments `path` has: what `strip_prefix` removes.
-    pub segments: usize,
-    /// Canonical: lowercase, no trailing dot (see [`canonical::route_host`]).
-    pub host: Option<String>,
-    pub upstream: Upstream,
-    pub strip_prefix: bool,
-    /// `None` when CORS is off for this route.
-    pub policy: Option<Arc<Policy>>,
-}
-
-/// Where a route's requests go.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Upstream {
-    /// `http://host:port`.
-    Http { authority: Authority },
-    /// The built-in demo API.
-    Demo,
-}
-
-impl Route {
-    /// Whether this route serves `host` and `path`, both canonical: the host as
-    /// [`canonical::canonical_authority`] makes it, the path as
-    /// [`canonical::match_path`] makes it.
-    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
-        if let Some(want) = &self.host {
-            if host != Some(want.as_str()) {
-                return false;
-            }
-        }
-        path_has_prefix(path, &self.path)
-    }
-}
-
-/// Prefix match on segment boundaries: `/api` matches `/api`, `/api/` and
-/// `/api/x`, never `/apix`.
-pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
-    if prefix == "/" {
-        return true;
-    }
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
-}
-
-impl Gateway {
-    /// The route for a request: the longest matching path; at equal length, a
-    /// route for this host before a route for any host.
-    /// `host` is canonical ([`canonical::canonical_authority`]) and `path` a
-    /// canonical path ([`canonical::canonical_path`]) or `*`.
-    pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Route> {
-        let path = canonical::match_path(path, self.settings.path_rules.path_case);
-        // `routes` is sorted so that the first match is the best one.
-        self.routes.iter().find(|r| r.matches(host, &path))
-    }
-}
-
 /// Every problem of a file, or the compiled gateway (with its warnings).
 pub struct Checked {
-    pub gateway: Option<Gateway>,
+    pub gateway: Option<GatewayConfig>,
     /// Errors and warnings, in file order.
     pub problems: Vec<Located>,
 }
@@ -177,6 +127,11 @@ pub struct Checked {
 impl Checked {
     pub fn has_errors(&self) -> bool {
         self.problems.iter().any(|p| p.diagnostic.is_error())
+    }
+
+    /// How many errors and warnings the file has.
+    pub fn summary(&self) -> Summary {
+        Summary::of(&self.problems)
     }
 }
 
@@ -211,17 +166,19 @@ pub fn check(text: &str) -> Checked {
     Checked { gateway, problems }
 }
 
-fn compile(config: &FileConfig) -> (Option<Gateway>, Vec<Diagnostic>) {
+fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let server = config.server.clone().unwrap_or_default();
     let settings = settings(&server, &mut diagnostics);
     let settings_rules = settings.as_ref().map(|s| s.path_rules).unwrap_or_default();
     let empty = CorsConfig::default();
     let server_cors = server.cors.as_ref().unwrap_or(&empty);
+    // One allocation, shared by every route without a `cors` table of its own.
     let default_policy = collect(
         Policy::compile_layered(&[Layer::new(server_cors, "server.cors")]),
         &mut diagnostics,
-    );
+    )
+    .map(Arc::new);
 
     let mut routes = Vec::new();
     let mut seen = HashSet::new();
@@ -304,7 +261,7 @@ fn compile(config: &FileConfig) -> (Option<Gateway>, Vec<Diagnostic>) {
                 &mut diagnostics,
             )
             .map(Arc::new),
-            None => default_policy.clone().map(Arc::new),
+            None => default_policy.clone(),
         };
         let (Some(upstream), Some(path)) = (upstream, path) else {
             continue;
@@ -344,16 +301,10 @@ fn compile(config: &FileConfig) -> (Option<Gateway>, Vec<Diagnostic>) {
     let (Some(settings), Some(default_policy)) = (settings, default_policy) else {
         return (None, diagnostics);
     };
-    routes.sort_by(|a, b| {
-        b.path
-            .len()
-            .cmp(&a.path.len())
-            .then(b.host.is_some().cmp(&a.host.is_some()))
-    });
     let effective = effective_config(config, &settings, &default_policy, &routes);
-    let gateway = Gateway {
+    let routes = RouteTable::new(default_policy, routes, settings.path_rules.path_case);
+    let gateway = GatewayConfig {
         settings,
-        default_policy: Arc::new(default_policy),
         routes,
         effective,
         warnings: Vec::new(),
@@ -812,5 +763,94 @@ fn effective_config(
     FileConfig {
         server: Some(server),
         route,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[server.cors]
+allow_origins = ["https://app.example.com"]
+
+[[route]]
+path = "/a"
+upstream = "http://127.0.0.1:9001"
+
+[[route]]
+path = "/b"
+upstream = "http://127.0.0.1:9002"
+
+[[route]]
+path = "/a/own"
+upstream = "http://127.0.0.1:9003"
+cors = { allow_origins = ["https://own.example.com"] }
+
+[[route]]
+path = "/off"
+upstream = "http://127.0.0.1:9004"
+cors = "off"
+"#;
+
+    fn compiled() -> GatewayConfig {
+        check(FILE).gateway.expect("valid")
+    }
+
+    #[test]
+    fn routes_without_a_cors_table_share_the_default_policy_instead_of_a_copy_each() {
+        let config = compiled();
+        let default = config.routes.default_policy();
+        for path in ["/a", "/b"] {
+            let matched = config.routes.resolve(None, path);
+            assert!(
+                Arc::ptr_eq(matched.policy.expect("cors on"), default),
+                "{path} holds a copy of the default policy"
+            );
+        }
+        let own = config.routes.resolve(None, "/a/own/x");
+        assert!(!Arc::ptr_eq(own.policy.expect("cors on"), default));
+    }
+
+    #[test]
+    fn resolve_picks_the_longest_prefix_and_gives_its_policy() {
+        let config = compiled();
+        let own = config.routes.resolve(None, "/a/own/x");
+        assert_eq!(own.route.map(|r| r.path.as_str()), Some("/a/own"));
+        let a = config.routes.resolve(None, "/a/ownx");
+        assert_eq!(a.route.map(|r| r.path.as_str()), Some("/a"));
+        let off = config.routes.resolve(None, "/off");
+        assert!(off.route.is_some() && off.policy.is_none());
+        // No route: the default policy decides (so the 404 is readable).
+        let none = config.routes.resolve(None, "/nowhere");
+        assert!(none.route.is_none());
+        assert!(Arc::ptr_eq(
+            none.policy.expect("default"),
+            config.routes.default_policy()
+        ));
+    }
+
+    #[test]
+    fn a_located_problem_displays_as_one_line_and_a_summary_counts() {
+        let checked = check("[server]\nlisten = 5\n");
+        let listen = checked
+            .problems
+            .iter()
+            .find(|p| p.diagnostic.path() == "server.listen")
+            .expect("a problem with listen");
+        let line = listen.to_string();
+        assert!(line.starts_with("2:"), "{line}");
+        assert!(line.contains("server.listen: error: "), "{line}");
+        let summary = checked.summary();
+        assert!(summary.errors >= 1);
+        assert!(summary.to_string().contains(" error"));
+        assert_eq!(
+            Summary {
+                errors: 1,
+                warnings: 2
+            }
+            .to_string(),
+            "1 error, 2 warnings"
+        );
     }
 }

@@ -1,0 +1,160 @@
+//! The compiled routes and the one place a request is resolved to its route and
+//! CORS policy: the gateway and `explain` both call [`RouteTable::resolve`], so
+//! what `explain` says is what the gateway does.
+
+use std::sync::Arc;
+
+use corsgate_policy::Policy;
+use http::uri::Authority;
+
+use crate::canonical::{self, PathCase};
+
+/// One `[[route]]`, compiled.
+#[derive(Debug)]
+pub struct Route {
+    /// Index in the file, and the label used in logs and metrics.
+    pub index: usize,
+    pub name: String,
+    /// The prefix, without a trailing slash (except `/` itself), in the form
+    /// request paths are matched in (lowercase with `path_case = "insensitive"`).
+    pub path: String,
+    /// How many segments `path` has: what `strip_prefix` removes.
+    pub segments: usize,
+    /// Canonical: lowercase, no trailing dot (see [`canonical::route_host`]).
+    pub host: Option<String>,
+    pub upstream: Upstream,
+    pub strip_prefix: bool,
+    /// `None` when CORS is off for this route. A route without a `cors` table
+    /// shares the default policy's allocation (`Arc::ptr_eq`): a policy with a
+    /// million origins is compiled and held once, not once per route.
+    pub policy: Option<Arc<Policy>>,
+}
+
+/// Where a route's requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// `http://host:port`.
+    Http { authority: Authority },
+    /// The built-in demo API.
+    Demo,
+}
+
+impl Route {
+    /// Whether this route serves `host` and `path`, both canonical: the host as
+    /// [`canonical::canonical_authority`] makes it, the path as
+    /// [`canonical::match_path`] makes it.
+    pub fn matches(&self, host: Option<&str>, path: &str) -> bool {
+        if let Some(want) = &self.host {
+            if host != Some(want.as_str()) {
+                return false;
+            }
+        }
+        path_has_prefix(path, &self.path)
+    }
+}
+
+/// Prefix match on segment boundaries: `/api` matches `/api`, `/api/` and
+/// `/api/x`, never `/apix`.
+pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    match path.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// The routes of a file, in match order, and the default policy.
+#[derive(Debug)]
+pub struct RouteTable {
+    default_policy: Arc<Policy>,
+    /// Sorted so that the first match is the best one (longest path; at equal
+    /// length, a route with a host first). Private: nothing else may reorder it.
+    routes: Vec<Route>,
+    path_case: PathCase,
+}
+
+/// What serves a request: its route, if any, and the policy that decides its
+/// CORS headers.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteMatch<'a> {
+    /// `None`: no route matches (the gateway answers 404, or 400 for a target
+    /// it refuses).
+    pub route: Option<&'a Route>,
+    /// `None`: CORS is off for the route, the upstream's own headers decide.
+    /// Without a route, the default policy: the page can read the 404 or 400
+    /// instead of a misleading CORS failure.
+    pub policy: Option<&'a Arc<Policy>>,
+}
+
+impl RouteTable {
+    pub(crate) fn new(
+        default_policy: Arc<Policy>,
+        mut routes: Vec<Route>,
+        path_case: PathCase,
+    ) -> Self {
+        routes.sort_by(|a, b| {
+            b.path
+                .len()
+                .cmp(&a.path.len())
+                .then(b.host.is_some().cmp(&a.host.is_some()))
+        });
+        RouteTable {
+            default_policy,
+            routes,
+            path_case,
+        }
+    }
+
+    /// The route and policy for a request: the longest matching path; at equal
+    /// length, a route for this host before a route for any host.
+    /// `host` is canonical ([`canonical::canonical_authority`]) and `path` a
+    /// canonical path ([`canonical::canonical_path`]) or `*`.
+    pub fn resolve(&self, host: Option<&str>, path: &str) -> RouteMatch<'_> {
+        let path = canonical::match_path(path, self.path_case);
+        match self.routes.iter().find(|r| r.matches(host, &path)) {
+            Some(route) => RouteMatch {
+                route: Some(route),
+                policy: route.policy.as_ref(),
+            },
+            None => self.unmatched(),
+        }
+    }
+
+    /// The match of a request no route can serve, or whose target is refused
+    /// before any route can be known: the default policy decides.
+    pub fn unmatched(&self) -> RouteMatch<'_> {
+        RouteMatch {
+            route: None,
+            policy: Some(&self.default_policy),
+        }
+    }
+
+    /// `[server.cors]`, compiled.
+    pub fn default_policy(&self) -> &Arc<Policy> {
+        &self.default_policy
+    }
+
+    /// The routes, in match order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Route> {
+        self.routes.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+}
+
+impl<'a> IntoIterator for &'a RouteTable {
+    type Item = &'a Route;
+    type IntoIter = std::slice::Iter<'a, Route>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.routes.iter()
+    }
+}
