@@ -5,7 +5,6 @@
 pub mod audit;
 pub mod check;
 pub mod explain;
-pub mod gateway;
 pub mod import;
 pub mod serve;
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::gateway::{Handle, Options, Server};
 use crate::{Format, Outcome};
 use corsgate_config::{self as config, GatewayConfig, Upstream};
+use corsgate_gateway::{Handle, Options, Server};
 
 /// What `corsgate serve` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -68,14 +68,20 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     }
     let runtime = runtime(threads(args.threads))?;
     let demo = args.config.is_none();
-    let options = Options {
-        config_path: args.config.clone(),
-        watch: args.config.is_some(),
-        listen: args.listen,
-        admin_listen: args.admin_listen,
-        // The watcher starts from the text compiled above, never a second read.
-        config_text: args.config.is_some().then(|| text.clone()),
-    };
+    let mut options = Options::new().log_lines_dropped(log_lines_dropped);
+    if let Some(path) = &args.config {
+        options = options
+            .config_path(path.clone())
+            .watch(true)
+            // The watcher starts from the text compiled above, never a second read.
+            .config_text(text.clone());
+    }
+    if let Some(listen) = args.listen {
+        options = options.listen(listen);
+    }
+    if let Some(admin) = args.admin_listen {
+        options = options.admin_listen(admin);
+    }
     let result = runtime.block_on(async move {
         let banner = banner(&gateway, demo);
         let server = Server::bind(gateway, options).await?;
@@ -84,7 +90,8 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         out.flush()?;
         tracing::info!(listen = %server.local_addr(), "corsgate started");
         tokio::spawn(signals(server.handle()));
-        server.run().await
+        server.run().await?;
+        anyhow::Ok(())
     });
     // Do not wait for connections past their shutdown_timeout.
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -130,7 +137,7 @@ const LOG_QUEUE_LINES: usize = 4096;
 static LOG_LINES_DROPPED: OnceLock<tracing_appender::non_blocking::ErrorCounter> = OnceLock::new();
 
 /// Log lines dropped since start because the log output did not keep up.
-pub(crate) fn log_lines_dropped() -> u64 {
+fn log_lines_dropped() -> u64 {
     LOG_LINES_DROPPED
         .get()
         .map_or(0, |counter| counter.dropped_lines() as u64)

@@ -6,8 +6,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use corsgate::gateway::{Options, ReloadOutcome};
 use corsgate_cases::{CASES, Case};
+use corsgate_gateway::{Options, ReloadOutcome};
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode, Version};
 use support::*;
@@ -1069,11 +1069,7 @@ async fn the_built_in_demo_api_behind_the_development_policy() {
     let any = "127.0.0.1:0".parse().unwrap();
     let gw = Gw::start_with(
         corsgate_config::DEFAULT_CONFIG,
-        Options {
-            listen: Some(any),
-            admin_listen: Some(any),
-            ..Options::default()
-        },
+        Options::new().listen(any).admin_listen(any),
     )
     .await;
     let page = "http://localhost:5173";

@@ -9,7 +9,7 @@ mod support;
 use std::io::Write as _;
 use std::time::Duration;
 
-use corsgate::gateway::{Options, ReloadOutcome, Server};
+use corsgate_gateway::{Options, ReloadOutcome, Server};
 use http::{HeaderMap, HeaderValue};
 use support::binary::{self, Serve, Stderr};
 use support::*;
@@ -274,7 +274,7 @@ async fn a_gateway_with_40000_routes_starts_in_linear_time() {
             .unwrap();
         runtime.block_on(async move {
             let gateway = corsgate_config::check(&text).gateway.expect("valid");
-            let server = Server::bind(gateway, Options::default()).await.unwrap();
+            let server = Server::bind(gateway, Options::new()).await.unwrap();
             let _ = tx.send((server.local_addr(), server.handle()));
             let _ = server.run().await;
         });
@@ -503,11 +503,7 @@ async fn a_file_changed_between_start_and_bind_is_applied_by_the_next_event() {
     std::fs::write(&file, &on_disk).unwrap();
     let gw = Gw::start_with(
         &compiled,
-        Options {
-            config_path: Some(file.clone()),
-            watch: true,
-            ..Options::default()
-        },
+        Options::new().config_path(file.clone()).watch(true),
     )
     .await;
     // /api/admin is /api's here: the demo has no such path (404), no refusal.
@@ -547,11 +543,7 @@ async fn the_demo_store_is_bounded() {
     let any = "127.0.0.1:0".parse().unwrap();
     let gw = Gw::start_with(
         corsgate_config::DEFAULT_CONFIG,
-        Options {
-            listen: Some(any),
-            admin_listen: Some(any),
-            ..Options::default()
-        },
+        Options::new().listen(any).admin_listen(any),
     )
     .await;
     let client = client();

@@ -15,8 +15,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use corsgate::gateway::{Handle, Options, Server};
 use corsgate_config as config;
+use corsgate_gateway::{Handle, Options, Server};
 use http::{
     HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri, Version,
 };
@@ -237,7 +237,7 @@ pub struct Gw {
     pub addr: SocketAddr,
     pub admin: Option<SocketAddr>,
     pub handle: Handle,
-    pub task: Option<JoinHandle<anyhow::Result<()>>>,
+    pub task: Option<JoinHandle<Result<(), corsgate_gateway::Error>>>,
 }
 
 impl Drop for Gw {
@@ -253,7 +253,7 @@ impl Gw {
     /// Starts a gateway on a configuration text (which should listen on
     /// 127.0.0.1:0).
     pub async fn start(toml: &str) -> Gw {
-        Gw::start_with(toml, Options::default()).await
+        Gw::start_with(toml, Options::new()).await
     }
 
     pub async fn start_with(toml: &str, options: Options) -> Gw {
@@ -280,15 +280,7 @@ impl Gw {
     /// Starts a gateway on a configuration file, reloadable, optionally watched.
     pub async fn from_file(path: &Path, watch: bool) -> Gw {
         let text = std::fs::read_to_string(path).unwrap();
-        Gw::start_with(
-            &text,
-            Options {
-                config_path: Some(path.to_owned()),
-                watch,
-                ..Options::default()
-            },
-        )
-        .await
+        Gw::start_with(&text, Options::new().config_path(path).watch(watch)).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -300,7 +292,7 @@ impl Gw {
     }
 
     /// Waits for `run` to return (after a shutdown).
-    pub async fn stopped(&mut self) -> anyhow::Result<()> {
+    pub async fn stopped(&mut self) -> Result<(), corsgate_gateway::Error> {
         let task = self.task.take().expect("already stopped");
         tokio::time::timeout(WAIT, task)
             .await

@@ -1,17 +1,17 @@
 //! The gateway: a CORS-terminating reverse proxy on hyper and tokio.
 //!
-//! Each request loads the current configuration [`Snapshot`] once and keeps it to
+//! Each request loads the current configuration snapshot once and keeps it to
 //! the end, so a reload never changes the policy under a request in flight. The
 //! snapshot is swapped whole, atomically, and only for a configuration that
 //! compiled without errors.
 //!
 //! ```no_run
-//! # async fn run() -> anyhow::Result<()> {
+//! # async fn run() -> Result<(), corsgate_gateway::Error> {
 //! use corsgate_config as config;
-//! use corsgate::gateway::{Options, Server};
+//! use corsgate_gateway::{Options, Server};
 //!
 //! let gateway = config::check(config::DEFAULT_CONFIG).gateway.expect("valid");
-//! let server = Server::bind(gateway, Options::default()).await?;
+//! let server = Server::bind(gateway, Options::new()).await?;
 //! println!("listening on {}", server.local_addr());
 //! let handle = server.handle();
 //! tokio::spawn(async move { tokio::signal::ctrl_c().await.ok(); handle.shutdown() });
@@ -22,7 +22,9 @@
 mod admin;
 mod body;
 mod conn;
+#[cfg(feature = "demo")]
 mod demo;
+mod error;
 mod fdlimit;
 mod headers;
 mod metrics;
@@ -43,6 +45,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use conn::{Limits, StreamExec, serve_connection};
 use corsgate_config::{GatewayConfig, Settings, Upstream};
+pub use error::Error;
 use metrics::{Metrics, RouteStats};
 pub use reload::ReloadOutcome;
 use upstream::{Pool, PoolSettings};
@@ -52,24 +55,79 @@ const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often idle upstream connections past their idle timeout are closed.
 const UPSTREAM_PRUNE_EVERY: Duration = Duration::from_secs(10);
 
-/// How to run a gateway, beyond its configuration.
+/// How to run a gateway, beyond its configuration. Built with [`Options::new`]
+/// and its setters; fields may be added without breaking callers.
+///
+/// ```
+/// let options = corsgate_gateway::Options::new()
+///     .listen("127.0.0.1:0".parse().unwrap())
+///     .watch(false);
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Options {
-    /// The file the configuration came from: reloads read it again. `None` (the
-    /// built-in configuration) makes reloads a no-op.
-    pub config_path: Option<PathBuf>,
-    /// Reload when the file changes (needs `config_path`).
-    pub watch: bool,
-    /// Listen here whatever the configuration says (also across reloads).
-    pub listen: Option<SocketAddr>,
-    /// Serve the admin endpoints here whatever the configuration says.
-    pub admin_listen: Option<SocketAddr>,
-    /// The text of `config_path` the gateway was compiled from. Reloads on file
-    /// events compare the file with it; `None`: the first event reloads.
-    pub config_text: Option<String>,
+    config_path: Option<PathBuf>,
+    watch: bool,
+    listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    config_text: Option<String>,
+    log_lines_dropped: Option<fn() -> u64>,
 }
 
 impl Options {
+    /// No file (reloads are a no-op), no watch, the configuration's addresses.
+    pub fn new() -> Self {
+        Options::default()
+    }
+
+    /// The file the configuration came from: reloads read it again. Without
+    /// one (the built-in configuration) reloads are a no-op.
+    #[must_use]
+    pub fn config_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_path = Some(path.into());
+        self
+    }
+
+    /// The text of the configuration file the gateway was compiled from.
+    /// Reloads on file events compare the file with it; without it, the first
+    /// event reloads.
+    #[must_use]
+    pub fn config_text(mut self, text: impl Into<String>) -> Self {
+        self.config_text = Some(text.into());
+        self
+    }
+
+    /// Reload when the file changes (needs [`config_path`](Self::config_path)).
+    #[must_use]
+    pub fn watch(mut self, watch: bool) -> Self {
+        self.watch = watch;
+        self
+    }
+
+    /// Listen here whatever the configuration says (also across reloads).
+    #[must_use]
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// Serve the admin endpoints here whatever the configuration says.
+    #[must_use]
+    pub fn admin_listen(mut self, addr: SocketAddr) -> Self {
+        self.admin_listen = Some(addr);
+        self
+    }
+
+    /// Where `corsgate_log_lines_dropped_total` comes from: the log writer is
+    /// the application's, so is its count of lines it had to drop. Without it
+    /// the metric stays 0.
+    #[must_use]
+    pub fn log_lines_dropped(mut self, count: fn() -> u64) -> Self {
+        self.log_lines_dropped = Some(count);
+        self
+    }
+
     fn override_addresses(&self, gateway: &mut GatewayConfig) {
         if let Some(listen) = self.listen {
             gateway.settings.listen = listen;
@@ -191,6 +249,7 @@ fn http_builder(settings: &Settings) -> auto::Builder<StreamExec> {
 pub(crate) struct Shared {
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) metrics: Arc<Metrics>,
+    #[cfg(feature = "demo")]
     pub(crate) demo: demo::Demo,
     config_path: Option<PathBuf>,
     options: Options,
@@ -220,9 +279,14 @@ pub struct Server {
 
 impl Server {
     /// Binds the gateway's listener (and admin listener, if configured).
-    pub async fn bind(mut gateway: GatewayConfig, options: Options) -> anyhow::Result<Server> {
-        use anyhow::Context as _;
+    pub async fn bind(mut gateway: GatewayConfig, options: Options) -> Result<Server, Error> {
         options.override_addresses(&mut gateway);
+        #[cfg(not(feature = "demo"))]
+        if let Some(route) = gateway.routes.iter().find(|r| r.upstream == Upstream::Demo) {
+            return Err(Error::NoDemo {
+                route: route.name.clone(),
+            });
+        }
         let settings = gateway.settings.clone();
         let max_connections = fdlimit::fit_max_connections(
             settings.max_connections,
@@ -230,16 +294,25 @@ impl Server {
         )?;
         // Everything is ready before the port accepts connections: a load
         // balancer must not see the port open while routes are still set up.
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::with_log_drops(options.log_lines_dropped));
         let snapshot = Snapshot::new(gateway, &metrics, None);
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|source| Error::Listen {
+                    addr: settings.listen,
+                    setting: "listen",
+                    source,
+                })?;
         let admin = match settings.admin_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
                     .await
-                    .with_context(|| format!("cannot listen on {addr} (admin_listen)"))?,
+                    .map_err(|source| Error::Listen {
+                        addr,
+                        setting: "admin_listen",
+                        source,
+                    })?,
             ),
             None => None,
         };
@@ -252,6 +325,7 @@ impl Server {
         let shared = Arc::new(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             metrics,
+            #[cfg(feature = "demo")]
             demo: demo::Demo::default(),
             config_path: options.config_path.clone(),
             options: options.clone(),
@@ -288,7 +362,7 @@ impl Server {
 
     /// Serves until [`Handle::shutdown`], then stops accepting, lets in-flight
     /// requests finish for up to `shutdown_timeout`, and returns.
-    pub async fn run(self) -> anyhow::Result<()> {
+    pub async fn run(self) -> Result<(), Error> {
         let Server {
             listener,
             admin,

@@ -211,6 +211,7 @@ async fn serve(
     }
 
     match &route.upstream {
+        #[cfg(feature = "demo")]
         Upstream::Demo => {
             let mut request = request;
             request
@@ -222,6 +223,15 @@ async fn serve(
             finish(&mut response, cors, &request_id);
             response
         }
+        // Refused at start; a reload to such a file lands here.
+        #[cfg(not(feature = "demo"))]
+        Upstream::Demo => gateway_error(
+            ctx,
+            StatusCode::BAD_GATEWAY,
+            cors,
+            &request_id,
+            "502 Bad Gateway: this build of corsgate has no built-in demo\n",
+        ),
         Upstream::Http { authority } => {
             forward(
                 ctx,

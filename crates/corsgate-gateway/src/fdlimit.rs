@@ -4,11 +4,11 @@
 //! fails, upstream connects fail (502s to clients already connected), and the
 //! admin listener stops answering.
 
-use anyhow::bail;
+use crate::Error;
 
 /// Descriptors a proxied client connection needs: its own socket and one to
 /// the upstream.
-const FDS_PER_CONNECTION: u64 = 2;
+pub(crate) const FDS_PER_CONNECTION: u64 = 2;
 /// Descriptors kept aside for the rest: listeners, admin clients, the
 /// configuration watcher, standard streams, idle pooled upstream connections.
 pub(crate) const FDS_RESERVE: u64 = 64;
@@ -30,7 +30,7 @@ fn needed(max_connections: usize) -> u64 {
 pub(crate) fn fit_max_connections(
     max_connections: usize,
     configured: bool,
-) -> anyhow::Result<usize> {
+) -> Result<usize, Error> {
     let needed = needed(max_connections);
     let soft = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(soft) => soft,
@@ -50,13 +50,12 @@ pub(crate) fn fit_max_connections(
     let fits = usize::try_from(soft.saturating_sub(FDS_RESERVE) / FDS_PER_CONNECTION)
         .unwrap_or(usize::MAX);
     if configured || fits == 0 {
-        bail!(
-            "server.max_connections = {max_connections} needs about {needed} file descriptors \
-             ({FDS_PER_CONNECTION} per proxied connection, client and upstream, plus {FDS_RESERVE} in reserve), \
-             but the limit on open files (RLIMIT_NOFILE) is {soft}; raise it (LimitNOFILE={needed} in the \
-             systemd unit, or `ulimit -n {needed}` before starting) or lower server.max_connections to {}",
-            fits.max(1)
-        );
+        return Err(Error::FileDescriptors {
+            max_connections,
+            needed,
+            limit: soft,
+            fits: fits.max(1),
+        });
     }
     tracing::warn!(
         max_connections = fits,

@@ -135,6 +135,18 @@ pub(crate) struct Metrics {
     gateway_responses: [AtomicU64; GATEWAY_STATUSES.len()],
     websocket_upgrades: AtomicU64,
     upstream_body_timeouts: AtomicU64,
+    /// The application's count of log lines its writer dropped.
+    log_lines_dropped: Option<fn() -> u64>,
+}
+
+impl Metrics {
+    /// Metrics whose `corsgate_log_lines_dropped_total` reads `count`.
+    pub(crate) fn with_log_drops(count: Option<fn() -> u64>) -> Self {
+        Metrics {
+            log_lines_dropped: count,
+            ..Metrics::default()
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -151,6 +163,7 @@ impl Default for Metrics {
             gateway_responses: std::array::from_fn(|_| AtomicU64::new(0)),
             websocket_upgrades: AtomicU64::new(0),
             upstream_body_timeouts: AtomicU64::new(0),
+            log_lines_dropped: None,
         }
     }
 }
@@ -361,7 +374,7 @@ impl Metrics {
             self.connections_total.load(Relaxed),
             self.websocket_upgrades.load(Relaxed),
             self.upstream_body_timeouts.load(Relaxed),
-            crate::serve::log_lines_dropped(),
+            self.log_lines_dropped.map_or(0, |count| count()),
         );
         out
     }
