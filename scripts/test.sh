@@ -12,7 +12,9 @@ echo "== fmt"
 cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== the engine depends on no runtime, server or logging crate"
+echo "== clippy, serve-only binary (no tools, no demo)"
+cargo clippy -p corsgate --no-default-features --locked -- -D warnings
+echo "== the engine and the configuration crate depend on no runtime, server or logging crate"
 bash scripts/check-engine-deps.sh
 echo "== tests"
 cargo test --workspace --locked --all-targets

@@ -1,16 +1,14 @@
-//! corsgate, the gateway and tools: configuration, the reverse proxy, and the
-//! `check`, `explain`, `audit` and `import` commands. The binary in `main.rs` only
-//! parses the command line and dispatches here.
+//! The corsgate command line: [`cli`] declares it, [`cmd`] holds one module per
+//! command (`serve` runs `corsgate-gateway` on a `corsgate-config` file). The
+//! binary in `main.rs` parses, dispatches here and chooses the exit code.
 
-pub mod audit;
-pub mod check;
-pub mod explain;
-pub mod import;
-pub mod serve;
+pub mod cli;
+pub mod cmd;
 
 /// Human or machine output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
+    #[default]
     Human,
     Json,
 }

@@ -10,7 +10,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use corsgate::audit::{self, Options, Report, Severity};
+use corsgate::cmd::audit::{self, Options, Report, Severity};
 use corsgate_policy::{CorsConfig, Policy};
 use server::{Mistakes, TRUSTED};
 

@@ -1,6 +1,6 @@
 //! `corsgate explain`: the simulated browser against compiled configurations.
 
-use corsgate::explain::{Credentials, Initiator, PageRequest, Verdict, explain};
+use corsgate::cmd::explain::{Credentials, Initiator, PageRequest, Verdict, explain};
 use corsgate_config as config;
 
 const CONFIG: &str = r#"
@@ -37,7 +37,7 @@ fn run(
     method: &str,
     headers: &[(&str, &str)],
     credentials: Credentials,
-) -> corsgate::explain::Explanation {
+) -> corsgate::cmd::explain::Explanation {
     let checked = config::check(CONFIG);
     let gateway = checked.gateway.expect("valid config");
     let raw = config::load::parse(CONFIG).config.unwrap();

@@ -5,7 +5,7 @@
 mod support;
 
 use bytes::Bytes;
-use corsgate::explain::{Credentials, Initiator, PageRequest, explain};
+use corsgate::cmd::explain::{Credentials, Initiator, PageRequest, explain};
 use corsgate_config::{self as config, canonical};
 use http::{HeaderMap, HeaderValue, StatusCode, Version};
 use proptest::prelude::*;

@@ -3,34 +3,15 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::cli::ServeArgs;
 use crate::{Format, Outcome};
 use corsgate_config::{self as config, GatewayConfig, Upstream};
 use corsgate_gateway::{Handle, Options, Server};
-
-/// What `corsgate serve` was asked to do.
-#[derive(Debug, Clone, Default)]
-pub struct ServeArgs {
-    /// The configuration file; `None` runs the built-in demo configuration.
-    pub config: Option<PathBuf>,
-    /// Log lines as human text or JSON objects (on stderr).
-    pub log_format: Option<Format>,
-    /// Print the built-in configuration and exit.
-    pub print_default_config: bool,
-    /// Listen here instead of the configuration's `listen`.
-    pub listen: Option<SocketAddr>,
-    /// Serve the admin endpoints here instead of the configuration's
-    /// `admin_listen`.
-    pub admin_listen: Option<SocketAddr>,
-    /// Worker threads; `None`: `TOKIO_WORKER_THREADS`, or one per CPU this
-    /// process may run on.
-    pub threads: Option<NonZeroUsize>,
-}
 
 /// Runs the gateway until SIGTERM or SIGINT.
 pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
@@ -39,16 +20,21 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Clean);
     }
     // Held to the end: dropping it writes out the lines still queued.
-    let _log_guard = init_logging(args.log_format.unwrap_or(Format::Human));
+    let _log_guard = init_logging(args.log_format);
     let (name, text) = match &args.config {
         Some(path) => (
             path.display().to_string(),
             std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?,
         ),
+        #[cfg(feature = "demo")]
         None => (
             "built-in configuration".to_owned(),
             config::DEFAULT_CONFIG.to_owned(),
+        ),
+        #[cfg(not(feature = "demo"))]
+        None => bail!(
+            "no configuration file: this build has no built-in demo; run `corsgate serve --config FILE`"
         ),
     };
     let checked = config::check(&text);

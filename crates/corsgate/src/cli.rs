@@ -1,0 +1,157 @@
+//! The command line, declared with clap: `main.rs` parses it and dispatches to
+//! [`crate::cmd`].
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::Format;
+
+#[derive(Parser)]
+#[command(
+    name = "corsgate",
+    version,
+    about = "CORS done right: a CORS-terminating gateway and tools"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check a configuration file: every error and warning, with line and column.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Run the gateway: a CORS-terminating reverse proxy. Without --config, a
+    /// built-in demo API behind a development policy.
+    Serve(ServeArgs),
+    #[cfg(feature = "tools")]
+    /// Predict what a browser does with a request: preflight, answers, verdict,
+    /// Chromium's console message, and the fix. Exit 0 allowed, 1 blocked.
+    Explain(ExplainArgs),
+    #[cfg(feature = "tools")]
+    /// Probe a live HTTP server for CORS misconfigurations, as an attacker would.
+    /// Exit 1 when a finding is at or above --fail-on.
+    Audit(AuditArgs),
+    #[cfg(feature = "tools")]
+    /// Convert another product's CORS settings into a corsgate configuration:
+    /// the TOML on stdout, notes on stderr. Exit 1 when it cannot pass check.
+    Import {
+        /// The source format.
+        #[arg(long = "from", value_enum, value_name = "FORMAT")]
+        from: crate::cmd::import::Source,
+        /// The file to convert.
+        file: PathBuf,
+    },
+}
+
+#[cfg(feature = "tools")]
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    /// The URL to probe (plain http://).
+    pub url: String,
+    /// An origin the server is meant to allow (repeatable).
+    #[arg(long = "origin", value_name = "TRUSTED")]
+    pub origins: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Most requests to send.
+    #[arg(long, default_value_t = crate::cmd::audit::DEFAULT_MAX_REQUESTS)]
+    pub max_requests: usize,
+    /// Seconds to wait for each response.
+    #[arg(long, value_name = "SECS", default_value_t = crate::cmd::audit::DEFAULT_TIMEOUT_SECS)]
+    pub timeout: u64,
+    /// Exit 1 when a finding is at least this severe.
+    #[arg(long, value_enum, default_value_t = crate::cmd::audit::Severity::High)]
+    pub fail_on: crate::cmd::audit::Severity,
+    /// A method to send besides GET and OPTIONS (repeatable).
+    #[arg(long = "method", value_name = "M")]
+    pub methods: Vec<String>,
+    /// A header for the actual requests, NAME:VALUE (repeatable), such as a cookie.
+    #[arg(long = "header", value_name = "NAME:VALUE")]
+    pub headers: Vec<String>,
+}
+
+/// What `corsgate serve` was asked to do: declared once, here; `cmd::serve`
+/// takes it as it is.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// The configuration file (default: the built-in demo configuration).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Log format (logs go to stderr).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub log_format: Format,
+    /// Print the built-in configuration, a starting point for yours, and exit.
+    #[arg(long)]
+    pub print_default_config: bool,
+    /// Listen on this address instead of the configuration's `listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serve /metrics, /healthz, /readyz and /config on this address instead of
+    /// the configuration's `admin_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<std::net::SocketAddr>,
+    /// Worker threads (default: `TOKIO_WORKER_THREADS`, or one per CPU this
+    /// process may run on). With 1, everything runs on one thread.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<std::num::NonZeroUsize>,
+}
+
+#[cfg(feature = "tools")]
+#[derive(clap::Args)]
+pub struct ExplainArgs {
+    /// The configuration (default: the built-in demo configuration).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The URL the page fetches.
+    #[arg(long)]
+    pub url: String,
+    /// The page's origin.
+    #[arg(long)]
+    pub origin: String,
+    /// The request method.
+    #[arg(long, default_value = "GET")]
+    pub method: String,
+    /// A request header the page sets, NAME or NAME:VALUE (repeatable).
+    #[arg(long = "header", value_name = "NAME[:VALUE]")]
+    pub headers: Vec<String>,
+    /// The request's credentials mode.
+    #[arg(long, value_enum, default_value_t = crate::cmd::explain::Credentials::SameOrigin)]
+    pub credentials: crate::cmd::explain::Credentials,
+    /// fetch() or XMLHttpRequest (changes Chromium's wording).
+    #[arg(long, value_enum, default_value_t = crate::cmd::explain::Initiator::Fetch)]
+    pub initiator: crate::cmd::explain::Initiator,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+#[cfg(feature = "tools")]
+impl ExplainArgs {
+    pub fn request(&self) -> crate::cmd::explain::PageRequest {
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| match h.split_once(':') {
+                Some((name, value)) => (name.trim().to_owned(), value.trim().to_owned()),
+                None => (h.trim().to_owned(), "x".to_owned()),
+            })
+            .collect();
+        crate::cmd::explain::PageRequest {
+            url: self.url.clone(),
+            origin: self.origin.clone(),
+            method: self.method.clone(),
+            headers,
+            credentials: self.credentials,
+            initiator: self.initiator,
+        }
+    }
+}
