@@ -26,6 +26,7 @@ mod conn;
 mod demo;
 mod error;
 mod fdlimit;
+mod gateway_error;
 mod headers;
 mod metrics;
 mod proxy;

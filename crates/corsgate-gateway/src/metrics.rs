@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::gateway_error::GatewayError;
 use corsgate_policy::{RejectionReason, RequestClass};
 
 const CLASSES: [RequestClass; 3] = [
@@ -104,9 +105,6 @@ impl RouteStats {
     }
 }
 
-/// Statuses of the responses the gateway makes itself when something fails.
-const GATEWAY_STATUSES: [u16; 8] = [400, 404, 408, 413, 431, 502, 503, 504];
-
 /// How long a rendered exposition is handed to further scrapes, while a slower
 /// scrape still holds it.
 const RENDER_SHARED_FOR: Duration = Duration::from_secs(1);
@@ -132,7 +130,8 @@ pub(crate) struct Metrics {
     connections_open: AtomicI64,
     connections_total: AtomicU64,
     in_flight: AtomicI64,
-    gateway_responses: [AtomicU64; GATEWAY_STATUSES.len()],
+    /// Indexed by [`GatewayError::index`]: a new kind has its counter.
+    gateway_responses: [AtomicU64; GatewayError::ALL.len()],
     websocket_upgrades: AtomicU64,
     upstream_body_timeouts: AtomicU64,
     /// The application's count of log lines its writer dropped.
@@ -231,11 +230,9 @@ impl Metrics {
     }
 
     /// Counts a response the gateway made because something failed.
-    pub(crate) fn gateway_response(&self, status: u16) {
-        if let Some(i) = GATEWAY_STATUSES.iter().position(|s| *s == status) {
-            if let Some(c) = self.gateway_responses.get(i) {
-                c.fetch_add(1, Relaxed);
-            }
+    pub(crate) fn gateway_response(&self, error: GatewayError) {
+        if let Some(c) = self.gateway_responses.get(error.index()) {
+            c.fetch_add(1, Relaxed);
         }
     }
 
@@ -335,11 +332,23 @@ impl Metrics {
             "# HELP corsgate_gateway_responses_total Responses the gateway made itself because a request could not be served.\n\
              # TYPE corsgate_gateway_responses_total counter\n",
         );
-        for (status, counter) in GATEWAY_STATUSES.iter().zip(&self.gateway_responses) {
+        // One series per status, summing the kinds that answer with it.
+        let mut statuses: Vec<u16> = GatewayError::ALL
+            .iter()
+            .map(|kind| kind.status().as_u16())
+            .collect();
+        statuses.sort_unstable();
+        statuses.dedup();
+        for status in statuses {
+            let count: u64 = GatewayError::ALL
+                .iter()
+                .zip(&self.gateway_responses)
+                .filter(|(kind, _)| kind.status().as_u16() == status)
+                .map(|(_, counter)| counter.load(Relaxed))
+                .sum();
             let _ = writeln!(
                 out,
-                "corsgate_gateway_responses_total{{status=\"{status}\"}} {}",
-                counter.load(Relaxed)
+                "corsgate_gateway_responses_total{{status=\"{status}\"}} {count}"
             );
         }
 

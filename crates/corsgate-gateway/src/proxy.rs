@@ -21,6 +21,7 @@ use super::Shared;
 use super::Snapshot;
 use super::body::{self, BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody};
 use super::conn::{ConnState, InFlight};
+use super::gateway_error::GatewayError;
 use super::headers::{self, X_CORSGATE_REASON, X_REQUEST_ID};
 use super::metrics::{RouteStats, Verdict};
 use super::upstream::UpstreamError;
@@ -86,10 +87,9 @@ async fn serve(
                 .decide(request.method(), request.headers());
             return gateway_error(
                 ctx,
-                StatusCode::BAD_REQUEST,
+                GatewayError::BadTarget(text),
                 Some(&decision),
                 &request_id,
-                text,
             );
         }
     };
@@ -141,13 +141,7 @@ async fn serve(
         .path_and_query()
         .map_or(1, |p| p.as_str().len());
     if headers::head_size(uri_len, request.headers()) > settings.max_header_bytes {
-        return gateway_error(
-            ctx,
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            cors,
-            &request_id,
-            "431 Request Header Fields Too Large: the request head is larger than max_header_bytes\n",
-        );
+        return gateway_error(ctx, GatewayError::HeadTooLarge, cors, &request_id);
     }
     if let Some(status) = decision.response_status() {
         // Preflights, and refusals under on_disallowed = "reject": answered here,
@@ -155,22 +149,10 @@ async fn serve(
         return local(status, cors, &request_id, "");
     }
     let Some(route) = route else {
-        return gateway_error(
-            ctx,
-            StatusCode::NOT_FOUND,
-            cors,
-            &request_id,
-            "404 Not Found: no route of the gateway matches this request\n",
-        );
+        return gateway_error(ctx, GatewayError::NoRoute, cors, &request_id);
     };
     if request.method() == Method::CONNECT {
-        return gateway_error(
-            ctx,
-            StatusCode::BAD_REQUEST,
-            cors,
-            &request_id,
-            "400 Bad Request: CONNECT is not supported by this gateway\n",
-        );
+        return gateway_error(ctx, GatewayError::Connect, cors, &request_id);
     }
     if let Some(limit) = settings.max_body_bytes {
         let declared = request
@@ -180,13 +162,7 @@ async fn serve(
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit) {
             body::discard(request.into_body());
-            return gateway_error(
-                ctx,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                cors,
-                &request_id,
-                "413 Content Too Large: the request body is larger than max_body_bytes\n",
-            );
+            return gateway_error(ctx, GatewayError::BodyTooLarge, cors, &request_id);
         }
     }
     let websocket = headers::is_websocket_upgrade(request.headers());
@@ -225,13 +201,7 @@ async fn serve(
         }
         // Refused at start; a reload to such a file lands here.
         #[cfg(not(feature = "demo"))]
-        Upstream::Demo => gateway_error(
-            ctx,
-            StatusCode::BAD_GATEWAY,
-            cors,
-            &request_id,
-            "502 Bad Gateway: this build of corsgate has no built-in demo\n",
-        ),
+        Upstream::Demo => gateway_error(ctx, GatewayError::NoDemo, cors, &request_id),
         Upstream::Http { authority } => {
             forward(
                 ctx,
@@ -268,10 +238,9 @@ async fn forward(
     let Some(path_and_query) = upstream_path(route, &parts.uri) else {
         return gateway_error(
             ctx,
-            StatusCode::BAD_REQUEST,
+            GatewayError::BadTarget("400 Bad Request: bad request target\n"),
             cors,
             request_id,
-            "400 Bad Request: bad request target\n",
         );
     };
     // HTTP/2 requests carry the host in the URI, not in a Host header; an
@@ -312,13 +281,7 @@ async fn forward(
     );
     let Some(pool) = snapshot.pools.get(route.index).and_then(Option::as_ref) else {
         // Every route with an http upstream has a pool: not reached.
-        return gateway_error(
-            ctx,
-            StatusCode::BAD_GATEWAY,
-            cors,
-            request_id,
-            "502 Bad Gateway: the upstream could not be reached or failed\n",
-        );
+        return gateway_error(ctx, GatewayError::UpstreamFailed, cors, request_id);
     };
     // A tunnel outlives its client connection, whose permit goes with it: it
     // holds one of its own, so that tunnels count toward max_connections.
@@ -330,13 +293,7 @@ async fn forward(
                     route = route.name.as_str(),
                     "WebSocket handshake refused: max_connections reached"
                 );
-                return gateway_error(
-                    ctx,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    cors,
-                    request_id,
-                    "503 Service Unavailable: too many open connections for another WebSocket\n",
-                );
+                return gateway_error(ctx, GatewayError::WebSocketLimit, cors, request_id);
             }
         }
     } else {
@@ -352,13 +309,7 @@ async fn forward(
                 timeout = ?settings.response_timeout,
                 "upstream did not send its response head within response_timeout"
             );
-            return gateway_error(
-                ctx,
-                StatusCode::GATEWAY_TIMEOUT,
-                cors,
-                request_id,
-                "504 Gateway Timeout: the upstream did not answer in time\n",
-            );
+            return gateway_error(ctx, GatewayError::UpstreamTimeout, cors, request_id);
         }
         Ok(Err(err)) => return upstream_failed(ctx, route, authority, &err, cors, request_id),
         Ok(Ok(response)) => response,
@@ -383,13 +334,7 @@ async fn forward(
                 upgrade = ?response.headers().get(UPGRADE),
                 "upstream switched protocols without agreeing to a WebSocket; refused"
             );
-            return gateway_error(
-                ctx,
-                StatusCode::BAD_GATEWAY,
-                cors,
-                request_id,
-                "502 Bad Gateway: the upstream switched to a protocol that was not asked for\n",
-            );
+            return gateway_error(ctx, GatewayError::UnexpectedUpgrade, cors, request_id);
         };
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         ctx.shared.metrics.websocket_upgraded();
@@ -550,13 +495,7 @@ fn upstream_failed(
         source = cause.source();
     }
     if too_large {
-        return gateway_error(
-            ctx,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            cors,
-            request_id,
-            "413 Content Too Large: the request body is larger than max_body_bytes\n",
-        );
+        return gateway_error(ctx, GatewayError::BodyTooLarge, cors, request_id);
     }
     // The client's side failed, not the upstream's: no upstream alert for it.
     if timed_out || client_failed {
@@ -566,21 +505,9 @@ fn upstream_failed(
             "request body from the client failed"
         );
         return if timed_out {
-            gateway_error(
-                ctx,
-                StatusCode::REQUEST_TIMEOUT,
-                cors,
-                request_id,
-                "408 Request Timeout: the request body stalled for longer than body_timeout\n",
-            )
+            gateway_error(ctx, GatewayError::BodyTimeout, cors, request_id)
         } else {
-            gateway_error(
-                ctx,
-                StatusCode::BAD_REQUEST,
-                cors,
-                request_id,
-                "400 Bad Request: the request body could not be read\n",
-            )
+            gateway_error(ctx, GatewayError::BodyUnreadable, cors, request_id)
         };
     }
     if err.is_busy() {
@@ -590,13 +517,7 @@ fn upstream_failed(
             error = %err,
             "no upstream connection free"
         );
-        return gateway_error(
-            ctx,
-            StatusCode::SERVICE_UNAVAILABLE,
-            cors,
-            request_id,
-            "503 Service Unavailable: the upstream is busy (max_upstream_connections)\n",
-        );
+        return gateway_error(ctx, GatewayError::UpstreamBusy, cors, request_id);
     }
     tracing::warn!(
         route = route.name.as_str(),
@@ -605,13 +526,7 @@ fn upstream_failed(
         error = %ErrorChain(err),
         "upstream request failed"
     );
-    gateway_error(
-        ctx,
-        StatusCode::BAD_GATEWAY,
-        cors,
-        request_id,
-        "502 Bad Gateway: the upstream could not be reached or failed\n",
-    )
+    gateway_error(ctx, GatewayError::UpstreamFailed, cors, request_id)
 }
 
 /// `error: cause: cause`, for logs.
@@ -653,18 +568,16 @@ fn finish(
     }
 }
 
-/// A response made by the gateway itself, carrying the route's CORS headers.
 /// A response the gateway makes itself on an error (404, 413, 431, 502, …),
 /// counted in the metrics and carrying the route's CORS headers.
 fn gateway_error(
     ctx: &ConnCtx,
-    status: StatusCode,
+    error: GatewayError,
     cors: Option<&Decision>,
     request_id: &HeaderValue,
-    text: &'static str,
 ) -> Response<ResponseBody> {
-    ctx.shared.metrics.gateway_response(status.as_u16());
-    local(status, cors, request_id, text)
+    ctx.shared.metrics.gateway_response(error);
+    local(error.status(), cors, request_id, error.text())
 }
 
 fn local(
