@@ -203,34 +203,45 @@ async fn serve(
         #[cfg(not(feature = "demo"))]
         Upstream::Demo => gateway_error(ctx, GatewayError::NoDemo, cors, &request_id),
         Upstream::Http { authority } => {
-            forward(
-                ctx,
+            let rcx = RequestCtx {
+                conn: ctx,
                 snapshot,
                 route,
                 stats,
-                authority,
-                request,
-                websocket,
                 cors,
-                &request_id,
-            )
-            .await
+                request_id: &request_id,
+            };
+            forward(&rcx, authority, request, websocket).await
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the phases after routing share about one request: its connection,
+/// the configuration snapshot it was routed with, its route and that route's
+/// counters, its CORS decision (`None`: CORS off) and its request id.
+struct RequestCtx<'a> {
+    conn: &'a ConnCtx,
+    snapshot: &'a Snapshot,
+    route: &'a Route,
+    stats: &'a RouteStats,
+    cors: Option<&'a Decision>,
+    request_id: &'a HeaderValue,
+}
+
 async fn forward(
-    ctx: &ConnCtx,
-    snapshot: &Snapshot,
-    route: &Route,
-    stats: &RouteStats,
+    rcx: &RequestCtx<'_>,
     authority: &http::uri::Authority,
     mut request: Request<Incoming>,
     websocket: bool,
-    cors: Option<&Decision>,
-    request_id: &HeaderValue,
 ) -> Response<ResponseBody> {
+    let RequestCtx {
+        conn: ctx,
+        snapshot,
+        route,
+        stats,
+        cors,
+        request_id,
+    } = *rcx;
     let settings = &snapshot.gateway.settings;
     let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
     let (mut parts, body) = request.into_parts();
