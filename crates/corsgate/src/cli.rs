@@ -30,6 +30,12 @@ pub enum Command {
     },
     /// Run the gateway: a CORS-terminating reverse proxy. Without --config, a
     /// built-in demo API behind a development policy.
+    #[cfg_attr(
+        not(feature = "demo"),
+        command(
+            about = "Run the gateway: a CORS-terminating reverse proxy, on the file given by --config"
+        )
+    )]
     Serve(ServeArgs),
     #[cfg(feature = "tools")]
     /// Predict what a browser does with a request: preflight, answers, verdict,
