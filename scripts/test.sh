@@ -16,6 +16,8 @@ echo "== clippy, serve-only binary (no tools, no demo)"
 cargo clippy -p corsgate --no-default-features --locked -- -D warnings
 echo "== the engine and the configuration crate depend on no runtime, server or logging crate"
 bash scripts/check-engine-deps.sh
+echo "== docs build without warnings"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== tests"
 cargo test --workspace --locked --all-targets
 cargo test --workspace --locked --doc
