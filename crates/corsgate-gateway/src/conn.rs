@@ -32,7 +32,7 @@ use tokio::time::Sleep;
 
 use super::Shared;
 use super::body::BoxError;
-use super::metrics::Metrics;
+use super::metrics::{ClientClose, Metrics};
 use super::proxy;
 
 /// How long a connection that is closing (GOAWAY sent) may take to finish, at
@@ -102,10 +102,12 @@ pub(crate) struct ConnState {
     /// Wakes the driver for `close_requested`.
     signals: Arc<Signals>,
     created: u64,
+    /// Counts the closes this connection's own guards decide.
+    metrics: Arc<Metrics>,
 }
 
 impl ConnState {
-    pub(crate) fn new(max_requests: u64) -> Self {
+    pub(crate) fn new(max_requests: u64, metrics: Arc<Metrics>) -> Self {
         ConnState {
             active: AtomicUsize::new(0),
             last_activity: AtomicU64::new(0),
@@ -118,6 +120,7 @@ impl ConnState {
             abort: AtomicBool::new(false),
             signals: Arc::new(Signals::default()),
             created: now_ms(),
+            metrics,
         }
     }
 
@@ -154,6 +157,7 @@ impl ConnState {
         // `Connection: close` (HTTP/1.1) follows.
         self.request_close();
         if n == self.max_requests {
+            self.metrics.client_closed(ClientClose::RequestCap);
             Admission::Last
         } else {
             Admission::Refused
@@ -174,6 +178,7 @@ impl ConnState {
                 requests,
                 "closing a client connection: most of its streams were reset before their response (rapid reset)"
             );
+            self.metrics.client_closed(ClientClose::RapidReset);
             self.request_close();
         }
     }
@@ -349,11 +354,15 @@ struct StreamRecord {
 #[derive(Debug, Clone)]
 pub(crate) struct StreamExec {
     send_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl StreamExec {
-    pub(crate) fn new(send_timeout: Duration) -> Self {
-        StreamExec { send_timeout }
+    pub(crate) fn new(send_timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        StreamExec {
+            send_timeout,
+            metrics,
+        }
     }
 }
 
@@ -367,6 +376,7 @@ where
             record: Arc::default(),
             timer: None,
             send_timeout: self.send_timeout,
+            metrics: self.metrics.clone(),
         });
     }
 }
@@ -378,6 +388,7 @@ pin_project_lite::pin_project! {
         record: Arc<StreamRecord>,
         timer: Option<Pin<Box<Sleep>>>,
         send_timeout: Duration,
+        metrics: Arc<Metrics>,
     }
 }
 
@@ -409,6 +420,7 @@ impl<F: Future<Output = ()>> Future for StreamTask<F> {
                 stalled = ?stalled,
                 "HTTP/2 stream reset: the client gave no window for its response within send_timeout"
             );
+            this.metrics.client_closed(ClientClose::StreamSendTimeout);
             return Poll::Ready(());
         };
         let deadline = tokio::time::Instant::now() + left;
@@ -556,7 +568,7 @@ pub(crate) async fn serve_connection(
     shared.metrics.connection_opened();
     let snapshot = shared.snapshot.load_full();
     let limits = snapshot.limits;
-    let state = Arc::new(ConnState::new(limits.max_requests));
+    let state = Arc::new(ConnState::new(limits.max_requests, shared.metrics.clone()));
     let ctx = Arc::new(proxy::ConnCtx {
         shared: shared.clone(),
         conn: state.clone(),
@@ -714,10 +726,12 @@ pub(crate) async fn serve_connection(
         Ended::Closed => {}
         Ended::SendTimeout => {
             tracing::debug!(%remote, "client connection reset: it took no response bytes within send_timeout");
+            shared.metrics.client_closed(ClientClose::SendTimeout);
             state.abort.store(true, Relaxed);
         }
         Ended::CloseDeadline => {
             tracing::debug!(%remote, "client connection closed: it did not end after GOAWAY");
+            shared.metrics.client_closed(ClientClose::CloseDeadline);
         }
     }
     // The connection (and its socket) drops at the end of this scope.

@@ -192,7 +192,7 @@ impl Snapshot {
                 *slot = Some(pool);
             }
         }
-        let http = http_builder(settings);
+        let http = http_builder(settings, metrics);
         let limits = Limits {
             idle_timeout: settings.idle_timeout,
             header_timeout: header_timeout(settings),
@@ -222,8 +222,8 @@ fn header_timeout(settings: &Settings) -> Duration {
     settings.idle_timeout.min(MAX_HEADER_READ_TIMEOUT)
 }
 
-fn http_builder(settings: &Settings) -> auto::Builder<StreamExec> {
-    let mut builder = auto::Builder::new(StreamExec::new(settings.send_timeout));
+fn http_builder(settings: &Settings, metrics: &Arc<Metrics>) -> auto::Builder<StreamExec> {
+    let mut builder = auto::Builder::new(StreamExec::new(settings.send_timeout, metrics.clone()));
     // hyper refuses heads past its buffer with a bare 431. Give it room beyond
     // max_header_bytes, so that the gateway sees most oversized heads itself and
     // answers them with the route's CORS headers.

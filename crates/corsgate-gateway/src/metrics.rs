@@ -47,6 +47,56 @@ pub(crate) enum Verdict {
     Rejected(RejectionReason),
 }
 
+/// Why the gateway closed a client connection (or reset an HTTP/2 stream) on
+/// its own, for `corsgate_client_closes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientClose {
+    /// Response bytes waited `send_timeout` for the client: connection reset.
+    SendTimeout,
+    /// An HTTP/2 stream's response waited `send_timeout` for window: stream reset.
+    StreamSendTimeout,
+    /// Closing, the client kept the connection past its deadline.
+    CloseDeadline,
+    /// Most of the connection's HTTP/2 streams were reset before their
+    /// response (rapid reset).
+    RapidReset,
+    /// The connection made its `max_requests_per_connection`.
+    RequestCap,
+}
+
+impl ClientClose {
+    /// Every reason, in metric-slot order.
+    pub(crate) const ALL: [ClientClose; 5] = [
+        ClientClose::SendTimeout,
+        ClientClose::StreamSendTimeout,
+        ClientClose::CloseDeadline,
+        ClientClose::RapidReset,
+        ClientClose::RequestCap,
+    ];
+
+    /// The slot of this reason's counter: its place in [`Self::ALL`].
+    fn index(self) -> usize {
+        match self {
+            ClientClose::SendTimeout => 0,
+            ClientClose::StreamSendTimeout => 1,
+            ClientClose::CloseDeadline => 2,
+            ClientClose::RapidReset => 3,
+            ClientClose::RequestCap => 4,
+        }
+    }
+
+    /// The `reason` label.
+    fn as_str(self) -> &'static str {
+        match self {
+            ClientClose::SendTimeout => "send_timeout",
+            ClientClose::StreamSendTimeout => "stream_send_timeout",
+            ClientClose::CloseDeadline => "close_deadline",
+            ClientClose::RapidReset => "rapid_reset",
+            ClientClose::RequestCap => "request_cap",
+        }
+    }
+}
+
 /// The counters of one route.
 #[derive(Debug)]
 pub(crate) struct RouteStats {
@@ -134,6 +184,8 @@ pub(crate) struct Metrics {
     gateway_responses: [AtomicU64; GatewayError::ALL.len()],
     websocket_upgrades: AtomicU64,
     upstream_body_timeouts: AtomicU64,
+    /// Indexed by [`ClientClose::index`]: a new reason has its counter.
+    client_closes: [AtomicU64; ClientClose::ALL.len()],
     /// The application's count of log lines its writer dropped.
     log_lines_dropped: Option<fn() -> u64>,
 }
@@ -162,6 +214,7 @@ impl Default for Metrics {
             gateway_responses: std::array::from_fn(|_| AtomicU64::new(0)),
             websocket_upgrades: AtomicU64::new(0),
             upstream_body_timeouts: AtomicU64::new(0),
+            client_closes: std::array::from_fn(|_| AtomicU64::new(0)),
             log_lines_dropped: None,
         }
     }
@@ -243,6 +296,13 @@ impl Metrics {
     /// Counts a response cut because its upstream body stalled.
     pub(crate) fn upstream_body_timed_out(&self) {
         self.upstream_body_timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a client connection (or HTTP/2 stream) the gateway closed on its own.
+    pub(crate) fn client_closed(&self, reason: ClientClose) {
+        if let Some(c) = self.client_closes.get(reason.index()) {
+            c.fetch_add(1, Relaxed);
+        }
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -352,6 +412,22 @@ impl Metrics {
             );
         }
 
+        out.push_str(
+            "# HELP corsgate_client_closes_total Client connections (or HTTP/2 streams) the gateway closed on its own, by reason.\n\
+             # TYPE corsgate_client_closes_total counter\n",
+        );
+        for reason in ClientClose::ALL {
+            let count = self
+                .client_closes
+                .get(reason.index())
+                .map_or(0, |c| c.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "corsgate_client_closes_total{{reason=\"{}\"}} {count}",
+                reason.as_str()
+            );
+        }
+
         let _ = write!(
             out,
             "# HELP corsgate_reloads_total Configuration reloads by result.\n\
@@ -454,6 +530,16 @@ mod tests {
         ));
         assert!(text.contains("corsgate_upstream_duration_seconds_count{route=\"0:/api\"} 1"));
         assert!(text.contains("corsgate_reloads_total{result=\"failure\"} 1"));
+        // Every close reason is there from the start, at its own slot.
+        for reason in ClientClose::ALL {
+            assert!(text.contains(&format!(
+                "corsgate_client_closes_total{{reason=\"{}\"}} 0",
+                reason.as_str()
+            )));
+        }
+        for (i, reason) in ClientClose::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i);
+        }
         // The same name after a reload: the same counters.
         assert!(Arc::ptr_eq(&api, &metrics.route("0:/api")));
     }

@@ -120,6 +120,27 @@ async fn read_until_closed(stream: &mut TcpStream) -> u64 {
     seen
 }
 
+/// Waits until the admin listener's `/metrics` shows at least one client
+/// connection or stream the gateway closed for `reason`; returns the count.
+async fn client_closes(gw: &Gw, reason: &str) -> u64 {
+    let series = format!("corsgate_client_closes_total{{reason=\"{reason}\"}} ");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = send("GET", &gw.admin_url("/metrics"), &[]).await.text();
+        let count = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map(|v| v.trim().parse::<u64>().unwrap());
+        match count {
+            Some(n) if n >= 1 => return n,
+            Some(_) => {}
+            None => panic!("no series {series:?} in /metrics:\n{text}"),
+        }
+        assert!(Instant::now() < deadline, "{series:?} stayed at 0:\n{text}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 // E1: a client that stops reading a large response held its connection, the
 // upstream connection and its buffers forever (the idle timer is suspended
 // while a request is in flight).
@@ -146,6 +167,7 @@ async fn client_that_never_reads_a_large_response_is_closed_at_send_timeout_with
         read < SIXTY_FOUR_MIB,
         "the response was not cut: {read} bytes"
     );
+    assert_eq!(client_closes(&gw, "send_timeout").await, 1);
 }
 
 // E1, HTTP/2: a stream whose flow-control window stays at 0 held the stream,
@@ -182,6 +204,7 @@ async fn h2_stream_without_window_is_reset_at_send_timeout_with_its_upstream() {
     h2.until(|f| f.kind == h2raw::HEADERS && f.stream == 3)
         .await
         .expect("the connection closed with the stream");
+    assert_eq!(client_closes(&gw, "stream_send_timeout").await, 1);
 }
 
 // E2: connections that send only the 24-byte HTTP/2 preface and never read,
@@ -216,6 +239,7 @@ async fn h2_preface_only_and_unacknowledging_connections_are_closed_and_do_not_l
     let goaway = deaf.until(|f| f.kind == h2raw::GOAWAY).await;
     assert!(goaway.is_some(), "closed without GOAWAY");
     assert!(deaf.until(|_| false).await.is_none());
+    assert!(client_closes(&gw, "close_deadline").await >= 1);
 }
 
 // E2: a client that reads every frame but never acknowledges a PING kept its
@@ -311,6 +335,7 @@ async fn h2_rapid_reset_gets_goaway_and_a_bounded_number_of_upstream_requests() 
         spy.arrived(),
         goaway
     );
+    assert_eq!(client_closes(&gw, "rapid_reset").await, 1);
 }
 
 // E3: the gateway announces its own cap on concurrent streams (h2's default
@@ -393,6 +418,7 @@ async fn keepalive_connection_is_closed_after_max_requests_per_connection() {
         .await;
     assert!(read_response(&mut stream).await.is_none());
     assert_eq!(spy.arrived(), 3);
+    assert_eq!(client_closes(&gw, "request_cap").await, 1);
 }
 
 /// Runs `corsgate serve --config FILE` under `prlimit --nofile=LIMIT`, until
@@ -532,4 +558,5 @@ async fn h2_connection_past_max_requests_per_connection_gets_goaway_and_refused_
     }
     assert_eq!((answered, refused), (vec![1, 3], vec![5]));
     assert_eq!(spy.arrived(), 2);
+    assert_eq!(client_closes(&gw, "request_cap").await, 1);
 }
