@@ -25,6 +25,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 
 use super::Shared;
+use super::accept::AcceptErrors;
 use super::body::ResponseBody;
 
 /// Most admin connections open at once. Scrapers and health checks need a
@@ -40,6 +41,9 @@ const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// drain, so that `/readyz` can say the gateway is going away.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
+    let mut accept_errors = AcceptErrors::new(
+        "admin accept failed (out of file descriptors? see RLIMIT_NOFILE and max_connections)",
+    );
     loop {
         // A slot first: the connections past the cap wait unaccepted.
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -48,7 +52,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
-                tracing::warn!(error = %err, "admin accept failed");
+                accept_errors.note(&err);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

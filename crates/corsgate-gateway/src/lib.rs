@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+mod accept;
 mod admin;
 mod body;
 mod conn;
@@ -44,6 +45,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use accept::AcceptErrors;
 use conn::{Limits, StreamExec, serve_connection};
 use corsgate_config::{GatewayConfig, Settings, Upstream};
 pub use error::Error;
@@ -381,7 +383,9 @@ impl Server {
         // Closes the connections still open when shutdown_timeout runs out.
         let (force, _) = watch::channel(false);
         let mut shutdown = shared.shutdown.subscribe();
-        let mut accept_errors = AcceptErrors::default();
+        let mut accept_errors = AcceptErrors::new(
+            "accept failed (out of file descriptors? see RLIMIT_NOFILE and max_connections)",
+        );
         loop {
             let permit = tokio::select! {
                 biased;
@@ -432,33 +436,6 @@ impl Server {
         }
         pruner.abort();
         Ok(())
-    }
-}
-
-/// Logs failed accepts at most once per [`ACCEPT_WARN_EVERY`], with how many
-/// were not logged: out of file descriptors, the loop retries every 50 ms.
-#[derive(Default)]
-struct AcceptErrors {
-    last: Option<tokio::time::Instant>,
-    suppressed: u64,
-}
-
-/// At most one "accept failed" line this often.
-const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
-
-impl AcceptErrors {
-    fn note(&mut self, err: &std::io::Error) {
-        let now = tokio::time::Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < ACCEPT_WARN_EVERY)
-        {
-            self.suppressed += 1;
-            return;
-        }
-        tracing::warn!(error = %err, suppressed = self.suppressed, "accept failed (out of file descriptors? see RLIMIT_NOFILE and max_connections)");
-        self.last = Some(now);
-        self.suppressed = 0;
     }
 }
 

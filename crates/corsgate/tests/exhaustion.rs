@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use support::binary::{Serve, Stderr};
 use support::h2raw::{self, Event, H2};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -519,6 +520,46 @@ fn default_max_connections_is_lowered_to_the_file_descriptor_limit_with_a_warnin
     let (code, out, err) = serve_under_nofile_limit("256:256", None);
     assert_eq!(code, None, "stdout {out}\nstderr {err}");
     assert!(err.contains("accepting 96 connections at most"), "{err}");
+}
+
+// E5, admin listener: out of file descriptors, the admin accept loop logged
+// "admin accept failed" on every retry (every 50 ms), where the main loop
+// logs once per 10 s with a count of the ones left out.
+#[tokio::test]
+async fn admin_accept_failures_out_of_descriptors_are_logged_once_per_ten_seconds() {
+    let dir = TempDir::new("admin-nofile");
+    let file = dir.join("corsgate.toml");
+    std::fs::write(
+        &file,
+        config(
+            "idle_timeout = \"30s\"",
+            "",
+            &route("/", "builtin:demo", ""),
+        ),
+    )
+    .unwrap();
+    // 80 descriptors: max_connections is lowered to 8, and 8 client plus 64
+    // admin connections (its cap) are more than what the process has left.
+    let mut serve = Serve::start_under_nofile(&file, "80:80", Stderr::Read);
+    let (listen, admin) = serve.addresses();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(TcpStream::connect(listen).await.unwrap());
+    }
+    for _ in 0..64 {
+        held.push(TcpStream::connect(admin).await.unwrap());
+    }
+    serve.wait_stderr("admin accept failed");
+    // The accept keeps failing while the connections are held: a second of
+    // retries (about 20) is a window, not a synchronisation.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let lines: Vec<String> = serve
+        .stderr()
+        .into_iter()
+        .filter(|l| l.contains("admin accept failed"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    drop(held);
 }
 
 // E3, HTTP/2: past `max_requests_per_connection`, GOAWAY, and streams opened

@@ -34,7 +34,18 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(config: &Path, stderr: Stderr) -> Serve {
-        let mut child = Command::new(BIN)
+        Serve::spawn(Command::new(BIN), config, stderr)
+    }
+
+    /// Starts `serve` under `prlimit --nofile=LIMIT` (`SOFT:HARD`).
+    pub fn start_under_nofile(config: &Path, limit: &str, stderr: Stderr) -> Serve {
+        let mut command = Command::new("prlimit");
+        command.arg(format!("--nofile={limit}")).arg(BIN);
+        Serve::spawn(command, config, stderr)
+    }
+
+    fn spawn(mut command: Command, config: &Path, stderr: Stderr) -> Serve {
+        let mut child = command
             .arg("serve")
             .arg("--config")
             .arg(config)
