@@ -38,6 +38,10 @@ use trust::Cidr;
 /// development policy.
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
+/// A starting point for a production configuration, without the demo API: what
+/// `corsgate serve --print-default-config` prints in a build without the demo.
+pub const STARTING_CONFIG: &str = include_str!("starting_point.toml");
+
 /// A compiled configuration: everything the gateway needs, validated.
 #[derive(Debug)]
 pub struct GatewayConfig {
@@ -769,6 +773,14 @@ fn effective_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn starting_config_is_valid_and_has_no_demo_route() {
+        let checked = check(STARTING_CONFIG);
+        let gateway = checked.gateway.expect("valid");
+        assert!(gateway.warnings.is_empty(), "{:?}", gateway.warnings);
+        assert!(gateway.routes.iter().all(|r| r.upstream != Upstream::Demo));
+    }
 
     const FILE: &str = r#"
 [server.cors]

@@ -16,7 +16,14 @@ use corsgate_gateway::{Handle, Options, Server};
 /// Runs the gateway until SIGTERM or SIGINT.
 pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     if args.print_default_config {
-        out.write_all(config::DEFAULT_CONFIG.as_bytes())?;
+        // Without the demo, the demo configuration is one this build refuses
+        // to serve: a starting point with a placeholder upstream instead.
+        let text = if cfg!(feature = "demo") {
+            config::DEFAULT_CONFIG
+        } else {
+            config::STARTING_CONFIG
+        };
+        out.write_all(text.as_bytes())?;
         return Ok(Outcome::Clean);
     }
     // Held to the end: dropping it writes out the lines still queued.
@@ -273,4 +280,33 @@ fn stop(handle: &Handle, signal: &str) {
     }
     tracing::info!("{signal}: stopping");
     handle.shutdown();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A build without the demo printed the demo configuration, which that build
+    // refuses to serve (its route's upstream is `builtin:demo`).
+    #[test]
+    fn printed_default_config_is_one_this_build_serves() {
+        let mut out = Vec::new();
+        let args = ServeArgs {
+            print_default_config: true,
+            ..ServeArgs::default()
+        };
+        run(&args, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let checked = config::check(&text);
+        let gateway = checked.gateway.expect("the printed configuration is valid");
+        assert!(gateway.warnings.is_empty(), "{:?}", gateway.warnings);
+        if cfg!(feature = "demo") {
+            assert_eq!(text, config::DEFAULT_CONFIG);
+        } else {
+            assert!(
+                gateway.routes.iter().all(|r| r.upstream != Upstream::Demo),
+                "{text}"
+            );
+        }
+    }
 }
