@@ -546,6 +546,21 @@ async fn admin_accept_failures_out_of_descriptors_are_logged_once_per_ten_second
     for _ in 0..8 {
         held.push(TcpStream::connect(listen).await.unwrap());
     }
+    // The gateway's listener takes its 8 first, so that the admin one is the
+    // listener that runs out.
+    let metrics = format!("http://{admin}/metrics");
+    let deadline = Instant::now() + WAIT;
+    while !send("GET", &metrics, &[])
+        .await
+        .text()
+        .contains("\ncorsgate_connections_open 8\n")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the 8 connections were not accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for _ in 0..64 {
         held.push(TcpStream::connect(admin).await.unwrap());
     }
