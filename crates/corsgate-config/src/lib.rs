@@ -256,7 +256,25 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
         };
         let cors_path = format!("{at}.cors");
         let policy = match &route.cors {
-            Some(RouteCors::Off(_)) => None,
+            Some(RouteCors::Off(_)) => {
+                diagnostics.push(Diagnostic::warning(
+                    DiagnosticKind::File,
+                    &cors_path,
+                    "with cors = \"off\" the upstream's own CORS headers reach browsers unchecked; to keep the route closed to other origins, write cors = \"closed\"",
+                ));
+                None
+            }
+            // On its own, not layered over [server.cors]: an inherited
+            // on_disallowed = "reject" would refuse the route's own
+            // same-origin POSTs, which carry Origin too (Fetch §3.1).
+            Some(RouteCors::Closed(_)) => collect(
+                Policy::compile_layered(&[Layer::new(
+                    &CorsConfig::default().allow_origins(Vec::<String>::new()),
+                    &cors_path,
+                )]),
+                &mut diagnostics,
+            )
+            .map(Arc::new),
             Some(RouteCors::Overrides(overrides)) => collect(
                 Policy::compile_layered(&[
                     Layer::new(overrides, &cors_path),
@@ -758,6 +776,9 @@ fn effective_config(
                 upstream: written.and_then(|w| w.upstream.clone()),
                 strip_prefix: Some(r.strip_prefix),
                 cors: Some(match &r.policy {
+                    _ if written.is_some_and(|w| matches!(w.cors, Some(RouteCors::Closed(_)))) => {
+                        RouteCors::Closed(corsgate_policy::Closed::Closed)
+                    }
                     None => RouteCors::Off(corsgate_policy::Off::Off),
                     Some(policy) => RouteCors::Overrides(policy.effective_config().clone()),
                 }),

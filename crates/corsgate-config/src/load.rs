@@ -345,14 +345,16 @@ impl<'i> Checker<'_, 'i> {
                 &at,
                 &["cors"],
                 |checker, _, value, path| match value.get_ref() {
-                    DeValue::String(s) if s.as_ref() == "off" => Some(value.clone()),
+                    DeValue::String(s) if matches!(s.as_ref(), "off" | "closed") => {
+                        Some(value.clone())
+                    }
                     DeValue::String(s) => {
                         checker.push(
                             value.span(),
                             Diagnostic::error(
                                 DiagnosticKind::File,
                                 path,
-                                "cors is \"off\" or a table of CORS keys".to_owned(),
+                                "cors is \"off\", \"closed\" or a table of CORS keys".to_owned(),
                             )
                             .with_value(s.as_ref()),
                         );

@@ -45,7 +45,7 @@ mod matcher;
 mod origin;
 mod policy;
 
-pub use config::{CorsConfig, List, Off, OnDisallowed, POLICY_KEYS, RouteCors};
+pub use config::{Closed, CorsConfig, List, Off, OnDisallowed, POLICY_KEYS, RouteCors};
 pub use decision::{
     ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, Decision,
     REASON_HEADER, Rejection, RejectionReason, RequestClass, append_vary, classify,

@@ -113,6 +113,21 @@ fn documentation_examples_are_valid() {
                 errors.is_empty(),
                 "{doc}: example refused: {errors:#?}\n{block}"
             );
+            // The examples are what users copy: none of their routes may
+            // draw a warning, such as the note on every cors = "off" route
+            // (the dangerous switches they show on purpose are warned about
+            // in [server.cors]).
+            if doc == "docs/examples.md" {
+                let warned: Vec<_> = result
+                    .problems
+                    .iter()
+                    .filter(|p| p.diagnostic.path().starts_with("route"))
+                    .collect();
+                assert!(
+                    warned.is_empty(),
+                    "{doc}: example route warned: {warned:#?}\n{block}"
+                );
+            }
             checked += 1;
         }
     }
