@@ -325,3 +325,48 @@ fn a_public_insecure_page_calling_loopback_gets_a_local_network_access_note() {
     );
     assert!(!e.notes.iter().any(|n| n.contains("Local Network Access")));
 }
+
+/// `corsgate explain --origin ORIGIN` against [`CONFIG`]: exit code and stderr.
+fn explain_binary(origin: &str) -> (Option<i32>, String) {
+    let file = std::env::temp_dir().join(format!(
+        "corsgate-explain-origin-{}-{}.toml",
+        std::process::id(),
+        origin.len()
+    ));
+    std::fs::write(&file, CONFIG).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_corsgate"))
+        .args(["explain", "--config"])
+        .arg(&file)
+        .args([
+            "--url",
+            "https://api.example.com/api/items",
+            "--origin",
+            origin,
+        ])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn malformed_origin_is_refused_with_the_serialised_origin() {
+    for (written, meant) in [
+        ("https://app.example.com/", "https://app.example.com"),
+        ("https://app.example.com/login", "https://app.example.com"),
+        ("https://App.Example.com", "https://app.example.com"),
+    ] {
+        let (code, stderr) = explain_binary(written);
+        assert_eq!(code, Some(2), "{written}: {stderr}");
+        assert!(
+            stderr.contains(&format!("did you mean \"{meant}\"")),
+            "{written}: {stderr}"
+        );
+    }
+    let (code, stderr) = explain_binary("app.example.com");
+    assert_eq!(code, Some(2), "no scheme: {stderr}");
+    assert!(stderr.contains("--origin"), "{stderr}");
+}

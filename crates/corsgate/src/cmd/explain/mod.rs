@@ -575,6 +575,7 @@ pub fn run(
     format: Format,
     out: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
+    page_origin(&request.origin)?;
     let text = match config_file {
         Some(path) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?,
@@ -602,6 +603,32 @@ pub fn run(
         Verdict::Blocked | Verdict::RefusedByBrowser => Outcome::Findings,
         _ => Outcome::Clean,
     })
+}
+
+/// Refuses an `--origin` a browser would never send, with the serialised
+/// origin (RFC 6454 §6.1) as the fix: explaining `https://app.example.com/`
+/// would otherwise report a refusal the real page never meets. The engine's
+/// parser for configured origins gives the same suggestions `check` does.
+fn page_origin(origin: &str) -> anyhow::Result<()> {
+    let pattern = match origin.parse::<corsgate_policy::OriginPattern>() {
+        Ok(pattern) => pattern,
+        Err(err) => match err.suggestion() {
+            Some(meant) => bail!(
+                "--origin {origin:?} is not an origin: {}; did you mean {meant:?}?",
+                err.message()
+            ),
+            None => bail!(
+                "--origin {origin:?} is not an origin: {}; write it as a browser sends it, scheme://host[:port], such as \"https://app.example.com\"",
+                err.message()
+            ),
+        },
+    };
+    if pattern.is_any() || pattern.is_wildcard() || pattern.to_string() != origin {
+        bail!(
+            "--origin {origin:?} is a pattern, not the one origin a page has; write it as a browser sends it, such as \"https://app.example.com\""
+        );
+    }
+    Ok(())
 }
 
 /// The human report.
