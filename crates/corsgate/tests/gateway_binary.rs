@@ -4,147 +4,20 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use support::binary::{BIN, Serve, Stderr};
 use support::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_corsgate");
-
-/// A `corsgate serve` process, killed if the test ends before it exits.
-struct Serve {
-    child: Child,
-    stdout: mpsc::Receiver<String>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    /// Lines of stdout read so far.
-    banner: Vec<String>,
-}
-
-impl Serve {
-    fn start(args: &[&str]) -> Serve {
-        let mut child = Command::new(BIN)
-            .arg("serve")
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start corsgate");
-        let (tx, stdout) = mpsc::channel();
-        let out = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let err = child.stderr.take().unwrap();
-        let lines = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-        Serve {
-            child,
-            stdout,
-            stderr,
-            banner: Vec::new(),
-        }
-    }
-
-    /// Reads stdout until a line contains `needle`; returns that line.
-    fn wait_line(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.stdout.recv_timeout(left) {
-                Ok(line) => {
-                    self.banner.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no line with {needle:?} on stdout; got {:?}; stderr {:?}",
-                    self.banner,
-                    self.stderr()
-                ),
-            }
-        }
-    }
-
-    /// The gateway and admin addresses from the banner.
-    fn addresses(&mut self) -> (SocketAddr, SocketAddr) {
-        let listen = self.wait_line("listening on http://");
-        let listen = listen.rsplit("http://").next().unwrap().parse().unwrap();
-        let admin = self.wait_line("admin: http://");
-        let admin = admin
-            .split("http://")
-            .nth(1)
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
-        (listen, admin)
-    }
-
-    fn stderr(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn signal(&self, name: &str) {
-        // The shell's own kill: no procps needed.
-        let status = Command::new("sh")
-            .args(["-c", &format!("kill -{name} {}", self.child.id())])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{name} failed");
-    }
-
-    /// Waits for the process to exit; returns its exit code.
-    fn wait_exit(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "corsgate did not exit in time");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Peak resident memory of the process (VmHWM), in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("no VmHWM in /proc/PID/status")
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn the_demo_prints_curl_commands_that_work_as_printed() {
-    let mut serve = Serve::start(&["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]);
+    let mut serve = Serve::start_args(
+        &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        Stderr::Read,
+    );
     let (listen, _admin) = serve.addresses();
     serve.wait_line("curl -i http://");
     let commands: Vec<String> = serve
@@ -253,7 +126,10 @@ async fn sighup_reloads_and_sigterm_drains_then_exits_0() {
     let file = dir.join("corsgate.toml");
     let (a, b) = ("https://a.example", "https://b.example");
     std::fs::write(&file, file_config(a, &spy.url())).unwrap();
-    let mut serve = Serve::start(&["--config", file.to_str().unwrap(), "--log-format", "json"]);
+    let mut serve = Serve::start_args(
+        &["--config", file.to_str().unwrap(), "--log-format", "json"],
+        Stderr::Read,
+    );
     let (listen, admin) = serve.addresses();
     let url = format!("http://{listen}/");
     let answer = send("GET", &url, &[("origin", a)]).await;
@@ -330,7 +206,7 @@ async fn a_100_mib_upload_streams_through_in_bounded_memory() {
     let dir = TempDir::new("upload");
     let file = dir.join("corsgate.toml");
     std::fs::write(&file, file_config("https://a.example", &spy.url())).unwrap();
-    let mut serve = Serve::start(&["--config", file.to_str().unwrap()]);
+    let mut serve = Serve::start_args(&["--config", file.to_str().unwrap()], Stderr::Read);
     let (listen, _) = serve.addresses();
     // Warm up, then measure the peak from here.
     send("GET", &format!("http://{listen}/"), &[]).await;
@@ -365,7 +241,7 @@ async fn a_second_sigterm_stops_at_once() {
     let dir = TempDir::new("second-signal");
     let file = dir.join("corsgate.toml");
     std::fs::write(&file, file_config("https://a.example", &spy.url())).unwrap();
-    let mut serve = Serve::start(&["--config", file.to_str().unwrap()]);
+    let mut serve = Serve::start_args(&["--config", file.to_str().unwrap()], Stderr::Read);
     let (listen, _) = serve.addresses();
     let _slow = tokio::spawn(async move {
         let _ = send("GET", &format!("http://{listen}/slow"), &[]).await;

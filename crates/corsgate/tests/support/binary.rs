@@ -30,25 +30,31 @@ pub struct Serve {
     stderr: Arc<Mutex<Vec<String>>>,
     /// Held open and never read (`Stderr::Stalled`).
     _stalled: Option<ChildStderr>,
+    /// Lines of stdout read so far.
+    pub banner: Vec<String>,
 }
 
 impl Serve {
     pub fn start(config: &Path, stderr: Stderr) -> Serve {
-        Serve::spawn(Command::new(BIN), config, stderr)
+        Serve::start_args(&["--config", config.to_str().unwrap()], stderr)
+    }
+
+    /// Starts `serve ARGS`.
+    pub fn start_args(args: &[&str], stderr: Stderr) -> Serve {
+        Serve::spawn(Command::new(BIN), args, stderr)
     }
 
     /// Starts `serve` under `prlimit --nofile=LIMIT` (`SOFT:HARD`).
     pub fn start_under_nofile(config: &Path, limit: &str, stderr: Stderr) -> Serve {
         let mut command = Command::new("prlimit");
         command.arg(format!("--nofile={limit}")).arg(BIN);
-        Serve::spawn(command, config, stderr)
+        Serve::spawn(command, &["--config", config.to_str().unwrap()], stderr)
     }
 
-    fn spawn(mut command: Command, config: &Path, stderr: Stderr) -> Serve {
+    fn spawn(mut command: Command, args: &[&str], stderr: Stderr) -> Serve {
         let mut child = command
             .arg("serve")
-            .arg("--config")
-            .arg(config)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -92,14 +98,15 @@ impl Serve {
             stdout,
             stderr: lines,
             _stalled: stalled,
+            banner: Vec::new(),
         }
     }
 
     /// The gateway and admin addresses from the banner.
     pub fn addresses(&mut self) -> (SocketAddr, SocketAddr) {
-        let listen = self.wait_stdout("listening on http://");
+        let listen = self.wait_line("listening on http://");
         let listen = listen.rsplit("http://").next().unwrap().parse().unwrap();
-        let admin = self.wait_stdout("admin: http://");
+        let admin = self.wait_line("admin: http://");
         let admin = admin
             .split("http://")
             .nth(1)
@@ -112,15 +119,22 @@ impl Serve {
         (listen, admin)
     }
 
-    fn wait_stdout(&mut self, needle: &str) -> String {
+    /// Reads stdout until a line contains `needle` (kept in [`Serve::banner`],
+    /// as every line read); returns that line.
+    pub fn wait_line(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.stdout.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
+                Ok(line) => {
+                    self.banner.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
                 Err(_) => panic!(
-                    "no line with {needle:?} on stdout; stderr {:?}",
+                    "no line with {needle:?} on stdout; got {:?}; stderr {:?}",
+                    self.banner,
                     self.stderr()
                 ),
             }
@@ -159,6 +173,34 @@ impl Serve {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+impl Serve {
+    /// Sends signal `name` (`TERM`, `HUP`, …) with the shell's own kill.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -{name} {}", self.child.id())])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to [`WAIT`] for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        self.exit_within(WAIT)
+            .expect("corsgate did not exit in time")
+            .code()
+    }
+
+    /// Peak resident memory of the process (VmHWM), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("no VmHWM in /proc/PID/status")
     }
 }
 
