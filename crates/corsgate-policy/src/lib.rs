@@ -37,20 +37,26 @@
 )]
 #![warn(missing_docs)]
 
+mod apply;
+mod classify;
 mod config;
+mod decide;
 mod decision;
 mod diagnostic;
 pub mod fetch;
 mod matcher;
 mod origin;
 mod policy;
+mod vary;
 
+pub use apply::is_access_control_header;
+pub use classify::{RequestClass, classify};
 pub use config::{Closed, CorsConfig, List, Off, OnDisallowed, POLICY_KEYS, RouteCors};
 pub use decision::{
     ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, Decision,
-    REASON_HEADER, Rejection, RejectionReason, RequestClass, append_vary, classify,
-    is_access_control_header,
+    REASON_HEADER, Rejection, RejectionReason,
 };
 pub use diagnostic::{CompileError, Diagnostic, DiagnosticKind, Severity};
 pub use origin::{MAX_ORIGIN_LEN, OriginPattern, PatternError, PatternErrorKind};
 pub use policy::{Layer, MAX_AGE_CHROMIUM, MAX_AGE_LIMIT, Policy};
+pub use vary::append_vary;

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use http::{HeaderValue, StatusCode};
 
+use crate::apply::PreflightHeaders;
 use crate::config::{CorsConfig, List, OnDisallowed};
-use crate::decision::PreflightHeaders;
 use crate::diagnostic::{CompileError, Diagnostic, DiagnosticKind as Kind};
 use crate::fetch;
 use crate::matcher::OriginSet;
 use crate::origin::{OriginPattern, PatternErrorKind, PatternKind};
+use crate::vary::{VARY_ORIGIN, VARY_PREFLIGHT, VARY_PREFLIGHT_PN};
 
 /// Highest `max_age` accepted: Firefox's cap, 24 hours.
 pub const MAX_AGE_LIMIT: i64 = 86_400;
@@ -179,14 +180,6 @@ impl Policy {
         }
     }
 }
-
-pub(crate) static VARY_ORIGIN: HeaderValue = HeaderValue::from_static("Origin");
-static VARY_PREFLIGHT: HeaderValue = HeaderValue::from_static(
-    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
-);
-static VARY_PREFLIGHT_PN: HeaderValue = HeaderValue::from_static(
-    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers, Access-Control-Request-Private-Network",
-);
 
 impl Policy {
     /// Validates `config` and compiles it. Every problem is reported at once.

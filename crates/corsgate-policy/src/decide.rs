@@ -1,0 +1,271 @@
+//! Deciding: the request path of a compiled [`Policy`].
+
+use http::header::ACCESS_CONTROL_REQUEST_HEADERS;
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+
+use crate::classify::Head;
+use crate::classify::RequestClass;
+use crate::config::OnDisallowed;
+use crate::decision::{AllowOrigin, Decision, Rejection, RejectionReason};
+use crate::fetch::{self, HeaderListError};
+use crate::matcher::OriginMatch;
+use crate::policy::Policy;
+use crate::vary::VARY_ORIGIN;
+
+impl Policy {
+    /// Decides on a request from its method and headers. Never allocates on the
+    /// heap (except to join several `Access-Control-Request-Headers` lines).
+    pub fn decide(&self, method: &Method, headers: &HeaderMap) -> Decision {
+        let head = if method == Method::OPTIONS {
+            Head::preflight(headers)
+        } else {
+            Head::origin(headers)
+        };
+        let Some(origin) = head.origin else {
+            let mut decision = Decision::new(RequestClass::NotCors, None);
+            decision.vary = self.vary_actual;
+            if head.method.is_some() {
+                // An `OPTIONS` with `Access-Control-Request-Method` is a preflight,
+                // answered here, as soon as it carries `Origin`; without, it goes
+                // to the app: the answer depends on `Origin` whatever the policy.
+                decision.vary = Some(&VARY_ORIGIN);
+            }
+            if self.origins.is_any() {
+                // Under `*` every response carries the same CORS headers, with or
+                // without `Origin`: nothing varies, so a shared cache can serve
+                // one copy to every origin (the answer to the security review's
+                // F2, where a copy cached without them broke every page).
+                decision.allow_origin = AllowOrigin::Any;
+                decision.policy_value = self.expose.clone();
+            }
+            return decision;
+        };
+        let found = if self.origins.is_any() {
+            // `*` allows every value, even a malformed or repeated `Origin` (no
+            // browser sends one; `*` echoes nothing back): the same answer for all.
+            OriginMatch::Allowed
+        } else if head.duplicated {
+            OriginMatch::Malformed
+        } else {
+            self.origins.find(origin.as_bytes())
+        };
+        let origin_reason = origin_rejection(found);
+        match head.method {
+            Some(requested) => {
+                let mut decision = Decision::new(RequestClass::Preflight, Some(origin.clone()));
+                decision.vary = Some(self.vary_preflight);
+                let checked = match origin_reason {
+                    Some(reason) => Err(Rejection {
+                        reason,
+                        culprit: None,
+                    }),
+                    None => self.check_preflight(&mut decision, requested, &head, headers),
+                };
+                match checked {
+                    Ok(()) => {
+                        self.allow_preflight(&mut decision);
+                        decision.template = self.preflight_headers.clone();
+                    }
+                    Err(rejection) => self.refuse_preflight(&mut decision, rejection),
+                }
+                decision
+            }
+            None => self.decide_actual(origin, origin_reason),
+        }
+    }
+
+    /// Checks an origin alone, as for a WebSocket handshake (which browsers never
+    /// CORS-check, so the server must).
+    pub fn check_origin(&self, origin: &HeaderValue) -> Result<(), RejectionReason> {
+        match origin_rejection(self.origins.find(origin.as_bytes())) {
+            None => Ok(()),
+            Some(reason) => Err(reason),
+        }
+    }
+
+    fn allow_origin(&self) -> AllowOrigin {
+        // `*` only without credentials (compile refuses the pair); otherwise echo
+        // the request's bytes, which matched the allowlist exactly.
+        if self.origins.is_any() {
+            AllowOrigin::Any
+        } else {
+            AllowOrigin::Echo
+        }
+    }
+
+    /// What an allowed preflight's answer holds besides the method and headers.
+    pub(crate) fn allow_preflight(&self, decision: &mut Decision) {
+        decision.respond = Some(self.preflight_status);
+        decision.allow_origin = self.allow_origin();
+        decision.allow_credentials = self.credentials;
+        decision.policy_value = self.max_age.clone();
+        decision.vary = Some(self.vary_preflight);
+    }
+
+    fn decide_actual(&self, origin: &HeaderValue, reason: Option<RejectionReason>) -> Decision {
+        let mut decision = Decision::new(RequestClass::Actual, Some(origin.clone()));
+        decision.vary = self.vary_actual;
+        if let Some(reason) = reason {
+            decision.rejection = Some(Rejection {
+                reason,
+                culprit: None,
+            });
+            decision.debug_reason = self.debug;
+            if self.on_disallowed == OnDisallowed::Reject {
+                decision.respond = Some(StatusCode::FORBIDDEN);
+            }
+            return decision;
+        }
+        decision.allow_origin = self.allow_origin();
+        decision.allow_credentials = self.credentials;
+        decision.policy_value = self.expose.clone();
+        decision
+    }
+
+    /// The method, private-network and request-header checks of an allowed
+    /// origin's preflight; on success, the method and header list to echo are in
+    /// `decision`.
+    fn check_preflight(
+        &self,
+        decision: &mut Decision,
+        method: &HeaderValue,
+        head: &Head<'_>,
+        headers: &HeaderMap,
+    ) -> Result<(), Rejection> {
+        // Fetch §4.8 step 7: the method passes if safelisted or listed (`*` only
+        // matches non-forbidden methods, whatever the credentials mode, since the
+        // requested method is echoed rather than `*` sent).
+        let name = method.as_bytes();
+        if !fetch::is_token(name) {
+            return Err(Rejection {
+                reason: RejectionReason::MalformedMethod,
+                culprit: Some((method.clone(), 0, name.len())),
+            });
+        }
+        let method_ok = matches!(name, b"GET" | b"HEAD" | b"POST")
+            || self.methods.contains_exact(name)
+            || (self.methods.any && !is_forbidden_method_bytes(name));
+        if !method_ok {
+            return Err(Rejection {
+                reason: RejectionReason::MethodNotAllowed,
+                culprit: Some((method.clone(), 0, name.len())),
+            });
+        }
+        decision.allow_methods = Some(method.clone());
+        // Private Network Access: answered only when enabled.
+        let wants_private_network = head
+            .private_network
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+        if wants_private_network && !self.private_network {
+            return Err(Rejection {
+                reason: RejectionReason::PrivateNetworkNotAllowed,
+                culprit: None,
+            });
+        }
+        // Fetch §4.8 step 8: every requested header must be listed, or covered by
+        // `*`, which never covers Authorization.
+        decision.allow_headers = match (head.request_headers, head.more_lines) {
+            (None, _) => None,
+            (Some(line), false) => match self.check_request_headers(line)? {
+                0 => None,
+                _ => Some(line.clone()),
+            },
+            (Some(_), true) => {
+                let mut lines = 0usize;
+                let mut single: Option<&HeaderValue> = None;
+                for line in headers.get_all(ACCESS_CONTROL_REQUEST_HEADERS) {
+                    if self.check_request_headers(line)? > 0 {
+                        lines += 1;
+                        single = Some(line);
+                    }
+                }
+                match lines {
+                    0 => None,
+                    1 => single.cloned(),
+                    _ => join_lines(headers),
+                }
+            }
+        };
+        decision.allow_private_network = wants_private_network;
+        Ok(())
+    }
+
+    /// The number of names in one `Access-Control-Request-Headers` line, or why
+    /// the line is refused.
+    fn check_request_headers(&self, line: &HeaderValue) -> Result<usize, Rejection> {
+        // Listed names, then any other token if `*` is allowed, which never
+        // covers Authorization.
+        let listed = |name: &[u8], head: u64| self.headers.contains_ignore_case(name, head);
+        let other = |name: &[u8]| self.headers.any && !name.eq_ignore_ascii_case(b"authorization");
+        fetch::check_header_list(line.as_bytes(), listed, other).map_err(|err| {
+            let (reason, lo, hi) = match err {
+                HeaderListError::NotAllowed(lo, hi) => (RejectionReason::HeaderNotAllowed, lo, hi),
+                HeaderListError::Malformed(lo, hi) => {
+                    (RejectionReason::MalformedRequestHeaders, lo, hi)
+                }
+            };
+            Rejection {
+                reason,
+                culprit: Some((line.clone(), lo, hi)),
+            }
+        })
+    }
+
+    /// A refused preflight: `403` without CORS headers; in debug mode, the ok
+    /// status with only the headers that hold, so that the browser's own check
+    /// names the precise cause in its console message.
+    fn refuse_preflight(&self, decision: &mut Decision, rejection: Rejection) {
+        let reason = rejection.reason;
+        decision.rejection = Some(rejection);
+        if !self.debug {
+            decision.respond = Some(StatusCode::FORBIDDEN);
+            decision.allow_methods = None;
+            return;
+        }
+        decision.debug_reason = true;
+        decision.respond = Some(self.preflight_status);
+        if reason.is_about_origin() {
+            return;
+        }
+        decision.allow_origin = self.allow_origin();
+        decision.allow_credentials = self.credentials;
+        match reason {
+            RejectionReason::MethodNotAllowed | RejectionReason::MalformedMethod => {
+                decision.allow_methods = self.debug_methods.clone();
+            }
+            _ => decision.allow_headers = self.debug_headers.clone(),
+        }
+    }
+}
+
+/// Why an origin is refused, if it is: the one mapping from what the origin
+/// matcher found to a reason, for requests and for [`Policy::check_origin`].
+fn origin_rejection(found: OriginMatch) -> Option<RejectionReason> {
+    match found {
+        OriginMatch::Allowed => None,
+        OriginMatch::NotAllowed => Some(RejectionReason::OriginNotAllowed),
+        OriginMatch::Null => Some(RejectionReason::NullOrigin),
+        OriginMatch::Malformed => Some(RejectionReason::MalformedOrigin),
+    }
+}
+
+fn is_forbidden_method_bytes(name: &[u8]) -> bool {
+    std::str::from_utf8(name).is_ok_and(fetch::is_forbidden_method)
+}
+
+/// Several `Access-Control-Request-Headers` lines are one list (RFC 9110 §5.3);
+/// echo them joined. Allocates, but browsers always send a single line.
+fn join_lines(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut out: Vec<u8> = Vec::new();
+    for line in headers.get_all(ACCESS_CONTROL_REQUEST_HEADERS) {
+        let bytes = line.as_bytes().trim_ascii();
+        if bytes.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(bytes);
+    }
+    HeaderValue::from_bytes(&out).ok()
+}
