@@ -36,7 +36,7 @@ impl Policy {
                 // one copy to every origin (the answer to the security review's
                 // F2, where a copy cached without them broke every page).
                 decision.allow_origin = AllowOrigin::Any;
-                decision.policy_value = self.expose.clone();
+                decision.expose = self.expose.clone();
             }
             return decision;
         };
@@ -64,7 +64,7 @@ impl Policy {
                 match checked {
                     Ok(()) => {
                         self.allow_preflight(&mut decision);
-                        decision.template = self.preflight_headers.clone();
+                        decision.template = self.preflight_template.clone();
                     }
                     Err(rejection) => self.refuse_preflight(&mut decision, rejection),
                 }
@@ -94,11 +94,11 @@ impl Policy {
     }
 
     /// What an allowed preflight's answer holds besides the method and headers.
-    pub(crate) fn allow_preflight(&self, decision: &mut Decision) {
+    fn allow_preflight(&self, decision: &mut Decision) {
         decision.respond = Some(self.preflight_status);
         decision.allow_origin = self.allow_origin();
         decision.allow_credentials = self.credentials;
-        decision.policy_value = self.max_age.clone();
+        decision.max_age = self.max_age.clone();
         decision.vary = Some(self.vary_preflight);
     }
 
@@ -118,7 +118,7 @@ impl Policy {
         }
         decision.allow_origin = self.allow_origin();
         decision.allow_credentials = self.credentials;
-        decision.policy_value = self.expose.clone();
+        decision.expose = self.expose.clone();
         decision
     }
 

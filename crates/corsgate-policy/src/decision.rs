@@ -7,8 +7,8 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use http::{HeaderValue, StatusCode};
 
-use crate::apply::PreflightHeaders;
 use crate::classify::RequestClass;
+use crate::template::PreflightTemplate;
 
 /// `Access-Control-Request-Private-Network` (Chrome's Private Network Access).
 pub const ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK: HeaderName =
@@ -138,12 +138,13 @@ pub struct Decision {
     pub(crate) origin: Option<HeaderValue>,
     pub(crate) allow_methods: Option<HeaderValue>,
     pub(crate) allow_headers: Option<HeaderValue>,
-    /// `Access-Control-Expose-Headers` (actual requests) or
-    /// `Access-Control-Max-Age` (preflights): never both.
-    pub(crate) policy_value: Option<HeaderValue>,
+    /// `Access-Control-Max-Age`: allowed preflights only.
+    pub(crate) max_age: Option<HeaderValue>,
+    /// `Access-Control-Expose-Headers`: allowed actual requests only.
+    pub(crate) expose: Option<HeaderValue>,
     pub(crate) rejection: Option<Rejection>,
     /// For an allowed preflight: the policy's ready-made response headers.
-    pub(crate) template: Option<Arc<PreflightHeaders>>,
+    pub(crate) template: Option<Arc<PreflightTemplate>>,
 }
 
 /// What `Access-Control-Allow-Origin` says.
@@ -170,7 +171,8 @@ impl Decision {
             origin,
             allow_methods: None,
             allow_headers: None,
-            policy_value: None,
+            max_age: None,
+            expose: None,
             rejection: None,
             template: None,
         }

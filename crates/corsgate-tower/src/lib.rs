@@ -41,7 +41,7 @@ use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use corsgate_policy::{Decision, Policy};
-use http::{Request, Response, header};
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -163,16 +163,8 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let decision = self.source.decide(&request);
-        if let Some(status) = decision.response_status() {
-            // Preflights and refusals are answered here: the service never sees them.
-            let mut response = Response::new(ResBody::default());
-            *response.status_mut() = status;
-            decision.apply(response.headers_mut());
-            if status != http::StatusCode::NO_CONTENT {
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
-            }
+        // Preflights and refusals are answered here: the service never sees them.
+        if let Some(response) = decision.local_response(ResBody::default()) {
             return ResponseFuture {
                 state: State::Ready {
                     response: Some(response),
