@@ -430,6 +430,11 @@ impl<'a> Compiler<'a> {
                 vary: vary_preflight,
             }))
         });
+        // A value built from a vector owns its buffer, and the first clone makes
+        // it shared, which allocates: do that here, once, so that no request
+        // pays it.
+        let [expose, max_age_value, debug_methods, debug_headers] =
+            [expose, max_age_value, debug_methods, debug_headers].map(shared_now);
         let policy = Policy {
             origins,
             credentials,
@@ -849,6 +854,12 @@ fn join(prefix: &str, key: &str) -> String {
     } else {
         format!("{prefix}.{key}")
     }
+}
+
+/// The value, its buffer made shared (see where compile calls it).
+fn shared_now(value: Option<HeaderValue>) -> Option<HeaderValue> {
+    drop(value.clone());
+    value
 }
 
 /// The names in byte order.
