@@ -16,6 +16,21 @@ pub const ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK: HeaderName =
 /// `Access-Control-Allow-Private-Network`.
 pub const ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK: HeaderName =
     HeaderName::from_static("access-control-allow-private-network");
+/// The most names a preflight may ask for in `Access-Control-Request-Headers`
+/// (all its lines together); one more and it is refused as
+/// [`RejectionReason::TooManyRequestHeaders`].
+///
+/// Browsers list only the headers a script set that are not CORS-safelisted,
+/// once each: pages send a handful, rarely more than fifteen. The limit keeps
+/// the work a hostile list can cause small and fixed, whatever its length.
+pub const MAX_REQUEST_HEADER_NAMES: usize = 64;
+
+/// The longest `Access-Control-Request-Headers` a preflight may send, in bytes
+/// (all its lines together, commas and spaces included); longer is refused as
+/// [`RejectionReason::TooManyRequestHeaders`] before a byte of it is read.
+/// [`MAX_REQUEST_HEADER_NAMES`] names of 60 bytes fit.
+pub const MAX_REQUEST_HEADERS_LEN: usize = 4096;
+
 /// The header debug mode adds to refused requests: the rejection reason.
 pub const REASON_HEADER: HeaderName = HeaderName::from_static("x-corsgate-reason");
 
@@ -41,11 +56,16 @@ pub enum RejectionReason {
     /// A Private Network Access preflight on a policy without
     /// `allow_private_network`.
     PrivateNetworkNotAllowed,
+    /// The preflight asks for more request headers than any page sends:
+    /// more than [`MAX_REQUEST_HEADER_NAMES`](crate::MAX_REQUEST_HEADER_NAMES)
+    /// names, or an `Access-Control-Request-Headers` longer than
+    /// [`MAX_REQUEST_HEADERS_LEN`](crate::MAX_REQUEST_HEADERS_LEN) bytes.
+    TooManyRequestHeaders,
 }
 
 impl RejectionReason {
     /// Every reason, for metric label sets and documentation.
-    pub const ALL: [RejectionReason; 8] = [
+    pub const ALL: [RejectionReason; 9] = [
         RejectionReason::OriginNotAllowed,
         RejectionReason::NullOrigin,
         RejectionReason::MalformedOrigin,
@@ -54,6 +74,7 @@ impl RejectionReason {
         RejectionReason::HeaderNotAllowed,
         RejectionReason::MalformedRequestHeaders,
         RejectionReason::PrivateNetworkNotAllowed,
+        RejectionReason::TooManyRequestHeaders,
     ];
 
     /// Stable kebab-case name, used in logs, metrics and the debug header.
@@ -67,6 +88,7 @@ impl RejectionReason {
             RejectionReason::HeaderNotAllowed => "header-not-allowed",
             RejectionReason::MalformedRequestHeaders => "malformed-request-headers",
             RejectionReason::PrivateNetworkNotAllowed => "private-network-not-allowed",
+            RejectionReason::TooManyRequestHeaders => "too-many-request-headers",
         }
     }
 

@@ -58,7 +58,7 @@ pub use classify::{RequestClass, classify};
 pub use config::{Closed, CorsConfig, List, Off, OnDisallowed, POLICY_KEYS, RouteCors};
 pub use decision::{
     ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, Decision,
-    REASON_HEADER, Rejection, RejectionReason,
+    MAX_REQUEST_HEADER_NAMES, MAX_REQUEST_HEADERS_LEN, REASON_HEADER, Rejection, RejectionReason,
 };
 pub use diagnostic::{CompileError, Diagnostic, DiagnosticKind, Severity};
 pub use origin::{MAX_ORIGIN_LEN, OriginPattern, PatternError, PatternErrorKind};
