@@ -709,6 +709,62 @@ pub const CASES: &[Case] = &[
     },
 ];
 
+/// One fuzz seed made from the table: the cargo-fuzz target it is for (a folder
+/// of `fuzz/seeds/`), its file name (the case's) and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    /// The target: `origin` or `request_headers`.
+    pub target: &'static str,
+    /// The file name: the name of the case it comes from.
+    pub name: &'static str,
+    /// The input, in the target's format.
+    pub bytes: Vec<u8>,
+}
+
+/// The table as fuzz seeds, so that fuzzing starts from every request the table
+/// holds: each case's `Origin` for the `origin` target, and each preflight as
+/// `origin \n method \n header list` for `request_headers`. Cases without the
+/// request parts a target reads give it no seed; identical inputs are kept once.
+///
+/// `cargo run -p corsgate-cases --example fuzz_seeds` writes them to
+/// `fuzz/seeds/`; a test keeps the files equal to this.
+pub fn fuzz_seeds() -> Vec<Seed> {
+    let mut seeds: Vec<Seed> = Vec::new();
+    let mut push = |target: &'static str, name: &'static str, bytes: Vec<u8>| {
+        if !seeds.iter().any(|s| s.target == target && s.bytes == bytes) {
+            seeds.push(Seed {
+                target,
+                name,
+                bytes,
+            });
+        }
+    };
+    for case in CASES {
+        let values = |wanted: &str| -> Vec<&str> {
+            case.request
+                .iter()
+                .filter(|(name, _)| name.eq_ignore_ascii_case(wanted))
+                .map(|(_, value)| *value)
+                .collect()
+        };
+        let origins = values("origin");
+        let Some(origin) = origins.first() else {
+            continue;
+        };
+        push("origin", case.name, origin.as_bytes().to_vec());
+        let methods = values("access-control-request-method");
+        if let Some(method) = methods.first() {
+            let list = values("access-control-request-headers").join(",");
+            push(
+                "request_headers",
+                case.name,
+                format!("{origin}\n{method}\n{list}").into_bytes(),
+            );
+        }
+    }
+    seeds
+}
+
 /// Looks a case up by name.
 pub fn case(name: &str) -> &'static Case {
     CASES
