@@ -36,6 +36,19 @@ pub const REASON_HEADER: HeaderName = HeaderName::from_static("x-corsgate-reason
 
 /// Why a CORS request was refused. The same reason feeds logs, metrics, `explain`
 /// and debug mode.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, Policy, RejectionReason};
+/// use http::{HeaderMap, Method};
+///
+/// let policy = Policy::compile(&CorsConfig::new().allow_origins("https://app.example.com")).unwrap();
+/// let mut request = HeaderMap::new();
+/// request.insert("origin", "null".parse().unwrap());
+/// let reason = policy.decide(&Method::GET, &request).rejection().map(|r| r.reason());
+/// assert_eq!(reason, Some(RejectionReason::NullOrigin));
+/// assert_eq!(RejectionReason::NullOrigin.as_str(), "null-origin");
+/// assert!(RejectionReason::NullOrigin.is_about_origin());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectionReason {
@@ -110,6 +123,24 @@ impl fmt::Display for RejectionReason {
 }
 
 /// A refusal: the reason, and what in the request caused it.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, Policy, RejectionReason};
+/// use http::{HeaderMap, Method};
+///
+/// let policy = Policy::compile(
+///     &CorsConfig::new().allow_origins("https://app.example.com").allow_headers("x-api-key"),
+/// ).unwrap();
+/// let mut request = HeaderMap::new();
+/// request.insert("origin", "https://app.example.com".parse().unwrap());
+/// request.insert("access-control-request-method", "GET".parse().unwrap());
+/// request.insert("access-control-request-headers", "x-api-key,x-debug".parse().unwrap());
+/// let decision = policy.decide(&Method::OPTIONS, &request);
+/// let rejection = decision.rejection().unwrap();
+/// assert_eq!(rejection.reason(), RejectionReason::HeaderNotAllowed);
+/// assert_eq!(rejection.culprit(), Some("x-debug"));
+/// assert_eq!(rejection.to_string(), "header-not-allowed (x-debug)");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub(crate) reason: RejectionReason,
@@ -147,6 +178,31 @@ impl fmt::Display for Rejection {
 /// the response is made here (a preflight, a refusal) instead of by the app.
 ///
 /// A refused CORS request is a `Decision` too, not an error.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, Policy, RequestClass};
+/// use http::{HeaderMap, HeaderValue, Method};
+///
+/// let policy = Policy::compile(
+///     &CorsConfig::new().allow_origins("https://app.example.com").expose_headers("x-request-id"),
+/// ).unwrap();
+/// let mut request = HeaderMap::new();
+/// request.insert("origin", "https://app.example.com".parse().unwrap());
+/// let decision = policy.decide(&Method::GET, &request);
+/// assert_eq!(decision.class(), RequestClass::Actual);
+/// assert!(decision.is_allowed());
+/// // Not answered here: the app answers, then the decision is applied.
+/// assert!(decision.response_status().is_none());
+///
+/// let mut response = HeaderMap::new();
+/// response.insert("vary", HeaderValue::from_static("Accept-Encoding"));
+/// response.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+/// decision.apply(&mut response);
+/// assert_eq!(response["access-control-allow-origin"], "https://app.example.com");
+/// assert_eq!(response["access-control-expose-headers"], "x-request-id");
+/// let vary: Vec<_> = response.get_all("vary").iter().collect();
+/// assert_eq!(vary, ["Accept-Encoding", "Origin"]);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub(crate) class: RequestClass,

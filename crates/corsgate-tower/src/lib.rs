@@ -104,6 +104,21 @@ impl Source {
 /// Applies a CORS policy to every request of the wrapped service.
 ///
 /// Building one cannot fail: the policy was validated when it was compiled.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, Policy};
+/// use corsgate_tower::CorsLayer;
+/// use tower::ServiceBuilder;
+/// # use http::{Request, Response};
+/// # use std::convert::Infallible;
+///
+/// let policy = Policy::compile(&CorsConfig::new().allow_origins("https://app.example.com")).unwrap();
+/// let layer = CorsLayer::new(policy);
+/// let service = ServiceBuilder::new().layer(layer).service(tower::service_fn(
+///     |_request: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
+/// ));
+/// # let _ = service;
+/// ```
 #[derive(Debug, Clone)]
 pub struct CorsLayer {
     source: Source,
@@ -141,7 +156,28 @@ impl<S> Layer<S> for CorsLayer {
     }
 }
 
-/// The service made by [`CorsLayer`].
+/// The service made by [`CorsLayer`]: answers preflights and refusals itself
+/// and writes the decision onto every response of the inner service.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, Policy};
+/// use corsgate_tower::{Cors, CorsLayer};
+/// use http::{Request, Response};
+/// use std::convert::Infallible;
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let policy = Policy::compile(&CorsConfig::new().allow_origins("https://app.example.com")).unwrap();
+/// let app = service_fn(|_request: Request<String>| async {
+///     Ok::<_, Infallible>(Response::new(String::from("hello")))
+/// });
+/// let service: Cors<_> = CorsLayer::new(policy).layer(app);
+/// let request = Request::get("/").header("origin", "https://app.example.com").body(String::new()).unwrap();
+/// let response = service.oneshot(request).await.unwrap();
+/// assert_eq!(response.headers()["access-control-allow-origin"], "https://app.example.com");
+/// assert_eq!(response.headers()["vary"], "Origin");
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 pub struct Cors<S> {
     inner: S,
