@@ -2,7 +2,7 @@
 //! that drives the engine tests, the tower tests, the gateway tests, the benchmarks
 //! and the fuzz seeds, so that every form of corsgate is held to the same answers.
 
-use corsgate_policy::{CorsConfig, Policy};
+use corsgate_policy::{CorsConfig, Policy, RejectionReason};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 /// What a case expects.
@@ -12,8 +12,8 @@ pub enum Outcome {
     NotCors,
     /// Allowed.
     Allowed,
-    /// Refused, with this reason (`RejectionReason::as_str`).
-    Rejected(&'static str),
+    /// Refused, with this reason.
+    Rejected(RejectionReason),
 }
 
 /// One row of the table.
@@ -147,6 +147,15 @@ pub const CLOSED: &str = "";
 /// Closed, and refusals answered `403` without calling the app.
 pub const CLOSED_REJECT: &str = "on_disallowed = \"reject\"\n";
 
+/// `MAX_REQUEST_HEADER_NAMES` (64) names: `x-h01` to `x-h64`.
+const MOST_NAMES: &str = "x-h01,x-h02,x-h03,x-h04,x-h05,x-h06,x-h07,x-h08,x-h09,x-h10,x-h11,x-h12,x-h13,x-h14,x-h15,x-h16,x-h17,x-h18,x-h19,x-h20,x-h21,x-h22,x-h23,x-h24,x-h25,x-h26,x-h27,x-h28,x-h29,x-h30,x-h31,x-h32,x-h33,x-h34,x-h35,x-h36,x-h37,x-h38,x-h39,x-h40,x-h41,x-h42,x-h43,x-h44,x-h45,x-h46,x-h47,x-h48,x-h49,x-h50,x-h51,x-h52,x-h53,x-h54,x-h55,x-h56,x-h57,x-h58,x-h59,x-h60,x-h61,x-h62,x-h63,x-h64";
+/// One name more.
+const NAMES_PAST_THE_LIMIT: &str = "x-h01,x-h02,x-h03,x-h04,x-h05,x-h06,x-h07,x-h08,x-h09,x-h10,x-h11,x-h12,x-h13,x-h14,x-h15,x-h16,x-h17,x-h18,x-h19,x-h20,x-h21,x-h22,x-h23,x-h24,x-h25,x-h26,x-h27,x-h28,x-h29,x-h30,x-h31,x-h32,x-h33,x-h34,x-h35,x-h36,x-h37,x-h38,x-h39,x-h40,x-h41,x-h42,x-h43,x-h44,x-h45,x-h46,x-h47,x-h48,x-h49,x-h50,x-h51,x-h52,x-h53,x-h54,x-h55,x-h56,x-h57,x-h58,x-h59,x-h60,x-h61,x-h62,x-h63,x-h64,x-h65";
+/// `MAX_REQUEST_HEADERS_LEN` (4096) bytes: 64 names of 63 bytes (one of 64).
+const LONGEST_LIST: &str = "x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll01,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll02,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll03,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll04,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll05,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll06,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll07,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll08,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll09,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll10,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll11,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll12,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll13,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll14,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll15,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll16,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll17,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll18,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll19,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll20,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll21,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll22,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll23,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll24,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll25,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll26,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll27,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll28,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll29,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll30,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll31,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll32,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll33,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll34,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll35,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll36,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll37,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll38,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll39,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll40,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll41,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll42,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll43,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll44,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll45,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll46,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll47,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll48,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll49,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll50,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll51,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll52,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll53,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll54,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll55,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll56,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll57,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll58,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll59,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll60,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll61,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll62,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll63,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll64z";
+/// One byte more.
+const LIST_PAST_THE_LENGTH: &str = "x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll01,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll02,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll03,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll04,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll05,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll06,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll07,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll08,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll09,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll10,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll11,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll12,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll13,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll14,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll15,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll16,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll17,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll18,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll19,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll20,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll21,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll22,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll23,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll24,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll25,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll26,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll27,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll28,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll29,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll30,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll31,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll32,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll33,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll34,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll35,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll36,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll37,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll38,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll39,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll40,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll41,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll42,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll43,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll44,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll45,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll46,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll47,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll48,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll49,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll50,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll51,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll52,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll53,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll54,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll55,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll56,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll57,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll58,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll59,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll60,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll61,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll62,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll63,x-lllllllllllllllllllllllllllllllllllllllllllllllllllllllllll64zz";
+
 const VARY_PF: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
 /// The table.
@@ -179,7 +188,7 @@ pub const CASES: &[Case] = &[
         policy: SPA,
         method: "GET",
         request: &[("origin", "https://evil.example")],
-        outcome: Outcome::Rejected("origin-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::OriginNotAllowed),
         status: None,
         headers: &[("vary", "Origin")],
     },
@@ -188,7 +197,7 @@ pub const CASES: &[Case] = &[
         policy: SPA,
         method: "GET",
         request: &[("origin", "https://app.example.com.evil.example")],
-        outcome: Outcome::Rejected("origin-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::OriginNotAllowed),
         status: None,
         headers: &[("vary", "Origin")],
     },
@@ -197,7 +206,7 @@ pub const CASES: &[Case] = &[
         policy: SPA,
         method: "GET",
         request: &[("origin", "https://APP.example.com")],
-        outcome: Outcome::Rejected("malformed-origin"),
+        outcome: Outcome::Rejected(RejectionReason::MalformedOrigin),
         status: None,
         headers: &[("vary", "Origin")],
     },
@@ -206,7 +215,7 @@ pub const CASES: &[Case] = &[
         policy: SPA,
         method: "POST",
         request: &[("origin", "null")],
-        outcome: Outcome::Rejected("null-origin"),
+        outcome: Outcome::Rejected(RejectionReason::NullOrigin),
         status: None,
         headers: &[("vary", "Origin")],
     },
@@ -215,7 +224,7 @@ pub const CASES: &[Case] = &[
         policy: SPA,
         method: "GET",
         request: &[("origin", APP), ("origin", APP)],
-        outcome: Outcome::Rejected("malformed-origin"),
+        outcome: Outcome::Rejected(RejectionReason::MalformedOrigin),
         status: None,
         headers: &[("vary", "Origin")],
     },
@@ -238,7 +247,7 @@ pub const CASES: &[Case] = &[
         policy: SPA,
         method: "GET",
         request: &[("origin", "https://example.org")],
-        outcome: Outcome::Rejected("origin-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::OriginNotAllowed),
         status: None,
         headers: &[("vary", "Origin")],
     },
@@ -360,7 +369,7 @@ pub const CASES: &[Case] = &[
             ("origin", APP),
             ("access-control-request-method", "PROPFIND"),
         ],
-        outcome: Outcome::Rejected("method-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::MethodNotAllowed),
         status: Some(403),
         headers: &[("vary", VARY_PF)],
     },
@@ -369,7 +378,7 @@ pub const CASES: &[Case] = &[
         policy: SPA,
         method: "OPTIONS",
         request: &[("origin", APP), ("access-control-request-method", "patch")],
-        outcome: Outcome::Rejected("method-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::MethodNotAllowed),
         status: Some(403),
         headers: &[("vary", VARY_PF)],
     },
@@ -382,7 +391,7 @@ pub const CASES: &[Case] = &[
             ("access-control-request-method", "PUT"),
             ("access-control-request-headers", "content-type,x-secret"),
         ],
-        outcome: Outcome::Rejected("header-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::HeaderNotAllowed),
         status: Some(403),
         headers: &[("vary", VARY_PF)],
     },
@@ -395,7 +404,7 @@ pub const CASES: &[Case] = &[
             ("access-control-request-method", "PUT"),
             ("access-control-request-headers", "x-api-key;evil"),
         ],
-        outcome: Outcome::Rejected("malformed-request-headers"),
+        outcome: Outcome::Rejected(RejectionReason::MalformedRequestHeaders),
         status: Some(403),
         headers: &[("vary", VARY_PF)],
     },
@@ -407,7 +416,7 @@ pub const CASES: &[Case] = &[
             ("origin", "https://evil.example"),
             ("access-control-request-method", "PUT"),
         ],
-        outcome: Outcome::Rejected("origin-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::OriginNotAllowed),
         status: Some(403),
         headers: &[("vary", VARY_PF)],
     },
@@ -420,7 +429,7 @@ pub const CASES: &[Case] = &[
             ("access-control-request-method", "PUT"),
             ("access-control-request-private-network", "true"),
         ],
-        outcome: Outcome::Rejected("private-network-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::PrivateNetworkNotAllowed),
         status: Some(403),
         headers: &[("vary", VARY_PF)],
     },
@@ -520,7 +529,7 @@ pub const CASES: &[Case] = &[
             ("access-control-request-method", "GET"),
             ("access-control-request-headers", "authorization"),
         ],
-        outcome: Outcome::Rejected("header-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::HeaderNotAllowed),
         status: Some(403),
         headers: &[("vary", VARY_PF)],
     },
@@ -532,7 +541,7 @@ pub const CASES: &[Case] = &[
             ("origin", "https://anyone.example"),
             ("access-control-request-method", "TRACE"),
         ],
-        outcome: Outcome::Rejected("method-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::MethodNotAllowed),
         status: Some(403),
         headers: &[("vary", VARY_PF)],
     },
@@ -541,7 +550,7 @@ pub const CASES: &[Case] = &[
         policy: STRICT_DEBUG,
         method: "POST",
         request: &[("origin", "https://evil.example")],
-        outcome: Outcome::Rejected("origin-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::OriginNotAllowed),
         status: Some(403),
         headers: &[
             ("vary", "Origin"),
@@ -553,7 +562,7 @@ pub const CASES: &[Case] = &[
         policy: STRICT_DEBUG,
         method: "OPTIONS",
         request: &[("origin", APP), ("access-control-request-method", "DELETE")],
-        outcome: Outcome::Rejected("method-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::MethodNotAllowed),
         status: Some(204),
         headers: &[
             ("access-control-allow-origin", APP),
@@ -571,7 +580,7 @@ pub const CASES: &[Case] = &[
             ("access-control-request-method", "PUT"),
             ("access-control-request-headers", "x-other"),
         ],
-        outcome: Outcome::Rejected("header-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::HeaderNotAllowed),
         status: Some(204),
         headers: &[
             ("access-control-allow-origin", APP),
@@ -589,7 +598,7 @@ pub const CASES: &[Case] = &[
             ("origin", "https://evil.example"),
             ("access-control-request-method", "PUT"),
         ],
-        outcome: Outcome::Rejected("origin-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::OriginNotAllowed),
         status: Some(204),
         headers: &[
             ("vary", VARY_PF),
@@ -601,7 +610,7 @@ pub const CASES: &[Case] = &[
         policy: CLOSED,
         method: "GET",
         request: &[("origin", APP)],
-        outcome: Outcome::Rejected("origin-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::OriginNotAllowed),
         status: None,
         headers: &[],
     },
@@ -612,7 +621,7 @@ pub const CASES: &[Case] = &[
         policy: CLOSED_REJECT,
         method: "POST",
         request: &[("origin", APP)],
-        outcome: Outcome::Rejected("origin-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::OriginNotAllowed),
         status: Some(403),
         headers: &[("vary", "Origin")],
     },
@@ -630,11 +639,131 @@ pub const CASES: &[Case] = &[
         policy: CLOSED,
         method: "OPTIONS",
         request: &[("origin", APP), ("access-control-request-method", "PUT")],
-        outcome: Outcome::Rejected("origin-not-allowed"),
+        outcome: Outcome::Rejected(RejectionReason::OriginNotAllowed),
+        status: Some(403),
+        headers: &[("vary", VARY_PF)],
+    },
+    // The limits on what a preflight may ask for (`MAX_REQUEST_HEADER_NAMES`,
+    // `MAX_REQUEST_HEADERS_LEN`): at each, and one past it.
+    Case {
+        name: "preflight-most-request-header-names",
+        policy: PUBLIC,
+        method: "OPTIONS",
+        request: &[
+            ("origin", "https://anyone.example"),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", MOST_NAMES),
+        ],
+        outcome: Outcome::Allowed,
+        status: Some(204),
+        headers: &[
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-methods", "PUT"),
+            ("access-control-allow-headers", MOST_NAMES),
+            ("vary", VARY_PF),
+        ],
+    },
+    Case {
+        name: "preflight-one-request-header-name-too-many",
+        policy: PUBLIC,
+        method: "OPTIONS",
+        request: &[
+            ("origin", "https://anyone.example"),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", NAMES_PAST_THE_LIMIT),
+        ],
+        outcome: Outcome::Rejected(RejectionReason::TooManyRequestHeaders),
+        status: Some(403),
+        headers: &[("vary", VARY_PF)],
+    },
+    Case {
+        name: "preflight-longest-request-header-list",
+        policy: PUBLIC,
+        method: "OPTIONS",
+        request: &[
+            ("origin", "https://anyone.example"),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", LONGEST_LIST),
+        ],
+        outcome: Outcome::Allowed,
+        status: Some(204),
+        headers: &[
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-methods", "PUT"),
+            ("access-control-allow-headers", LONGEST_LIST),
+            ("vary", VARY_PF),
+        ],
+    },
+    Case {
+        name: "preflight-request-header-list-one-byte-too-long",
+        policy: PUBLIC,
+        method: "OPTIONS",
+        request: &[
+            ("origin", "https://anyone.example"),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", LIST_PAST_THE_LENGTH),
+        ],
+        outcome: Outcome::Rejected(RejectionReason::TooManyRequestHeaders),
         status: Some(403),
         headers: &[("vary", VARY_PF)],
     },
 ];
+
+/// One fuzz seed made from the table: the cargo-fuzz target it is for (a folder
+/// of `fuzz/seeds/`), its file name (the case's) and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seed {
+    /// The target: `origin` or `request_headers`.
+    pub target: &'static str,
+    /// The file name: the name of the case it comes from.
+    pub name: &'static str,
+    /// The input, in the target's format.
+    pub bytes: Vec<u8>,
+}
+
+/// The table as fuzz seeds, so that fuzzing starts from every request the table
+/// holds: each case's `Origin` for the `origin` target, and each preflight as
+/// `origin \n method \n header list` for `request_headers`. Cases without the
+/// request parts a target reads give it no seed; identical inputs are kept once.
+///
+/// `cargo run -p corsgate-cases --example fuzz_seeds` writes them to
+/// `fuzz/seeds/`; a test keeps the files equal to this.
+pub fn fuzz_seeds() -> Vec<Seed> {
+    let mut seeds: Vec<Seed> = Vec::new();
+    let mut push = |target: &'static str, name: &'static str, bytes: Vec<u8>| {
+        if !seeds.iter().any(|s| s.target == target && s.bytes == bytes) {
+            seeds.push(Seed {
+                target,
+                name,
+                bytes,
+            });
+        }
+    };
+    for case in CASES {
+        let values = |wanted: &str| -> Vec<&str> {
+            case.request
+                .iter()
+                .filter(|(name, _)| name.eq_ignore_ascii_case(wanted))
+                .map(|(_, value)| *value)
+                .collect()
+        };
+        let origins = values("origin");
+        let Some(origin) = origins.first() else {
+            continue;
+        };
+        push("origin", case.name, origin.as_bytes().to_vec());
+        let methods = values("access-control-request-method");
+        if let Some(method) = methods.first() {
+            let list = values("access-control-request-headers").join(",");
+            push(
+                "request_headers",
+                case.name,
+                format!("{origin}\n{method}\n{list}").into_bytes(),
+            );
+        }
+    }
+    seeds
+}
 
 /// Looks a case up by name.
 pub fn case(name: &str) -> &'static Case {

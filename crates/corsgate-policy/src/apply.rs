@@ -2,109 +2,83 @@
 //! headers a decision adds, how `Vary` is merged and which upstream headers are
 //! removed.
 
-use std::fmt;
-use std::sync::Arc;
-
+use http::header::CONTENT_LENGTH;
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, HeaderName,
     VARY,
 };
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
-use crate::classify::RequestClass;
 use crate::decision::{ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, AllowOrigin, Decision, REASON_HEADER};
-use crate::policy::Policy;
+use crate::template::{STAR, TRUE, ZERO};
 use crate::vary::append_vary;
 
-const TRUE: HeaderValue = HeaderValue::from_static("true");
-const STAR: HeaderValue = HeaderValue::from_static("*");
-
-/// The response headers of an allowed preflight, made once per policy for each
-/// combination of (request headers echoed, private network allowed), with
-/// placeholders where the request's origin, method and header list go.
-///
-/// A preflight answered here gets a clone of one, its placeholders filled:
-/// cheaper than inserting each header into an empty map, which hashes every name.
-pub(crate) struct PreflightHeaders {
-    /// Indexed by [`PreflightHeaders::index`].
-    maps: [HeaderMap; 4],
-}
-
-impl fmt::Debug for PreflightHeaders {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Four maps of what the decision's own fields say: noise in a decision's
-        // debug output.
-        f.debug_struct("PreflightHeaders").finish_non_exhaustive()
-    }
-}
-
-const PLACEHOLDER: HeaderValue = HeaderValue::from_static("");
-
-impl PreflightHeaders {
-    pub(crate) fn new(policy: &Policy) -> Arc<Self> {
-        let map = |index: usize| {
-            let mut decision = Decision::new(RequestClass::Preflight, Some(PLACEHOLDER));
-            decision.allow_methods = Some(PLACEHOLDER);
-            decision.allow_headers = (index & 1 != 0).then_some(PLACEHOLDER);
-            decision.allow_private_network = index & 2 != 0;
-            policy.allow_preflight(&mut decision);
-            let mut headers = HeaderMap::new();
-            decision.insert_headers(&mut headers, true);
-            headers
-        };
-        Arc::new(PreflightHeaders {
-            maps: [map(0), map(1), map(2), map(3)],
-        })
-    }
-
-    fn index(decision: &Decision) -> usize {
-        usize::from(decision.allow_headers.is_some())
-            | usize::from(decision.allow_private_network) << 1
-    }
-}
-
 impl Decision {
+    /// The answer made here, without calling the app or the upstream, when
+    /// [`response_status`](Self::response_status) is `Some` (every preflight,
+    /// and refusals under `on_disallowed = "reject"`); `None` otherwise.
+    ///
+    /// `empty_body` must be an empty body: the answer has the decision's status,
+    /// its CORS headers and, unless the status is 204, `Content-Length: 0`, so
+    /// that no client waits for a body (a 204 has none and says nothing of its
+    /// length, RFC 9110 §8.6 and §15.3.5).
+    ///
+    /// ```
+    /// use corsgate_policy::{CorsConfig, Policy};
+    /// use http::{HeaderMap, Method, StatusCode};
+    ///
+    /// let policy = Policy::compile(
+    ///     &CorsConfig::new().allow_origins("https://app.example.com").allow_methods("PUT"),
+    /// ).unwrap();
+    /// let mut request = HeaderMap::new();
+    /// request.insert("origin", "https://app.example.com".parse().unwrap());
+    /// request.insert("access-control-request-method", "PUT".parse().unwrap());
+    /// let decision = policy.decide(&Method::OPTIONS, &request);
+    ///
+    /// let response = decision.local_response(()).expect("a preflight is answered here");
+    /// assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    /// assert_eq!(response.headers()["access-control-allow-methods"], "PUT");
+    /// assert!(response.headers().get("content-length").is_none());
+    /// ```
+    pub fn local_response<B>(&self, empty_body: B) -> Option<Response<B>> {
+        let status = self.respond?;
+        let mut response = Response::new(empty_body);
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        self.apply(headers);
+        if status != StatusCode::NO_CONTENT {
+            headers.insert(CONTENT_LENGTH, ZERO);
+        }
+        Some(response)
+    }
+
     /// Writes the decision into a response's headers: removes every
     /// `Access-Control-*` header already there (the app's or an upstream's: this
     /// decision is the one authority), adds the CORS headers, and appends `Origin`
     /// (and for preflights the request headers) to `Vary` unless already listed.
     ///
+    /// An `x-corsgate-reason` header already there is removed too: only this
+    /// decision says why a request was refused, so an app's or an upstream's own
+    /// header of that name cannot pass for it.
+    ///
     /// An empty map (a response made here) has nothing to remove or merge, so the
-    /// headers are only inserted.
+    /// headers are only inserted. For a response made here in place of the app,
+    /// [`local_response`](Self::local_response) also sets its status and length.
     pub fn apply(&self, headers: &mut HeaderMap) {
         let fresh = headers.is_empty();
         if fresh {
             if let Some(template) = &self.template {
-                return self.fill(template, headers);
+                return template.fill(
+                    headers,
+                    self.origin.as_ref(),
+                    self.allow_methods.as_ref(),
+                    self.allow_headers.as_ref(),
+                    self.allow_private_network,
+                );
             }
         }
         self.insert_headers(headers, fresh);
-    }
-
-    /// An allowed preflight's headers, from the policy's template.
-    fn fill(&self, template: &PreflightHeaders, headers: &mut HeaderMap) {
-        let Some(map) = template.maps.get(PreflightHeaders::index(self)) else {
-            return self.insert_headers(headers, true);
-        };
-        *headers = map.clone();
-        for (name, value) in headers.iter_mut() {
-            let filled = if name == ACCESS_CONTROL_ALLOW_ORIGIN {
-                match self.allow_origin {
-                    AllowOrigin::Echo => &self.origin,
-                    _ => continue,
-                }
-            } else if name == ACCESS_CONTROL_ALLOW_METHODS {
-                &self.allow_methods
-            } else if name == ACCESS_CONTROL_ALLOW_HEADERS {
-                &self.allow_headers
-            } else {
-                continue;
-            };
-            if let Some(filled) = filled {
-                *value = filled.clone();
-            }
-        }
     }
 
     /// The headers one by one, after removing the `Access-Control-*` ones unless
@@ -117,7 +91,7 @@ impl Decision {
             let mut cors_present = false;
             for name in headers.keys() {
                 vary_present |= name == VARY;
-                cors_present |= is_access_control_header(name);
+                cors_present |= is_access_control_header(name) || name == REASON_HEADER;
             }
             if cors_present {
                 strip_access_control(headers);
@@ -143,13 +117,11 @@ impl Decision {
         if let Some(value) = &self.allow_headers {
             headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, value.clone());
         }
-        if let Some(value) = &self.policy_value {
-            let name = if self.class == RequestClass::Preflight {
-                ACCESS_CONTROL_MAX_AGE
-            } else {
-                ACCESS_CONTROL_EXPOSE_HEADERS
-            };
-            headers.insert(name, value.clone());
+        if let Some(value) = &self.max_age {
+            headers.insert(ACCESS_CONTROL_MAX_AGE, value.clone());
+        }
+        if let Some(value) = &self.expose {
+            headers.insert(ACCESS_CONTROL_EXPOSE_HEADERS, value.clone());
         }
         if self.allow_private_network {
             headers.insert(ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, TRUE);
@@ -185,12 +157,13 @@ pub fn is_access_control_header(name: &HeaderName) -> bool {
 }
 
 fn strip_access_control(headers: &mut HeaderMap) {
-    let names: Vec<HeaderName> = headers
+    // One name at a time, without collecting them first: upstreams that send
+    // their own CORS headers are rare, and this allocates nothing for them.
+    while let Some(name) = headers
         .keys()
-        .filter(|n| is_access_control_header(n))
+        .find(|n| is_access_control_header(n) || *n == REASON_HEADER)
         .cloned()
-        .collect();
-    for name in names {
+    {
         headers.remove(name);
     }
 }

@@ -9,6 +9,15 @@ use http::{HeaderMap, HeaderValue, Method};
 use crate::decision::ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK;
 
 /// What kind of request this is, in the terms of the Fetch standard.
+///
+/// ```
+/// use corsgate_policy::{Policy, RequestClass};
+/// use http::{HeaderMap, Method};
+///
+/// let decision = Policy::closed().decide(&Method::GET, &HeaderMap::new());
+/// assert_eq!(decision.class(), RequestClass::NotCors);
+/// assert_eq!(decision.class().as_str(), "not-cors");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RequestClass {

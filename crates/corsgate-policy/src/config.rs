@@ -288,6 +288,19 @@ impl From<&[&str]> for List {
 }
 
 /// What an actual (non-preflight) request from a disallowed origin gets.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, OnDisallowed, Policy};
+/// use http::{HeaderMap, Method, StatusCode};
+///
+/// let policy = Policy::compile(
+///     &CorsConfig::new().allow_origins("https://app.example.com").on_disallowed(OnDisallowed::Reject),
+/// ).unwrap();
+/// let mut request = HeaderMap::new();
+/// request.insert("origin", "https://evil.example".parse().unwrap());
+/// let decision = policy.decide(&Method::POST, &request);
+/// assert_eq!(decision.response_status(), Some(StatusCode::FORBIDDEN));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]

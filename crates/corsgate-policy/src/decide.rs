@@ -6,7 +6,10 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use crate::classify::Head;
 use crate::classify::RequestClass;
 use crate::config::OnDisallowed;
-use crate::decision::{AllowOrigin, Decision, Rejection, RejectionReason};
+use crate::decision::{
+    AllowOrigin, Decision, MAX_REQUEST_HEADER_NAMES, MAX_REQUEST_HEADERS_LEN, Rejection,
+    RejectionReason,
+};
 use crate::fetch::{self, HeaderListError};
 use crate::matcher::OriginMatch;
 use crate::policy::Policy;
@@ -36,7 +39,7 @@ impl Policy {
                 // one copy to every origin (the answer to the security review's
                 // F2, where a copy cached without them broke every page).
                 decision.allow_origin = AllowOrigin::Any;
-                decision.policy_value = self.expose.clone();
+                decision.expose = self.expose.clone();
             }
             return decision;
         };
@@ -64,7 +67,7 @@ impl Policy {
                 match checked {
                     Ok(()) => {
                         self.allow_preflight(&mut decision);
-                        decision.template = self.preflight_headers.clone();
+                        decision.template = self.preflight_template.clone();
                     }
                     Err(rejection) => self.refuse_preflight(&mut decision, rejection),
                 }
@@ -94,11 +97,11 @@ impl Policy {
     }
 
     /// What an allowed preflight's answer holds besides the method and headers.
-    pub(crate) fn allow_preflight(&self, decision: &mut Decision) {
+    fn allow_preflight(&self, decision: &mut Decision) {
         decision.respond = Some(self.preflight_status);
         decision.allow_origin = self.allow_origin();
         decision.allow_credentials = self.credentials;
-        decision.policy_value = self.max_age.clone();
+        decision.max_age = self.max_age.clone();
         decision.vary = Some(self.vary_preflight);
     }
 
@@ -118,7 +121,7 @@ impl Policy {
         }
         decision.allow_origin = self.allow_origin();
         decision.allow_credentials = self.credentials;
-        decision.policy_value = self.expose.clone();
+        decision.expose = self.expose.clone();
         decision
     }
 
@@ -166,15 +169,28 @@ impl Policy {
         // `*`, which never covers Authorization.
         decision.allow_headers = match (head.request_headers, head.more_lines) {
             (None, _) => None,
-            (Some(line), false) => match self.check_request_headers(line)? {
-                0 => None,
-                _ => Some(line.clone()),
-            },
+            (Some(line), false) => {
+                too_long(line.len())?;
+                match self.check_request_headers(line, MAX_REQUEST_HEADER_NAMES)? {
+                    0 => None,
+                    _ => Some(line.clone()),
+                }
+            }
             (Some(_), true) => {
+                let all = headers.get_all(ACCESS_CONTROL_REQUEST_HEADERS);
+                // The limits hold for the lines together: one list (RFC 9110 §5.3).
+                let mut len = 0usize;
+                for line in &all {
+                    len = len.saturating_add(line.len() + 1);
+                    too_long(len - 1)?;
+                }
+                let mut names_left = MAX_REQUEST_HEADER_NAMES;
                 let mut lines = 0usize;
                 let mut single: Option<&HeaderValue> = None;
-                for line in headers.get_all(ACCESS_CONTROL_REQUEST_HEADERS) {
-                    if self.check_request_headers(line)? > 0 {
+                for line in &all {
+                    let names = self.check_request_headers(line, names_left)?;
+                    names_left -= names;
+                    if names > 0 {
                         lines += 1;
                         single = Some(line);
                     }
@@ -192,16 +208,19 @@ impl Policy {
 
     /// The number of names in one `Access-Control-Request-Headers` line, or why
     /// the line is refused.
-    fn check_request_headers(&self, line: &HeaderValue) -> Result<usize, Rejection> {
+    fn check_request_headers(&self, line: &HeaderValue, max: usize) -> Result<usize, Rejection> {
         // Listed names, then any other token if `*` is allowed, which never
         // covers Authorization.
         let listed = |name: &[u8], head: u64| self.headers.contains_ignore_case(name, head);
         let other = |name: &[u8]| self.headers.any && !name.eq_ignore_ascii_case(b"authorization");
-        fetch::check_header_list(line.as_bytes(), listed, other).map_err(|err| {
+        fetch::check_header_list(line.as_bytes(), max, listed, other).map_err(|err| {
             let (reason, lo, hi) = match err {
                 HeaderListError::NotAllowed(lo, hi) => (RejectionReason::HeaderNotAllowed, lo, hi),
                 HeaderListError::Malformed(lo, hi) => {
                     (RejectionReason::MalformedRequestHeaders, lo, hi)
+                }
+                HeaderListError::TooMany(lo, hi) => {
+                    (RejectionReason::TooManyRequestHeaders, lo, hi)
                 }
             };
             Rejection {
@@ -236,6 +255,18 @@ impl Policy {
             _ => decision.allow_headers = self.debug_headers.clone(),
         }
     }
+}
+
+/// Refuses an `Access-Control-Request-Headers` of `len` bytes when longer than
+/// any page sends, before reading it: its cost stays bounded whatever its length.
+fn too_long(len: usize) -> Result<(), Rejection> {
+    if len > MAX_REQUEST_HEADERS_LEN {
+        return Err(Rejection {
+            reason: RejectionReason::TooManyRequestHeaders,
+            culprit: None,
+        });
+    }
+    Ok(())
 }
 
 /// Why an origin is refused, if it is: the one mapping from what the origin

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use http::{HeaderValue, StatusCode};
 
-use crate::apply::PreflightHeaders;
 use crate::classify::RequestClass;
+use crate::template::PreflightTemplate;
 
 /// `Access-Control-Request-Private-Network` (Chrome's Private Network Access).
 pub const ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK: HeaderName =
@@ -16,11 +16,39 @@ pub const ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK: HeaderName =
 /// `Access-Control-Allow-Private-Network`.
 pub const ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK: HeaderName =
     HeaderName::from_static("access-control-allow-private-network");
+/// The most names a preflight may ask for in `Access-Control-Request-Headers`
+/// (all its lines together); one more and it is refused as
+/// [`RejectionReason::TooManyRequestHeaders`].
+///
+/// Browsers list only the headers a script set that are not CORS-safelisted,
+/// once each: pages send a handful, rarely more than fifteen. The limit keeps
+/// the work a hostile list can cause small and fixed, whatever its length.
+pub const MAX_REQUEST_HEADER_NAMES: usize = 64;
+
+/// The longest `Access-Control-Request-Headers` a preflight may send, in bytes
+/// (all its lines together, commas and spaces included); longer is refused as
+/// [`RejectionReason::TooManyRequestHeaders`] before a byte of it is read.
+/// [`MAX_REQUEST_HEADER_NAMES`] names of 60 bytes fit.
+pub const MAX_REQUEST_HEADERS_LEN: usize = 4096;
+
 /// The header debug mode adds to refused requests: the rejection reason.
 pub const REASON_HEADER: HeaderName = HeaderName::from_static("x-corsgate-reason");
 
 /// Why a CORS request was refused. The same reason feeds logs, metrics, `explain`
 /// and debug mode.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, Policy, RejectionReason};
+/// use http::{HeaderMap, Method};
+///
+/// let policy = Policy::compile(&CorsConfig::new().allow_origins("https://app.example.com")).unwrap();
+/// let mut request = HeaderMap::new();
+/// request.insert("origin", "null".parse().unwrap());
+/// let reason = policy.decide(&Method::GET, &request).rejection().map(|r| r.reason());
+/// assert_eq!(reason, Some(RejectionReason::NullOrigin));
+/// assert_eq!(RejectionReason::NullOrigin.as_str(), "null-origin");
+/// assert!(RejectionReason::NullOrigin.is_about_origin());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RejectionReason {
@@ -41,11 +69,16 @@ pub enum RejectionReason {
     /// A Private Network Access preflight on a policy without
     /// `allow_private_network`.
     PrivateNetworkNotAllowed,
+    /// The preflight asks for more request headers than any page sends:
+    /// more than [`MAX_REQUEST_HEADER_NAMES`](crate::MAX_REQUEST_HEADER_NAMES)
+    /// names, or an `Access-Control-Request-Headers` longer than
+    /// [`MAX_REQUEST_HEADERS_LEN`](crate::MAX_REQUEST_HEADERS_LEN) bytes.
+    TooManyRequestHeaders,
 }
 
 impl RejectionReason {
     /// Every reason, for metric label sets and documentation.
-    pub const ALL: [RejectionReason; 8] = [
+    pub const ALL: [RejectionReason; 9] = [
         RejectionReason::OriginNotAllowed,
         RejectionReason::NullOrigin,
         RejectionReason::MalformedOrigin,
@@ -54,6 +87,7 @@ impl RejectionReason {
         RejectionReason::HeaderNotAllowed,
         RejectionReason::MalformedRequestHeaders,
         RejectionReason::PrivateNetworkNotAllowed,
+        RejectionReason::TooManyRequestHeaders,
     ];
 
     /// Stable kebab-case name, used in logs, metrics and the debug header.
@@ -67,6 +101,7 @@ impl RejectionReason {
             RejectionReason::HeaderNotAllowed => "header-not-allowed",
             RejectionReason::MalformedRequestHeaders => "malformed-request-headers",
             RejectionReason::PrivateNetworkNotAllowed => "private-network-not-allowed",
+            RejectionReason::TooManyRequestHeaders => "too-many-request-headers",
         }
     }
 
@@ -88,6 +123,24 @@ impl fmt::Display for RejectionReason {
 }
 
 /// A refusal: the reason, and what in the request caused it.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, Policy, RejectionReason};
+/// use http::{HeaderMap, Method};
+///
+/// let policy = Policy::compile(
+///     &CorsConfig::new().allow_origins("https://app.example.com").allow_headers("x-api-key"),
+/// ).unwrap();
+/// let mut request = HeaderMap::new();
+/// request.insert("origin", "https://app.example.com".parse().unwrap());
+/// request.insert("access-control-request-method", "GET".parse().unwrap());
+/// request.insert("access-control-request-headers", "x-api-key,x-debug".parse().unwrap());
+/// let decision = policy.decide(&Method::OPTIONS, &request);
+/// let rejection = decision.rejection().unwrap();
+/// assert_eq!(rejection.reason(), RejectionReason::HeaderNotAllowed);
+/// assert_eq!(rejection.culprit(), Some("x-debug"));
+/// assert_eq!(rejection.to_string(), "header-not-allowed (x-debug)");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub(crate) reason: RejectionReason,
@@ -125,6 +178,31 @@ impl fmt::Display for Rejection {
 /// the response is made here (a preflight, a refusal) instead of by the app.
 ///
 /// A refused CORS request is a `Decision` too, not an error.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, Policy, RequestClass};
+/// use http::{HeaderMap, HeaderValue, Method};
+///
+/// let policy = Policy::compile(
+///     &CorsConfig::new().allow_origins("https://app.example.com").expose_headers("x-request-id"),
+/// ).unwrap();
+/// let mut request = HeaderMap::new();
+/// request.insert("origin", "https://app.example.com".parse().unwrap());
+/// let decision = policy.decide(&Method::GET, &request);
+/// assert_eq!(decision.class(), RequestClass::Actual);
+/// assert!(decision.is_allowed());
+/// // Not answered here: the app answers, then the decision is applied.
+/// assert!(decision.response_status().is_none());
+///
+/// let mut response = HeaderMap::new();
+/// response.insert("vary", HeaderValue::from_static("Accept-Encoding"));
+/// response.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+/// decision.apply(&mut response);
+/// assert_eq!(response["access-control-allow-origin"], "https://app.example.com");
+/// assert_eq!(response["access-control-expose-headers"], "x-request-id");
+/// let vary: Vec<_> = response.get_all("vary").iter().collect();
+/// assert_eq!(vary, ["Accept-Encoding", "Origin"]);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Decision {
     pub(crate) class: RequestClass,
@@ -138,12 +216,13 @@ pub struct Decision {
     pub(crate) origin: Option<HeaderValue>,
     pub(crate) allow_methods: Option<HeaderValue>,
     pub(crate) allow_headers: Option<HeaderValue>,
-    /// `Access-Control-Expose-Headers` (actual requests) or
-    /// `Access-Control-Max-Age` (preflights): never both.
-    pub(crate) policy_value: Option<HeaderValue>,
+    /// `Access-Control-Max-Age`: allowed preflights only.
+    pub(crate) max_age: Option<HeaderValue>,
+    /// `Access-Control-Expose-Headers`: allowed actual requests only.
+    pub(crate) expose: Option<HeaderValue>,
     pub(crate) rejection: Option<Rejection>,
     /// For an allowed preflight: the policy's ready-made response headers.
-    pub(crate) template: Option<Arc<PreflightHeaders>>,
+    pub(crate) template: Option<Arc<PreflightTemplate>>,
 }
 
 /// What `Access-Control-Allow-Origin` says.
@@ -170,7 +249,8 @@ impl Decision {
             origin,
             allow_methods: None,
             allow_headers: None,
-            policy_value: None,
+            max_age: None,
+            expose: None,
             rejection: None,
             template: None,
         }

@@ -129,6 +129,18 @@ impl DiagnosticKind {
 ///
 /// The path uses the file's own names, `server.cors.allow_origins[1]` or
 /// `route[2].cors.max_age`, with indexes from 0.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, DiagnosticKind, Policy, Severity};
+///
+/// let policy = Policy::compile(&CorsConfig::new().allow_origins("https://app.example.com").max_age(9000))
+///     .unwrap();
+/// let warning = &policy.warnings()[0];
+/// assert_eq!(warning.severity(), Severity::Warning);
+/// assert_eq!(warning.kind(), DiagnosticKind::MaxAgeCapped);
+/// assert_eq!(warning.path(), "max_age");
+/// assert_eq!(warning.value(), Some("9000"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Diagnostic {
     severity: Severity,
@@ -223,6 +235,19 @@ impl fmt::Display for Diagnostic {
 
 /// A configuration that cannot be compiled, with every problem in it (errors and
 /// warnings alike, in the order of the file).
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, DiagnosticKind, Policy};
+///
+/// let config = CorsConfig::new()
+///     .allow_origins(["https://app.example.com/", "*"])
+///     .allow_credentials(true);
+/// let error = Policy::compile(&config).unwrap_err();
+/// // Every problem at once, each with its path.
+/// let paths: Vec<&str> = error.errors().map(|d| d.path()).collect();
+/// assert!(paths.contains(&"allow_origins[0]"), "{error}");
+/// assert!(error.errors().count() >= 2, "{error}");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileError {
     diagnostics: Vec<Diagnostic>,

@@ -186,6 +186,8 @@ pub(crate) enum HeaderListError {
     Malformed(usize, usize),
     /// An element is not allowed; its byte range in the value.
     NotAllowed(usize, usize),
+    /// More names than the caller's limit; the byte range of the first one past it.
+    TooMany(usize, usize),
 }
 
 /// Walks the comma-separated elements of one `Access-Control-Request-Headers` line,
@@ -194,6 +196,9 @@ pub(crate) enum HeaderListError {
 /// is a token (RFC 9110 §5.6.2) that `other` allows. `listed` must hold tokens
 /// only: what it holds needs no token check.
 ///
+/// At most `max` names are read: the next one is refused as [`HeaderListError::TooMany`]
+/// before it is checked.
+///
 /// One pass, no allocation: the cost is linear in the length of the value
 /// whatever it holds. Runs of commas and whitespace are skipped, and the end of
 /// each element found, eight bytes at a time (SWAR); bytes are classified by one
@@ -201,6 +206,7 @@ pub(crate) enum HeaderListError {
 /// whitespace trimmed.
 pub(crate) fn check_header_list(
     value: &[u8],
+    max: usize,
     mut listed: impl FnMut(&[u8], u64) -> bool,
     mut other: impl FnMut(&[u8]) -> bool,
 ) -> Result<usize, HeaderListError> {
@@ -230,6 +236,9 @@ pub(crate) fn check_header_list(
                 (end, head_word(value.get(start..end).unwrap_or_default()))
             }
         };
+        if count == max {
+            return Err(HeaderListError::TooMany(start, end));
+        }
         i = end;
         // What follows the name: a comma or the end (the usual), or whitespace
         // up to one of those, or else the element is not a name.
@@ -414,6 +423,7 @@ mod tests {
         let mut seen = Vec::new();
         check_header_list(
             value.as_bytes(),
+            usize::MAX,
             |_, _| false,
             |name| {
                 seen.push(String::from_utf8_lossy(name).into_owned());
@@ -477,7 +487,7 @@ mod tests {
                     n /= alphabet.len();
                 }
                 assert_eq!(
-                    check_header_list(&value, listed_with_head, other),
+                    check_header_list(&value, usize::MAX, listed_with_head, other),
                     reference(&value, listed, other),
                     "{:?}",
                     String::from_utf8_lossy(&value)
@@ -522,7 +532,7 @@ mod tests {
             };
             let other = |name: &[u8]| round % 2 == 0 || (name != b"aa" && name != b"x-api-key");
             assert_eq!(
-                check_header_list(&value, listed_with_head, other),
+                check_header_list(&value, usize::MAX, listed_with_head, other),
                 reference(&value, listed, other),
                 "{:?}",
                 String::from_utf8_lossy(&value)

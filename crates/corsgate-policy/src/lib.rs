@@ -43,10 +43,14 @@ mod config;
 mod decide;
 mod decision;
 mod diagnostic;
+// The Fetch standard's tables, for the tools of the `corsgate` binary; not part
+// of the engine's documented interface (they take `&str`, and one allocates).
+#[doc(hidden)]
 pub mod fetch;
 mod matcher;
 mod origin;
 mod policy;
+mod template;
 mod vary;
 
 pub use apply::is_access_control_header;
@@ -54,9 +58,9 @@ pub use classify::{RequestClass, classify};
 pub use config::{Closed, CorsConfig, List, Off, OnDisallowed, POLICY_KEYS, RouteCors};
 pub use decision::{
     ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, Decision,
-    REASON_HEADER, Rejection, RejectionReason,
+    MAX_REQUEST_HEADER_NAMES, MAX_REQUEST_HEADERS_LEN, REASON_HEADER, Rejection, RejectionReason,
 };
 pub use diagnostic::{CompileError, Diagnostic, DiagnosticKind, Severity};
 pub use origin::{MAX_ORIGIN_LEN, OriginPattern, PatternError, PatternErrorKind};
-pub use policy::{Layer, MAX_AGE_CHROMIUM, MAX_AGE_LIMIT, Policy};
+pub use policy::{ConfigLayer, Layer, MAX_AGE_CHROMIUM, MAX_AGE_LIMIT, Policy};
 pub use vary::append_vary;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use http::{HeaderValue, StatusCode};
 
-use crate::apply::PreflightHeaders;
 use crate::config::{CorsConfig, List, OnDisallowed};
 use crate::diagnostic::{CompileError, Diagnostic, DiagnosticKind as Kind};
 use crate::fetch;
 use crate::matcher::OriginSet;
 use crate::origin::{OriginPattern, PatternErrorKind, PatternKind};
+use crate::template::{PreflightParts, PreflightTemplate};
 use crate::vary::{VARY_ORIGIN, VARY_PREFLIGHT, VARY_PREFLIGHT_PN};
 
 /// Highest `max_age` accepted: Firefox's cap, 24 hours.
@@ -55,7 +55,7 @@ pub struct Policy {
     pub(crate) vary_actual: Option<&'static HeaderValue>,
     pub(crate) vary_preflight: &'static HeaderValue,
     /// The response headers of allowed preflights, ready-made.
-    pub(crate) preflight_headers: Option<Arc<PreflightHeaders>>,
+    pub(crate) preflight_template: Option<Arc<PreflightTemplate>>,
     warnings: Vec<Diagnostic>,
     effective: CorsConfig,
 }
@@ -131,22 +131,40 @@ impl NameSet {
     }
 }
 
-/// One configuration layer: a table and the path it was read from.
+/// One layer of configuration for [`Policy::compile_layered`]: a table and the
+/// path it was read from.
 ///
 /// Layers are given topmost first; each key comes from the first layer that sets
 /// it, and problems with it are reported at that layer's path.
+///
+/// ```
+/// use corsgate_policy::{ConfigLayer, CorsConfig, Policy};
+///
+/// let server = CorsConfig::new().allow_origins("https://app.example.com");
+/// let route = CorsConfig::new().allow_methods("PUT");
+/// let policy = Policy::compile_layered(&[
+///     ConfigLayer::new(&route, "route[0].cors"),
+///     ConfigLayer::new(&server, "server.cors"),
+/// ]).unwrap();
+/// assert!(!policy.is_closed());
+/// ```
 #[derive(Debug, Clone, Copy)]
-pub struct Layer<'a> {
+pub struct ConfigLayer<'a> {
     config: &'a CorsConfig,
     path: &'a str,
 }
 
-impl<'a> Layer<'a> {
+impl<'a> ConfigLayer<'a> {
     /// A layer read from `path` (for example `"route[2].cors"`; `""` for none).
     pub fn new(config: &'a CorsConfig, path: &'a str) -> Self {
         Self { config, path }
     }
 }
+
+/// The former name of [`ConfigLayer`], which read as `tower::Layer` in the code
+/// of every tower user; kept until the configuration crate uses the new name.
+#[doc(hidden)]
+pub type Layer<'a> = ConfigLayer<'a>;
 
 impl Default for Policy {
     /// The closed policy: no origin allowed, no CORS header ever sent.
@@ -174,7 +192,7 @@ impl Policy {
             debug_headers: None,
             vary_actual: None,
             vary_preflight: &VARY_PREFLIGHT,
-            preflight_headers: None,
+            preflight_template: None,
             warnings: Vec::new(),
             effective: CorsConfig::default(),
         }
@@ -184,12 +202,12 @@ impl Policy {
 impl Policy {
     /// Validates `config` and compiles it. Every problem is reported at once.
     pub fn compile(config: &CorsConfig) -> Result<Policy, CompileError> {
-        Self::compile_layered(&[Layer::new(config, "")])
+        Self::compile_layered(&[ConfigLayer::new(config, "")])
     }
 
     /// Compiles layers merged field by field (topmost first), reporting each
     /// problem at the path of the layer its key came from.
-    pub fn compile_layered(layers: &[Layer<'_>]) -> Result<Policy, CompileError> {
+    pub fn compile_layered(layers: &[ConfigLayer<'_>]) -> Result<Policy, CompileError> {
         Compiler::new(layers).run()
     }
 
@@ -226,12 +244,12 @@ impl Policy {
 }
 
 struct Compiler<'a> {
-    layers: &'a [Layer<'a>],
+    layers: &'a [ConfigLayer<'a>],
     diagnostics: Vec<Diagnostic>,
 }
 
 impl<'a> Compiler<'a> {
-    fn new(layers: &'a [Layer<'a>]) -> Self {
+    fn new(layers: &'a [ConfigLayer<'a>]) -> Self {
         Self {
             layers,
             diagnostics: Vec::new(),
@@ -402,7 +420,22 @@ impl<'a> Compiler<'a> {
             dangerously_allow_public_suffix_wildcards: Some(switches.public_suffix),
         };
 
-        let mut policy = Policy {
+        // Built from the compiled values, the same ones `decide` reads for the
+        // other answers; a closed policy allows no preflight and needs none.
+        let preflight_template = (!origins.is_empty()).then(|| {
+            Arc::new(PreflightTemplate::new(&PreflightParts {
+                any_origin: origins.is_any(),
+                credentials,
+                max_age: max_age_value.as_ref(),
+                vary: vary_preflight,
+            }))
+        });
+        // A value built from a vector owns its buffer, and the first clone makes
+        // it shared, which allocates: do that here, once, so that no request
+        // pays it.
+        let [expose, max_age_value, debug_methods, debug_headers] =
+            [expose, max_age_value, debug_methods, debug_headers].map(shared_now);
+        let policy = Policy {
             origins,
             credentials,
             methods,
@@ -417,13 +450,10 @@ impl<'a> Compiler<'a> {
             debug_headers,
             vary_actual,
             vary_preflight,
-            preflight_headers: None,
+            preflight_template,
             warnings: self.diagnostics,
             effective,
         };
-        if !policy.origins.is_empty() {
-            policy.preflight_headers = Some(PreflightHeaders::new(&policy));
-        }
         Ok(policy)
     }
 
@@ -824,6 +854,12 @@ fn join(prefix: &str, key: &str) -> String {
     } else {
         format!("{prefix}.{key}")
     }
+}
+
+/// The value, its buffer made shared (see where compile calls it).
+fn shared_now(value: Option<HeaderValue>) -> Option<HeaderValue> {
+    drop(value.clone());
+    value
 }
 
 /// The names in byte order.

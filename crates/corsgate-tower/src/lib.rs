@@ -41,7 +41,7 @@ use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use corsgate_policy::{Decision, Policy};
-use http::{Request, Response, header};
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -104,6 +104,21 @@ impl Source {
 /// Applies a CORS policy to every request of the wrapped service.
 ///
 /// Building one cannot fail: the policy was validated when it was compiled.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, Policy};
+/// use corsgate_tower::CorsLayer;
+/// use tower::ServiceBuilder;
+/// # use http::{Request, Response};
+/// # use std::convert::Infallible;
+///
+/// let policy = Policy::compile(&CorsConfig::new().allow_origins("https://app.example.com")).unwrap();
+/// let layer = CorsLayer::new(policy);
+/// let service = ServiceBuilder::new().layer(layer).service(tower::service_fn(
+///     |_request: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) },
+/// ));
+/// # let _ = service;
+/// ```
 #[derive(Debug, Clone)]
 pub struct CorsLayer {
     source: Source,
@@ -141,7 +156,28 @@ impl<S> Layer<S> for CorsLayer {
     }
 }
 
-/// The service made by [`CorsLayer`].
+/// The service made by [`CorsLayer`]: answers preflights and refusals itself
+/// and writes the decision onto every response of the inner service.
+///
+/// ```
+/// use corsgate_policy::{CorsConfig, Policy};
+/// use corsgate_tower::{Cors, CorsLayer};
+/// use http::{Request, Response};
+/// use std::convert::Infallible;
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let policy = Policy::compile(&CorsConfig::new().allow_origins("https://app.example.com")).unwrap();
+/// let app = service_fn(|_request: Request<String>| async {
+///     Ok::<_, Infallible>(Response::new(String::from("hello")))
+/// });
+/// let service: Cors<_> = CorsLayer::new(policy).layer(app);
+/// let request = Request::get("/").header("origin", "https://app.example.com").body(String::new()).unwrap();
+/// let response = service.oneshot(request).await.unwrap();
+/// assert_eq!(response.headers()["access-control-allow-origin"], "https://app.example.com");
+/// assert_eq!(response.headers()["vary"], "Origin");
+/// # });
+/// ```
 #[derive(Debug, Clone)]
 pub struct Cors<S> {
     inner: S,
@@ -163,16 +199,8 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let decision = self.source.decide(&request);
-        if let Some(status) = decision.response_status() {
-            // Preflights and refusals are answered here: the service never sees them.
-            let mut response = Response::new(ResBody::default());
-            *response.status_mut() = status;
-            decision.apply(response.headers_mut());
-            if status != http::StatusCode::NO_CONTENT {
-                response
-                    .headers_mut()
-                    .insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("0"));
-            }
+        // Preflights and refusals are answered here: the service never sees them.
+        if let Some(response) = decision.local_response(ResBody::default()) {
             return ResponseFuture {
                 state: State::Ready {
                     response: Some(response),

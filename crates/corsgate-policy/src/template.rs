@@ -1,0 +1,116 @@
+//! The response headers of an allowed preflight, built once when a policy is
+//! compiled, from the compiled values.
+//!
+//! An allowed preflight's answer is the same for every request but for three
+//! values the request gives (its origin when echoed, its method and its header
+//! list). The template holds every other header with its final value, and the
+//! three in fixed slots at the front, so that answering a preflight is a clone of
+//! one map and three stores: no name is hashed and nothing is decided again.
+
+use std::fmt;
+
+use http::header::{
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, VARY,
+};
+use http::{HeaderMap, HeaderValue};
+
+use crate::decision::ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK;
+
+pub(crate) const TRUE: HeaderValue = HeaderValue::from_static("true");
+pub(crate) const STAR: HeaderValue = HeaderValue::from_static("*");
+/// `Content-Length: 0`, on the answers made here that are not 204.
+pub(crate) const ZERO: HeaderValue = HeaderValue::from_static("0");
+/// Stands in the slots the request fills; never sent.
+const SLOT: HeaderValue = HeaderValue::from_static("");
+
+/// What a compiled policy says about its allowed preflights' answers.
+pub(crate) struct PreflightParts<'a> {
+    /// `Access-Control-Allow-Origin: *` rather than the request's origin.
+    pub(crate) any_origin: bool,
+    pub(crate) credentials: bool,
+    pub(crate) max_age: Option<&'a HeaderValue>,
+    pub(crate) vary: &'static HeaderValue,
+}
+
+/// The ready-made headers of allowed preflights: one map for each combination of
+/// (request headers echoed, private network allowed).
+pub(crate) struct PreflightTemplate {
+    /// Indexed by [`PreflightTemplate::index`].
+    maps: [HeaderMap; 4],
+    /// Whether slot 0 takes the request's origin (else it holds `*`).
+    echo_origin: bool,
+}
+
+impl fmt::Debug for PreflightTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Four maps of what the decision's own fields say: noise in a decision's
+        // debug output.
+        f.debug_struct("PreflightTemplate").finish_non_exhaustive()
+    }
+}
+
+impl PreflightTemplate {
+    pub(crate) fn new(parts: &PreflightParts<'_>) -> Self {
+        let map = |index: usize| {
+            let echo_headers = index & 1 != 0;
+            let private_network = index & 2 != 0;
+            let mut headers = HeaderMap::with_capacity(8);
+            // The slots first, in this order: `fill` stores into them by position.
+            let origin = if parts.any_origin { STAR } else { SLOT };
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            headers.insert(ACCESS_CONTROL_ALLOW_METHODS, SLOT);
+            if echo_headers {
+                headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, SLOT);
+            }
+            if parts.credentials {
+                headers.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
+            }
+            if let Some(max_age) = parts.max_age {
+                headers.insert(ACCESS_CONTROL_MAX_AGE, max_age.clone());
+            }
+            if private_network {
+                headers.insert(ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, TRUE);
+            }
+            headers.insert(VARY, parts.vary.clone());
+            headers
+        };
+        PreflightTemplate {
+            maps: [map(0), map(1), map(2), map(3)],
+            echo_origin: !parts.any_origin,
+        }
+    }
+
+    /// `headers` becomes the answer to an allowed preflight that echoes
+    /// `origin`, `method` and, when given, the request's header list.
+    pub(crate) fn fill(
+        &self,
+        headers: &mut HeaderMap,
+        origin: Option<&HeaderValue>,
+        method: Option<&HeaderValue>,
+        request_headers: Option<&HeaderValue>,
+        private_network: bool,
+    ) {
+        let index = usize::from(request_headers.is_some()) | usize::from(private_network) << 1;
+        let Some(map) = self.maps.get(index) else {
+            return;
+        };
+        // Cloning an entry clones a `HeaderName` and a `HeaderValue` built from
+        // static or shared bytes: reference counts, no allocation besides the
+        // map's own two buffers.
+        headers.clone_from(map);
+        let mut slots = headers.values_mut();
+        let origin_slot = slots.next();
+        if let (true, Some(slot), Some(origin)) = (self.echo_origin, origin_slot, origin) {
+            *slot = origin.clone();
+        }
+        if let (Some(slot), Some(method)) = (slots.next(), method) {
+            *slot = method.clone();
+        }
+        if let Some(list) = request_headers {
+            if let Some(slot) = slots.next() {
+                *slot = list.clone();
+            }
+        }
+    }
+}
