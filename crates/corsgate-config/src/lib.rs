@@ -17,6 +17,7 @@
 pub mod canonical;
 pub mod load;
 pub mod model;
+pub mod selfloop;
 mod table;
 pub mod trust;
 
@@ -254,6 +255,11 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
             }
             Some(text) => parse_upstream(text, &format!("{at}.upstream"), &mut diagnostics),
         };
+        if let (Some(Upstream::Http { authority }), Some(settings)) = (&upstream, &settings) {
+            if selfloop::reaches_listener(authority, settings.listen) {
+                diagnostics.push(self_loop(&at, route, &server, settings.listen));
+            }
+        }
         let cors_path = format!("{at}.cors");
         let policy = match &route.cors {
             Some(RouteCors::Off(_)) => {
@@ -393,6 +399,27 @@ fn normalize_prefix(path: &str) -> String {
     } else {
         trimmed.to_owned()
     }
+}
+
+/// The refusal of a route whose upstream is the gateway's own listener.
+fn self_loop(
+    at: &str,
+    route: &model::RouteConfig,
+    server: &model::ServerConfig,
+    listen: SocketAddr,
+) -> Diagnostic {
+    let listen = match &server.listen {
+        Some(written) => format!("server.listen = {written:?}"),
+        None => format!("server.listen, {listen} when not written"),
+    };
+    Diagnostic::error(
+        DiagnosticKind::File,
+        format!("{at}.upstream"),
+        format!(
+            "this is the gateway's own listen address ({listen}): every request would come back to corsgate and be forwarded again until it fails; point upstream at the service behind corsgate (its own host:port), or move listen"
+        ),
+    )
+    .with_value(route.upstream.as_deref().unwrap_or_default())
 }
 
 fn parse_upstream(text: &str, path: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<Upstream> {
