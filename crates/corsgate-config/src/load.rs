@@ -210,7 +210,7 @@ pub fn parse(text: &str) -> Parsed<'_> {
     let filtered = checker.table::<FileConfig>(
         &root,
         "",
-        &["server", "route"],
+        &["server", "route", "policies"],
         |checker, key, value, path| match key {
             "server" => checker.nested::<super::model::ServerConfig>(
                 value,
@@ -227,6 +227,7 @@ pub fn parse(text: &str) -> Parsed<'_> {
                 },
             ),
             "route" => checker.routes(value, path),
+            "policies" => checker.policies(value, path),
             _ => Some(value.clone()),
         },
     );
@@ -345,27 +346,39 @@ impl<'i> Checker<'_, 'i> {
                 &at,
                 &["cors"],
                 |checker, _, value, path| match value.get_ref() {
-                    DeValue::String(s) if matches!(s.as_ref(), "off" | "closed") => {
-                        Some(value.clone())
-                    }
-                    DeValue::String(s) => {
+                    // "off", "closed" or a policy name: names are resolved when
+                    // the file is compiled, where every [policies.NAME] is known.
+                    DeValue::String(_) => Some(value.clone()),
+                    DeValue::Table(_) => checker.nested::<corsgate_policy::CorsConfig>(
+                        value,
+                        path,
+                        &["policy"],
+                        |checker, _, value, path| match value.get_ref() {
+                            DeValue::String(_) => Some(value.clone()),
+                            _ => {
+                                checker.push(
+                                    value.span(),
+                                    Diagnostic::error(
+                                        DiagnosticKind::File,
+                                        path,
+                                        "policy is the name of a [policies.NAME] table, such as policy = \"spa\"".to_owned(),
+                                    ),
+                                );
+                                None
+                            }
+                        },
+                    ),
+                    _ => {
                         checker.push(
                             value.span(),
                             Diagnostic::error(
                                 DiagnosticKind::File,
                                 path,
-                                "cors is \"off\", \"closed\" or a table of CORS keys".to_owned(),
-                            )
-                            .with_value(s.as_ref()),
+                                CORS_VALUES.to_owned(),
+                            ),
                         );
                         None
                     }
-                    _ => checker.nested::<corsgate_policy::CorsConfig>(
-                        value,
-                        path,
-                        &[],
-                        |_, _, v, _| Some(v.clone()),
-                    ),
                 },
             );
             match replaced {
@@ -374,6 +387,33 @@ impl<'i> Checker<'_, 'i> {
             }
         }
         Some(Spanned::new(value.span(), DeValue::Array(kept)))
+    }
+
+    /// `[policies.NAME]` tables, each checked as a `cors` table.
+    fn policies(&mut self, value: &Nested<'i>, path: &str) -> Option<Nested<'i>> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.push(
+                value.span(),
+                Diagnostic::error(
+                    DiagnosticKind::File,
+                    path,
+                    "policies are tables, written [policies.NAME]".to_owned(),
+                ),
+            );
+            return None;
+        };
+        let mut kept = DeTable::new();
+        for (name, policy) in table.iter() {
+            let at = format!("{path}.{}", name.get_ref());
+            if let Some(checked) =
+                self.nested::<corsgate_policy::CorsConfig>(policy, &at, &[], |_, _, v, _| {
+                    Some(v.clone())
+                })
+            {
+                kept.insert(name.clone(), checked);
+            }
+        }
+        Some(Spanned::new(value.span(), DeValue::Table(kept)))
     }
 
     fn push(&mut self, span: Range<usize>, diagnostic: Diagnostic) {
@@ -387,10 +427,17 @@ impl<'i> Checker<'_, 'i> {
 }
 
 fn unknown_key_message(name: &str, table: &str) -> String {
+    let route_cors_keys: Vec<&str> = POLICY_KEYS
+        .iter()
+        .copied()
+        .chain(std::iter::once("policy"))
+        .collect();
     let keys: &[&str] = match table {
-        "" => &["server", "route"],
+        "" => &["server", "policies", "route"],
         "server" => SERVER_KEYS,
-        t if t.ends_with("cors") => POLICY_KEYS,
+        "server.cors" => POLICY_KEYS,
+        t if t.starts_with("policies.") => POLICY_KEYS,
+        t if t.ends_with("cors") => &route_cors_keys,
         _ => ROUTE_KEYS,
     };
     let closest = keys
@@ -406,6 +453,9 @@ fn unknown_key_message(name: &str, table: &str) -> String {
         ),
     }
 }
+
+/// What a route's `cors` key may be.
+pub(crate) const CORS_VALUES: &str = "cors is \"off\", \"closed\", a policy name (cors = \"spa\" for [policies.spa]) or a table of CORS keys";
 
 fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or(message).trim().to_owned()
