@@ -103,3 +103,47 @@ fn serve_refuses_to_start_on_a_file_whose_upstream_is_itself() {
     assert_eq!(ran.code, Some(2), "{ran:?}");
     assert!(ran.stderr.contains("own listen address"), "{ran:?}");
 }
+
+/// Every configuration file shown in the docs (a ```toml block with a route)
+/// passes `check` without a warning: readers copy them.
+#[test]
+fn every_example_of_the_docs_passes_check_without_a_warning() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.push(root.join("README.md"));
+    pages.sort();
+    let dir = TempDir::new("docs-examples");
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).unwrap();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("```toml\n") {
+            let body = &rest[start + "```toml\n".len()..];
+            let end = body.find("```").expect("an unclosed toml block");
+            let example = &body[..end];
+            rest = &body[end + 3..];
+            // Fragments (one key's accepted values) and other products' files
+            // have no route: not corsgate files on their own.
+            if !example.contains("[[route]]") {
+                continue;
+            }
+            checked += 1;
+            let file = write(&dir, "example.toml", example);
+            let ran = run(&["check", file.to_str().unwrap()], LIMIT);
+            if ran.code != Some(0) || !ran.stdout.ends_with("valid (0 warnings)\n") {
+                failures.push(format!(
+                    "{} example {checked}:\n{example}\n{}",
+                    page.display(),
+                    ran.stdout
+                ));
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} examples found");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

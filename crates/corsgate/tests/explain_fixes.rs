@@ -105,11 +105,7 @@ fn fixes(e: &Value) -> Vec<(String, String, Vec<String>)> {
                 f["line"].as_str().unwrap().to_owned(),
                 f["also_opens"]
                     .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .map(|v| v.as_str().unwrap().to_owned())
-                            .collect()
-                    })
+                    .map(|a| a.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
                     .unwrap_or_default(),
             )
         })
@@ -127,7 +123,13 @@ fn apply(text: &str, marker: &str, line: &str) -> String {
 fn a_key_inherited_from_server_cors_is_fixed_in_the_routes_own_table() {
     let dir = TempDir::new("explain-fixes");
     let login = "https://login.example.com/sessions";
-    let e = explain(dir.path(), PLAIN, login, SHOP, &["--credentials", "include"]);
+    let e = explain(
+        dir.path(),
+        PLAIN,
+        login,
+        SHOP,
+        &["--credentials", "include"],
+    );
     assert_eq!(verdict(&e), "blocked");
     let fixes = fixes(&e);
     assert_eq!(fixes.len(), 1, "{fixes:?}");
@@ -140,7 +142,13 @@ fn a_key_inherited_from_server_cors_is_fixed_in_the_routes_own_table() {
 
     // Done as printed: the login route opens to the shop, and only it.
     let fixed = apply(PLAIN, "upstream = \"http://127.0.0.1:4433\"", line);
-    let e = explain(dir.path(), &fixed, login, SHOP, &["--credentials", "include"]);
+    let e = explain(
+        dir.path(),
+        &fixed,
+        login,
+        SHOP,
+        &["--credentials", "include"],
+    );
     assert_eq!(verdict(&e), "allowed", "{fixed}");
     for url in [
         "https://api.example.com/admin/users",
@@ -225,7 +233,13 @@ fn a_fix_in_server_cors_lists_every_route_it_opens() {
         "\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:4434\"\n",
         "",
     );
-    let e = explain(dir.path(), &text, "https://api.example.com/nowhere", SHOP, &[]);
+    let e = explain(
+        dir.path(),
+        &text,
+        "https://api.example.com/nowhere",
+        SHOP,
+        &[],
+    );
     let fixes = fixes(&e);
     assert_eq!(fixes.len(), 1, "{fixes:?}");
     assert_eq!(fixes[0].0, "server.cors.allow_origins");
