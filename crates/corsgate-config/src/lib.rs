@@ -201,6 +201,17 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
                 ));
                 None
             }
+            Some(path) if !path.starts_with('/') && !path.contains(['?', '#', ' ', ':']) => {
+                diagnostics.push(
+                    Diagnostic::error(
+                        DiagnosticKind::File,
+                        format!("{at}.path"),
+                        format!("a route path starts with /; use {:?}", format!("/{path}")),
+                    )
+                    .with_value(path),
+                );
+                None
+            }
             Some(path) if !path.starts_with('/') || path.contains(['?', '#', ' ']) => {
                 diagnostics.push(
                     Diagnostic::error(
@@ -385,6 +396,9 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
             ));
         }
     }
+    if let Some(settings) = &settings {
+        exposure_warnings(config, &server, settings, &mut diagnostics);
+    }
     if config.route.is_empty() {
         // Without a route every request is a 404. An empty file (or a prefix
         // of one, cut before its first route) must never be served by mistake:
@@ -410,6 +424,62 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
         warnings: Vec::new(),
     };
     (Some(gateway), diagnostics)
+}
+
+/// Settings that are valid but show more than they should to whoever reaches
+/// the listeners: the admin listener off loopback, debug mode on a listener
+/// that is not loopback.
+fn exposure_warnings(
+    config: &FileConfig,
+    server: &model::ServerConfig,
+    settings: &Settings,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if let Some(admin) = settings.admin_listen {
+        if !admin.ip().is_loopback() {
+            diagnostics.push(
+                Diagnostic::warning(
+                    DiagnosticKind::File,
+                    "server.admin_listen",
+                    format!(
+                        "the admin listener is not on loopback: whoever reaches {admin} reads /metrics and /config (the whole configuration); bind it to \"127.0.0.1:{}\" and let the scraper reach it through a sidecar or a tunnel",
+                        admin.port()
+                    ),
+                )
+                .with_value(server.admin_listen.as_deref().unwrap_or_default()),
+            );
+        }
+    }
+    if settings.listen.ip().is_loopback() {
+        return;
+    }
+    let mut tables: Vec<(String, &CorsConfig)> = Vec::new();
+    if let Some(cors) = &server.cors {
+        tables.push(("server.cors".to_owned(), cors));
+    }
+    for (name, cors) in &config.policies {
+        tables.push((format!("policies.{name}"), cors));
+    }
+    for (i, route) in config.route.iter().enumerate() {
+        if let Some(RouteCors::Table(table)) = &route.cors {
+            tables.push((format!("route[{i}].cors"), &table.cors));
+        }
+    }
+    for (at, cors) in tables {
+        if cors.debug == Some(true) {
+            diagnostics.push(
+                Diagnostic::warning(
+                    DiagnosticKind::File,
+                    format!("{at}.debug"),
+                    format!(
+                        "debug mode on a listener that is not loopback ({}): every site learns from refused preflights which methods and headers are allowed; keep debug = true to development on 127.0.0.1",
+                        settings.listen
+                    ),
+                )
+                .with_value("true"),
+            );
+        }
+    }
 }
 
 /// How `explain`, logs and `check` name a route:
@@ -614,6 +684,16 @@ fn parse_upstream(text: &str, path: &str, diagnostics: &mut Vec<Diagnostic>) -> 
             .push(Diagnostic::error(DiagnosticKind::File, path, why.to_owned()).with_value(text));
         None
     };
+    // `127.0.0.1:3000` or `localhost:3000`: the scheme forgotten.
+    if !text.contains("://") && format!("http://{text}").parse::<http::Uri>().is_ok() {
+        return fail(
+            diagnostics,
+            &format!(
+                "an upstream is a URL with its scheme; use {:?}",
+                format!("http://{text}")
+            ),
+        );
+    }
     let Ok(uri) = text.parse::<http::Uri>() else {
         return fail(
             diagnostics,

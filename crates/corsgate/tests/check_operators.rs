@@ -147,3 +147,107 @@ fn every_example_of_the_docs_passes_check_without_a_warning() {
     assert!(checked >= 10, "only {checked} examples found");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `check`'s lines for `text`, with the temporary directory taken off.
+fn lines(text: &str) -> (Option<i32>, Vec<String>) {
+    let ran = check(text);
+    let lines = ran
+        .stdout
+        .lines()
+        .map(|l| match l.split_once("corsgate.toml") {
+            Some((_, rest)) => format!("corsgate.toml{rest}"),
+            None => l.to_owned(),
+        })
+        .collect();
+    (ran.code, lines)
+}
+
+const ROUTE: &str = "\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9000\"\n";
+
+#[test]
+fn a_syntax_error_is_reported_once_at_the_bracket_left_open() {
+    let (code, out) = lines(&format!(
+        "[server.cors]\nallow_origins = [\"https://a.example.com\",\n  \"https://b.example.com\"\nallow_methods = [\"PUT\"]\n{ROUTE}"
+    ));
+    assert_eq!(code, Some(1));
+    assert_eq!(
+        out,
+        [
+            "corsgate.toml:2:17: error: TOML syntax: this [ is never closed; end the list with ] after its last item",
+            "corsgate.toml: invalid (1 error, 0 warnings)"
+        ]
+    );
+    let (_, out) = lines(&format!("[server.cors\nallow_origins = []\n{ROUTE}"));
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert!(
+        out[0]
+            .starts_with("corsgate.toml:1:1: error: TOML syntax: this table header is not closed"),
+        "{out:#?}"
+    );
+    let (_, out) = lines(&format!(
+        "[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9000\"\ncors = {{ allow_origins = [\"https://a.example.com\"]\n{ROUTE}"
+    ));
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert!(
+        out[0].starts_with("corsgate.toml:4:8: error: TOML syntax: this { is never closed"),
+        "{out:#?}"
+    );
+    let (_, out) = lines(&format!("[server]\nlisten = \"127.0.0.1:8080\n{ROUTE}"));
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert!(
+        out[0].starts_with("corsgate.toml:2:10: error: TOML syntax: this string is never closed"),
+        "{out:#?}"
+    );
+    // Brackets inside strings and comments are not brackets.
+    let (code, out) = lines(&format!(
+        "# [not a header\n[server.cors]\nallow_origins = [\"https://a.example.com\"] # ]]\nallow_headers = ['x-[a'\n{ROUTE}"
+    ));
+    assert_eq!(out.len(), 2, "{out:#?}");
+    assert_eq!(code, Some(1));
+    assert!(out[0].starts_with("corsgate.toml:4:17: "), "{out:#?}");
+}
+
+#[test]
+fn type_errors_are_worded_with_the_fix() {
+    let (code, out) = lines(
+        "[server]\nresponse_timeout = 30\nmax_body_bytes = \"10MB\"\nlisten = 8080\ntrusted_proxies = \"10.0.0.0/8\"\nmax_connections = \"1000\"\n\n[server.cors]\nmax_age = \"1h\"\nallow_credentials = \"true\"\non_disallowed = \"refuse\"\n\n[[route]]\npath = \"api\"\nupstream = \"127.0.0.1:9000\"\ncors = 5\n",
+    );
+    assert_eq!(code, Some(1));
+    let expected = [
+        r#"corsgate.toml:2:20: server.response_timeout: error: "30": a duration is a string with its unit; write "30s" for 30 seconds"#,
+        r#"corsgate.toml:3:18: server.max_body_bytes: error: "10MB": a size is a number of bytes, without unit or quotes; write 10485760 for 10MB"#,
+        r#"corsgate.toml:4:10: server.listen: error: "8080": an address is a string "IP:port"; write "127.0.0.1:8080" (or "0.0.0.0:8080" for every interface)"#,
+        r#"corsgate.toml:5:19: server.trusted_proxies: error: "10.0.0.0/8": a list, even of one; write ["10.0.0.0/8"]"#,
+        r#"corsgate.toml:6:19: server.max_connections: error: "1000": a number, without quotes; write 1000"#,
+        r#"corsgate.toml:9:11: server.cors.max_age: error: "1h": max_age is a number of seconds, without unit or quotes; write 3600 for 1h"#,
+        r#"corsgate.toml:10:21: server.cors.allow_credentials: error: "true": true or false, without quotes; write true"#,
+        r#"corsgate.toml:11:17: server.cors.on_disallowed: error: "refuse": one of "omit" or "reject""#,
+        r#"corsgate.toml:14:8: route[0].path: error: "api": a route path starts with /; use "/api""#,
+        r#"corsgate.toml:15:12: route[0].upstream: error: "127.0.0.1:9000": an upstream is a URL with its scheme; use "http://127.0.0.1:9000""#,
+        r#"corsgate.toml:16:8: route[0].cors: error: cors is "off", "closed", a policy name (cors = "spa" for [policies.spa]) or a table of CORS keys"#,
+    ];
+    for line in expected {
+        assert!(out.iter().any(|l| l == line), "missing {line}\nin {out:#?}");
+    }
+}
+
+#[test]
+fn check_warns_on_an_admin_listener_off_loopback_and_debug_on_a_public_listen() {
+    let (code, out) = lines(&format!(
+        "[server]\nlisten = \"0.0.0.0:8080\"\nadmin_listen = \"0.0.0.0:9901\"\n\n[server.cors]\nallow_origins = [\"https://a.example.com\"]\ndebug = true\n{ROUTE}"
+    ));
+    assert_eq!(code, Some(0), "{out:#?}");
+    assert!(
+        out.iter().any(|l| l.starts_with("corsgate.toml:3:16: server.admin_listen: warning: \"0.0.0.0:9901\": the admin listener is not on loopback")),
+        "{out:#?}"
+    );
+    assert!(
+        out.iter().any(|l| l.starts_with("corsgate.toml:7:9: server.cors.debug: warning: \"true\": debug mode on a listener that is not loopback")),
+        "{out:#?}"
+    );
+    // Both on loopback: nothing to say.
+    let (_, out) = lines(&format!(
+        "[server]\nlisten = \"127.0.0.1:8080\"\nadmin_listen = \"[::1]:9901\"\n\n[server.cors]\nallow_origins = [\"https://a.example.com\"]\ndebug = true\n{ROUTE}"
+    ));
+    assert_eq!(out, ["corsgate.toml: valid (0 warnings)"]);
+}
