@@ -40,7 +40,7 @@ use trust::Cidr;
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// A starting point for a production configuration, without the demo API: what
-/// `corsgate serve --print-default-config` prints in a build without the demo.
+/// `corsgate serve --print-default-config` prints.
 pub const STARTING_CONFIG: &str = include_str!("starting_point.toml");
 
 /// A compiled configuration: everything the gateway needs, validated.

@@ -24,6 +24,17 @@ pub struct Located {
     pub diagnostic: Diagnostic,
 }
 
+impl Located {
+    /// An error about the file as a whole, at `line`:`column`.
+    pub fn file_error(line: usize, column: usize, message: impl Into<String>) -> Located {
+        Located {
+            line,
+            column,
+            diagnostic: Diagnostic::error(DiagnosticKind::File, "", message.into()),
+        }
+    }
+}
+
 /// `LINE:COL: path: severity: "value": message`; prefixed with the file name
 /// (`{file}:{located}`) it is the line `check`, `serve` and a reload print.
 impl std::fmt::Display for Located {

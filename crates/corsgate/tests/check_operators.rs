@@ -251,3 +251,270 @@ fn check_warns_on_an_admin_listener_off_loopback_and_debug_on_a_public_listen() 
     ));
     assert_eq!(out, ["corsgate.toml: valid (0 warnings)"]);
 }
+
+/// `audit --resolve HOST:PORT:ADDR`, as curl's: a gateway that routes by host
+/// is audited before DNS names it. The route for the host must be the one that
+/// answered: its upstream saw every actual request, with the URL's Host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_resolve_reaches_a_host_route_before_dns_exists() {
+    use support::{Gw, Spy, config, route};
+    let spy = Spy::ok().await;
+    let gw = Gw::start(&config(
+        "",
+        "allow_origins = [\"https://app.example.com\"]",
+        &route(
+            "/",
+            &spy.url(),
+            "host = \"api.example.test\"\ncors = { allow_origins = [\"https://app.example.com\"] }",
+        ),
+    ))
+    .await;
+    let port = gw.addr.port();
+    let url = format!("http://api.example.test:{port}/items");
+    let resolve = format!("api.example.test:{port}:127.0.0.1");
+    let ran = tokio::task::spawn_blocking(move || {
+        run(
+            &[
+                "audit",
+                &url,
+                "--resolve",
+                &resolve,
+                "--origin",
+                "https://app.example.com",
+                "--max-requests",
+                "20",
+                "--timeout",
+                "3",
+                "--format",
+                "json",
+            ],
+            LIMIT,
+        )
+    })
+    .await
+    .unwrap();
+    assert!(matches!(ran.code, Some(0 | 1)), "{ran:?}");
+    let report: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert!(report["requests_sent"].as_u64().unwrap() > 1, "{report}");
+    assert!(spy.count() > 0, "the host route never answered: {report}");
+    for seen in spy.requests() {
+        assert_eq!(
+            seen.headers.get("host").and_then(|h| h.to_str().ok()),
+            Some(format!("api.example.test:{port}").as_str())
+        );
+    }
+    // An entry for another host or port is refused, not ignored.
+    let ran = run(
+        &[
+            "audit",
+            &format!("http://api.example.test:{port}/"),
+            "--resolve",
+            &format!("other.example.test:{port}:127.0.0.1"),
+        ],
+        LIMIT,
+    );
+    assert_eq!(ran.code, Some(2), "{ran:?}");
+    assert!(
+        ran.stderr
+            .contains(&format!("no entry for api.example.test:{port}")),
+        "{ran:?}"
+    );
+}
+
+/// Runs `corsgate ARGS` with `stdin` as standard input and `env` set, killed
+/// after `LIMIT` (a hang guard); (code, stdout, stderr).
+fn run_with(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut command = Command::new(support::binary::BIN);
+    command
+        .args(args)
+        .env_remove("CORSGATE_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let text = stdin.to_owned();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(text.as_bytes());
+    });
+    let reader = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let _ = pipe.read_to_end(&mut out);
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().unwrap()));
+    let err = reader(Box::new(child.stderr.take().unwrap()));
+    let deadline = std::time::Instant::now() + LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    writer.join().unwrap();
+    (status.code(), out.join().unwrap(), err.join().unwrap())
+}
+
+const VALID: &str = "[server.cors]\nallow_origins = [\"https://app.example.com\"]\n\n[[route]]\npath = \"/api\"\nupstream = \"http://127.0.0.1:9000\"\n";
+
+#[test]
+fn check_and_explain_read_standard_input_for_a_dash() {
+    let (code, out, err) = run_with(&["check", "-"], VALID, &[]);
+    assert_eq!(
+        (code, out.as_str()),
+        (Some(0), "<stdin>: valid (0 warnings)\n"),
+        "{err}"
+    );
+    let (code, out, _) = run_with(&["check", "-"], "[server\n", &[]);
+    assert_eq!(code, Some(1));
+    assert!(out.starts_with("<stdin>:1:1: error: TOML syntax"), "{out}");
+    let explain = [
+        "explain",
+        "-c",
+        "-",
+        "--url",
+        "https://api.example.com/api/x",
+        "--origin",
+        "https://app.example.com",
+    ];
+    let (code, out, err) = run_with(&explain, VALID, &[]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("route: route[0] (path \"/api\")"), "{out}");
+}
+
+#[test]
+fn c_and_corsgate_config_name_the_file_for_check_explain_and_serve() {
+    let dir = TempDir::new("check-operators-env");
+    let file = write(&dir, "corsgate.toml", VALID);
+    let path = file.to_str().unwrap();
+    let (code, out, _) = run_with(&["check", "-c", path], "", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.ends_with("corsgate.toml: valid (0 warnings)\n"),
+        "{out}"
+    );
+    let (code, out, _) = run_with(&["check"], "", &[("CORSGATE_CONFIG", path)]);
+    assert_eq!(code, Some(0), "{out}");
+    // The file given on the command line wins over the environment.
+    let bad = write(&dir, "bad.toml", "[server\n");
+    let (code, _, _) = run_with(
+        &["check", bad.to_str().unwrap()],
+        "",
+        &[("CORSGATE_CONFIG", path)],
+    );
+    assert_eq!(code, Some(1));
+    let (code, _, err) = run_with(&["check"], "", &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("CORSGATE_CONFIG"), "{err}");
+    // explain: the origin is allowed by the file, refused by the demo.
+    let (code, out, err) = run_with(
+        &[
+            "explain",
+            "--url",
+            "https://api.example.com/api/x",
+            "--origin",
+            "https://app.example.com",
+        ],
+        "",
+        &[("CORSGATE_CONFIG", path)],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    // serve: a bad file named by the environment starts nothing (exit 2).
+    let (code, _, err) = run_with(
+        &["serve"],
+        "",
+        &[("CORSGATE_CONFIG", bad.to_str().unwrap())],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("bad.toml"), "{err}");
+    let (code, _, err) = run_with(&["serve", "-c", bad.to_str().unwrap()], "", &[]);
+    assert_eq!(code, Some(2), "{err}");
+}
+
+#[test]
+fn another_products_file_is_met_with_the_import_that_reads_it() {
+    for (text, from) in [
+        (
+            "server {\n  listen 80;\n  location /api/ {\n    add_header Access-Control-Allow-Origin $http_origin;\n    proxy_pass http://127.0.0.1:9000;\n  }\n}\n",
+            "nginx",
+        ),
+        (
+            "serve:\n  public:\n    cors:\n      enabled: true\n      allowed_origins:\n        - https://app.example.com\n",
+            "kratos",
+        ),
+        (
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: api\n  annotations:\n    nginx.ingress.kubernetes.io/enable-cors: \"true\"\n",
+            "ingress-nginx",
+        ),
+        (
+            "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata:\n  name: api\n",
+            "gateway-api",
+        ),
+        (
+            "[api]\nenabled = true\ncors_enabled = true\ncors_origins = [\"https://app.example.com\"]\n",
+            "license-monitor",
+        ),
+        (
+            "[server]\nlisten_address = \"127.0.0.1:8000\"\n\n[server.cors]\nallow_origins = [\"https://app.example.com\"]\n",
+            "nexus",
+        ),
+    ] {
+        let (code, out) = lines(text);
+        assert_eq!(code, Some(1), "{from}: {out:#?}");
+        assert_eq!(
+            out.len(),
+            2,
+            "{from}: one line, not a page of unknown keys: {out:#?}"
+        );
+        assert!(
+            out[0].starts_with("corsgate.toml:1:1: error: this is ")
+                && out[0].contains(&format!(
+                    ", not a corsgate configuration; convert it with: corsgate import --from {from} /"
+                ))
+                && out[0].ends_with("/corsgate.toml"),
+            "{from}: {out:#?}"
+        );
+    }
+}
+
+#[test]
+fn print_default_config_is_a_production_safe_starting_point() {
+    let (code, text, _) = run_with(&["serve", "--print-default-config"], "", &[]);
+    assert_eq!(code, Some(0));
+    // It passes check without a warning (no debug on a public listen, admin
+    // on loopback, no "off" route) ...
+    let (code, out) = lines(&text);
+    assert_eq!(
+        (code, out.as_slice()),
+        (
+            Some(0),
+            &["corsgate.toml: valid (0 warnings)".to_owned()][..]
+        ),
+        "{text}"
+    );
+    // ... and holds none of the demo's development settings.
+    for (needle, why) in [
+        ("builtin:demo", "the demo API"),
+        ("debug = true", "debug mode"),
+        ("allow_credentials = true", "credentials"),
+        ("localhost:*", "any localhost port"),
+        ("0.0.0.0", "a public listener"),
+    ] {
+        let set = text
+            .lines()
+            .any(|l| !l.trim_start().starts_with('#') && l.contains(needle));
+        assert!(!set, "{why} in the starting point:\n{text}");
+    }
+    assert!(text.contains("cors = \"closed\""), "{text}");
+}

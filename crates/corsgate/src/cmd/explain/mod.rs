@@ -685,14 +685,15 @@ pub fn run(
     out: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
     page_origin(&request.origin)?;
-    let text = match config_file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?,
-        None => config::DEFAULT_CONFIG.to_owned(),
+    let (name, text) = match config_file {
+        Some(path) => crate::cmd::check::read_config(path)?,
+        None => (
+            "(default config)".to_owned(),
+            config::DEFAULT_CONFIG.to_owned(),
+        ),
     };
     let checked = config::check(&text);
     let Some(gateway) = checked.gateway else {
-        let name = config_file.map_or("(default config)".to_owned(), |p| p.display().to_string());
         let mut message = format!("{name} is invalid; run corsgate check");
         for problem in checked.problems.iter().filter(|p| p.diagnostic.is_error()) {
             let _ = write!(message, "\n  {}", format_args!("{name}:{problem}"));
