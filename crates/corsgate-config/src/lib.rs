@@ -26,12 +26,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use corsgate_policy::{CorsConfig, Diagnostic, DiagnosticKind, Layer, Policy, RouteCors};
+use corsgate_policy::{CorsConfig, Diagnostic, DiagnosticKind, Layer, Policy};
 use http::uri::Scheme;
 
 use canonical::{EscapedSlashes, PathCase, PathRules};
 pub use load::{Located, Summary};
-use model::FileConfig;
+use model::{FileConfig, RouteCors};
 pub use table::{Route, RouteMatch, RouteTable, Upstream, path_has_prefix};
 use trust::Cidr;
 
@@ -40,7 +40,7 @@ use trust::Cidr;
 pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 
 /// A starting point for a production configuration, without the demo API: what
-/// `corsgate serve --print-default-config` prints in a build without the demo.
+/// `corsgate serve --print-default-config` prints.
 pub const STARTING_CONFIG: &str = include_str!("starting_point.toml");
 
 /// A compiled configuration: everything the gateway needs, validated.
@@ -185,6 +185,9 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
     )
     .map(Arc::new);
 
+    let policies = named_policies(config, server_cors, &mut diagnostics);
+    let mut used = HashSet::new();
+
     let mut routes = Vec::new();
     let mut seen = HashSet::new();
     for (index, route) in config.route.iter().enumerate() {
@@ -196,6 +199,17 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
                     &at,
                     "a route needs a path, such as path = \"/api\"",
                 ));
+                None
+            }
+            Some(path) if !path.starts_with('/') && !path.contains(['?', '#', ' ', ':']) => {
+                diagnostics.push(
+                    Diagnostic::error(
+                        DiagnosticKind::File,
+                        format!("{at}.path"),
+                        format!("a route path starts with /; use {:?}", format!("/{path}")),
+                    )
+                    .with_value(path),
+                );
                 None
             }
             Some(path) if !path.starts_with('/') || path.contains(['?', '#', ' ']) => {
@@ -261,6 +275,7 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
             }
         }
         let cors_path = format!("{at}.cors");
+        let mut policy_name = None;
         let policy = match &route.cors {
             Some(RouteCors::Off(_)) => {
                 diagnostics.push(Diagnostic::warning(
@@ -281,14 +296,67 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
                 &mut diagnostics,
             )
             .map(Arc::new),
-            Some(RouteCors::Overrides(overrides)) => collect(
-                Policy::compile_layered(&[
-                    Layer::new(overrides, &cors_path),
-                    Layer::new(server_cors, "server.cors"),
-                ]),
-                &mut diagnostics,
-            )
-            .map(Arc::new),
+            Some(RouteCors::Named(name)) => {
+                used.insert(name.clone());
+                policy_name = Some(name.clone());
+                match policies.get(name) {
+                    Some(named) => named.compiled.clone(),
+                    None => {
+                        diagnostics.push(unknown_policy(&cors_path, name, &policies));
+                        None
+                    }
+                }
+            }
+            Some(RouteCors::Table(table)) => match &table.policy {
+                None => collect(
+                    Policy::compile_layered(&[
+                        Layer::new(&table.cors, &cors_path),
+                        Layer::new(server_cors, "server.cors"),
+                    ]),
+                    &mut diagnostics,
+                )
+                .map(Arc::new),
+                Some(name) => {
+                    used.insert(name.clone());
+                    policy_name = Some(name.clone());
+                    let at = format!("{cors_path}.policy");
+                    match policies.get(name) {
+                        None => {
+                            diagnostics.push(unknown_policy(&at, name, &policies));
+                            None
+                        }
+                        Some(named) => {
+                            let own = table.cors.keys_set();
+                            let from_policy = named.written.keys_set();
+                            if !from_policy.is_empty()
+                                && from_policy.iter().all(|key| own.contains(key))
+                            {
+                                diagnostics.push(
+                                    Diagnostic::warning(
+                                        DiagnosticKind::File,
+                                        &at,
+                                        format!(
+                                            "this table sets every key of [policies.{name}] ({}), so the policy is shadowed and changes to it never reach this route; remove policy = {name:?}, or the keys that repeat it",
+                                            from_policy.join(", ")
+                                        ),
+                                    )
+                                    .with_value(name),
+                                );
+                            }
+                            let policy_path = format!("policies.{name}");
+                            collect(
+                                Policy::compile_layered(&[
+                                    Layer::new(&table.cors, &cors_path),
+                                    Layer::new(named.written, &policy_path),
+                                    Layer::new(server_cors, "server.cors"),
+                                ]),
+                                &mut diagnostics,
+                            )
+                            .map(Arc::new)
+                        }
+                    }
+                }
+            },
             None => default_policy.clone(),
         };
         let (Some(upstream), Some(path)) = (upstream, path) else {
@@ -304,7 +372,13 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
         }
         routes.push(Route {
             index,
-            name: format!("{index}:{}", route.path.as_deref().unwrap_or("")),
+            name: format!(
+                "{index}:{}{}",
+                host.as_deref().unwrap_or(""),
+                route.path.as_deref().unwrap_or("")
+            ),
+            label: route_label(index, host.as_deref(), route.path.as_deref()),
+            policy_name,
             segments: canonical::segment_count(&path),
             path,
             host,
@@ -312,6 +386,18 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
             strip_prefix: route.strip_prefix.unwrap_or(false),
             policy,
         });
+    }
+    for name in config.policies.keys() {
+        if !used.contains(name) && !RESERVED_POLICY_NAMES.contains(&name.as_str()) {
+            diagnostics.push(Diagnostic::warning(
+                DiagnosticKind::File,
+                format!("policies.{name}"),
+                format!("no route uses this policy; name it on a route with cors = {name:?}, or remove it"),
+            ));
+        }
+    }
+    if let Some(settings) = &settings {
+        exposure_warnings(config, &server, settings, &mut diagnostics);
     }
     if config.route.is_empty() {
         // Without a route every request is a 404. An empty file (or a prefix
@@ -338,6 +424,173 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
         warnings: Vec::new(),
     };
     (Some(gateway), diagnostics)
+}
+
+/// Settings that are valid but show more than they should to whoever reaches
+/// the listeners: the admin listener off loopback, debug mode on a listener
+/// that is not loopback.
+fn exposure_warnings(
+    config: &FileConfig,
+    server: &model::ServerConfig,
+    settings: &Settings,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if let Some(admin) = settings.admin_listen {
+        if !admin.ip().is_loopback() {
+            diagnostics.push(
+                Diagnostic::warning(
+                    DiagnosticKind::File,
+                    "server.admin_listen",
+                    format!(
+                        "the admin listener is not on loopback: whoever reaches {admin} reads /metrics and /config (the whole configuration); bind it to \"127.0.0.1:{}\" and let the scraper reach it through a sidecar or a tunnel",
+                        admin.port()
+                    ),
+                )
+                .with_value(server.admin_listen.as_deref().unwrap_or_default()),
+            );
+        }
+    }
+    if settings.listen.ip().is_loopback() {
+        return;
+    }
+    let mut tables: Vec<(String, &CorsConfig)> = Vec::new();
+    if let Some(cors) = &server.cors {
+        tables.push(("server.cors".to_owned(), cors));
+    }
+    for (name, cors) in &config.policies {
+        tables.push((format!("policies.{name}"), cors));
+    }
+    for (i, route) in config.route.iter().enumerate() {
+        if let Some(RouteCors::Table(table)) = &route.cors {
+            tables.push((format!("route[{i}].cors"), &table.cors));
+        }
+    }
+    for (at, cors) in tables {
+        if cors.debug == Some(true) {
+            diagnostics.push(
+                Diagnostic::warning(
+                    DiagnosticKind::File,
+                    format!("{at}.debug"),
+                    format!(
+                        "debug mode on a listener that is not loopback ({}): every site learns from refused preflights which methods and headers are allowed; keep debug = true to development on 127.0.0.1",
+                        settings.listen
+                    ),
+                )
+                .with_value("true"),
+            );
+        }
+    }
+}
+
+/// How `explain`, logs and `check` name a route:
+/// `route[5] (host "login.example.com", path "/")`, or `route[0] (path "/api")`
+/// for a route of any host.
+pub fn route_label(index: usize, host: Option<&str>, path: Option<&str>) -> String {
+    let path = path.unwrap_or_default();
+    match host {
+        Some(host) => format!("route[{index}] (host {host:?}, path {path:?})"),
+        None => format!("route[{index}] (path {path:?})"),
+    }
+}
+
+/// Names a route's `cors` takes for what they say, never as policy names.
+const RESERVED_POLICY_NAMES: &[&str] = &["off", "closed"];
+
+/// A `[policies.NAME]` table as written and compiled over `[server.cors]`
+/// (`None` when it has errors).
+struct NamedPolicy<'c> {
+    written: &'c CorsConfig,
+    compiled: Option<Arc<Policy>>,
+}
+
+/// Compiles every `[policies.NAME]` once, used or not, so that its problems
+/// are reported at its own keys; routes naming it share the allocation.
+fn named_policies<'c>(
+    config: &'c FileConfig,
+    server_cors: &CorsConfig,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> std::collections::BTreeMap<String, NamedPolicy<'c>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, written) in &config.policies {
+        let at = format!("policies.{name}");
+        if RESERVED_POLICY_NAMES.contains(&name.as_str()) {
+            diagnostics.push(
+                Diagnostic::error(
+                    DiagnosticKind::File,
+                    &at,
+                    format!(
+                        "{name:?} is reserved: cors = {name:?} means {}, never a policy; rename the policy",
+                        if name == "off" {
+                            "no CORS handling"
+                        } else {
+                            "no origin allowed"
+                        }
+                    ),
+                )
+                .with_value(name),
+            );
+            continue;
+        }
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            diagnostics.push(
+                Diagnostic::error(
+                    DiagnosticKind::File,
+                    &at,
+                    "a policy name is letters, digits, '-' and '_', such as [policies.spa]",
+                )
+                .with_value(name),
+            );
+            continue;
+        }
+        let compiled = collect(
+            Policy::compile_layered(&[
+                Layer::new(written, &at),
+                Layer::new(server_cors, "server.cors"),
+            ]),
+            diagnostics,
+        )
+        .map(Arc::new);
+        out.insert(name.clone(), NamedPolicy { written, compiled });
+    }
+    out
+}
+
+/// A `cors = "NAME"` (or `policy = "NAME"`) with no `[policies.NAME]`.
+fn unknown_policy(
+    at: &str,
+    name: &str,
+    policies: &std::collections::BTreeMap<String, NamedPolicy<'_>>,
+) -> Diagnostic {
+    let message = if RESERVED_POLICY_NAMES.contains(&name) {
+        format!("{name:?} is not a policy to start from; write cors = {name:?} instead of a table")
+    } else {
+        let closest = policies
+            .keys()
+            .map(String::as_str)
+            .chain(RESERVED_POLICY_NAMES.iter().copied())
+            .map(|k| (strsim::levenshtein(k, name), k))
+            .filter(|(d, _)| *d <= 3)
+            .min();
+        match closest {
+            Some((_, meant)) => format!("no [policies.{name}] table; did you mean {meant:?}?"),
+            None if policies.is_empty() => {
+                format!("no [policies.{name}] table; {}", load::CORS_VALUES)
+            }
+            None => format!(
+                "no [policies.{name}] table; the policies are {}",
+                policies
+                    .keys()
+                    .map(|k| format!("{k:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    };
+    Diagnostic::error(DiagnosticKind::File, at, message).with_value(name)
 }
 
 fn collect(
@@ -431,6 +684,16 @@ fn parse_upstream(text: &str, path: &str, diagnostics: &mut Vec<Diagnostic>) -> 
             .push(Diagnostic::error(DiagnosticKind::File, path, why.to_owned()).with_value(text));
         None
     };
+    // `127.0.0.1:3000` or `localhost:3000`: the scheme forgotten.
+    if !text.contains("://") && format!("http://{text}").parse::<http::Uri>().is_ok() {
+        return fail(
+            diagnostics,
+            &format!(
+                "an upstream is a URL with its scheme; use {:?}",
+                format!("http://{text}")
+            ),
+        );
+    }
     let Ok(uri) = text.parse::<http::Uri>() else {
         return fail(
             diagnostics,
@@ -807,13 +1070,15 @@ fn effective_config(
                         RouteCors::Closed(corsgate_policy::Closed::Closed)
                     }
                     None => RouteCors::Off(corsgate_policy::Off::Off),
-                    Some(policy) => RouteCors::Overrides(policy.effective_config().clone()),
+                    Some(policy) => RouteCors::from(policy.effective_config().clone()),
                 }),
             }
         })
         .collect();
     FileConfig {
         server: Some(server),
+        // Each route's policy is shown resolved.
+        policies: Default::default(),
         route,
     }
 }

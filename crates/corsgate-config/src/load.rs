@@ -24,6 +24,17 @@ pub struct Located {
     pub diagnostic: Diagnostic,
 }
 
+impl Located {
+    /// An error about the file as a whole, at `line`:`column`.
+    pub fn file_error(line: usize, column: usize, message: impl Into<String>) -> Located {
+        Located {
+            line,
+            column,
+            diagnostic: Diagnostic::error(DiagnosticKind::File, "", message.into()),
+        }
+    }
+}
+
 /// `LINE:COL: path: severity: "value": message`; prefixed with the file name
 /// (`{file}:{located}`) it is the line `check`, `serve` and a reload print.
 impl std::fmt::Display for Located {
@@ -186,17 +197,22 @@ pub fn parse(text: &str) -> Parsed<'_> {
         config: None,
         problems: Vec::new(),
     };
-    for err in syntax_errors {
-        let (line, column) = parsed.source.line_col(err.span().map_or(0, |s| s.start));
-        let message = first_line(err.message());
+    // One syntax error, the first: after it the parser resynchronises on a
+    // guess, and what it reports next (a missing comma on every following
+    // line of an unclosed array) is noise that hides the cause.
+    if let Some(err) = syntax_errors.first() {
+        let (offset, message) = match unclosed_bracket(text) {
+            Some((at, bracket)) => (at, unclosed_message(bracket)),
+            None => (
+                err.span().map_or(0, |s| s.start),
+                format!("TOML syntax: {}", first_line(err.message())),
+            ),
+        };
+        let (line, column) = parsed.source.line_col(offset);
         parsed.problems.push(Located {
             line,
             column,
-            diagnostic: Diagnostic::error(
-                DiagnosticKind::File,
-                "",
-                format!("TOML syntax: {message}"),
-            ),
+            diagnostic: Diagnostic::error(DiagnosticKind::File, "", message),
         });
     }
     if !parsed.problems.is_empty() {
@@ -210,7 +226,7 @@ pub fn parse(text: &str) -> Parsed<'_> {
     let filtered = checker.table::<FileConfig>(
         &root,
         "",
-        &["server", "route"],
+        &["server", "route", "policies"],
         |checker, key, value, path| match key {
             "server" => checker.nested::<super::model::ServerConfig>(
                 value,
@@ -227,6 +243,7 @@ pub fn parse(text: &str) -> Parsed<'_> {
                 },
             ),
             "route" => checker.routes(value, path),
+            "policies" => checker.policies(value, path),
             _ => Some(value.clone()),
         },
     );
@@ -295,12 +312,22 @@ impl<'i> Checker<'_, 'i> {
                     } else {
                         err.span().unwrap_or(value.span())
                     };
-                    let message = if unknown {
-                        unknown_key_message(name, prefix)
+                    let diagnostic = if unknown {
+                        Diagnostic::error(
+                            DiagnosticKind::File,
+                            path,
+                            unknown_key_message(name, prefix),
+                        )
                     } else {
-                        first_line(err.message())
+                        let (written, message) =
+                            type_message(&path, name, value.get_ref(), err.message());
+                        let diagnostic = Diagnostic::error(DiagnosticKind::File, path, message);
+                        match written {
+                            Some(written) => diagnostic.with_value(written),
+                            None => diagnostic,
+                        }
                     };
-                    self.push(span, Diagnostic::error(DiagnosticKind::File, path, message));
+                    self.push(span, diagnostic);
                 }
             }
         }
@@ -345,27 +372,39 @@ impl<'i> Checker<'_, 'i> {
                 &at,
                 &["cors"],
                 |checker, _, value, path| match value.get_ref() {
-                    DeValue::String(s) if matches!(s.as_ref(), "off" | "closed") => {
-                        Some(value.clone())
-                    }
-                    DeValue::String(s) => {
+                    // "off", "closed" or a policy name: names are resolved when
+                    // the file is compiled, where every [policies.NAME] is known.
+                    DeValue::String(_) => Some(value.clone()),
+                    DeValue::Table(_) => checker.nested::<corsgate_policy::CorsConfig>(
+                        value,
+                        path,
+                        &["policy"],
+                        |checker, _, value, path| match value.get_ref() {
+                            DeValue::String(_) => Some(value.clone()),
+                            _ => {
+                                checker.push(
+                                    value.span(),
+                                    Diagnostic::error(
+                                        DiagnosticKind::File,
+                                        path,
+                                        "policy is the name of a [policies.NAME] table, such as policy = \"spa\"".to_owned(),
+                                    ),
+                                );
+                                None
+                            }
+                        },
+                    ),
+                    _ => {
                         checker.push(
                             value.span(),
                             Diagnostic::error(
                                 DiagnosticKind::File,
                                 path,
-                                "cors is \"off\", \"closed\" or a table of CORS keys".to_owned(),
-                            )
-                            .with_value(s.as_ref()),
+                                CORS_VALUES.to_owned(),
+                            ),
                         );
                         None
                     }
-                    _ => checker.nested::<corsgate_policy::CorsConfig>(
-                        value,
-                        path,
-                        &[],
-                        |_, _, v, _| Some(v.clone()),
-                    ),
                 },
             );
             match replaced {
@@ -374,6 +413,33 @@ impl<'i> Checker<'_, 'i> {
             }
         }
         Some(Spanned::new(value.span(), DeValue::Array(kept)))
+    }
+
+    /// `[policies.NAME]` tables, each checked as a `cors` table.
+    fn policies(&mut self, value: &Nested<'i>, path: &str) -> Option<Nested<'i>> {
+        let DeValue::Table(table) = value.get_ref() else {
+            self.push(
+                value.span(),
+                Diagnostic::error(
+                    DiagnosticKind::File,
+                    path,
+                    "policies are tables, written [policies.NAME]".to_owned(),
+                ),
+            );
+            return None;
+        };
+        let mut kept = DeTable::new();
+        for (name, policy) in table.iter() {
+            let at = format!("{path}.{}", name.get_ref());
+            if let Some(checked) =
+                self.nested::<corsgate_policy::CorsConfig>(policy, &at, &[], |_, _, v, _| {
+                    Some(v.clone())
+                })
+            {
+                kept.insert(name.clone(), checked);
+            }
+        }
+        Some(Spanned::new(value.span(), DeValue::Table(kept)))
     }
 
     fn push(&mut self, span: Range<usize>, diagnostic: Diagnostic) {
@@ -387,10 +453,17 @@ impl<'i> Checker<'_, 'i> {
 }
 
 fn unknown_key_message(name: &str, table: &str) -> String {
+    let route_cors_keys: Vec<&str> = POLICY_KEYS
+        .iter()
+        .copied()
+        .chain(std::iter::once("policy"))
+        .collect();
     let keys: &[&str] = match table {
-        "" => &["server", "route"],
+        "" => &["server", "policies", "route"],
         "server" => SERVER_KEYS,
-        t if t.ends_with("cors") => POLICY_KEYS,
+        "server.cors" => POLICY_KEYS,
+        t if t.starts_with("policies.") => POLICY_KEYS,
+        t if t.ends_with("cors") => &route_cors_keys,
         _ => ROUTE_KEYS,
     };
     let closest = keys
@@ -406,6 +479,241 @@ fn unknown_key_message(name: &str, table: &str) -> String {
         ),
     }
 }
+
+/// serde's type error for `key` (at `path`), in corsgate's words and with the
+/// fix where one can be derived from what was written.
+fn type_message(
+    path: &str,
+    key: &str,
+    value: &DeValue<'_>,
+    serde: &str,
+) -> (Option<String>, String) {
+    let written = match value {
+        DeValue::String(s) => Some(s.to_string()),
+        DeValue::Integer(i) => Some(i.as_str().to_owned()),
+        DeValue::Float(f) => Some(f.as_str().to_owned()),
+        DeValue::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    };
+    let text = match value {
+        DeValue::String(s) => Some(s.as_ref()),
+        _ => None,
+    };
+    let in_server = path.starts_with("server.") && !path.starts_with("server.cors");
+    let message = match key {
+        _ if in_server && key.ends_with("_timeout") => match value {
+            DeValue::Integer(i) => format!(
+                "a duration is a string with its unit; write \"{}s\" for {} seconds",
+                i.as_str(),
+                i.as_str()
+            ),
+            _ => "a duration is a string with its unit, such as \"30s\", \"500ms\" or \"2m\""
+                .to_owned(),
+        },
+        "max_header_bytes" | "max_body_bytes" if in_server => match text.and_then(byte_size) {
+            Some(bytes) => format!(
+                "a size is a number of bytes, without unit or quotes; write {bytes} for {}",
+                text.unwrap_or_default().trim()
+            ),
+            None => {
+                "a size is a number of bytes, without unit or quotes, such as 10485760 for 10 MB"
+                    .to_owned()
+            }
+        },
+        "max_age" => match text.map(|t| humantime::parse_duration(t.trim())) {
+            Some(Ok(d)) => format!(
+                "max_age is a number of seconds, without unit or quotes; write {} for {}",
+                d.as_secs(),
+                text.unwrap_or_default().trim()
+            ),
+            _ => "max_age is a number of seconds, without unit or quotes, such as 600".to_owned(),
+        },
+        "listen" | "admin_listen" if in_server => match value {
+            DeValue::Integer(i) => format!(
+                "an address is a string \"IP:port\"; write \"127.0.0.1:{}\" (or \"0.0.0.0:{}\" for every interface)",
+                i.as_str(),
+                i.as_str()
+            ),
+            _ => "an address is a string \"IP:port\", such as \"127.0.0.1:8080\"".to_owned(),
+        },
+        "trusted_proxies" | "admin_hosts" if in_server => match text {
+            Some(one) => format!("a list, even of one; write [{one:?}]"),
+            None => "a list of strings, such as [\"10.0.0.0/8\"]".to_owned(),
+        },
+        "path" => match value {
+            DeValue::Integer(_) | DeValue::Float(_) => format!(
+                "a path is a string starting with /; write \"/{}\"",
+                written.clone().unwrap_or_default()
+            ),
+            _ => "a path is a string starting with /, such as \"/api\"".to_owned(),
+        },
+        "upstream" | "host" => format!(
+            "{key} is a string, such as {}",
+            if key == "host" {
+                "\"api.example.com\""
+            } else {
+                "\"http://127.0.0.1:3000\""
+            }
+        ),
+        _ => generic_type_message(value, serde),
+    };
+    (written, message)
+}
+
+/// `invalid type: string "true", expected a boolean` as corsgate says it.
+fn generic_type_message(value: &DeValue<'_>, serde: &str) -> String {
+    let Some(expected) = serde.split(", expected ").nth(1) else {
+        return first_line(serde);
+    };
+    let expected = first_line(expected);
+    match (expected.as_str(), value) {
+        ("a boolean", DeValue::String(s)) if matches!(s.as_ref(), "true" | "false") => {
+            format!("true or false, without quotes; write {s}")
+        }
+        ("a boolean", _) => "true or false, without quotes".to_owned(),
+        ("i64" | "u16" | "u32" | "u64" | "an integer", DeValue::String(s))
+            if s.trim().parse::<i64>().is_ok() =>
+        {
+            format!("a number, without quotes; write {}", s.trim())
+        }
+        ("i64" | "u16" | "u32" | "u64" | "an integer", _) => {
+            "a whole number, without quotes".to_owned()
+        }
+        ("a string", DeValue::Integer(i)) => {
+            format!("a string, in quotes; write \"{}\"", i.as_str())
+        }
+        ("a string", _) => "a string, in quotes".to_owned(),
+        ("a sequence", DeValue::String(s)) => {
+            format!("a list, even of one; write [{:?}]", s.as_ref())
+        }
+        (other, _) if serde.starts_with("unknown variant") => {
+            format!("one of {}", other.replace('`', "\""))
+        }
+        (other, _) => format!("expected {}", other.replace('`', "\"")),
+    }
+}
+
+/// `"10MB"`, `"64k"`, `"1 GiB"` in bytes (K, M, G as powers of 1024, as
+/// nginx's `client_max_body_size` reads them).
+fn byte_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let number: u64 = text.get(..digits)?.parse().ok()?;
+    let unit = text.get(digits..)?.trim().to_ascii_lowercase();
+    let shift = match unit.as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
+}
+
+/// Which bracket is left open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bracket {
+    /// `[table` or `[[array.of.tables` without its `]` on the same line.
+    Header,
+    /// `[` of an array value.
+    Array,
+    /// `{` of an inline table.
+    InlineTable,
+    /// A quote without its closing quote.
+    String,
+}
+
+fn unclosed_message(bracket: Bracket) -> String {
+    match bracket {
+        Bracket::Header => "TOML syntax: this table header is not closed; end it with ] on the same line, such as [server.cors]",
+        Bracket::Array => "TOML syntax: this [ is never closed; end the list with ] after its last item",
+        Bracket::InlineTable => "TOML syntax: this { is never closed; end the table with } after its last key",
+        Bracket::String => "TOML syntax: this string is never closed; end it with the same quote on the same line (\"\"\" or ''' for several lines)",
+    }
+    .to_owned()
+}
+
+/// The byte offset of the first bracket a file leaves open, if any: a table
+/// header not closed on its line, or an array or inline table still open at
+/// the end of the file. Strings and comments are skipped as TOML reads them.
+fn unclosed_bracket(text: &str) -> Option<(usize, Bracket)> {
+    let bytes = text.as_bytes();
+    let mut stack: Vec<(usize, Bracket)> = Vec::new();
+    let mut line_start = true;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\n' => {
+                if let Some(&(at, Bracket::Header)) = stack.last() {
+                    return Some((at, Bracket::Header));
+                }
+                line_start = true;
+                i += 1;
+                continue;
+            }
+            b' ' | b'\t' | b'\r' => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                while bytes.get(i).is_some_and(|b| *b != b'\n') {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' | b'\'' => {
+                let Some(end) = skip_string(bytes, i) else {
+                    return Some((i, Bracket::String));
+                };
+                i = end;
+                line_start = false;
+                continue;
+            }
+            b'[' if line_start && stack.is_empty() => stack.push((i, Bracket::Header)),
+            b'[' => stack.push((i, Bracket::Array)),
+            b'{' => stack.push((i, Bracket::InlineTable)),
+            // `[[route]]`: a header's second `[` and `]` pair up alike.
+            b']' | b'}' => {
+                stack.pop();
+            }
+            _ => {}
+        }
+        line_start = false;
+        i += 1;
+    }
+    stack.first().copied()
+}
+
+/// The offset just past the string starting at `start`, or `None` when it is
+/// never closed.
+fn skip_string(bytes: &[u8], start: usize) -> Option<usize> {
+    let quote = bytes[start];
+    let basic = quote == b'"';
+    let three = [quote, quote, quote];
+    let triple = bytes.get(start..start + 3) == Some(&three[..]);
+    let mut i = start + if triple { 3 } else { 1 };
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'\\' if basic => i += 2,
+            b'\n' if !triple => return None,
+            q if q == quote && !triple => return Some(i + 1),
+            q if q == quote && bytes.get(i..i + 3) == Some(&three[..]) => {
+                // A multi-line string may end with one or two quotes of its
+                // content right before the closing three.
+                let mut end = i + 3;
+                while end < i + 5 && bytes.get(end) == Some(&quote) {
+                    end += 1;
+                }
+                return Some(end);
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// What a route's `cors` key may be.
+pub(crate) const CORS_VALUES: &str = "cors is \"off\", \"closed\", a policy name (cors = \"spa\" for [policies.spa]) or a table of CORS keys";
 
 fn first_line(message: &str) -> String {
     message.lines().next().unwrap_or(message).trim().to_owned()

@@ -2,7 +2,9 @@
 //! here so that each key can be checked alone and every problem reported at once;
 //! required keys are enforced when the file is compiled.
 
-use corsgate_policy::{CorsConfig, RouteCors};
+use std::collections::BTreeMap;
+
+use corsgate_policy::{Closed, CorsConfig, Off};
 use serde::{Deserialize, Serialize};
 
 /// The whole file.
@@ -11,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub struct FileConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerConfig>,
+    /// `[policies.NAME]`: CORS policies that routes name with `cors = "NAME"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub policies: BTreeMap<String, CorsConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<RouteConfig>,
 }
@@ -114,9 +119,67 @@ pub struct RouteConfig {
     /// Remove `path` from the request path before forwarding. Default `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strip_prefix: Option<bool>,
-    /// `"off"`, or keys overriding `[server.cors]`.
+    /// `"off"`, `"closed"`, a policy name, or keys overriding `[server.cors]`
+    /// (or a named policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<RouteCors>,
+}
+
+/// A route's `cors` key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "cors is \"off\", \"closed\", a policy name or a table of CORS keys"
+)]
+pub enum RouteCors {
+    /// `cors = "off"`: no CORS handling at all; preflights reach the upstream
+    /// and the upstream's own CORS headers reach browsers unchecked.
+    Off(Off),
+    /// `cors = "closed"`: no origin is allowed, nothing inherited.
+    Closed(Closed),
+    /// `cors = "NAME"`: the policy `[policies.NAME]`, itself over `[server.cors]`.
+    Named(String),
+    /// `[route.cors]`: keys that override a named policy (`policy = "NAME"`)
+    /// or `[server.cors]`.
+    Table(RouteCorsTable),
+}
+
+/// A route's own `cors` table: the policy it starts from, and its own keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RouteCorsTable {
+    /// `policy = "NAME"`: start from `[policies.NAME]` instead of `[server.cors]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The route's own keys, over the policy.
+    #[serde(flatten)]
+    pub cors: CorsConfig,
+}
+
+/// By hand rather than with `#[serde(flatten)]`, which would pass over unknown
+/// keys silently: every key but `policy` goes to [`CorsConfig`], whose
+/// `deny_unknown_fields` refuses a typo.
+impl<'de> Deserialize<'de> for RouteCorsTable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(deserializer)?;
+        let policy = match table.remove("policy") {
+            None => None,
+            Some(toml::Value::String(name)) => Some(name),
+            Some(_) => {
+                return Err(D::Error::custom(
+                    "policy is the name of a [policies.NAME] table, a string",
+                ));
+            }
+        };
+        let cors = CorsConfig::deserialize(toml::Value::Table(table)).map_err(D::Error::custom)?;
+        Ok(RouteCorsTable { policy, cors })
+    }
+}
+
+impl From<CorsConfig> for RouteCors {
+    fn from(cors: CorsConfig) -> Self {
+        RouteCors::Table(RouteCorsTable { policy: None, cors })
+    }
 }
 
 /// Keys of `[server]`, for the configuration reference and suggestions.
@@ -149,3 +212,78 @@ pub const SERVER_KEYS: &[&str] = &[
 
 /// Keys of `[[route]]`.
 pub const ROUTE_KEYS: &[&str] = &["path", "host", "upstream", "strip_prefix", "cors"];
+
+/// Where the value of one CORS key of a route comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The route's own `cors` table sets it (or `cors = "closed"` decides it).
+    Route,
+    /// `[policies.NAME]` sets it.
+    Policy(String),
+    /// `[server.cors]` sets it.
+    Server,
+    /// Nobody sets it: the key's default.
+    Default,
+}
+
+impl FileConfig {
+    /// Where route `index`'s value of the CORS `key` comes from, following the
+    /// inheritance: the route's own table, then its named policy, then
+    /// `[server.cors]`. `cors = "off"` and `"closed"` inherit nothing
+    /// ([`KeySource::Route`]).
+    pub fn key_source(&self, index: usize, key: &str) -> KeySource {
+        let cors = self.route.get(index).and_then(|r| r.cors.as_ref());
+        let policy = match cors {
+            Some(RouteCors::Off(_) | RouteCors::Closed(_)) => return KeySource::Route,
+            Some(RouteCors::Table(table)) => {
+                if table.cors.keys_set().contains(&key) {
+                    return KeySource::Route;
+                }
+                table.policy.as_deref()
+            }
+            Some(RouteCors::Named(name)) => Some(name.as_str()),
+            None => None,
+        };
+        if let Some(name) = policy {
+            if self
+                .policies
+                .get(name)
+                .is_some_and(|p| p.keys_set().contains(&key))
+            {
+                return KeySource::Policy(name.to_owned());
+            }
+        }
+        let server = self.server.as_ref().and_then(|s| s.cors.as_ref());
+        if server.is_some_and(|c| c.keys_set().contains(&key)) {
+            KeySource::Server
+        } else {
+            KeySource::Default
+        }
+    }
+
+    /// The named policy route `index` starts from, if any.
+    pub fn policy_of(&self, index: usize) -> Option<&str> {
+        match self.route.get(index)?.cors.as_ref()? {
+            RouteCors::Named(name) => Some(name),
+            RouteCors::Table(table) => table.policy.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The routes a change of `key` at `at` ([`KeySource::Server`] or
+    /// [`KeySource::Policy`]) reaches: those that do not set the key nearer.
+    pub fn routes_reached(&self, key: &str, at: &KeySource) -> Vec<usize> {
+        (0..self.route.len())
+            .filter(|i| {
+                let from = self.key_source(*i, key);
+                match at {
+                    KeySource::Server => matches!(from, KeySource::Server | KeySource::Default),
+                    KeySource::Policy(name) => {
+                        self.policy_of(*i) == Some(name.as_str()) && from != KeySource::Route
+                    }
+                    _ => false,
+                }
+            })
+            .collect()
+    }
+}

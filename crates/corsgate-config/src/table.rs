@@ -12,9 +12,17 @@ use crate::canonical::{self, PathCase};
 /// One `[[route]]`, compiled.
 #[derive(Debug)]
 pub struct Route {
-    /// Index in the file, and the label used in logs and metrics.
+    /// Index in the file.
     pub index: usize,
+    /// The metric label: `{index}:{path}`, or `{index}:{host}{path}` for a
+    /// route of one host (`5:login.example.com/`): short, and without quotes.
     pub name: String,
+    /// How people read it, in `explain` and logs:
+    /// `route[5] (host "login.example.com", path "/")` ([`crate::route_label`]).
+    pub label: String,
+    /// The `[policies.NAME]` the route's CORS comes from (`cors = "NAME"`, or
+    /// `policy = "NAME"` in its own table).
+    pub policy_name: Option<String>,
     /// The prefix, without a trailing slash (except `/` itself), in the form
     /// request paths are matched in (lowercase with `path_case = "insensitive"`).
     pub path: String,

@@ -22,8 +22,17 @@ pub struct Cli {
 pub enum Command {
     /// Check a configuration file: every error and warning, with line and column.
     Check {
-        /// The TOML file.
-        file: PathBuf,
+        /// The TOML file (`-`: standard input).
+        file: Option<PathBuf>,
+        /// The TOML file, as `serve` and `explain` take it; without FILE or
+        /// this, `CORSGATE_CONFIG`.
+        #[arg(
+            short = 'c',
+            long = "config",
+            env = "CORSGATE_CONFIG",
+            value_name = "FILE"
+        )]
+        config: Option<PathBuf>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
@@ -83,19 +92,26 @@ pub struct AuditArgs {
     /// A header for the actual requests, NAME:VALUE (repeatable), such as a cookie.
     #[arg(long = "header", value_name = "NAME:VALUE")]
     pub headers: Vec<String>,
+    /// Connect to ADDR for the URL's HOST and PORT, as curl's --resolve: audit a
+    /// gateway that routes by host before DNS points at it (repeatable).
+    #[arg(long = "resolve", value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
 }
 
 /// What `corsgate serve` was asked to do: declared once, here; `cmd::serve`
 /// takes it as it is.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ServeArgs {
-    /// The configuration file (default: the built-in demo configuration).
-    #[arg(long)]
+    /// The configuration file (default: `CORSGATE_CONFIG`, else the built-in
+    /// demo configuration).
+    #[arg(short = 'c', long, env = "CORSGATE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Log format (logs go to stderr).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub log_format: Format,
-    /// Print the built-in configuration, a starting point for yours, and exit.
+    /// Print a starting point for a production configuration file (loopback
+    /// admin listener, no debug mode, no credentials, a closed login route),
+    /// and exit.
     #[arg(long)]
     pub print_default_config: bool,
     /// Listen on this address instead of the configuration's `listen`.
@@ -114,8 +130,9 @@ pub struct ServeArgs {
 #[cfg(feature = "tools")]
 #[derive(clap::Args)]
 pub struct ExplainArgs {
-    /// The configuration (default: the built-in demo configuration).
-    #[arg(long)]
+    /// The configuration (`-`: standard input; default: `CORSGATE_CONFIG`,
+    /// else the built-in demo configuration).
+    #[arg(short = 'c', long, env = "CORSGATE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The URL the page fetches.
     #[arg(long)]

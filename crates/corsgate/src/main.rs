@@ -13,7 +13,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut stdout = std::io::stdout().lock();
     let result = match cli.command {
-        Command::Check { file, format } => cmd::check::run(&file, format, &mut stdout),
+        Command::Check {
+            file,
+            config,
+            format,
+        } => cmd::check::run(file.or(config).as_deref(), format, &mut stdout),
         Command::Serve(args) => cmd::serve::run(&args, &mut stdout),
         #[cfg(feature = "tools")]
         Command::Explain(args) => cmd::explain::run(
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
                 timeout: std::time::Duration::from_secs(args.timeout),
                 methods: args.methods,
                 headers: args.headers,
+                resolve: args.resolve,
             };
             cmd::audit::run(&options, args.format, args.fail_on, &mut stdout)
         }

@@ -145,8 +145,17 @@ fn check_refuses_an_unknown_cors_string_with_the_fix() {
     let ran = check(&format!("{ROUTE}cors = \"of\"\n"));
     let out = format!("{}{}", ran.stdout, ran.stderr);
     assert_eq!(ran.code, Some(1), "{out}");
+    // A string is a policy name since [policies.NAME]: the fix is the
+    // closest of the names a route may give.
     assert!(
-        out.contains(r#"cors is "off", "closed" or a table"#),
+        out.contains(r#""of": no [policies.of] table; did you mean "off"?"#),
+        "{out}"
+    );
+    let ran = check(&format!("{ROUTE}cors = \"something\"\n"));
+    let out = format!("{}{}", ran.stdout, ran.stderr);
+    assert_eq!(ran.code, Some(1), "{out}");
+    assert!(
+        out.contains(r#"cors is "off", "closed", a policy name"#),
         "{out}"
     );
 }

@@ -117,7 +117,9 @@ fn refused_origin_predicts_chromium_and_suggests_the_line() {
             "Access to fetch at 'https://api.example.com/api/x' from origin 'https://evil.example' has been blocked by CORS policy: No 'Access-Control-Allow-Origin' header is present on the requested resource."
         )
     );
-    assert_eq!(e.fixes[0].key, "server.cors.allow_origins");
+    // The route inherits allow_origins: the fix is a table of its own, so
+    // that the other routes inheriting [server.cors] stay as they are.
+    assert_eq!(e.fixes[0].key, r#"route[0].cors (path "/api")"#);
     assert!(e.fixes[0].line.contains("\"https://evil.example\""));
 }
 
@@ -134,7 +136,10 @@ fn refused_method_is_vague_without_debug_and_precise_with_it() {
         plain.cors_error.as_deref(),
         Some("PreflightMissingAllowOriginHeader")
     );
-    assert_eq!(plain.fixes[0].line, r#"allow_methods = ["PUT", "DELETE"]"#);
+    assert_eq!(
+        plain.fixes[0].line,
+        r#"cors = { allow_methods = ["PUT", "DELETE"] }"#
+    );
     let debug = run(
         "https://api.example.com/debug/x",
         APP,
@@ -185,8 +190,7 @@ fn every_missing_entry_is_named_not_only_the_first() {
     assert_eq!(
         lines,
         [
-            r#"allow_methods = ["PUT", "PATCH"]"#,
-            r#"allow_headers = ["content-type", "x-api-key", "x-one", "x-two"]"#
+            r#"cors = { allow_methods = ["PUT", "PATCH"], allow_headers = ["content-type", "x-api-key", "x-one", "x-two"] }"#
         ]
     );
 }

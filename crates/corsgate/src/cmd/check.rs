@@ -1,19 +1,53 @@
 //! `corsgate check FILE`: every error and warning of a configuration file.
 
-use std::io::Write;
+use std::io::{Read, Write};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use std::path::Path;
 
 use crate::{Format, Outcome};
 use corsgate_config as config;
 
-/// Checks `file` and prints what it finds to `out`.
-pub fn run(file: &Path, format: Format, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+/// Reads a configuration: `-` is standard input, named `<stdin>` in messages.
+/// Returns the name to print and the text.
+pub fn read_config(path: &Path) -> anyhow::Result<(String, String)> {
+    if path == Path::new("-") {
+        let mut text = String::new();
+        std::io::stdin()
+            .lock()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?;
+        return Ok(("<stdin>".to_owned(), text));
+    }
     let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let checked = config::check(&text);
-    let name = file.display().to_string();
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((path.display().to_string(), text))
+}
+
+/// Checks `file` (`None`: none given, nor `CORSGATE_CONFIG`) and prints what it
+/// finds to `out`.
+pub fn run(file: Option<&Path>, format: Format, out: &mut dyn Write) -> anyhow::Result<Outcome> {
+    let Some(file) = file else {
+        bail!(
+            "no file to check: give one (corsgate check FILE, or - for standard input), -c FILE, or set CORSGATE_CONFIG"
+        );
+    };
+    let (name, text) = read_config(file)?;
+    let mut checked = config::check(&text);
+    if checked.has_errors() {
+        // Another product's file: its own keys are a page of unknown-key
+        // errors, when one line can say which importer reads it.
+        if let Some((product, from)) = foreign(&text) {
+            checked.problems = vec![config::Located::file_error(
+                1,
+                1,
+                format!(
+                    "this is {product}, not a corsgate configuration; convert it with: corsgate import --from {from} {}",
+                    if name == "<stdin>" { "-" } else { &name }
+                ),
+            )];
+        }
+    }
     match format {
         Format::Human => {
             for problem in &checked.problems {
@@ -48,6 +82,79 @@ pub fn run(file: &Path, format: Format, out: &mut dyn Write) -> anyhow::Result<O
     })
 }
 
+/// Whether `text` is the configuration of a product `import` reads: what it is,
+/// and the `--from` that reads it.
+fn foreign(text: &str) -> Option<(&'static str, &'static str)> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let starts = |prefix: &str| lines.iter().any(|l| l.starts_with(prefix));
+    // Kubernetes manifests (also `kubectl get … -o yaml`, whose items are indented).
+    let kind = |name: &str| {
+        lines.iter().any(|l| {
+            l.strip_prefix("kind:")
+                .or_else(|| l.strip_prefix("- kind:"))
+                .is_some_and(|k| k.trim().trim_matches(['"', '\'']) == name)
+        })
+    };
+    if starts("apiVersion:") || starts("- apiVersion:") {
+        if kind("Ingress") {
+            return Some(("a Kubernetes Ingress manifest", "ingress-nginx"));
+        }
+        if kind("HTTPRoute") {
+            return Some(("a Kubernetes Gateway API HTTPRoute manifest", "gateway-api"));
+        }
+    }
+    // Ory Kratos or Hydra: YAML with `serve:` at the top level.
+    if text.lines().any(|l| l.trim_end() == "serve:") {
+        return Some(("an Ory Kratos or Hydra configuration", "kratos"));
+    }
+    // nginx: directives end with `;` or open a block with `{`.
+    const NGINX: &[&str] = &[
+        "server",
+        "location",
+        "add_header",
+        "proxy_pass",
+        "map",
+        "http",
+        "upstream",
+        "listen",
+        "server_name",
+        "if",
+        "return",
+        "include",
+    ];
+    let nginx = lines.iter().any(|l| {
+        let first = l.split_whitespace().next().unwrap_or_default();
+        NGINX.contains(&first) && !l.contains(" = ") && (l.ends_with(';') || l.ends_with('{'))
+    });
+    if nginx {
+        return Some(("an nginx configuration", "nginx"));
+    }
+    // The two TOML products: License Monitor's `[api]` with `cors_*` keys,
+    // Nexus's `[server]` with `listen_address` (and no route).
+    if starts("[api]") && starts("cors_") {
+        return Some(("a License Monitor configuration", "license-monitor"));
+    }
+    if starts("listen_address") && !starts("[[route]]") {
+        return Some(("a Nexus configuration", "nexus"));
+    }
+    None
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corsgate_files_are_not_foreign() {
+        assert_eq!(foreign(config::DEFAULT_CONFIG), None);
+        assert_eq!(foreign(config::STARTING_CONFIG), None);
+        assert_eq!(
+            foreign("[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:1\"\ncors = {\n}\n"),
+            None
+        );
+    }
 }

@@ -16,14 +16,10 @@ use corsgate_gateway::{Handle, Options, Server};
 /// Runs the gateway until SIGTERM or SIGINT.
 pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     if args.print_default_config {
-        // Without the demo, the demo configuration is one this build refuses
-        // to serve: a starting point with a placeholder upstream instead.
-        let text = if cfg!(feature = "demo") {
-            config::DEFAULT_CONFIG
-        } else {
-            config::STARTING_CONFIG
-        };
-        out.write_all(text.as_bytes())?;
+        // A starting point for production, never the demo's development
+        // policy (debug mode, any localhost port with credentials), which a
+        // copy would carry into production unnoticed.
+        out.write_all(config::STARTING_CONFIG.as_bytes())?;
         return Ok(Outcome::Clean);
     }
     // Held to the end: dropping it writes out the lines still queued.
@@ -214,7 +210,7 @@ fn banner(
         if let (true, Some(prefix)) = (demo, demo_path) {
             let url = format!("{base}{prefix}/items");
             text.push_str(&format!(
-                "\nBuilt-in demo configuration (print it with `corsgate serve --print-default-config`).\n\
+                "\nBuilt-in demo configuration, a development policy (`corsgate serve --print-default-config` prints a starting point for production).\n\
                  Try a preflight, as a page on http://localhost:3000 would send before a PUT:\n\
                  \x20 curl -i -X OPTIONS {url} -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: PUT' -H 'Access-Control-Request-Headers: content-type'\n\
                  and an actual request:\n\
@@ -300,13 +296,10 @@ mod tests {
         let checked = config::check(&text);
         let gateway = checked.gateway.expect("the printed configuration is valid");
         assert!(gateway.warnings.is_empty(), "{:?}", gateway.warnings);
-        if cfg!(feature = "demo") {
-            assert_eq!(text, config::DEFAULT_CONFIG);
-        } else {
-            assert!(
-                gateway.routes.iter().all(|r| r.upstream != Upstream::Demo),
-                "{text}"
-            );
-        }
+        assert_eq!(text, config::STARTING_CONFIG);
+        assert!(
+            gateway.routes.iter().all(|r| r.upstream != Upstream::Demo),
+            "{text}"
+        );
     }
 }

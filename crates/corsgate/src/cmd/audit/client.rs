@@ -157,6 +157,8 @@ impl Probe {
 pub(crate) struct Prober {
     client: Client<HttpConnector, Empty<Bytes>>,
     authority: String,
+    /// Where to connect (`--resolve`), when not to `authority`.
+    connect_to: Option<String>,
     timeout: Duration,
     max_requests: usize,
     sent: usize,
@@ -166,6 +168,7 @@ pub(crate) struct Prober {
 impl Prober {
     pub(crate) fn new(
         authority: &str,
+        connect_to: Option<&str>,
         timeout: Duration,
         max_requests: usize,
         extra: Vec<(HeaderName, HeaderValue)>,
@@ -182,6 +185,7 @@ impl Prober {
         Prober {
             client,
             authority: authority.to_owned(),
+            connect_to: connect_to.map(str::to_owned),
             timeout,
             max_requests,
             sent: 0,
@@ -222,7 +226,10 @@ impl Prober {
         if probe.with_extra_headers {
             headers.extend(self.extra.iter().cloned());
         }
-        let uri: Uri = format!("http://{}{}", self.authority, probe.target)
+        // With --resolve the request goes to that address; the Host header
+        // set above stays the URL's (the client keeps a Host it is given).
+        let connect = self.connect_to.as_deref().unwrap_or(&self.authority);
+        let uri: Uri = format!("http://{connect}{}", probe.target)
             .parse()
             .map_err(|e| SendError::Failed(format!("bad target {:?}: {e}", probe.target)))?;
         let mut request = Request::builder()

@@ -51,6 +51,9 @@ pub struct Options {
     /// `NAME:VALUE` headers added to actual requests (`--header`), such as a
     /// cookie or a token to get past authentication.
     pub headers: Vec<String>,
+    /// `HOST:PORT:ADDR` (`--resolve`, as curl's): requests for the URL's host
+    /// and port connect to ADDR instead of what DNS says, with the URL's `Host`.
+    pub resolve: Vec<String>,
 }
 
 impl Options {
@@ -63,6 +66,7 @@ impl Options {
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
             methods: Vec::new(),
             headers: Vec::new(),
+            resolve: Vec::new(),
         }
     }
 }
@@ -171,6 +175,54 @@ impl Target {
             missing: format!("{dir}corsgate-audit-{tag}"),
         })
     }
+}
+
+/// The `ADDR:PORT` to connect to for `authority` (`host[:port]` of the URL),
+/// from `--resolve HOST:PORT:ADDR` entries as curl reads them: HOST compared
+/// without ASCII case, ADDR an IPv4 address or an IPv6 one with or without
+/// brackets. An entry for another host or port is an error, not ignored: the
+/// audit would otherwise probe whatever DNS says, which `--resolve` was given
+/// to avoid.
+fn resolve(authority: &str, entries: &[String]) -> anyhow::Result<Option<String>> {
+    if entries.is_empty() {
+        return Ok(None);
+    }
+    let parsed: http::uri::Authority = authority.parse().context("the URL's host")?;
+    let host = parsed
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let port = parsed.port_u16().unwrap_or(80);
+    for entry in entries {
+        let mut parts = entry.splitn(3, ':');
+        let (Some(want_host), Some(want_port), Some(addr)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            bail!(
+                "--resolve {entry:?}: write HOST:PORT:ADDR, such as api.example.com:80:127.0.0.1"
+            );
+        };
+        let Ok(want_port) = want_port.parse::<u16>() else {
+            bail!("--resolve {entry:?}: {want_port:?} is not a port");
+        };
+        let bare = addr.trim_start_matches('[').trim_end_matches(']');
+        let Ok(ip) = bare.parse::<std::net::IpAddr>() else {
+            bail!(
+                "--resolve {entry:?}: {addr:?} is not an IP address (ADDR is where to connect, such as 127.0.0.1 or [::1])"
+            );
+        };
+        let want_host = want_host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        if want_host == host && want_port == port {
+            return Ok(Some(std::net::SocketAddr::new(ip, port).to_string()));
+        }
+    }
+    bail!(
+        "--resolve: no entry for {host}:{port}, the URL's host and port (write --resolve {host}:{port}:ADDR)"
+    )
 }
 
 /// An origin split in parts, for making look-alikes.
@@ -425,6 +477,7 @@ pub async fn audit(options: &Options) -> anyhow::Result<Report> {
     }
     let tag = random_tag();
     let target = Target::parse(&options.url, &tag)?;
+    let connect_to = resolve(&target.authority, &options.resolve)?;
     let extra = parse_headers(&options.headers)?;
     let mut methods: Vec<Method> = Vec::new();
     for m in &options.methods {
@@ -449,6 +502,7 @@ pub async fn audit(options: &Options) -> anyhow::Result<Report> {
     let mut s = Session {
         prober: Prober::new(
             &target.authority,
+            connect_to.as_deref(),
             options.timeout,
             options.max_requests,
             extra,

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use corsgate_policy::{Decision, Policy, RejectionReason, RouteCors};
+use corsgate_policy::{Decision, Policy, RejectionReason};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Serialize;
 
@@ -19,7 +19,8 @@ pub use browser::{CorsError, Credentials, Initiator, PreflightReason};
 
 use crate::{Format, Outcome};
 use corsgate_config::canonical::{self, PathRules, TargetRefusal};
-use corsgate_config::{self as config, GatewayConfig, model::FileConfig};
+use corsgate_config::model::{FileConfig, KeySource, RouteCors};
+use corsgate_config::{self as config, GatewayConfig, Route};
 
 /// What the page does.
 #[derive(Debug, Clone)]
@@ -70,11 +71,15 @@ pub struct Exchange {
 /// A change to the configuration that makes the request work.
 #[derive(Debug, Clone, Serialize)]
 pub struct Fix {
-    /// Where: `server.cors.allow_origins`.
+    /// Where: `route[0].cors.allow_origins`, `route[0].cors` (a table to
+    /// write), `policies.spa.allow_origins`, or `server.cors.allow_origins`.
     pub key: String,
     /// The line to write there.
     pub line: String,
     pub why: String,
+    /// The other routes the change opens too (by their label): those that take
+    /// the key from the same `[policies.NAME]` or `[server.cors]`.
+    pub also_opens: Vec<String>,
 }
 
 /// Everything explain found.
@@ -301,7 +306,7 @@ pub fn explain(
         Err(_) => gateway.routes.unmatched(),
     };
     let route = matched.route;
-    let route_label = route.map(|r| format!("route[{}] (path {:?})", r.index, r.path));
+    let route_label = route.map(|r| r.label.clone());
     let no_route_status = if target.path.is_err() { 400 } else { 404 };
     out.route = route_label.clone().or_else(|| {
         Some(match &target.path {
@@ -371,8 +376,9 @@ pub fn explain(
             block(&mut out, &err, true, request);
             fixes(
                 &mut out,
+                gateway,
                 raw,
-                route.map(|r| r.index),
+                route,
                 policy,
                 &decision,
                 Some(&err),
@@ -414,8 +420,9 @@ pub fn explain(
             block(&mut out, &err, false, request);
             fixes(
                 &mut out,
+                gateway,
                 raw,
-                route.map(|r| r.index),
+                route,
                 policy,
                 &decision,
                 Some(&err),
@@ -433,20 +440,6 @@ fn block(out: &mut Explanation, err: &CorsError, preflight: bool, request: &Page
         Some(err.chromium_message(preflight, request.initiator, &request.url, &request.origin));
 }
 
-/// Where a key of the route's policy is set: the route's own table if it sets
-/// it, `[server.cors]` otherwise.
-fn key_path(raw: &FileConfig, route: Option<usize>, key: &str) -> String {
-    if let Some(index) = route {
-        if let Some(RouteCors::Overrides(own)) = raw.route.get(index).and_then(|r| r.cors.as_ref())
-        {
-            if own.keys_set().contains(&key) {
-                return format!("route[{index}].cors.{key}");
-            }
-        }
-    }
-    format!("server.cors.{key}")
-}
-
 /// The list as configured plus `added`, as a TOML array.
 fn with_items(current: Option<&corsgate_policy::List>, added: &[String]) -> String {
     let mut items: Vec<String> = current.map(|l| l.items().to_vec()).unwrap_or_default();
@@ -455,22 +448,28 @@ fn with_items(current: Option<&corsgate_policy::List>, added: &[String]) -> Stri
     format!("[{}]", quoted.join(", "))
 }
 
+/// One key to change, before it is placed in the file.
+struct Change {
+    key: &'static str,
+    value: String,
+    why: String,
+}
+
+#[allow(clippy::too_many_arguments)]
 fn fixes(
     out: &mut Explanation,
+    gateway: &GatewayConfig,
     raw: &FileConfig,
-    route: Option<usize>,
+    route: Option<&Route>,
     policy: &Policy,
     decision: &Decision,
     browser_error: Option<&CorsError>,
     request: &PageRequest,
 ) {
     let effective = policy.effective_config();
-    let mut push = |key: &str, value: String, why: String| {
-        out.fixes.push(Fix {
-            key: key_path(raw, route, key),
-            line: format!("{key} = {value}"),
-            why,
-        });
+    let mut changes = Vec::new();
+    let mut push = |key: &'static str, value: String, why: String| {
+        changes.push(Change { key, value, why });
     };
     let reason = decision.rejection().map(|r| r.reason());
     match reason {
@@ -520,6 +519,7 @@ fn fixes(
             );
         }
     }
+    place(out, gateway, raw, route, changes);
     if !policy.is_debug()
         && out
             .preflight
@@ -529,6 +529,115 @@ fn fixes(
         out.notes.push(
             "without debug mode, a refused preflight is a 403 without CORS headers, so Chromium only says that no Access-Control-Allow-Origin header is present; set debug = true to make it name the method or header".into(),
         );
+    }
+}
+
+/// Puts each change where it opens only the route the request went to: the
+/// route's own `cors` table (written for it when it has none, starting from
+/// its named policy if it has one). A key inherited from `[server.cors]` is
+/// never changed there for one route: every route that inherits it would open
+/// too. The named policy is offered as a second choice, with the other routes
+/// it opens; `[server.cors]` only when no route matched, with every route it
+/// opens.
+fn place(
+    out: &mut Explanation,
+    gateway: &GatewayConfig,
+    raw: &FileConfig,
+    route: Option<&Route>,
+    changes: Vec<Change>,
+) {
+    let labels = |indices: Vec<usize>, except: Option<usize>| -> Vec<String> {
+        indices
+            .into_iter()
+            .filter(|i| Some(*i) != except)
+            .map(|i| {
+                gateway
+                    .routes
+                    .iter()
+                    .find(|r| r.index == i)
+                    .map_or_else(|| format!("route[{i}]"), |r| r.label.clone())
+            })
+            .collect()
+    };
+    let Some(route) = route else {
+        for change in changes {
+            out.fixes.push(Fix {
+                key: format!("server.cors.{}", change.key),
+                line: format!("{} = {}", change.key, change.value),
+                why: format!("{} (no route matched: [server.cors] decides)", change.why),
+                also_opens: labels(raw.routes_reached(change.key, &KeySource::Server), None),
+            });
+        }
+        return;
+    };
+    let index = route.index;
+    // `route[5].cors (host "login.example.com", path "/")`: the place and the
+    // route as a person finds it in the file.
+    let place_of = |key: String| match route.label.strip_prefix(&format!("route[{index}] ")) {
+        Some(rest) => format!("{key} {rest}"),
+        None => key,
+    };
+    let written = raw.route.get(index).and_then(|r| r.cors.as_ref());
+    let named = raw.policy_of(index).map(str::to_owned);
+    let mut table = Vec::new();
+    for change in &changes {
+        if let Some(RouteCors::Table(_)) = written {
+            let inherited = raw.key_source(index, change.key) != KeySource::Route;
+            out.fixes.push(Fix {
+                key: place_of(format!("route[{index}].cors.{}", change.key)),
+                line: format!("{} = {}", change.key, change.value),
+                why: if inherited {
+                    format!(
+                        "{} (add it to the route's own table: only this route opens)",
+                        change.why
+                    )
+                } else {
+                    change.why.clone()
+                },
+                also_opens: Vec::new(),
+            });
+        } else {
+            table.push(change);
+        }
+    }
+    if !table.is_empty() {
+        let mut items: Vec<String> = named
+            .iter()
+            .map(|name| format!("policy = {name:?}"))
+            .collect();
+        items.extend(table.iter().map(|c| format!("{} = {}", c.key, c.value)));
+        let whys: Vec<&str> = table.iter().map(|c| c.why.as_str()).collect();
+        let mut why = whys.join("; ");
+        match written {
+            Some(RouteCors::Closed(_)) => why.push_str(
+                " (the route is closed, cors = \"closed\": this table opens it, to these values and the rest of [server.cors])",
+            ),
+            Some(RouteCors::Named(name)) => why.push_str(&format!(
+                " (a table of the route's own, starting from [policies.{name}]: only this route opens)"
+            )),
+            _ => why.push_str(" (a table of the route's own, over [server.cors]: only this route opens)"),
+        }
+        out.fixes.push(Fix {
+            key: place_of(format!("route[{index}].cors")),
+            line: format!("cors = {{ {} }}", items.join(", ")),
+            why,
+            also_opens: Vec::new(),
+        });
+    }
+    // The second choice: the named policy, for every route that uses it.
+    if let Some(name) = named {
+        let at = KeySource::Policy(name.clone());
+        for change in &changes {
+            if raw.key_source(index, change.key) == KeySource::Route {
+                continue;
+            }
+            out.fixes.push(Fix {
+                key: format!("policies.{name}.{}", change.key),
+                line: format!("{} = {}", change.key, change.value),
+                why: format!("or, for every route of policy {name:?}: {}", change.why),
+                also_opens: labels(raw.routes_reached(change.key, &at), Some(index)),
+            });
+        }
     }
 }
 
@@ -576,14 +685,15 @@ pub fn run(
     out: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
     page_origin(&request.origin)?;
-    let text = match config_file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?,
-        None => config::DEFAULT_CONFIG.to_owned(),
+    let (name, text) = match config_file {
+        Some(path) => crate::cmd::check::read_config(path)?,
+        None => (
+            "(default config)".to_owned(),
+            config::DEFAULT_CONFIG.to_owned(),
+        ),
     };
     let checked = config::check(&text);
     let Some(gateway) = checked.gateway else {
-        let name = config_file.map_or("(default config)".to_owned(), |p| p.display().to_string());
         let mut message = format!("{name} is invalid; run corsgate check");
         for problem in checked.problems.iter().filter(|p| p.diagnostic.is_error()) {
             let _ = write!(message, "\n  {}", format_args!("{name}:{problem}"));
@@ -713,6 +823,9 @@ pub fn render(e: &Explanation) -> String {
         let _ = writeln!(s, "\nFix:");
         for fix in &e.fixes {
             let _ = writeln!(s, "  {} — in {}:\n    {}", fix.why, fix.key, fix.line);
+            if !fix.also_opens.is_empty() {
+                let _ = writeln!(s, "    this also opens: {}", fix.also_opens.join(", "));
+            }
         }
     }
     s
