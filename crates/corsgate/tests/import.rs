@@ -323,3 +323,37 @@ fn unreadable_or_foreign_files_exit_2() {
     );
     let _ = std::fs::remove_dir_all(&tmp);
 }
+
+/// Every note printed on stderr is also in the output as a comment, so that
+/// `corsgate import … > corsgate.toml` keeps them.
+#[test]
+fn notes_are_kept_in_the_output_as_comments() {
+    let mut count = 0;
+    for (format, ext) in FORMATS {
+        for file in inputs(format, ext) {
+            let name = file.file_name().unwrap().to_str().unwrap();
+            let run = import(format, &file);
+            // The comments joined back into one line per note.
+            let comments: String = run
+                .stdout
+                .lines()
+                .filter_map(|l| l.strip_prefix('#'))
+                .map(|l| l.trim().trim_start_matches("- "))
+                .collect::<Vec<_>>()
+                .join(" ");
+            for note in run.stderr.lines() {
+                let Some(note) = note.strip_prefix(&format!("{name}: ")) else {
+                    continue;
+                };
+                count += 1;
+                let words = note.split_whitespace().collect::<Vec<_>>().join(" ");
+                assert!(
+                    comments.contains(&words),
+                    "{format}/{name}: note not in the output: {note}\n{}",
+                    run.stdout
+                );
+            }
+        }
+    }
+    assert!(count >= 50, "only {count} notes");
+}

@@ -218,6 +218,24 @@ impl Notes {
         Some(seconds)
     }
 
+    /// `max_age` for a product's default of `seconds` that the file relies on.
+    /// corsgate adds no default that `check` would then warn about: above
+    /// Chromium's cap (7200 s) it is imported as 7200, which is what Chromium
+    /// honoured anyway; only Firefox re-validates sooner.
+    pub(crate) fn default_max_age(&mut self, place: &str, product: &str, seconds: i64) -> i64 {
+        let cap = corsgate_policy::MAX_AGE_CHROMIUM;
+        if seconds <= cap {
+            return seconds;
+        }
+        self.add(
+            place,
+            format!(
+                "not set: {product}'s default is {seconds} s; Chromium caches a preflight at most {cap} s and Firefox at most 86400 s, so imported as max_age = {cap} (the same for Chromium; Firefox asks again sooner)"
+            ),
+        );
+        cap
+    }
+
     /// The note for the pair corsgate refuses, when the policy has it.
     pub(crate) fn any_with_credentials(&mut self, place: &str, policy: &Policy, how: &str) {
         if policy.any_with_credentials() {

@@ -1,5 +1,11 @@
-//! The configuration being built by an import, and how it is written out as TOML
-//! (by hand, so that keys come in the reference's order and can carry comments).
+//! What an import builds, and how it becomes a TOML document.
+//!
+//! The importers fill a [`Draft`]: a few plain values they still need to reason
+//! about (is `*` paired with credentials? which keys did an override set?).
+//! [`Draft::render`] turns it into a `toml_edit` document, which does the quoting,
+//! the tables and the comments, so that no TOML is written by hand.
+
+use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, Value};
 
 /// The policy keys an import can set, in the configuration reference's order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -42,34 +48,36 @@ impl Policy {
                 .is_some_and(|o| o.iter().any(|x| x == "*"))
     }
 
-    fn lines(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut push = |key: &'static str, value: Option<String>| {
+    /// The keys that are set, as a table, each with its comments.
+    fn table(&self) -> Table {
+        let mut table = Table::new();
+        let mut put = |key: &'static str, value: Option<Value>| {
             let Some(value) = value else { return };
-            let mut line = format!("{key} = {value}");
-            for (k, comment) in &self.comments {
-                if *k == key {
-                    line.push_str("  # ");
-                    line.push_str(comment);
-                }
-            }
-            out.push(line);
+            let comment: Vec<&str> = self
+                .comments
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, c)| c.as_str())
+                .collect();
+            let value = if comment.is_empty() {
+                value
+            } else {
+                value.decorated(" ", format!("  # {}", comment.join("; ")))
+            };
+            table.insert(key, Item::Value(value));
         };
-        push("allow_origins", self.allow_origins.as_deref().map(list));
-        push("allow_methods", self.allow_methods.as_deref().map(list));
-        push("allow_headers", self.allow_headers.as_deref().map(list));
-        push("expose_headers", self.expose_headers.as_deref().map(list));
-        push(
-            "allow_credentials",
-            self.allow_credentials.map(|b| b.to_string()),
-        );
-        push("max_age", self.max_age.map(|n| n.to_string()));
-        push(
+        put("allow_origins", self.allow_origins.as_deref().map(list));
+        put("allow_methods", self.allow_methods.as_deref().map(list));
+        put("allow_headers", self.allow_headers.as_deref().map(list));
+        put("expose_headers", self.expose_headers.as_deref().map(list));
+        put("allow_credentials", self.allow_credentials.map(Value::from));
+        put("max_age", self.max_age.map(Value::from));
+        put(
             "allow_private_network",
-            self.allow_private_network.map(|b| b.to_string()),
+            self.allow_private_network.map(Value::from),
         );
-        push("on_disallowed", self.on_disallowed.map(string));
-        out
+        put("on_disallowed", self.on_disallowed.map(Value::from));
+        table
     }
 }
 
@@ -84,6 +92,8 @@ pub(crate) enum RouteCors {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Route {
     pub(crate) path: String,
+    /// Only requests for this host (Kubernetes imports route by host and path).
+    pub(crate) host: Option<String>,
     pub(crate) upstream: String,
     /// Why the upstream is a placeholder, when it is.
     pub(crate) upstream_comment: Option<String>,
@@ -98,60 +108,106 @@ pub(crate) struct Draft {
     pub(crate) routes: Vec<Route>,
 }
 
-/// A TOML basic string.
+/// A TOML basic string, as it appears in a file (for the places of notes).
 pub(crate) fn string(text: &str) -> String {
-    toml::Value::String(text.to_owned()).to_string()
+    Value::from(text).to_string().trim().to_owned()
 }
 
 /// `"*"` alone, or an array.
-fn list(items: &[String]) -> String {
+fn list(items: &[String]) -> Value {
     if items.len() == 1 && items[0] == "*" {
-        return string("*");
+        return Value::from("*");
     }
-    let inner: Vec<String> = items.iter().map(|i| string(i)).collect();
-    format!("[{}]", inner.join(", "))
+    Value::Array(items.iter().map(String::as_str).collect::<Array>())
+}
+
+/// Longest comment line written, so that a note stays readable in an editor.
+const COMMENT_WIDTH: usize = 96;
+
+/// `text` as `#` comment lines of at most [`COMMENT_WIDTH`] characters (a
+/// longer word stays whole); `indent` starts the lines after the first.
+fn comment_lines(text: &str, first: &str, indent: &str, out: &mut String) {
+    let mut line = format!("# {first}");
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.len() + 1 + word.len() > COMMENT_WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line = format!("# {indent}");
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
 }
 
 impl Draft {
-    /// The TOML text, after a comment header.
-    pub(crate) fn render(&self, header: &[String]) -> String {
-        let mut out = String::new();
+    /// The TOML document: the `header` lines and the `notes` as comments first
+    /// (so that `corsgate import … > corsgate.toml` keeps them), then the tables.
+    pub(crate) fn render(&self, header: &[String], notes: &[super::Note]) -> String {
+        let mut doc = DocumentMut::new();
+        let mut top = String::new();
         for line in header {
-            out.push_str("# ");
-            out.push_str(line);
-            out.push('\n');
+            comment_lines(line, "", "", &mut top);
         }
+        if !notes.is_empty() {
+            top.push_str("#\n# Notes:\n");
+            for note in notes {
+                comment_lines(
+                    &format!("{}: {}", note.place, note.message),
+                    "- ",
+                    "  ",
+                    &mut top,
+                );
+            }
+        }
+
         if let Some(policy) = &self.server_cors {
-            out.push_str("\n[server.cors]\n");
-            for line in policy.lines() {
-                out.push_str(&line);
-                out.push('\n');
-            }
+            let mut server = Table::new();
+            server.set_implicit(true);
+            let mut cors = policy.table();
+            cors.decor_mut().set_prefix(format!("{top}\n"));
+            top.clear();
+            server.insert("cors", Item::Table(cors));
+            doc.insert("server", Item::Table(server));
         }
+        let mut routes = ArrayOfTables::new();
         for route in &self.routes {
-            out.push_str("\n[[route]]\n");
-            out.push_str(&format!("path = {}\n", string(&route.path)));
-            out.push_str(&format!("upstream = {}", string(&route.upstream)));
-            if let Some(comment) = &route.upstream_comment {
-                out.push_str("  # ");
-                out.push_str(comment);
+            let mut table = Table::new();
+            table.decor_mut().set_prefix(format!("{top}\n"));
+            top.clear();
+            table.insert("path", Item::Value(route.path.as_str().into()));
+            if let Some(host) = &route.host {
+                table.insert("host", Item::Value(host.as_str().into()));
             }
-            out.push('\n');
+            let mut upstream = Value::from(route.upstream.as_str());
+            if let Some(comment) = &route.upstream_comment {
+                upstream = upstream.decorated(" ", format!("  # {comment}"));
+            }
+            table.insert("upstream", Item::Value(upstream));
             if route.strip_prefix {
-                out.push_str("strip_prefix = true\n");
+                table.insert("strip_prefix", Item::Value(true.into()));
             }
             match &route.cors {
                 RouteCors::Inherit => {}
                 RouteCors::Own(policy) if policy.is_empty() => {}
                 RouteCors::Own(policy) => {
-                    out.push_str("[route.cors]\n");
-                    for line in policy.lines() {
-                        out.push_str(&line);
-                        out.push('\n');
-                    }
+                    table.insert("cors", Item::Table(policy.table()));
                 }
             }
+            routes.push(table);
         }
-        out
+        if !routes.is_empty() {
+            doc.insert("route", Item::ArrayOfTables(routes));
+        }
+        if !top.is_empty() {
+            doc.decor_mut().set_prefix(top);
+        }
+        doc.to_string()
     }
 }

@@ -104,6 +104,7 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
         draft.routes.push(Route {
             path: "/".to_owned(),
             upstream: upstream(public, "serve.public", 4433, notes),
+            host: None,
             upstream_comment: None,
             strip_prefix: false,
             cors: RouteCors::Inherit,
@@ -148,6 +149,7 @@ fn route(
     Route {
         path: path.to_owned(),
         upstream,
+        host: None,
         upstream_comment: None,
         strip_prefix: false,
         cors: match policy {

@@ -77,6 +77,7 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
         draft.routes.push(Route {
             path: "/".to_owned(),
             upstream,
+            host: None,
             upstream_comment,
             strip_prefix: false,
             cors: RouteCors::Inherit,
@@ -128,6 +129,7 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
                     routes.push(Route {
                         path: path.clone(),
                         upstream: upstream.clone(),
+                        host: None,
                         upstream_comment: upstream_comment.clone(),
                         strip_prefix: false,
                         cors: RouteCors::Own(own),
@@ -146,6 +148,7 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
     draft.routes.push(Route {
         path: "/".to_owned(),
         upstream,
+        host: None,
         upstream_comment,
         strip_prefix: false,
         cors: RouteCors::Inherit,
@@ -219,8 +222,17 @@ fn policy(table: &toml::Table, place: &str, base: bool, notes: &mut Notes) -> Po
             None => notes.add(at("cors_max_age"), "not a number of seconds: not imported"),
         },
         None if base => {
-            policy.max_age = Some(DEFAULT_MAX_AGE);
-            policy.comment("max_age", "License Monitor's default");
+            let seconds =
+                notes.default_max_age(&at("cors_max_age"), "License Monitor", DEFAULT_MAX_AGE);
+            policy.max_age = Some(seconds);
+            policy.comment(
+                "max_age",
+                if seconds == DEFAULT_MAX_AGE {
+                    "License Monitor's default".to_owned()
+                } else {
+                    format!("License Monitor's default {DEFAULT_MAX_AGE}, at Chromium's cap")
+                },
+            );
         }
         None => {}
     }

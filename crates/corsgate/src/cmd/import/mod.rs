@@ -13,6 +13,7 @@ mod kratos;
 mod license_monitor;
 mod nexus;
 mod nginx;
+mod origin_regex;
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -80,15 +81,12 @@ pub fn import(source: Source, text: &str, file_name: &str) -> anyhow::Result<Imp
         Source::Kratos => kratos::import(text, &mut notes)?,
         Source::Nginx => nginx::import(text, &mut notes)?,
     };
-    let header = vec![
-        format!(
-            "corsgate configuration imported from {file_name} ({}).",
-            source.name()
-        ),
-        "Read the notes `corsgate import` printed before using it.".to_owned(),
-    ];
+    let header = vec![format!(
+        "corsgate configuration imported from {file_name} ({}).",
+        source.name()
+    )];
     Ok(Imported {
-        toml: draft.render(&header),
+        toml: draft.render(&header, &notes.list),
         notes: notes.list,
     })
 }

@@ -96,6 +96,7 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
         routes: vec![Route {
             path: "/".to_owned(),
             upstream,
+            host: None,
             upstream_comment: comment,
             strip_prefix: false,
             cors: RouteCors::Inherit,

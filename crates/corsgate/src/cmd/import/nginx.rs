@@ -1,5 +1,5 @@
 //! nginx, best effort: `map $http_origin $var { ... }` allowlists (exact entries
-//! and simple anchored regexes), `add_header Access-Control-*` in `server` and
+//! and anchored regexes, read by [`super::origin_regex`]), `add_header Access-Control-*` in `server` and
 //! `location` blocks (and in `if ($request_method = OPTIONS)` blocks),
 //! `proxy_pass` and `upstream` groups.
 
@@ -240,7 +240,7 @@ fn read_map(map: &Directive, notes: &mut Notes) -> OriginMap {
         }
         if let Some(regex) = key.strip_prefix('~') {
             let regex = regex.strip_prefix('*').unwrap_or(regex);
-            match regex_origins(regex) {
+            match super::origin_regex::origins(regex) {
                 Ok((origins, warnings)) => {
                     for warning in warnings {
                         notes.add(&at, format!("regex {key:?}: {warning}"));
@@ -268,180 +268,6 @@ fn read_map(map: &Directive, notes: &mut Notes) -> OriginMap {
         notes.add(place, "the map allows no origin");
     }
     out
-}
-
-/// Origins matched by a simple anchored regex over `$http_origin`, with
-/// warnings where the regex matched more than intended.
-fn regex_origins(regex: &str) -> Result<(Vec<String>, Vec<String>), String> {
-    let mut warnings = Vec::new();
-    let normalized = regex.replace("\\/", "/").replace("(?:", "(");
-    let mut rest = normalized.as_str();
-    let anchored_start = rest.starts_with('^');
-    rest = rest.strip_prefix('^').unwrap_or(rest);
-    let anchored_end = rest.ends_with('$') && !rest.ends_with("\\$");
-    rest = rest
-        .strip_suffix('$')
-        .filter(|_| anchored_end)
-        .unwrap_or(rest);
-    if !anchored_start {
-        return Err("not anchored at the start (`^`)".to_owned());
-    }
-
-    let schemes: &[&str];
-    (schemes, rest) = [
-        ("https?://", &["http", "https"][..]),
-        ("(https?)://", &["http", "https"][..]),
-        ("(http|https)://", &["http", "https"][..]),
-        ("(https|http)://", &["http", "https"][..]),
-        ("https://", &["https"][..]),
-        ("http://", &["http"][..]),
-    ]
-    .iter()
-    .find_map(|(prefix, schemes)| rest.strip_prefix(prefix).map(|r| (*schemes, r)))
-    .ok_or("no http:// or https:// scheme at the start")?;
-
-    const OPTIONAL_SUBDOMAINS: &[&str] = &[
-        "(.+\\.)?",
-        "(.*\\.)?",
-        "([^.]+\\.)?",
-        "([a-z0-9-]+\\.)?",
-        "([a-zA-Z0-9-]+\\.)?",
-        "([\\w-]+\\.)?",
-        "(\\w+\\.)?",
-        "([a-z0-9-]+\\.)*",
-        "([a-zA-Z0-9-]+\\.)*",
-        "([\\w-]+\\.)*",
-        "([^.]+\\.)*",
-        "(.*\\.)*",
-        "(.+\\.)*",
-        "([a-z0-9.-]+\\.)?",
-        "([a-z0-9-.]+\\.)?",
-        "([-a-z0-9]+\\.)*",
-        "([-a-z0-9]+\\.)?",
-    ];
-    const SUBDOMAINS: &[&str] = &[
-        "(.+\\.)",
-        ".+\\.",
-        ".*\\.",
-        "[^.]+\\.",
-        "([a-z0-9-]+\\.)+",
-        "([^.]+\\.)+",
-        "(.+\\.)+",
-        "[a-z0-9-]+\\.",
-        "[a-zA-Z0-9-]+\\.",
-        "\\w+\\.",
-        "[\\w-]+\\.",
-        "([-a-z0-9]+\\.)+",
-        "[-a-z0-9]+\\.",
-    ];
-    // Each entry: the text before the registrable part ("" for the apex, "*."
-    // for any subdomain, "www." for a listed label).
-    let mut prefixes: Vec<String> = Vec::new();
-    if let Some(r) = OPTIONAL_SUBDOMAINS
-        .iter()
-        .find_map(|p| rest.strip_prefix(p))
-    {
-        prefixes = vec![String::new(), "*.".to_owned()];
-        rest = r;
-    } else if let Some(r) = SUBDOMAINS.iter().find_map(|p| rest.strip_prefix(p)) {
-        prefixes = vec!["*.".to_owned()];
-        rest = r;
-    } else if rest.starts_with('(') {
-        let close = rest.find(')').ok_or("an unclosed group")?;
-        let inner = &rest[1..close];
-        let mut after = &rest[close + 1..];
-        let optional = after.starts_with('?');
-        if optional {
-            after = &after[1..];
-        }
-        let mut alternatives = Vec::new();
-        for alternative in inner.split('|') {
-            alternatives.push(literal_host(alternative, &mut warnings)?);
-        }
-        // `(app|admin)\.example\.com` or `(www\.)?example\.com`.
-        if let Some(r) = after.strip_prefix("\\.") {
-            prefixes = alternatives.iter().map(|a| format!("{a}.")).collect();
-            after = r;
-        } else {
-            prefixes = alternatives;
-        }
-        if optional {
-            prefixes.insert(0, String::new());
-        }
-        rest = after;
-    } else if rest.starts_with(".*") || rest.starts_with(".+") {
-        return Err(format!(
-            "`{}` before the domain matches any characters, so anyone's domain ending like yours passes; the regex matched more than intended",
-            &rest[..2]
-        ));
-    } else {
-        prefixes.push(String::new());
-    }
-
-    // The host, then an optional port.
-    let (host_part, port_part) = match rest.find([':', '(']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let host = literal_host(host_part, &mut warnings)?;
-    if host.is_empty() {
-        return Err("no host name".to_owned());
-    }
-    let ports: Vec<String> = match port_part {
-        "" => vec![String::new()],
-        "(:\\d+)?" | "(:[0-9]+)?" | "(:[0-9]{1,5})?" | "(:\\d{1,5})?" => {
-            vec![String::new(), ":*".to_owned()]
-        }
-        ":\\d+" | ":[0-9]+" | ":[0-9]{1,5}" | ":\\d{1,5}" => {
-            warnings.push(
-                "any port: imported as :*, which also matches the scheme's default port".to_owned(),
-            );
-            vec![":*".to_owned()]
-        }
-        p if p.starts_with(':') && p[1..].chars().all(|c| c.is_ascii_digit()) && p.len() > 1 => {
-            vec![p.to_owned()]
-        }
-        other => return Err(format!("cannot read the port part {other:?}")),
-    };
-    if !anchored_end {
-        warnings.push(format!(
-            "not anchored at the end (`$`): it also matched {}://{host}.evil.example; the regex matched more than intended; imported as if anchored",
-            schemes[schemes.len() - 1]
-        ));
-    }
-    let mut origins = Vec::new();
-    for scheme in schemes {
-        for prefix in &prefixes {
-            for port in &ports {
-                origins.push(format!("{scheme}://{prefix}{host}{port}"));
-            }
-        }
-    }
-    Ok((origins, warnings))
-}
-
-/// A host written as a regex literal (`app\.example\.com`).
-fn literal_host(text: &str, warnings: &mut Vec<String>) -> Result<String, String> {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some('.') => out.push('.'),
-                Some('-') => out.push('-'),
-                other => return Err(format!("cannot read `\\{}`", other.unwrap_or(' '))),
-            },
-            '.' => {
-                warnings.push(format!(
-                    "an unescaped `.` in {text:?} matches any character, so the regex matched more than intended; read as a dot"
-                ));
-                out.push('.');
-            }
-            c if c.is_ascii_alphanumeric() || c == '-' => out.push(c.to_ascii_lowercase()),
-            other => return Err(format!("cannot read {other:?} in {text:?}")),
-        }
-    }
-    Ok(out)
 }
 
 // ---- from directives to a corsgate configuration ----
@@ -943,6 +769,7 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
                     trimmed.to_owned()
                 },
                 upstream,
+                host: None,
                 upstream_comment,
                 strip_prefix,
                 cors,
@@ -977,6 +804,7 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
         draft.routes.push(Route {
             path: "/".to_owned(),
             upstream: PLACEHOLDER_UPSTREAM.to_owned(),
+            host: None,
             upstream_comment: Some("placeholder: set the API's address".to_owned()),
             strip_prefix: false,
             cors: RouteCors::Inherit,
@@ -1008,60 +836,6 @@ fn uses_map(headers: &Headers, maps: &HashMap<String, OriginMap>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn regexes_for_subdomains() {
-        let cases: &[(&str, &[&str])] = &[
-            (
-                "^https://(.+\\.)?example\\.com$",
-                &["https://example.com", "https://*.example.com"],
-            ),
-            (
-                "^https?://(www\\.)?example\\.com$",
-                &[
-                    "http://example.com",
-                    "http://www.example.com",
-                    "https://example.com",
-                    "https://www.example.com",
-                ],
-            ),
-            (
-                "^https://(app|admin)\\.example\\.com$",
-                &["https://app.example.com", "https://admin.example.com"],
-            ),
-            (
-                "^http://localhost(:[0-9]+)?$",
-                &["http://localhost", "http://localhost:*"],
-            ),
-            (
-                "^https://([a-z0-9-]+\\.)+example\\.com$",
-                &["https://*.example.com"],
-            ),
-        ];
-        for (regex, expected) in cases {
-            let (origins, warnings) = regex_origins(regex).unwrap();
-            assert_eq!(&origins, expected, "{regex}");
-            assert!(warnings.is_empty(), "{regex}: {warnings:?}");
-        }
-    }
-
-    #[test]
-    fn regexes_that_matched_more_than_intended() {
-        let (origins, warnings) = regex_origins("^https://example\\.com").unwrap();
-        assert_eq!(origins, ["https://example.com"]);
-        assert!(
-            warnings[0].contains("not anchored at the end"),
-            "{warnings:?}"
-        );
-        let (_, warnings) = regex_origins("^https://app.example.com$").unwrap();
-        assert!(warnings[0].contains("unescaped"), "{warnings:?}");
-        assert!(
-            regex_origins("^https://.*example\\.com$")
-                .unwrap_err()
-                .contains("more than intended")
-        );
-        assert!(regex_origins("example\\.com$").is_err());
-    }
 
     #[test]
     fn tokens_of_an_if_condition() {
