@@ -61,7 +61,7 @@ pub enum Command {
         /// The source format.
         #[arg(long = "from", value_enum, value_name = "FORMAT")]
         from: crate::cmd::import::Source,
-        /// The file to convert.
+        /// The file to convert (`-`: standard input).
         file: PathBuf,
     },
 }

@@ -29,7 +29,7 @@ const DEFAULT_EXPOSED: &[&str] = &["Content-Type"];
 /// copies the anchored value, and saphyr's alias budget counts nodes, not bytes:
 /// 1000 aliases of one 1 MiB scalar cost 1 GiB. Kratos configurations have no
 /// use for aliases, so none is expanded at all.
-fn refuse_aliases(text: &str) -> anyhow::Result<()> {
+pub(crate) fn refuse_aliases(text: &str) -> anyhow::Result<()> {
     for event in saphyr_parser::Parser::new_from_str(text) {
         match event {
             Ok((saphyr_parser::Event::Alias(_), span)) => bail!(

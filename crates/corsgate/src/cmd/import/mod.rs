@@ -9,6 +9,9 @@
 
 mod common;
 mod draft;
+mod gateway_api;
+mod ingress_nginx;
+mod k8s;
 mod kratos;
 mod license_monitor;
 mod nexus;
@@ -41,6 +44,12 @@ pub enum Source {
     /// nginx: `map $http_origin` allowlists, `add_header Access-Control-*` in
     /// `location` blocks, `proxy_pass`, `if ($request_method = OPTIONS)`.
     Nginx,
+    /// Kubernetes Ingress manifests with ingress-nginx's
+    /// `nginx.ingress.kubernetes.io/enable-cors` and `cors-*` annotations (one or
+    /// many YAML documents, or `kubectl get ingress -A -o yaml`).
+    IngressNginx,
+    /// Kubernetes Gateway API HTTPRoute manifests and their `CORS` filters.
+    GatewayApi,
 }
 
 impl Source {
@@ -50,6 +59,8 @@ impl Source {
             Source::Nexus => "nexus",
             Source::Kratos => "kratos",
             Source::Nginx => "nginx",
+            Source::IngressNginx => "ingress-nginx",
+            Source::GatewayApi => "gateway-api",
         }
     }
 }
@@ -80,6 +91,8 @@ pub fn import(source: Source, text: &str, file_name: &str) -> anyhow::Result<Imp
         Source::Nexus => nexus::import(text, &mut notes)?,
         Source::Kratos => kratos::import(text, &mut notes)?,
         Source::Nginx => nginx::import(text, &mut notes)?,
+        Source::IngressNginx => ingress_nginx::import(text, &mut notes)?,
+        Source::GatewayApi => gateway_api::import(text, &mut notes)?,
     };
     let header = vec![format!(
         "corsgate configuration imported from {file_name} ({}).",
@@ -99,8 +112,20 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
-    let name = file.display().to_string();
-    let text = read_bounded(file).with_context(|| format!("cannot read {name}"))?;
+    let stdin = file == Path::new("-");
+    let name = if stdin {
+        "<stdin>".to_owned()
+    } else {
+        file.display().to_string()
+    };
+    let text = if stdin {
+        read_bounded(std::io::stdin().lock())
+    } else {
+        std::fs::File::open(file)
+            .map_err(anyhow::Error::from)
+            .and_then(read_bounded)
+    }
+    .with_context(|| format!("cannot read {name}"))?;
     let imported = import(source, &text, &name)
         .with_context(|| format!("{name}: cannot import as {}", source.name()))?;
     out.write_all(imported.toml.as_bytes())?;
@@ -130,17 +155,15 @@ pub fn run(
     }
 }
 
-/// Reads at most [`MAX_INPUT_BYTES`] of `file` as UTF-8, refusing a larger one
-/// (also one that grows while it is read, or a pipe that never ends).
-fn read_bounded(file: &Path) -> anyhow::Result<String> {
+/// Reads at most [`MAX_INPUT_BYTES`] of `input` as UTF-8, refusing a larger one
+/// (also a file that grows while it is read, or a pipe that never ends).
+fn read_bounded(input: impl Read) -> anyhow::Result<String> {
     let mut bytes = Vec::new();
-    std::fs::File::open(file)?
-        .take(MAX_INPUT_BYTES + 1)
-        .read_to_end(&mut bytes)?;
+    input.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_INPUT_BYTES {
         anyhow::bail!(
-            "the file is larger than 1 MiB ({MAX_INPUT_BYTES} bytes), the most import reads: CORS settings are kilobytes; give import the file, or the part of it, that holds them"
+            "the input is larger than 1 MiB ({MAX_INPUT_BYTES} bytes), the most import reads: CORS settings are kilobytes; give import the file, or the part of it, that holds them"
         );
     }
-    String::from_utf8(bytes).context("the file is not valid UTF-8")
+    String::from_utf8(bytes).context("the input is not valid UTF-8")
 }
