@@ -50,6 +50,12 @@ need /usr/bin/curl curl
 need /usr/bin/chromium chromium
 need /usr/sbin/nginx nginx-light nginx
 need /usr/bin/wrk wrk
+# Packaging (crates/corsgate/tests/packaging.rs): the unit is verified by
+# systemd-analyze (which opens its man: pages), the .deb built by dpkg-deb.
+need /usr/bin/systemd-analyze systemd
+need /usr/bin/man man-db
+need /usr/bin/dpkg-deb dpkg
+need /usr/bin/strip binutils
 
 if ! command -v npm >/dev/null 2>&1; then
   echo "install-test-deps: npm is missing (Node >= 20 is needed for browser/)" >&2

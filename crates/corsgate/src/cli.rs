@@ -64,6 +64,19 @@ pub enum Command {
         /// The file to convert (`-`: standard input).
         file: PathBuf,
     },
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a directory.
+    #[command(hide = true)]
+    Man {
+        /// Write corsgate.1, corsgate-check.1, … into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[cfg(feature = "tools")]

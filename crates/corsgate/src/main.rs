@@ -43,6 +43,8 @@ fn main() -> ExitCode {
         Command::Import { from, file } => {
             cmd::import::run(from, &file, &mut stdout, &mut std::io::stderr().lock())
         }
+        Command::Completions { shell } => cmd::completions::completions(shell, &mut stdout),
+        Command::Man { out_dir } => cmd::completions::man(out_dir.as_deref(), &mut stdout),
     };
     let _ = stdout.flush();
     match result {

@@ -4,6 +4,7 @@
 #[cfg(feature = "tools")]
 pub mod audit;
 pub mod check;
+pub mod completions;
 #[cfg(feature = "tools")]
 pub mod explain;
 #[cfg(feature = "tools")]
