@@ -40,6 +40,18 @@ const UNSAFE: &[(&str, &str, &str)] = &[
     ),
     ("kratos", "defaults.yml", "credentials on by default"),
     ("nginx", "reflect.conf", "$http_origin echoed every origin"),
+    // The guide's own example: the API on 127.0.0.1:8080, corsgate's default
+    // listen address; the output would loop.
+    (
+        "license-monitor",
+        "full.toml",
+        "corsgate would forward requests to itself",
+    ),
+    (
+        "license-monitor",
+        "overrides.toml",
+        "corsgate would forward requests to itself",
+    ),
 ];
 
 fn inputs(format: &str, ext: &str) -> Vec<PathBuf> {
@@ -265,7 +277,9 @@ fn imported_policies_allow_what_the_source_allowed() {
     ];
     for (format, file, path, allowed, refused) in cases {
         let run = import(format, &root().join(format).join(file));
-        let checked = corsgate_config::check(&run.stdout);
+        // overrides.toml's API is on corsgate's default listen address: the fix
+        // the import gives, applied.
+        let checked = corsgate_config::check(&with_listen(&run.stdout));
         let gateway = checked.gateway.expect("valid");
         let route = gateway.routes.resolve(None, path).route.expect("a route");
         let policy = route.policy.as_ref().expect("CORS on");
@@ -286,6 +300,60 @@ fn imported_policies_allow_what_the_source_allowed() {
             );
         }
     }
+}
+
+/// The output with `[server] listen = "127.0.0.1:8081"` added, as the note on a
+/// looping upstream says to.
+fn with_listen(toml: &str) -> String {
+    if toml.contains("is corsgate's own listen address") {
+        format!("[server]\nlisten = \"127.0.0.1:8081\"\n{toml}")
+    } else {
+        toml.to_owned()
+    }
+}
+
+/// License Monitor's guide runs its API on 127.0.0.1:8080, corsgate's default
+/// listen address: imported as is, the gateway forwarded every request to
+/// itself. The import exits 1 with the fix, and the fix works.
+#[test]
+fn an_import_whose_upstream_is_corsgates_own_listen_address_exits_1_with_the_fix() {
+    let run = import("license-monitor", &root().join("license-monitor/full.toml"));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    for needed in [
+        "full.toml: route[0].upstream: \"http://127.0.0.1:8080\" is corsgate's own listen address (127.0.0.1:8080 by default)",
+        "by adding [server] listen = \"127.0.0.1:8081\"",
+        "route[0].upstream: error:",
+        "corsgate would forward requests to itself; apply the fix in the note",
+    ] {
+        assert!(
+            run.stderr.contains(needed),
+            "no {needed:?} in\n{}",
+            run.stderr
+        );
+    }
+    // The note is in the file too.
+    assert!(run.stdout.contains("is corsgate's own listen address"));
+    let fixed = with_listen(&run.stdout);
+    let checked = corsgate_config::check(&fixed);
+    assert!(!checked.has_errors(), "{fixed}");
+
+    // Other formats too: an nginx proxy_pass to the same address.
+    let dir = std::env::temp_dir().join(format!("corsgate-import-loop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("loop.conf"),
+        "location /api/ { proxy_pass http://localhost:8080; add_header Access-Control-Allow-Origin https://app.example.com; }\n",
+    )
+    .unwrap();
+    let run = corsgate(&dir, &["import", "--from", "nginx", "loop.conf"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("\"http://localhost:8080\" is corsgate's own listen address"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -40,14 +40,9 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
         api.get("bind_port").and_then(|v| v.as_integer()),
     ) {
         (address, Some(port)) => {
-            let upstream = upstream_for(address.unwrap_or("127.0.0.1"), port);
-            if upstream == "http://127.0.0.1:8080" {
-                notes.add(
-                    "api.bind_port",
-                    "the API listens on 127.0.0.1:8080, corsgate's default listen address: move the API to another port (and keep route.upstream in step), or set server.listen",
-                );
-            }
-            (upstream, None)
+            // An API on corsgate's own listen address is refused with the fix by
+            // the caller (`refuse_loops`), as for every format.
+            (upstream_for(address.unwrap_or("127.0.0.1"), port), None)
         }
         _ => {
             notes.add(

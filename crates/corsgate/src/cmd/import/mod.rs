@@ -79,6 +79,8 @@ pub struct Imported {
     /// The corsgate configuration, as TOML.
     pub toml: String,
     pub notes: Vec<Note>,
+    /// Whether a route's upstream is corsgate's own listen address.
+    pub loops: bool,
 }
 
 /// Converts `text`, read from `file_name`, from `source`'s format.
@@ -94,6 +96,7 @@ pub fn import(source: Source, text: &str, file_name: &str) -> anyhow::Result<Imp
         Source::IngressNginx => ingress_nginx::import(text, &mut notes)?,
         Source::GatewayApi => gateway_api::import(text, &mut notes)?,
     };
+    let loops = refuse_loops(&draft, &mut notes);
     let header = vec![format!(
         "corsgate configuration imported from {file_name} ({}).",
         source.name()
@@ -101,7 +104,36 @@ pub fn import(source: Source, text: &str, file_name: &str) -> anyhow::Result<Imp
     Ok(Imported {
         toml: draft.render(&header, &notes.list),
         notes: notes.list,
+        loops,
     })
+}
+
+/// A note with the fix for every route whose upstream is corsgate's own
+/// listen address (the output sets none, so the default): such a file would
+/// send every request back into the gateway, and `check` refuses it, so the
+/// import exits 1. License Monitor's own example does this: its API and
+/// corsgate's default are both 127.0.0.1:8080.
+fn refuse_loops(draft: &draft::Draft, notes: &mut common::Notes) -> bool {
+    let listen = config::Settings::default().listen;
+    let mut any = false;
+    for (i, route) in draft.routes.iter().enumerate() {
+        let loops = route
+            .upstream
+            .strip_prefix("http://")
+            .and_then(|a| a.parse::<http::uri::Authority>().ok())
+            .is_some_and(|a| config::selfloop::reaches_listener(&a, listen));
+        if loops {
+            any = true;
+            notes.add(
+                format!("route[{i}].upstream"),
+                format!(
+                    "{:?} is corsgate's own listen address ({listen} by default): corsgate would forward every request to itself, so check refuses the output. Fix: either move the API to another port and set this upstream to it, or keep the API where it is and give corsgate another address by adding [server] listen = \"127.0.0.1:8081\" (any free port) to the output",
+                    route.upstream
+                ),
+            );
+        }
+    }
+    any
 }
 
 /// `corsgate import`: prints the TOML to `out`, the notes and `check`'s verdict
@@ -145,6 +177,13 @@ pub fn run(
             if warnings == 1 { "" } else { "s" }
         )?;
         Ok(Outcome::Clean)
+    } else if imported.loops {
+        writeln!(
+            err,
+            "corsgate import: the output does not pass corsgate check ({errors} error{}): corsgate would forward requests to itself; apply the fix in the note on the route's upstream, then run corsgate check",
+            if errors == 1 { "" } else { "s" }
+        )?;
+        Ok(Outcome::Findings)
     } else {
         writeln!(
             err,
