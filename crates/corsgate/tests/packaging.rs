@@ -371,4 +371,20 @@ fn the_debian_package_has_the_binary_unit_config_pages_and_completions() {
         text(&conffiles.stdout).trim(),
         "/etc/corsgate/corsgate.toml"
     );
+
+    // Unpacked, the binary runs and the configuration it ships passes check.
+    let root = dir.0.join("root");
+    let unpack = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(unpack.status.success(), "{}", text(&unpack.stderr));
+    let check = Command::new(root.join("usr/bin/corsgate"))
+        .arg("check")
+        .arg(root.join("etc/corsgate/corsgate.toml"))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", text(&check.stdout));
 }
