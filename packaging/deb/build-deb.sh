@@ -64,6 +64,9 @@ License: MIT or Apache-2.0
 COPYRIGHT
 chmod 0644 "$doc/copyright"
 
+# The newest glibc symbol version the binary needs is the libc6 it depends on.
+glibc=$(objdump -T "$stage/usr/bin/corsgate" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
+
 mkdir -p "$stage/DEBIAN"
 installed_size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 cat >"$stage/DEBIAN/control" <<CONTROL
@@ -72,7 +75,7 @@ Version: $version
 Architecture: $arch
 Maintainer: corsgate maintainers <corsgate@example.invalid>
 Installed-Size: $installed_size
-Depends: libc6 (>= 2.34), libgcc-s1
+Depends: libc6 (>= $glibc), libgcc-s1
 Section: net
 Priority: optional
 Homepage: https://example.invalid/corsgate

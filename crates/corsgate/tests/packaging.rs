@@ -361,6 +361,11 @@ fn the_debian_package_has_the_binary_unit_config_pages_and_completions() {
     };
     assert_eq!(field("Package"), "corsgate");
     assert_eq!(field("Version"), env!("CARGO_PKG_VERSION"));
+    assert!(
+        field("Depends").starts_with("libc6 (>= 2."),
+        "{}",
+        field("Depends")
+    );
     let conffiles = Command::new("dpkg-deb")
         .args(["-I"])
         .arg(&deb)
