@@ -90,6 +90,8 @@ pub struct Settings {
     /// Host names, besides IP literals and `localhost`, that the admin listener
     /// answers (lowercase, without port).
     pub admin_hosts: Vec<String>,
+    /// One log line per request (`access_log`), on unless set to `false`.
+    pub access_log: bool,
 }
 
 impl Default for Settings {
@@ -118,6 +120,7 @@ impl Default for Settings {
             max_requests_per_connection: 1000,
             max_connections_configured: false,
             admin_hosts: Vec::new(),
+            access_log: true,
         }
     }
 }
@@ -968,6 +971,9 @@ fn settings(server: &model::ServerConfig, diagnostics: &mut Vec<Diagnostic>) -> 
     if let Some(hosts) = &server.admin_hosts {
         settings.admin_hosts = admin_hosts(hosts, diagnostics);
     }
+    if let Some(access_log) = server.access_log {
+        settings.access_log = access_log;
+    }
     let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then_some(settings)
 }
@@ -1053,6 +1059,7 @@ fn effective_config(
         max_requests_per_connection: i64::try_from(settings.max_requests_per_connection).ok(),
         cors: Some(default_policy.effective_config().clone()),
         admin_hosts: Some(settings.admin_hosts.clone()),
+        access_log: Some(settings.access_log),
     };
     let mut by_index: Vec<&Route> = routes.iter().collect();
     by_index.sort_by_key(|r| r.index);

@@ -101,6 +101,9 @@ pub struct ServerConfig {
     /// `localhost`. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_hosts: Option<Vec<String>>,
+    /// One log line per request at the default level. Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<bool>,
 }
 
 /// `[[route]]`.
@@ -208,6 +211,7 @@ pub const SERVER_KEYS: &[&str] = &[
     "max_requests_per_connection",
     "cors",
     "admin_hosts",
+    "access_log",
 ];
 
 /// Keys of `[[route]]`.

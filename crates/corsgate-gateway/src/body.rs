@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use super::access_log::AccessRecord;
 use super::conn::InFlight;
 use super::upstream::Checkout;
 
@@ -31,21 +32,28 @@ pin_project_lite::pin_project! {
         // The upstream connection the body comes from: back to its pool when
         // the body has been read to its end, closed otherwise.
         checkout: Option<Checkout>,
+        // The request's access-log line, written when the body goes.
+        access: Option<Box<AccessRecord>>,
+        // Body bytes handed to the connection so far.
+        sent: u64,
     }
 
     impl PinnedDrop for ResponseBody {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
+            let read_whole = match this.kind.project() {
+                KindProj::Upstream { inner, done, .. } => *done || inner.is_end_stream(),
+                KindProj::Full { data } => data.is_none(),
+            };
             if let Some(checkout) = this.checkout.take() {
-                let read_whole = match this.kind.project() {
-                    KindProj::Upstream { inner, done, .. } => *done || inner.is_end_stream(),
-                    KindProj::Full { .. } => false,
-                };
                 if read_whole {
                     checkout.release();
                 } else {
                     checkout.abandon();
                 }
+            }
+            if let Some(access) = this.access.take() {
+                access.write(*this.sent, read_whole);
             }
         }
     }
@@ -80,6 +88,8 @@ impl ResponseBody {
             },
             guard: None,
             checkout: None,
+            access: None,
+            sent: 0,
         }
     }
 
@@ -96,11 +106,18 @@ impl ResponseBody {
             },
             guard: None,
             checkout,
+            access: None,
+            sent: 0,
         }
     }
 
     pub(crate) fn set_guard(&mut self, guard: InFlight) {
         self.guard = Some(guard);
+    }
+
+    /// The access-log line to write once this body is done.
+    pub(crate) fn set_access(&mut self, record: Box<AccessRecord>) {
+        self.access = Some(record);
     }
 }
 
@@ -126,11 +143,18 @@ impl Body for ResponseBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         match this.kind.project() {
-            KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Full { data } => Poll::Ready(data.take().map(|d| {
+                *this.sent += d.len() as u64;
+                Ok(Frame::data(d))
+            })),
             KindProj::Upstream { inner, done, idle } => match inner.poll_frame(cx) {
                 Poll::Ready(frame) => {
                     *done |= frame.is_none();
                     idle.progressed();
+                    if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref))
+                    {
+                        *this.sent += data.map_or(0, |d| d.len() as u64);
+                    }
                     Poll::Ready(frame.map(|f| f.map_err(Into::into)))
                 }
                 Poll::Pending if idle.expired(cx) => {
@@ -339,6 +363,8 @@ pub(crate) struct Progress {
     /// Bytes read from the client; [`Progress::DONE`] once the body has been
     /// read whole.
     read: AtomicU64,
+    /// Bytes read from the client, for the access log.
+    bytes: AtomicU64,
     /// `body_timeout`.
     timeout: Duration,
 }
@@ -358,6 +384,11 @@ impl Progress {
     pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
+
+    /// Bytes of the body read from the client so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
 }
 
 impl RequestBody {
@@ -365,6 +396,7 @@ impl RequestBody {
         let progress = (!inner.is_end_stream()).then(|| {
             Arc::new(Progress {
                 read: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
                 timeout,
             })
         });
@@ -418,6 +450,7 @@ impl Body for RequestBody {
                         progress
                             .read
                             .store(this.seen.min(Progress::DONE - 1), Ordering::Relaxed);
+                        progress.bytes.store(this.seen, Ordering::Relaxed);
                     }
                     if this.seen > this.limit {
                         if let Some(rest) = this.inner.take() {

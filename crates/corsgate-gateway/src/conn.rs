@@ -572,6 +572,7 @@ pub(crate) async fn serve_connection(
     let ctx = Arc::new(proxy::ConnCtx {
         shared: shared.clone(),
         conn: state.clone(),
+        remote,
         client_ip: HeaderValue::from_str(&remote.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
     });

@@ -1,135 +1,240 @@
 //! The answers the gateway makes itself when it cannot serve a request as
-//! asked (400, 404, 408, 413, 431, 502, 503, 504). One kind each: the kind
-//! gives the status, the text and the metric slot, so a new kind has all three
-//! or does not compile.
+//! asked (400, 403, 404, 408, 413, 431, 502, 503, 504, 508). One kind each: the
+//! kind gives the status, the text and the metric label, so a new kind has all
+//! three or does not compile; and every one of them leaves through the same
+//! `respond` phase as an upstream's response, which applies the route's CORS
+//! decision.
 
 use http::StatusCode;
 
-/// Why the gateway answers a request itself instead of the upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum GatewayError {
-    /// The request target or `Host` is refused; the text says which rule
-    /// (see "Request targets" in docs/security.md).
-    BadTarget(&'static str),
-    /// `CONNECT`: a reverse proxy does not open tunnels.
+/// Why the gateway answered a request itself instead of the upstream: the
+/// `kind` label of `corsgate_gateway_responses_total` and the `error` field of
+/// the access log.
+///
+/// ```
+/// use corsgate_gateway::GatewayErrorKind;
+///
+/// assert_eq!(GatewayErrorKind::Loop.status().as_u16(), 508);
+/// assert_eq!(GatewayErrorKind::Loop.as_str(), "loop");
+/// assert!(GatewayErrorKind::ALL.contains(&GatewayErrorKind::NoRoute));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GatewayErrorKind {
+    /// `400`: the request target or `Host` is refused (see "Request targets"
+    /// in docs/security.md).
+    BadTarget,
+    /// `400`: `CONNECT`; a reverse proxy does not open tunnels.
     Connect,
-    /// No route matches.
+    /// `404`: no route matches the request's host and path.
     NoRoute,
-    /// The request head is larger than `max_header_bytes`.
+    /// `431`: the request head is larger than `max_header_bytes`.
     HeadTooLarge,
-    /// The request body is larger than `max_body_bytes`.
+    /// `413`: the request body is larger than `max_body_bytes`.
     BodyTooLarge,
-    /// The request body stalled for longer than `body_timeout`.
+    /// `408`: the request body stalled for longer than `body_timeout`.
     BodyTimeout,
-    /// The request body could not be read.
+    /// `400`: the request body could not be read.
     BodyUnreadable,
-    /// The upstream could not be reached, or failed.
+    /// `403`: a WebSocket handshake from an origin the route does not allow.
+    WebSocketOrigin,
+    /// `508`: the request has already passed through this gateway (its `Via`
+    /// carries this process's token): the route's upstream leads back here.
+    Loop,
+    /// `502`: the upstream could not be reached, or failed.
     UpstreamFailed,
-    /// The upstream did not send its response head within `response_timeout`.
+    /// `504`: the upstream did not send its response head within
+    /// `response_timeout`.
     UpstreamTimeout,
-    /// The upstream's connections are all in use (`max_upstream_connections`).
+    /// `503`: the upstream's connections are all in use
+    /// (`max_upstream_connections`).
     UpstreamBusy,
-    /// The upstream switched protocols without being asked to.
+    /// `502`: the upstream switched protocols without being asked to.
     UnexpectedUpgrade,
-    /// No connection slot is left for another WebSocket tunnel.
+    /// `503`: no connection slot is left for another WebSocket tunnel.
     WebSocketLimit,
-    /// A `builtin:demo` route in a build without the demo.
+    /// `502`: a `builtin:demo` route in a build without the demo.
     NoDemo,
 }
 
-impl GatewayError {
-    /// Every kind, in metric-slot order (`BadTarget` stands for all its texts).
-    pub(crate) const ALL: [GatewayError; 13] = [
-        GatewayError::BadTarget(""),
-        GatewayError::Connect,
-        GatewayError::NoRoute,
-        GatewayError::HeadTooLarge,
-        GatewayError::BodyTooLarge,
-        GatewayError::BodyTimeout,
-        GatewayError::BodyUnreadable,
-        GatewayError::UpstreamFailed,
-        GatewayError::UpstreamTimeout,
-        GatewayError::UpstreamBusy,
-        GatewayError::UnexpectedUpgrade,
-        GatewayError::WebSocketLimit,
-        GatewayError::NoDemo,
+impl GatewayErrorKind {
+    /// Every kind, in metric-slot order.
+    pub const ALL: [GatewayErrorKind; 15] = [
+        GatewayErrorKind::BadTarget,
+        GatewayErrorKind::Connect,
+        GatewayErrorKind::NoRoute,
+        GatewayErrorKind::HeadTooLarge,
+        GatewayErrorKind::BodyTooLarge,
+        GatewayErrorKind::BodyTimeout,
+        GatewayErrorKind::BodyUnreadable,
+        GatewayErrorKind::WebSocketOrigin,
+        GatewayErrorKind::Loop,
+        GatewayErrorKind::UpstreamFailed,
+        GatewayErrorKind::UpstreamTimeout,
+        GatewayErrorKind::UpstreamBusy,
+        GatewayErrorKind::UnexpectedUpgrade,
+        GatewayErrorKind::WebSocketLimit,
+        GatewayErrorKind::NoDemo,
     ];
 
     /// The slot of this kind's counter: its place in [`Self::ALL`].
     pub(crate) fn index(self) -> usize {
         match self {
-            GatewayError::BadTarget(_) => 0,
-            GatewayError::Connect => 1,
-            GatewayError::NoRoute => 2,
-            GatewayError::HeadTooLarge => 3,
-            GatewayError::BodyTooLarge => 4,
-            GatewayError::BodyTimeout => 5,
-            GatewayError::BodyUnreadable => 6,
-            GatewayError::UpstreamFailed => 7,
-            GatewayError::UpstreamTimeout => 8,
-            GatewayError::UpstreamBusy => 9,
-            GatewayError::UnexpectedUpgrade => 10,
-            GatewayError::WebSocketLimit => 11,
-            GatewayError::NoDemo => 12,
+            GatewayErrorKind::BadTarget => 0,
+            GatewayErrorKind::Connect => 1,
+            GatewayErrorKind::NoRoute => 2,
+            GatewayErrorKind::HeadTooLarge => 3,
+            GatewayErrorKind::BodyTooLarge => 4,
+            GatewayErrorKind::BodyTimeout => 5,
+            GatewayErrorKind::BodyUnreadable => 6,
+            GatewayErrorKind::WebSocketOrigin => 7,
+            GatewayErrorKind::Loop => 8,
+            GatewayErrorKind::UpstreamFailed => 9,
+            GatewayErrorKind::UpstreamTimeout => 10,
+            GatewayErrorKind::UpstreamBusy => 11,
+            GatewayErrorKind::UnexpectedUpgrade => 12,
+            GatewayErrorKind::WebSocketLimit => 13,
+            GatewayErrorKind::NoDemo => 14,
         }
     }
 
-    pub(crate) fn status(self) -> StatusCode {
+    /// The status the gateway answers with.
+    pub fn status(self) -> StatusCode {
         match self {
-            GatewayError::BadTarget(_) | GatewayError::Connect | GatewayError::BodyUnreadable => {
-                StatusCode::BAD_REQUEST
-            }
-            GatewayError::NoRoute => StatusCode::NOT_FOUND,
-            GatewayError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            GatewayError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            GatewayError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            GatewayError::UpstreamFailed
-            | GatewayError::UnexpectedUpgrade
-            | GatewayError::NoDemo => StatusCode::BAD_GATEWAY,
-            GatewayError::UpstreamBusy | GatewayError::WebSocketLimit => {
+            GatewayErrorKind::BadTarget
+            | GatewayErrorKind::Connect
+            | GatewayErrorKind::BodyUnreadable => StatusCode::BAD_REQUEST,
+            GatewayErrorKind::WebSocketOrigin => StatusCode::FORBIDDEN,
+            GatewayErrorKind::NoRoute => StatusCode::NOT_FOUND,
+            GatewayErrorKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            GatewayErrorKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayErrorKind::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            // RFC 5842 §7.2, the status WebDAV defined for a server that
+            // finds an infinite loop; nginx and Envoy answer loops the same way.
+            GatewayErrorKind::Loop => StatusCode::LOOP_DETECTED,
+            GatewayErrorKind::UpstreamFailed
+            | GatewayErrorKind::UnexpectedUpgrade
+            | GatewayErrorKind::NoDemo => StatusCode::BAD_GATEWAY,
+            GatewayErrorKind::UpstreamBusy | GatewayErrorKind::WebSocketLimit => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The label in metrics and logs (`no-route`, `loop`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatewayErrorKind::BadTarget => "bad-target",
+            GatewayErrorKind::Connect => "connect",
+            GatewayErrorKind::NoRoute => "no-route",
+            GatewayErrorKind::HeadTooLarge => "head-too-large",
+            GatewayErrorKind::BodyTooLarge => "body-too-large",
+            GatewayErrorKind::BodyTimeout => "body-timeout",
+            GatewayErrorKind::BodyUnreadable => "body-unreadable",
+            GatewayErrorKind::WebSocketOrigin => "websocket-origin",
+            GatewayErrorKind::Loop => "loop",
+            GatewayErrorKind::UpstreamFailed => "upstream-failed",
+            GatewayErrorKind::UpstreamTimeout => "upstream-timeout",
+            GatewayErrorKind::UpstreamBusy => "upstream-busy",
+            GatewayErrorKind::UnexpectedUpgrade => "unexpected-upgrade",
+            GatewayErrorKind::WebSocketLimit => "websocket-limit",
+            GatewayErrorKind::NoDemo => "no-demo",
         }
     }
 
     /// The response body: the status line's words, then why.
-    pub(crate) fn text(self) -> &'static str {
+    fn text(self) -> &'static str {
         match self {
-            GatewayError::BadTarget(text) => text,
-            GatewayError::Connect => "400 Bad Request: CONNECT is not supported by this gateway\n",
-            GatewayError::NoRoute => {
+            GatewayErrorKind::BadTarget => "400 Bad Request: bad request target\n",
+            GatewayErrorKind::Connect => {
+                "400 Bad Request: CONNECT is not supported by this gateway\n"
+            }
+            GatewayErrorKind::NoRoute => {
                 "404 Not Found: no route of the gateway matches this request\n"
             }
-            GatewayError::HeadTooLarge => {
+            GatewayErrorKind::HeadTooLarge => {
                 "431 Request Header Fields Too Large: the request head is larger than max_header_bytes\n"
             }
-            GatewayError::BodyTooLarge => {
+            GatewayErrorKind::BodyTooLarge => {
                 "413 Content Too Large: the request body is larger than max_body_bytes\n"
             }
-            GatewayError::BodyTimeout => {
+            GatewayErrorKind::BodyTimeout => {
                 "408 Request Timeout: the request body stalled for longer than body_timeout\n"
             }
-            GatewayError::BodyUnreadable => "400 Bad Request: the request body could not be read\n",
-            GatewayError::UpstreamFailed => {
+            GatewayErrorKind::BodyUnreadable => {
+                "400 Bad Request: the request body could not be read\n"
+            }
+            GatewayErrorKind::WebSocketOrigin => {
+                "403 Forbidden: this origin may not open a WebSocket here\n"
+            }
+            GatewayErrorKind::Loop => {
+                "508 Loop Detected: this request has already passed through this gateway; \
+                 the route's upstream leads back to it\n"
+            }
+            GatewayErrorKind::UpstreamFailed => {
                 "502 Bad Gateway: the upstream could not be reached or failed\n"
             }
-            GatewayError::UpstreamTimeout => {
+            GatewayErrorKind::UpstreamTimeout => {
                 "504 Gateway Timeout: the upstream did not answer in time\n"
             }
-            GatewayError::UpstreamBusy => {
+            GatewayErrorKind::UpstreamBusy => {
                 "503 Service Unavailable: the upstream is busy (max_upstream_connections)\n"
             }
-            GatewayError::UnexpectedUpgrade => {
+            GatewayErrorKind::UnexpectedUpgrade => {
                 "502 Bad Gateway: the upstream switched to a protocol that was not asked for\n"
             }
-            GatewayError::WebSocketLimit => {
+            GatewayErrorKind::WebSocketLimit => {
                 "503 Service Unavailable: too many open connections for another WebSocket\n"
             }
-            GatewayError::NoDemo => {
+            GatewayErrorKind::NoDemo => {
                 "502 Bad Gateway: this build of corsgate has no built-in demo\n"
             }
         }
+    }
+}
+
+impl std::fmt::Display for GatewayErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request the gateway answers itself: its kind, and for a refused target
+/// the rule it broke (the body then says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GatewayError {
+    kind: GatewayErrorKind,
+    /// A more precise body than the kind's own, starting with the same status.
+    detail: Option<&'static str>,
+}
+
+impl GatewayError {
+    /// A refused request target; `text` says which rule, starting with `400`.
+    pub(crate) fn bad_target(text: &'static str) -> Self {
+        GatewayError {
+            kind: GatewayErrorKind::BadTarget,
+            detail: Some(text),
+        }
+    }
+
+    pub(crate) fn kind(self) -> GatewayErrorKind {
+        self.kind
+    }
+
+    pub(crate) fn status(self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// The response body: the status line's words, then why.
+    pub(crate) fn text(self) -> &'static str {
+        self.detail.unwrap_or_else(|| self.kind.text())
+    }
+}
+
+impl From<GatewayErrorKind> for GatewayError {
+    fn from(kind: GatewayErrorKind) -> Self {
+        GatewayError { kind, detail: None }
     }
 }
 
@@ -138,12 +243,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_kind_has_its_own_metric_slot_and_a_text_starting_with_its_status() {
-        for (i, kind) in GatewayError::ALL.iter().enumerate() {
+    fn every_kind_has_its_own_metric_slot_label_and_a_text_starting_with_its_status() {
+        let mut labels = std::collections::HashSet::new();
+        for (i, kind) in GatewayErrorKind::ALL.iter().enumerate() {
             assert_eq!(kind.index(), i, "{kind:?}");
-            if let GatewayError::BadTarget(_) = kind {
-                continue;
-            }
+            assert!(labels.insert(kind.as_str()), "{kind:?}: label used twice");
             let status = kind.status();
             assert!(
                 kind.text().starts_with(status.as_str()),

@@ -20,6 +20,7 @@
 //! ```
 
 mod accept;
+mod access_log;
 mod admin;
 mod body;
 mod conn;
@@ -27,12 +28,15 @@ mod conn;
 mod demo;
 mod error;
 mod fdlimit;
+mod forward;
 mod gateway_error;
 mod headers;
 mod metrics;
 mod proxy;
 mod reload;
+mod tunnel;
 mod upstream;
+mod via;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +53,7 @@ use accept::AcceptErrors;
 use conn::{Limits, StreamExec, serve_connection};
 use corsgate_config::{GatewayConfig, Settings, Upstream};
 pub use error::Error;
+pub use gateway_error::GatewayErrorKind;
 use metrics::{Metrics, RouteStats};
 pub use reload::ReloadOutcome;
 use upstream::{Pool, PoolSettings};
@@ -264,6 +269,9 @@ pub(crate) struct Shared {
     /// One permit per client connection, and per WebSocket tunnel (which
     /// outlives its connection): `max_connections`.
     pub(crate) connections: Arc<Semaphore>,
+    /// This gateway's `Via` entry, with its random token: how it knows a
+    /// request that has come round a loop.
+    pub(crate) via: via::Via,
 }
 
 impl Shared {
@@ -337,6 +345,7 @@ impl Server {
             listen,
             admin: admin_addr,
             connections: Arc::new(Semaphore::new(max_connections)),
+            via: via::Via::random(),
         });
         Ok(Server {
             listener,

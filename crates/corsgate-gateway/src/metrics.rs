@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::gateway_error::GatewayError;
+use crate::gateway_error::GatewayErrorKind;
 use corsgate_policy::{RejectionReason, RequestClass};
 
 const CLASSES: [RequestClass; 3] = [
@@ -118,6 +118,11 @@ impl RouteStats {
         }
     }
 
+    /// The route's label.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Counts one request.
     pub(crate) fn count(&self, class: RequestClass, verdict: Verdict) {
         let class = match class {
@@ -180,8 +185,8 @@ pub(crate) struct Metrics {
     connections_open: AtomicI64,
     connections_total: AtomicU64,
     in_flight: AtomicI64,
-    /// Indexed by [`GatewayError::index`]: a new kind has its counter.
-    gateway_responses: [AtomicU64; GatewayError::ALL.len()],
+    /// Indexed by [`GatewayErrorKind::index`]: a new kind has its counter.
+    gateway_responses: [AtomicU64; GatewayErrorKind::ALL.len()],
     websocket_upgrades: AtomicU64,
     upstream_body_timeouts: AtomicU64,
     /// Indexed by [`ClientClose::index`]: a new reason has its counter.
@@ -283,8 +288,8 @@ impl Metrics {
     }
 
     /// Counts a response the gateway made because something failed.
-    pub(crate) fn gateway_response(&self, error: GatewayError) {
-        if let Some(c) = self.gateway_responses.get(error.index()) {
+    pub(crate) fn gateway_response(&self, kind: GatewayErrorKind) {
+        if let Some(c) = self.gateway_responses.get(kind.index()) {
             c.fetch_add(1, Relaxed);
         }
     }
@@ -392,23 +397,17 @@ impl Metrics {
             "# HELP corsgate_gateway_responses_total Responses the gateway made itself because a request could not be served.\n\
              # TYPE corsgate_gateway_responses_total counter\n",
         );
-        // One series per status, summing the kinds that answer with it.
-        let mut statuses: Vec<u16> = GatewayError::ALL
-            .iter()
-            .map(|kind| kind.status().as_u16())
-            .collect();
-        statuses.sort_unstable();
-        statuses.dedup();
-        for status in statuses {
-            let count: u64 = GatewayError::ALL
-                .iter()
-                .zip(&self.gateway_responses)
-                .filter(|(kind, _)| kind.status().as_u16() == status)
-                .map(|(_, counter)| counter.load(Relaxed))
-                .sum();
+        // One series per kind, each with its status: `sum by (status)` gives
+        // the answers by status, and a new kind is there from the start.
+        for kind in GatewayErrorKind::ALL {
+            let count = self
+                .gateway_responses
+                .get(kind.index())
+                .map_or(0, |c| c.load(Relaxed));
             let _ = writeln!(
                 out,
-                "corsgate_gateway_responses_total{{status=\"{status}\"}} {count}"
+                "corsgate_gateway_responses_total{{status=\"{}\",kind=\"{kind}\"}} {count}",
+                kind.status().as_u16()
             );
         }
 
@@ -530,6 +529,17 @@ mod tests {
         ));
         assert!(text.contains("corsgate_upstream_duration_seconds_count{route=\"0:/api\"} 1"));
         assert!(text.contains("corsgate_reloads_total{result=\"failure\"} 1"));
+        metrics.gateway_response(GatewayErrorKind::Loop);
+        let text = metrics.render();
+        assert!(
+            text.contains("corsgate_gateway_responses_total{status=\"508\",kind=\"loop\"} 1\n")
+        );
+        for kind in GatewayErrorKind::ALL {
+            assert!(text.contains(&format!(
+                "corsgate_gateway_responses_total{{status=\"{}\",kind=\"{kind}\"}}",
+                kind.status().as_u16()
+            )));
+        }
         // Every close reason is there from the start, at its own slot.
         for reason in ClientClose::ALL {
             assert!(text.contains(&format!(

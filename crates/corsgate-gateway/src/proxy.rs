@@ -1,30 +1,40 @@
-//! One request through the gateway: route, decide, answer here or forward, and
-//! apply the decision to whatever comes back.
+//! One request through the gateway, as a row of phases:
+//!
+//! 1. [`resolve`]: the canonical target, the route and its policy;
+//! 2. [`decide`]: the CORS decision, counted (and a refusal logged);
+//! 3. [`admit`]: what the gateway answers itself before any upstream is
+//!    asked (a loop, the head size, a preflight, no route, `CONNECT`, the
+//!    declared body size, a WebSocket's origin);
+//! 4. [`dispatch`]: the built-in demo, or [`forward`](super::forward::forward)
+//!    to the upstream;
+//! 5. [`respond`]: the one way out. Upstream responses and the gateway's own
+//!    answers alike get the route's CORS decision and the request id here,
+//!    and the access-log line is attached here, so no answer can leave without
+//!    them.
+//!
+//! Each phase that can stop the request returns a [`GatewayError`] (or, for a
+//! CORS answer made here, [`Stop::Cors`]); its kind gives the status, the body
+//! and the metric label.
 
 use std::borrow::Cow;
-use std::error::Error as StdError;
-use std::pin::Pin;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use corsgate_policy::{Decision, Policy, classify};
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, UPGRADE, VIA};
+use corsgate_policy::{Decision, Policy, RequestClass, classify};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::Shared;
 use super::Snapshot;
-use super::body::{self, BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody};
+use super::access_log::{AccessRecord, Arrived, UpstreamName, capped};
+use super::body::{self, Progress, ResponseBody};
 use super::conn::{ConnState, InFlight};
-use super::gateway_error::GatewayError;
+use super::gateway_error::{GatewayError, GatewayErrorKind};
 use super::headers::{self, X_CORSGATE_REASON, X_REQUEST_ID};
-use super::metrics::{RouteStats, Verdict};
-use super::upstream::UpstreamError;
+use super::metrics::{RouteStats, UNMATCHED, Verdict};
 use corsgate_config::canonical::{
     self, CanonicalAuthority, PathRules, TargetRefusal, canonical_authority,
 };
@@ -34,6 +44,8 @@ use corsgate_config::{Route, Settings, Upstream, trust};
 pub(crate) struct ConnCtx {
     pub(crate) shared: Arc<Shared>,
     pub(crate) conn: Arc<ConnState>,
+    /// The client's address (the peer of the connection).
+    pub(crate) remote: SocketAddr,
     /// The client's IP address, for `X-Forwarded-For`.
     pub(crate) client_ip: HeaderValue,
 }
@@ -51,7 +63,53 @@ impl ConnCtx {
 }
 
 const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
-const VIA_VALUE: HeaderValue = HeaderValue::from_static("1.1 corsgate");
+
+/// What the phases share about one request: its connection, the
+/// configuration snapshot it is served with, its request id, its route and
+/// policy, its CORS decision, and what the access log needs to know.
+pub(crate) struct RequestCtx<'a> {
+    pub(crate) conn: &'a ConnCtx,
+    pub(crate) snapshot: &'a Snapshot,
+    pub(crate) request_id: HeaderValue,
+    /// `None` until [`resolve`] found one, and for a request no route serves.
+    pub(crate) route: Option<&'a Route>,
+    /// The policy that decides: the route's, or the default one without a
+    /// route. `None`: CORS is off for the route.
+    pub(crate) policy: Option<&'a Policy>,
+    /// The route's counters (`unmatched` without a route).
+    pub(crate) stats: &'a Arc<RouteStats>,
+    pub(crate) decision: Decision,
+    /// The request asks for a WebSocket.
+    pub(crate) websocket: bool,
+    /// The request as it arrived; `None` with `access_log = false`.
+    pub(crate) arrived: Option<Arrived>,
+    /// The status the upstream answered with, once it has.
+    pub(crate) upstream_status: Option<StatusCode>,
+    /// How much of the request body went upstream.
+    pub(crate) request_body: Option<Arc<Progress>>,
+}
+
+/// Why the request path stops before the upstream answers.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    /// A CORS answer made here: a preflight, or a refusal under
+    /// `on_disallowed = "reject"`. Never forwarded.
+    Cors(StatusCode),
+    /// The gateway cannot serve the request as asked.
+    Error(GatewayError),
+}
+
+impl From<GatewayError> for Stop {
+    fn from(error: GatewayError) -> Self {
+        Stop::Error(error)
+    }
+}
+
+impl From<GatewayErrorKind> for Stop {
+    fn from(kind: GatewayErrorKind) -> Self {
+        Stop::Error(kind.into())
+    }
+}
 
 /// Serves one request. The configuration snapshot is loaded once, here, and used
 /// for the whole request, even if a reload swaps it meanwhile.
@@ -67,33 +125,70 @@ pub(crate) async fn handle(
 }
 
 async fn serve(
-    ctx: &ConnCtx,
+    conn: &ConnCtx,
     snapshot: &Snapshot,
     mut request: Request<Incoming>,
 ) -> Response<ResponseBody> {
-    let gateway = &snapshot.gateway;
-    let trusted = ctx.is_trusted(&gateway.settings);
+    let settings = &snapshot.gateway.settings;
+    let arrived = settings.access_log.then(|| Arrived {
+        started: Instant::now(),
+        method: request.method().clone(),
+        uri: request.uri().clone(),
+        host: request.headers().get(HOST).cloned(),
+    });
+    let trusted = conn.is_trusted(settings);
     let request_id = headers::request_id(request.headers_mut(), trusted);
-    // The route is chosen on the canonical target, and that same target is
-    // forwarded, so that the upstream serves what the route's policy covers.
-    let target = match Target::of(&request, &gateway.settings.path_rules) {
+    let mut ctx = RequestCtx {
+        conn,
+        snapshot,
+        request_id,
+        route: None,
+        policy: None,
+        stats: conn.shared.metrics.unmatched(),
+        decision: Decision::pass(RequestClass::NotCors),
+        websocket: false,
+        arrived,
+        upstream_status: None,
+        request_body: None,
+    };
+    let resolved = resolve(&mut ctx, &mut request);
+    decide(&mut ctx, &request);
+    let outcome = match resolved {
+        Err(error) => Err(error.into()),
+        Ok(()) => match admit(&mut ctx, request) {
+            Err(stop) => Err(stop),
+            Ok(request) => dispatch(&mut ctx, request).await,
+        },
+    };
+    respond(ctx, outcome)
+}
+
+/// Phase 1: the request target in canonical form, and the route and policy
+/// that serve it. The route is chosen on the canonical target, and that same
+/// target is forwarded, so that the upstream serves what the route's policy
+/// covers. A refused target has no route: the default policy decides (the
+/// page can read the 400).
+fn resolve<'a>(
+    ctx: &mut RequestCtx<'a>,
+    request: &mut Request<Incoming>,
+) -> Result<(), GatewayError> {
+    let table = &ctx.snapshot.gateway.routes;
+    let target = match Target::of(request, &ctx.snapshot.gateway.settings.path_rules) {
         Ok(target) => target,
         Err(text) => {
-            // No route can be known: the default policy decides, as for a 404,
-            // so that the page can read the 400.
-            let decision = gateway
-                .routes
-                .default_policy()
-                .decide(request.method(), request.headers());
-            return gateway_error(
-                ctx,
-                GatewayError::BadTarget(text),
-                Some(&decision),
-                &request_id,
-            );
+            ctx.policy = Some(&**table.default_policy());
+            // CONNECT's authority-form target has no path to route by (RFC
+            // 9110 §9.3.6): refused as what it is, not as a bad target.
+            if request.method() == Method::CONNECT {
+                return Err(GatewayErrorKind::Connect.into());
+            }
+            return Err(GatewayError::bad_target(text));
         }
     };
-    let matched = gateway.routes.resolve(target.host(), &target.path);
+    let matched = table.resolve(target.host(), &target.path);
+    if matched.route.is_none() {
+        no_route(ctx.snapshot, &target);
+    }
     let (uri, host) = target.rewrite(request.uri().query());
     if let Some(uri) = uri {
         *request.uri_mut() = uri;
@@ -101,58 +196,108 @@ async fn serve(
     if let Some(host) = host {
         request.headers_mut().insert(HOST, host);
     }
-    // No route: the default policy still decides (`resolve` gives it), so that
-    // the page can read the 404 instead of a CORS failure.
-    let (route, policy): (Option<&Route>, Option<&Policy>) =
-        (matched.route, matched.policy.map(|p| &**p));
-    let stats: &RouteStats = match route {
-        None => ctx.shared.metrics.unmatched(),
-        Some(route) => snapshot
-            .stats
-            .get(route.index)
-            .unwrap_or_else(|| ctx.shared.metrics.unmatched()),
-    };
-    let decision = match policy {
+    ctx.route = matched.route;
+    // Without a route, the default policy (`resolve` gives it), so that the
+    // page can read the 404 instead of a CORS failure.
+    ctx.policy = matched.policy.map(|p| &**p);
+    if let Some(route) = matched.route {
+        if let Some(stats) = ctx.snapshot.stats.get(route.index) {
+            ctx.stats = stats;
+        }
+    }
+    ctx.websocket = headers::is_websocket_upgrade(request.headers());
+    Ok(())
+}
+
+/// A request no route serves, at debug level: its host and path, and the
+/// hosts the routes serve, to tell a wrong `Host` from a missing route.
+fn no_route(snapshot: &Snapshot, target: &Target<'_>) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let mut hosts: Vec<&str> = snapshot
+        .gateway
+        .routes
+        .iter()
+        .map(|r| r.host.as_deref().unwrap_or("(any host)"))
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    tracing::debug!(
+        host = &*capped(target.host().unwrap_or("")),
+        path = &*capped(&target.path),
+        route_hosts = &*capped(&hosts.join(", ")),
+        "no route for this host and path"
+    );
+}
+
+/// Phase 2: the CORS decision, counted per route; a refusal is logged. A
+/// request no route serves is decided by the default policy only so that the
+/// page can read the gateway's answer: it is counted and logged as what it
+/// is (no route), never as a CORS refusal.
+fn decide(ctx: &mut RequestCtx<'_>, request: &Request<Incoming>) {
+    ctx.decision = match ctx.policy {
         Some(policy) => policy.decide(request.method(), request.headers()),
         // CORS off: nothing added, nothing answered here; preflights go upstream.
         None => Decision::pass(classify(request.method(), request.headers())),
     };
-    let verdict = match decision.rejection() {
+    let verdict = match ctx.decision.rejection() {
+        Some(_) if ctx.route.is_none() => Verdict::Pass,
         Some(rejection) => Verdict::Rejected(rejection.reason()),
-        None if decision.is_allowed() => Verdict::Allowed,
+        None if ctx.decision.is_allowed() => Verdict::Allowed,
         None => Verdict::Pass,
     };
-    stats.count(decision.class(), verdict);
-    let route_name = route.map_or(super::metrics::UNMATCHED, |r| r.name.as_str());
-    if matches!(verdict, Verdict::Rejected(_)) {
+    ctx.stats.count(ctx.decision.class(), verdict);
+    if let (Verdict::Rejected(_), Some(route)) = (verdict, ctx.route) {
         log_refusal(
-            route_name,
-            &decision,
-            policy.is_some_and(Policy::is_debug),
-            &request,
-            &request_id,
+            &route.name,
+            &ctx.decision,
+            ctx.policy.is_some_and(Policy::is_debug),
+            request,
+            &ctx.request_id,
         );
     }
-    let cors = policy.map(|_| &decision);
+}
 
-    let settings = &gateway.settings;
+/// Phase 3: what the gateway answers itself, before any upstream is asked.
+/// In this order: a loop (nothing else matters), a head too large, a CORS
+/// answer (preflight, or a refusal under `on_disallowed = "reject"`), no
+/// route, `CONNECT`, a declared body too large, a WebSocket from an origin
+/// the route does not allow.
+fn admit(ctx: &mut RequestCtx<'_>, request: Request<Incoming>) -> Result<Request<Incoming>, Stop> {
+    let settings = &ctx.snapshot.gateway.settings;
+    if ctx.conn.shared.via.is_in(request.headers()) {
+        tracing::warn!(
+            route = ctx.route.map_or(UNMATCHED, |r| r.name.as_str()),
+            upstream = &*capped(&upstream_name(ctx.route)),
+            "loop: this request has already passed through this gateway (its Via carries this \
+             process's token); the route's upstream leads back here; answered 508"
+        );
+        body::discard(request.into_body());
+        return Err(GatewayErrorKind::Loop.into());
+    }
     let uri_len = request
         .uri()
         .path_and_query()
         .map_or(1, |p| p.as_str().len());
     if headers::head_size(uri_len, request.headers()) > settings.max_header_bytes {
-        return gateway_error(ctx, GatewayError::HeadTooLarge, cors, &request_id);
+        return Err(GatewayErrorKind::HeadTooLarge.into());
     }
-    if let Some(status) = decision.response_status() {
+    if let Some(status) = ctx.decision.response_status() {
         // Preflights, and refusals under on_disallowed = "reject": answered here,
-        // never forwarded.
-        return local(status, cors, &request_id, "");
+        // never forwarded. Without a route, only preflights: one the default
+        // policy allows succeeds, so that the browser sends the request and
+        // the page reads its 404 (a failed preflight would only show as a CORS
+        // error); any other request is answered as what it is, no route.
+        if ctx.route.is_some() || ctx.decision.class() == RequestClass::Preflight {
+            return Err(Stop::Cors(status));
+        }
     }
-    let Some(route) = route else {
-        return gateway_error(ctx, GatewayError::NoRoute, cors, &request_id);
-    };
+    if ctx.route.is_none() {
+        return Err(GatewayErrorKind::NoRoute.into());
+    }
     if request.method() == Method::CONNECT {
-        return gateway_error(ctx, GatewayError::Connect, cors, &request_id);
+        return Err(GatewayErrorKind::Connect.into());
     }
     if let Some(limit) = settings.max_body_bytes {
         let declared = request
@@ -162,396 +307,118 @@ async fn serve(
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > limit) {
             body::discard(request.into_body());
-            return gateway_error(ctx, GatewayError::BodyTooLarge, cors, &request_id);
+            return Err(GatewayErrorKind::BodyTooLarge.into());
         }
     }
-    let websocket = headers::is_websocket_upgrade(request.headers());
-    if websocket && policy.is_some() {
+    if ctx.websocket && ctx.policy.is_some() {
         // Browsers never CORS-check a WebSocket handshake: the server must check
         // the origin itself (RFC 6455 §10.2). The decision already did, on every
         // `Origin` line (two of them are malformed, whatever the first says); a
         // refusal of it is already counted and logged.
-        if let Some(rejection) = decision.rejection() {
+        if let Some(rejection) = ctx.decision.rejection() {
             tracing::debug!(
-                route = route_name,
+                route = ctx.route.map_or(UNMATCHED, |r| r.name.as_str()),
                 reason = rejection.reason().as_str(),
                 "WebSocket handshake refused"
             );
-            return local(
-                StatusCode::FORBIDDEN,
-                cors,
-                &request_id,
-                "403 Forbidden: this origin may not open a WebSocket here\n",
-            );
+            return Err(GatewayErrorKind::WebSocketOrigin.into());
         }
     }
+    Ok(request)
+}
 
+/// Phase 4: the route's upstream answers: the built-in demo, or an HTTP
+/// upstream through [`forward`](super::forward::forward).
+async fn dispatch(
+    ctx: &mut RequestCtx<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Stop> {
+    let Some(route) = ctx.route else {
+        return Err(GatewayErrorKind::NoRoute.into());
+    };
     match &route.upstream {
         #[cfg(feature = "demo")]
         Upstream::Demo => {
             let mut request = request;
             request
                 .headers_mut()
-                .insert(X_REQUEST_ID, request_id.clone());
+                .insert(X_REQUEST_ID, ctx.request_id.clone());
             let path = request.uri().path();
             let relative = canonical::strip_segments(path, route.segments).to_owned();
-            let mut response = ctx.shared.demo.handle(request, &relative).await;
-            finish(&mut response, cors, &request_id);
-            response
+            let response = ctx.conn.shared.demo.handle(request, &relative).await;
+            ctx.upstream_status = Some(response.status());
+            Ok(response)
         }
         // Refused at start; a reload to such a file lands here.
         #[cfg(not(feature = "demo"))]
-        Upstream::Demo => gateway_error(ctx, GatewayError::NoDemo, cors, &request_id),
+        Upstream::Demo => {
+            drop(request);
+            Err(GatewayErrorKind::NoDemo.into())
+        }
         Upstream::Http { authority } => {
-            let rcx = RequestCtx {
-                conn: ctx,
-                snapshot,
-                route,
-                stats,
-                cors,
-                request_id: &request_id,
-            };
-            forward(&rcx, authority, request, websocket).await
+            Ok(super::forward::forward(ctx, route, authority, request).await?)
         }
     }
 }
 
-/// What the phases after routing share about one request: its connection,
-/// the configuration snapshot it was routed with, its route and that route's
-/// counters, its CORS decision (`None`: CORS off) and its request id.
-struct RequestCtx<'a> {
-    conn: &'a ConnCtx,
-    snapshot: &'a Snapshot,
-    route: &'a Route,
-    stats: &'a RouteStats,
-    cors: Option<&'a Decision>,
-    request_id: &'a HeaderValue,
-}
-
-async fn forward(
-    rcx: &RequestCtx<'_>,
-    authority: &http::uri::Authority,
-    mut request: Request<Incoming>,
-    websocket: bool,
+/// Phase 5: the response that leaves, whoever made it. The gateway's own
+/// answers are made here, counted by kind, and every response gets the CORS
+/// decision and the request id here: there is no other way out of
+/// [`serve`]. The access-log line goes with the body, written when it is done.
+fn respond(
+    ctx: RequestCtx<'_>,
+    outcome: Result<Response<ResponseBody>, Stop>,
 ) -> Response<ResponseBody> {
-    let RequestCtx {
-        conn: ctx,
-        snapshot,
-        route,
-        stats,
-        cors,
-        request_id,
-    } = *rcx;
-    let settings = &snapshot.gateway.settings;
-    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
-    let (mut parts, body) = request.into_parts();
-
-    let Some(path_and_query) = upstream_path(route, &parts.uri) else {
-        return gateway_error(
-            ctx,
-            GatewayError::BadTarget("400 Bad Request: bad request target\n"),
-            cors,
-            request_id,
-        );
-    };
-    // HTTP/2 requests carry the host in the URI, not in a Host header; an
-    // HTTP/1.0 request may carry none at all: then the upstream's.
-    if !parts.headers.contains_key(HOST) {
-        let value = parts
-            .uri
-            .authority()
-            .unwrap_or(authority)
-            .as_str()
-            .parse::<HeaderValue>();
-        if let Ok(value) = value {
-            parts.headers.insert(HOST, value);
+    let mut error = None;
+    let mut response = match outcome {
+        Ok(response) => response,
+        Err(Stop::Cors(status)) => local(status, ""),
+        Err(Stop::Error(err)) => {
+            ctx.conn.shared.metrics.gateway_response(err.kind());
+            error = Some(err.kind());
+            local(err.status(), err.text())
         }
-    }
-    // Origin-form (`/path?query`): the request line to an origin server.
-    parts.uri = Uri::from(path_and_query);
-    parts.version = Version::HTTP_11;
-
-    headers::strip_hop_by_hop(&mut parts.headers);
-    if websocket {
-        // Only the protocol this gateway knows how to tunnel: never the rest of
-        // the client's list (`h2c, websocket`), which the upstream might pick.
-        parts
-            .headers
-            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(UPGRADE, headers::WEBSOCKET);
-    }
-    let host = parts.headers.get(HOST).cloned();
-    let trusted = ctx.is_trusted(settings);
-    headers::add_forwarded(&mut parts.headers, &ctx.client_ip, host, trusted);
-    parts.headers.insert(X_REQUEST_ID, request_id.clone());
-    parts.headers.append(VIA, VIA_VALUE);
-
-    let request = Request::from_parts(
-        parts,
-        RequestBody::new(body, settings.max_body_bytes, settings.body_timeout),
-    );
-    let Some(pool) = snapshot.pools.get(route.index).and_then(Option::as_ref) else {
-        // Every route with an http upstream has a pool: not reached.
-        return gateway_error(ctx, GatewayError::UpstreamFailed, cors, request_id);
     };
-    // A tunnel outlives its client connection, whose permit goes with it: it
-    // holds one of its own, so that tunnels count toward max_connections.
-    let tunnel_permit = if websocket {
-        match ctx.shared.connections.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                tracing::warn!(
-                    route = route.name.as_str(),
-                    "WebSocket handshake refused: max_connections reached"
-                );
-                return gateway_error(ctx, GatewayError::WebSocketLimit, cors, request_id);
-            }
-        }
-    } else {
-        None
-    };
-    let started = Instant::now();
-    let sent = tokio::time::timeout(settings.response_timeout, pool.send(request)).await;
-    let (mut response, checkout) = match sent {
-        Err(_elapsed) => {
-            tracing::warn!(
-                route = route.name.as_str(),
-                upstream = authority.as_str(),
-                timeout = ?settings.response_timeout,
-                "upstream did not send its response head within response_timeout"
-            );
-            return gateway_error(ctx, GatewayError::UpstreamTimeout, cors, request_id);
-        }
-        Ok(Err(err)) => return upstream_failed(ctx, route, authority, &err, cors, request_id),
-        Ok(Ok(response)) => response,
-    };
-    stats.observe_upstream(started.elapsed());
-
-    let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
-    if switching {
-        // Tunnel only what was asked for and what the gateway can check: a
-        // WebSocket (RFC 6455 §4.1: the server's `Upgrade` is `websocket`).
-        let agreed = response.headers().contains_key(UPGRADE)
-            && response
-                .headers()
-                .get_all(UPGRADE)
-                .iter()
-                .all(|v| headers::is_websocket_token(v.as_bytes()));
-        let (Some(client_upgrade), Some(permit), true) = (client_upgrade, tunnel_permit, agreed)
-        else {
-            tracing::warn!(
-                route = route.name.as_str(),
-                upstream = authority.as_str(),
-                upgrade = ?response.headers().get(UPGRADE),
-                "upstream switched protocols without agreeing to a WebSocket; refused"
-            );
-            return gateway_error(ctx, GatewayError::UnexpectedUpgrade, cors, request_id);
+    let cors = ctx.policy.map(|_| &ctx.decision);
+    finish(&mut response, cors, &ctx.request_id);
+    if let Some(arrived) = ctx.arrived {
+        let (cors, reason) = match (ctx.policy, ctx.decision.rejection()) {
+            (None, _) => ("off", ""),
+            // Decided only so that the page can read the gateway's answer.
+            (Some(_), Some(_)) if ctx.route.is_none() => ("pass", ""),
+            (Some(_), Some(rejection)) => ("rejected", rejection.reason().as_str()),
+            (Some(_), None) if ctx.decision.is_allowed() => ("allowed", ""),
+            (Some(_), None) => ("pass", ""),
         };
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
-        ctx.shared.metrics.websocket_upgraded();
-        let idle = settings.websocket_idle_timeout;
-        tokio::spawn(async move {
-            let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::debug!(error = %err, "WebSocket upgrade did not complete");
-                    return;
-                }
-            };
-            tunnel(client, upstream, idle).await;
-            drop(permit);
-        });
+        let upstream = match ctx.route.map(|r| &r.upstream) {
+            None => UpstreamName::None,
+            Some(Upstream::Demo) => UpstreamName::Demo,
+            Some(Upstream::Http { authority }) => UpstreamName::Http(authority.clone()),
+        };
+        let record = AccessRecord {
+            arrived,
+            client: ctx.conn.remote.ip(),
+            request_id: ctx.request_id,
+            status: response.status(),
+            route: ctx.stats.clone(),
+            cors,
+            reason,
+            error: error.map_or("", GatewayErrorKind::as_str),
+            upstream,
+            upstream_status: ctx.upstream_status,
+            body_in: ctx.request_body,
+        };
+        response.body_mut().set_access(Box::new(record));
     }
-    let (mut parts, body) = response.into_parts();
-    // Both framings at once: Transfer-Encoding wins (hyper read the body
-    // chunked), and an intermediary must drop Content-Length before passing
-    // the message on (RFC 9112 §6.3). The connection is not reused: such a
-    // response may be an attempt at response splitting.
-    let reframed = parts.headers.contains_key(http::header::TRANSFER_ENCODING)
-        && parts.headers.contains_key(CONTENT_LENGTH);
-    if reframed {
-        parts.headers.remove(CONTENT_LENGTH);
-    }
-    headers::strip_hop_by_hop(&mut parts.headers);
-    if switching {
-        parts
-            .headers
-            .insert(CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(UPGRADE, headers::WEBSOCKET);
-    }
-    // A switched connection is the WebSocket's now, never the pool's.
-    let checkout = (!switching && !reframed).then_some(checkout);
-    let mut response = Response::from_parts(
-        parts,
-        ResponseBody::upstream(body, checkout, settings.upstream_body_timeout),
-    );
-    finish(&mut response, cors, request_id);
     response
 }
 
-/// Joins a client's and an upstream's upgraded connections until both sides
-/// have closed, or no byte has passed either way for `idle` (then both close).
-async fn tunnel(
-    client: hyper::upgrade::Upgraded,
-    upstream: hyper::upgrade::Upgraded,
-    idle: Duration,
-) {
-    let start = tokio::time::Instant::now();
-    let last = AtomicU64::new(0);
-    let mut client = Watched {
-        io: TokioIo::new(client),
-        start,
-        last: &last,
-    };
-    let mut upstream = Watched {
-        io: TokioIo::new(upstream),
-        start,
-        last: &last,
-    };
-    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
-    tokio::pin!(copy);
-    loop {
-        let quiet_since = start + Duration::from_millis(last.load(Relaxed));
-        let deadline = body::after(quiet_since, idle);
-        if deadline <= tokio::time::Instant::now() {
-            tracing::debug!(timeout = ?idle, "WebSocket tunnel idle for websocket_idle_timeout; closed");
-            return;
-        }
-        tokio::select! {
-            _ = &mut copy => return,
-            () = tokio::time::sleep_until(deadline) => {}
-        }
-    }
-}
-
-/// An upgraded connection that notes when bytes last came from it.
-struct Watched<'a, T> {
-    io: T,
-    start: tokio::time::Instant,
-    /// Milliseconds since `start`.
-    last: &'a AtomicU64,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Watched<'_, T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let read = Pin::new(&mut this.io).poll_read(cx, buf);
-        if matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            let now = u64::try_from(this.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-            this.last.store(now, Relaxed);
-        }
-        read
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<'_, T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
-    }
-}
-
-/// The path and query to send upstream: as received, or without the route's
-/// prefix when `strip_prefix` is set.
-fn upstream_path(route: &Route, uri: &Uri) -> Option<PathAndQuery> {
-    let original = uri.path_and_query();
-    if !route.strip_prefix || route.path == "/" {
-        return Some(
-            original
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
-        );
-    }
-    // By segments, on the canonical path: `;parameters` and, with
-    // `path_case = "insensitive"`, the case of the prefix may differ from the
-    // route's `path`.
-    let rest = canonical::strip_segments(uri.path(), route.segments);
-    let text = match uri.query() {
-        Some(query) => format!("{rest}?{query}"),
-        None => rest.to_owned(),
-    };
-    PathAndQuery::try_from(text).ok()
-}
-
-fn upstream_failed(
-    ctx: &ConnCtx,
-    route: &Route,
-    authority: &http::uri::Authority,
-    err: &UpstreamError,
-    cors: Option<&Decision>,
-    request_id: &HeaderValue,
-) -> Response<ResponseBody> {
-    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
-    let (mut too_large, mut timed_out, mut client_failed) = (false, false, false);
-    while let Some(cause) = source {
-        too_large |= cause.is::<BodyTooLarge>();
-        timed_out |= cause.is::<BodyTimeout>();
-        client_failed |= cause.is::<ClientBodyError>();
-        source = cause.source();
-    }
-    if too_large {
-        return gateway_error(ctx, GatewayError::BodyTooLarge, cors, request_id);
-    }
-    // The client's side failed, not the upstream's: no upstream alert for it.
-    if timed_out || client_failed {
-        tracing::debug!(
-            route = route.name.as_str(),
-            error = %ErrorChain(err),
-            "request body from the client failed"
-        );
-        return if timed_out {
-            gateway_error(ctx, GatewayError::BodyTimeout, cors, request_id)
-        } else {
-            gateway_error(ctx, GatewayError::BodyUnreadable, cors, request_id)
-        };
-    }
-    if err.is_busy() {
-        tracing::warn!(
-            route = route.name.as_str(),
-            upstream = authority.as_str(),
-            error = %err,
-            "no upstream connection free"
-        );
-        return gateway_error(ctx, GatewayError::UpstreamBusy, cors, request_id);
-    }
-    tracing::warn!(
-        route = route.name.as_str(),
-        upstream = authority.as_str(),
-        connect = err.is_connect(),
-        error = %ErrorChain(err),
-        "upstream request failed"
-    );
-    gateway_error(ctx, GatewayError::UpstreamFailed, cors, request_id)
-}
-
-/// `error: cause: cause`, for logs.
-struct ErrorChain<'a>(&'a (dyn StdError + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
+/// The route's upstream, for logs.
+fn upstream_name(route: Option<&Route>) -> Cow<'static, str> {
+    match route.map(|r| &r.upstream) {
+        None => Cow::Borrowed(""),
+        Some(Upstream::Demo) => Cow::Borrowed("builtin:demo"),
+        Some(Upstream::Http { authority }) => Cow::Owned(authority.as_str().to_owned()),
     }
 }
 
@@ -579,24 +446,9 @@ fn finish(
     }
 }
 
-/// A response the gateway makes itself on an error (404, 413, 431, 502, …),
-/// counted in the metrics and carrying the route's CORS headers.
-fn gateway_error(
-    ctx: &ConnCtx,
-    error: GatewayError,
-    cors: Option<&Decision>,
-    request_id: &HeaderValue,
-) -> Response<ResponseBody> {
-    ctx.shared.metrics.gateway_response(error);
-    local(error.status(), cors, request_id, error.text())
-}
-
-fn local(
-    status: StatusCode,
-    cors: Option<&Decision>,
-    request_id: &HeaderValue,
-    text: &'static str,
-) -> Response<ResponseBody> {
+/// A response the gateway makes itself: `text` as its body (none when empty:
+/// `Content-Length: 0`, except on a `204`, which has no body by definition).
+fn local(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(text.as_bytes()));
     *response.status_mut() = status;
     // Sized for every header the gateway may add, so that it never grows.
@@ -609,7 +461,6 @@ fn local(
     } else {
         headers.insert(CONTENT_TYPE, TEXT_PLAIN);
     }
-    finish(&mut response, cors, request_id);
     response
 }
 
@@ -733,13 +584,10 @@ fn log_refusal<B>(
     request: &Request<B>,
     request_id: &HeaderValue,
 ) {
-    use std::borrow::Cow;
     use std::collections::HashMap;
     use std::sync::{LazyLock, Mutex, PoisonError};
     use std::time::Duration;
 
-    /// Longest request value (origin, path, request id, detail) in a line.
-    const MAX_LOGGED_VALUE: usize = 256;
     /// Refusals logged per route and reason in each second.
     const LINES_PER_SECOND: u32 = 10;
     const WINDOW: Duration = Duration::from_secs(1);
@@ -754,18 +602,6 @@ fn log_refusal<B>(
     }
     static WINDOWS: LazyLock<Mutex<HashMap<String, HashMap<&'static str, Window>>>> =
         LazyLock::new(Mutex::default);
-
-    fn capped(value: &str) -> Cow<'_, str> {
-        if value.len() <= MAX_LOGGED_VALUE {
-            return Cow::Borrowed(value);
-        }
-        let mut end = MAX_LOGGED_VALUE;
-        while !value.is_char_boundary(end) {
-            end -= 1;
-        }
-        let kept = value.get(..end).unwrap_or_default();
-        Cow::Owned(format!("{kept}…(+{} bytes)", value.len() - end))
-    }
 
     let Some(rejection) = decision.rejection() else {
         return;

@@ -10,6 +10,7 @@
 //! was renamed in its place), and every file-event reload reads the file
 //! twice, a debounce apart, and goes ahead only if both reads agree.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
@@ -30,7 +31,8 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 pub enum ReloadOutcome {
     /// The new configuration runs (with this many warnings).
     Applied { warnings: usize },
-    /// The file has not changed since the last load (file-change reloads only).
+    /// The file equals the configuration running: nothing was swapped (and the
+    /// log says so).
     Unchanged,
     /// The file has errors: the previous configuration keeps running.
     Invalid { errors: usize },
@@ -68,7 +70,15 @@ pub(crate) fn reload(shared: &Shared, only_if_changed: bool) -> ReloadOutcome {
         Ok(text) => text,
         Err(outcome) => return outcome,
     };
-    if only_if_changed && last.as_deref() == Some(text.as_str()) {
+    if last.as_deref() == Some(text.as_str()) {
+        // Nothing to compile or swap: the running configuration is this file.
+        // Said in the log, so that an operator who expected a change looks at
+        // the file they edited (another path, an unsaved buffer).
+        tracing::info!(file = %name, "configuration unchanged: the file equals the running configuration");
+        if !only_if_changed {
+            // SIGHUP: the reload asked for succeeded, there was nothing to do.
+            shared.metrics.reloaded(true);
+        }
         return ReloadOutcome::Unchanged;
     }
     if only_if_changed {
@@ -106,11 +116,18 @@ pub(crate) fn reload(shared: &Shared, only_if_changed: bool) -> ReloadOutcome {
     let previous = shared.snapshot.load_full();
     let old = &previous.gateway.settings;
     let new = &gateway.settings;
-    if old.listen != new.listen && new.listen != shared.listen {
+    // Compared with the listeners running, not with the previous file: a file
+    // that changed an address and a later one that keeps the change both say
+    // that the change waits for a restart.
+    if !is_running(Some(new.listen), Some(shared.listen)) {
         tracing::warn!(running = %shared.listen, configured = %new.listen, "listen changed: restart corsgate to apply it");
     }
-    if old.admin_listen != new.admin_listen {
-        tracing::warn!("admin_listen changed: restart corsgate to apply it");
+    if !is_running(new.admin_listen, shared.admin) {
+        tracing::warn!(
+            running = %shared.admin.map_or("none".to_owned(), |a| a.to_string()),
+            configured = %new.admin_listen.map_or("none".to_owned(), |a| a.to_string()),
+            "admin_listen changed: restart corsgate to apply it"
+        );
     }
     if old.max_connections != new.max_connections {
         tracing::warn!("max_connections changed: restart corsgate to apply it");
@@ -122,6 +139,19 @@ pub(crate) fn reload(shared: &Shared, only_if_changed: bool) -> ReloadOutcome {
     shared.metrics.reloaded(true);
     tracing::info!(file = %name, routes, warnings, "configuration reloaded");
     ReloadOutcome::Applied { warnings }
+}
+
+/// Whether the listener `running` is the one `configured` asks for: the same
+/// address, or any port for port 0 (the port the system picked at start).
+fn is_running(configured: Option<SocketAddr>, running: Option<SocketAddr>) -> bool {
+    match (configured, running) {
+        (None, None) => true,
+        (Some(configured), Some(running)) => {
+            configured.ip() == running.ip()
+                && (configured.port() == 0 || configured.port() == running.port())
+        }
+        _ => false,
+    }
 }
 
 /// Whether a file event can end a write. On Linux (inotify), a file is complete

@@ -683,7 +683,9 @@ async fn a_malformed_chunked_request_body_is_a_400_not_a_502() {
     );
     let metrics = send("GET", &gw.admin_url("/metrics"), &[]).await.text();
     assert!(
-        metrics.contains("corsgate_gateway_responses_total{status=\"502\"} 0\n"),
+        metrics.contains(
+            "corsgate_gateway_responses_total{status=\"502\",kind=\"upstream-failed\"} 0\n"
+        ),
         "{metrics}"
     );
 }

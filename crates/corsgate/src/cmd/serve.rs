@@ -71,8 +71,9 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     if let Some(admin) = args.admin_listen {
         options = options.admin_listen(admin);
     }
+    let format = args.log_format;
     let result = runtime.block_on(async move {
-        let banner = banner(&gateway, demo);
+        let banner = banner(&gateway, demo, format);
         let server = Server::bind(gateway, options).await?;
         let text = banner(server.local_addr(), server.admin_addr());
         out.write_all(text.as_bytes())?;
@@ -160,28 +161,35 @@ fn init_logging(format: Format) -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
-/// The start-up text: addresses, routes, and for the demo, commands to try.
+/// One route as the banner shows it.
+struct BannerRoute {
+    path: String,
+    host: Option<String>,
+    upstream: String,
+    cors_off: bool,
+}
+
+/// The start-up text: addresses, routes, and for the demo, commands to try. In
+/// the log format: lines of text, or one JSON object on one line
+/// (`--log-format json`), so that whatever reads the output parses it too.
 fn banner(
     gateway: &GatewayConfig,
     demo: bool,
+    format: Format,
 ) -> impl FnOnce(SocketAddr, Option<SocketAddr>) -> String + use<> {
-    let routes: Vec<String> = {
+    let routes: Vec<BannerRoute> = {
         let mut routes: Vec<_> = gateway.routes.iter().collect();
         routes.sort_by_key(|r| r.index);
         routes
             .iter()
-            .map(|r| {
-                let upstream = match &r.upstream {
+            .map(|r| BannerRoute {
+                path: r.path.clone(),
+                host: r.host.clone(),
+                upstream: match &r.upstream {
                     Upstream::Http { authority } => format!("http://{authority}"),
-                    Upstream::Demo => "the built-in demo API".to_owned(),
-                };
-                let host = r
-                    .host
-                    .as_deref()
-                    .map(|h| format!(" (host {h})"))
-                    .unwrap_or_default();
-                let cors = if r.policy.is_none() { ", CORS off" } else { "" };
-                format!("  {}{host} -> {upstream}{cors}", r.path)
+                    Upstream::Demo => "builtin:demo".to_owned(),
+                },
+                cors_off: r.policy.is_none(),
             })
             .collect()
     };
@@ -192,29 +200,68 @@ fn banner(
         .map(|r| r.path.trim_end_matches('/').to_owned());
     move |listen, admin| {
         let base = format!("http://{}", reachable(listen));
+        let admin = admin.map(|admin| format!("http://{}", reachable(admin)));
+        let try_url = match (demo, demo_path) {
+            (true, Some(prefix)) => Some(format!("{base}{prefix}/items")),
+            _ => None,
+        };
+        let preflight = |url: &str| {
+            format!(
+                "curl -i -X OPTIONS {url} -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: PUT' -H 'Access-Control-Request-Headers: content-type'"
+            )
+        };
+        let actual = |url: &str| format!("curl -i {url} -H 'Origin: http://localhost:3000'");
+        if format == Format::Json {
+            let mut object = serde_json::json!({
+                "message": "corsgate listening",
+                "version": env!("CARGO_PKG_VERSION"),
+                "listen": base,
+                "admin": admin,
+                "routes": routes.iter().map(|r| serde_json::json!({
+                    "path": r.path,
+                    "host": r.host,
+                    "upstream": r.upstream,
+                    "cors": if r.cors_off { "off" } else { "on" },
+                })).collect::<Vec<_>>(),
+            });
+            if let Some(url) = &try_url {
+                object["try"] = serde_json::json!([preflight(url), actual(url)]);
+            }
+            return format!("{object}\n");
+        }
         let mut text = format!(
             "corsgate {} listening on {base}\n",
             env!("CARGO_PKG_VERSION")
         );
         if let Some(admin) = admin {
-            let admin = format!("http://{}", reachable(admin));
             text.push_str(&format!(
                 "admin: {admin}/metrics {admin}/healthz {admin}/readyz {admin}/config\n"
             ));
         }
         text.push_str("routes:\n");
-        for route in &routes {
-            text.push_str(route);
-            text.push('\n');
+        for r in &routes {
+            let host = r
+                .host
+                .as_deref()
+                .map(|h| format!(" (host {h})"))
+                .unwrap_or_default();
+            let upstream = if r.upstream == "builtin:demo" {
+                "the built-in demo API"
+            } else {
+                &r.upstream
+            };
+            let cors = if r.cors_off { ", CORS off" } else { "" };
+            text.push_str(&format!("  {}{host} -> {upstream}{cors}\n", r.path));
         }
-        if let (true, Some(prefix)) = (demo, demo_path) {
-            let url = format!("{base}{prefix}/items");
+        if let Some(url) = try_url {
             text.push_str(&format!(
                 "\nBuilt-in demo configuration, a development policy (`corsgate serve --print-default-config` prints a starting point for production).\n\
                  Try a preflight, as a page on http://localhost:3000 would send before a PUT:\n\
-                 \x20 curl -i -X OPTIONS {url} -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: PUT' -H 'Access-Control-Request-Headers: content-type'\n\
+                 \x20 {}\n\
                  and an actual request:\n\
-                 \x20 curl -i {url} -H 'Origin: http://localhost:3000'\n"
+                 \x20 {}\n",
+                preflight(&url),
+                actual(&url)
             ));
         }
         text

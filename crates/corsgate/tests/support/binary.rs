@@ -102,9 +102,19 @@ impl Serve {
         }
     }
 
-    /// The gateway and admin addresses from the banner.
+    /// The gateway and admin addresses from the banner (text, or the JSON
+    /// object of `--log-format json`).
     pub fn addresses(&mut self) -> (SocketAddr, SocketAddr) {
-        let listen = self.wait_line("listening on http://");
+        let listen = self.wait_line("listening");
+        if listen.starts_with('{') {
+            let banner: serde_json::Value = serde_json::from_str(&listen).unwrap();
+            let addr = |key: &str| {
+                banner[key].as_str().unwrap()["http://".len()..]
+                    .parse()
+                    .unwrap()
+            };
+            return (addr("listen"), addr("admin"));
+        }
         let listen = listen.rsplit("http://").next().unwrap().parse().unwrap();
         let admin = self.wait_line("admin: http://");
         let admin = admin
