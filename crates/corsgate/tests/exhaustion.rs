@@ -468,7 +468,11 @@ fn serve_under_nofile_limit(
             break status.code();
         }
         if out.contains("listening on") {
-            let _ = child.kill();
+            // SIGTERM, not SIGKILL: logs leave through a queue of their own, and
+            // only an orderly exit flushes what is still in it.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
             let _ = child.wait();
             break None;
         }
