@@ -21,3 +21,5 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== tests"
 cargo test --workspace --locked --all-targets
 cargo test --workspace --locked --doc
+echo "== fuzz: every cargo-fuzz target for a few seconds from its seeds"
+bash fuzz/smoke.sh

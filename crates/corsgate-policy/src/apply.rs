@@ -45,12 +45,48 @@ impl Decision {
         let status = self.respond?;
         let mut response = Response::new(empty_body);
         *response.status_mut() = status;
-        let headers = response.headers_mut();
-        self.apply(headers);
-        if status != StatusCode::NO_CONTENT {
-            headers.insert(CONTENT_LENGTH, ZERO);
+        self.apply(response.headers_mut());
+        Some(finish_local(response))
+    }
+
+    /// [`local_response`](Self::local_response) for a caller done with the
+    /// decision, as a layer is once the answer is made here: the request's values
+    /// move into the answer instead of being copied. `Err` gives the decision
+    /// back when the app must answer (then [`apply`](Self::apply) it to the app's
+    /// response).
+    ///
+    /// ```
+    /// use corsgate_policy::{CorsConfig, Policy};
+    /// use http::{HeaderMap, Method};
+    ///
+    /// let policy = Policy::compile(&CorsConfig::new().allow_origins("https://app.example.com")).unwrap();
+    /// let mut request = HeaderMap::new();
+    /// request.insert("origin", "https://app.example.com".parse().unwrap());
+    /// match policy.decide(&Method::GET, &request).into_local_response(()) {
+    ///     Ok(_answered_here) => unreachable!("an allowed GET goes to the app"),
+    ///     Err(decision) => assert!(decision.is_allowed()),
+    /// }
+    /// ```
+    // The decision moves back to the caller either way; boxing it to shrink the
+    // `Err` would allocate on every request the app answers.
+    #[allow(clippy::result_large_err)]
+    pub fn into_local_response<B>(mut self, empty_body: B) -> Result<Response<B>, Decision> {
+        let Some(status) = self.respond else {
+            return Err(self);
+        };
+        let mut response = Response::new(empty_body);
+        *response.status_mut() = status;
+        match self.template.take() {
+            Some(template) => template.fill(
+                response.headers_mut(),
+                self.origin.take(),
+                self.allow_methods.take(),
+                self.allow_headers.take(),
+                self.allow_private_network,
+            ),
+            None => self.insert_headers(response.headers_mut(), true),
         }
-        Some(response)
+        Ok(finish_local(response))
     }
 
     /// Writes the decision into a response's headers: removes every
@@ -71,9 +107,9 @@ impl Decision {
             if let Some(template) = &self.template {
                 return template.fill(
                     headers,
-                    self.origin.as_ref(),
-                    self.allow_methods.as_ref(),
-                    self.allow_headers.as_ref(),
+                    self.origin.clone(),
+                    self.allow_methods.clone(),
+                    self.allow_headers.clone(),
                     self.allow_private_network,
                 );
             }
@@ -117,7 +153,7 @@ impl Decision {
         if let Some(value) = &self.allow_headers {
             headers.insert(ACCESS_CONTROL_ALLOW_HEADERS, value.clone());
         }
-        if let Some(value) = &self.max_age {
+        if let Some(value) = self.template.as_ref().and_then(|t| t.max_age()) {
             headers.insert(ACCESS_CONTROL_MAX_AGE, value.clone());
         }
         if let Some(value) = &self.expose {
@@ -149,6 +185,15 @@ impl Decision {
         self.apply(&mut map);
         map
     }
+}
+
+/// The length of an answer made here: none said on a 204, which has no content
+/// (RFC 9110 §8.6), `0` on any other status so that no client waits for a body.
+fn finish_local<B>(mut response: Response<B>) -> Response<B> {
+    if response.status() != StatusCode::NO_CONTENT {
+        response.headers_mut().insert(CONTENT_LENGTH, ZERO);
+    }
+    response
 }
 
 /// Whether a header name is one of the CORS response or request headers.

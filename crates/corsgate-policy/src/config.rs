@@ -314,22 +314,6 @@ pub enum OnDisallowed {
     Reject,
 }
 
-/// A route's `cors` key: `"off"`, `"closed"`, or a table of overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged, expecting = "\"off\", \"closed\" or a table of CORS keys")]
-pub enum RouteCors {
-    /// `cors = "off"`: no CORS handling at all; preflights reach the upstream
-    /// and the upstream's own CORS headers reach browsers unchecked.
-    Off(Off),
-    /// `cors = "closed"`: no origin is allowed. The policy of
-    /// `allow_origins = []` on its own, inheriting nothing from `[server.cors]`:
-    /// preflights are refused without reaching the upstream, and the
-    /// upstream's `Access-Control-*` headers are removed from responses.
-    Closed(Closed),
-    /// `[route.cors]`: keys that override the default policy.
-    Overrides(CorsConfig),
-}
-
 /// The string `"off"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

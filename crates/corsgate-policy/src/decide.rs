@@ -101,7 +101,6 @@ impl Policy {
         decision.respond = Some(self.preflight_status);
         decision.allow_origin = self.allow_origin();
         decision.allow_credentials = self.credentials;
-        decision.max_age = self.max_age.clone();
         decision.vary = Some(self.vary_preflight);
     }
 

@@ -216,12 +216,11 @@ pub struct Decision {
     pub(crate) origin: Option<HeaderValue>,
     pub(crate) allow_methods: Option<HeaderValue>,
     pub(crate) allow_headers: Option<HeaderValue>,
-    /// `Access-Control-Max-Age`: allowed preflights only.
-    pub(crate) max_age: Option<HeaderValue>,
     /// `Access-Control-Expose-Headers`: allowed actual requests only.
     pub(crate) expose: Option<HeaderValue>,
     pub(crate) rejection: Option<Rejection>,
-    /// For an allowed preflight: the policy's ready-made response headers.
+    /// For an allowed preflight: the policy's ready-made response headers, which
+    /// also hold its `Access-Control-Max-Age`.
     pub(crate) template: Option<Arc<PreflightTemplate>>,
 }
 
@@ -249,7 +248,6 @@ impl Decision {
             origin,
             allow_methods: None,
             allow_headers: None,
-            max_age: None,
             expose: None,
             rejection: None,
             template: None,

@@ -55,7 +55,7 @@ mod vary;
 
 pub use apply::is_access_control_header;
 pub use classify::{RequestClass, classify};
-pub use config::{Closed, CorsConfig, List, Off, OnDisallowed, POLICY_KEYS, RouteCors};
+pub use config::{Closed, CorsConfig, List, Off, OnDisallowed, POLICY_KEYS};
 pub use decision::{
     ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, Decision,
     MAX_REQUEST_HEADER_NAMES, MAX_REQUEST_HEADERS_LEN, REASON_HEADER, Rejection, RejectionReason,
@@ -63,4 +63,3 @@ pub use decision::{
 pub use diagnostic::{CompileError, Diagnostic, DiagnosticKind, Severity};
 pub use origin::{MAX_ORIGIN_LEN, OriginPattern, PatternError, PatternErrorKind};
 pub use policy::{ConfigLayer, Layer, MAX_AGE_CHROMIUM, MAX_AGE_LIMIT, Policy};
-pub use vary::append_vary;

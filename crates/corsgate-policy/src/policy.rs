@@ -45,7 +45,6 @@ pub struct Policy {
     pub(crate) methods: NameSet,
     pub(crate) headers: NameSet,
     pub(crate) expose: Option<HeaderValue>,
-    pub(crate) max_age: Option<HeaderValue>,
     pub(crate) private_network: bool,
     pub(crate) on_disallowed: OnDisallowed,
     pub(crate) preflight_status: StatusCode,
@@ -183,7 +182,6 @@ impl Policy {
             methods: NameSet::default(),
             headers: NameSet::default(),
             expose: None,
-            max_age: None,
             private_network: false,
             on_disallowed: OnDisallowed::Omit,
             preflight_status: StatusCode::NO_CONTENT,
@@ -426,22 +424,21 @@ impl<'a> Compiler<'a> {
             Arc::new(PreflightTemplate::new(&PreflightParts {
                 any_origin: origins.is_any(),
                 credentials,
-                max_age: max_age_value.as_ref(),
+                max_age: shared_now(max_age_value).as_ref(),
                 vary: vary_preflight,
             }))
         });
         // A value built from a vector owns its buffer, and the first clone makes
         // it shared, which allocates: do that here, once, so that no request
         // pays it.
-        let [expose, max_age_value, debug_methods, debug_headers] =
-            [expose, max_age_value, debug_methods, debug_headers].map(shared_now);
+        let [expose, debug_methods, debug_headers] =
+            [expose, debug_methods, debug_headers].map(shared_now);
         let policy = Policy {
             origins,
             credentials,
             methods,
             headers,
             expose,
-            max_age: max_age_value,
             private_network,
             on_disallowed,
             preflight_status,

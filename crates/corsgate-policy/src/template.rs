@@ -40,6 +40,8 @@ pub(crate) struct PreflightTemplate {
     maps: [HeaderMap; 4],
     /// Whether slot 0 takes the request's origin (else it holds `*`).
     echo_origin: bool,
+    /// `Access-Control-Max-Age`, also for answers not made from the maps.
+    max_age: Option<HeaderValue>,
 }
 
 impl fmt::Debug for PreflightTemplate {
@@ -78,17 +80,24 @@ impl PreflightTemplate {
         PreflightTemplate {
             maps: [map(0), map(1), map(2), map(3)],
             echo_origin: !parts.any_origin,
+            max_age: parts.max_age.cloned(),
         }
     }
 
+    /// The policy's `Access-Control-Max-Age`.
+    pub(crate) fn max_age(&self) -> Option<&HeaderValue> {
+        self.max_age.as_ref()
+    }
+
     /// `headers` becomes the answer to an allowed preflight that echoes
-    /// `origin`, `method` and, when given, the request's header list.
+    /// `origin`, `method` and, when given, the request's header list (moved in:
+    /// a decision consumed by its answer hands its values over without cloning).
     pub(crate) fn fill(
         &self,
         headers: &mut HeaderMap,
-        origin: Option<&HeaderValue>,
-        method: Option<&HeaderValue>,
-        request_headers: Option<&HeaderValue>,
+        origin: Option<HeaderValue>,
+        method: Option<HeaderValue>,
+        request_headers: Option<HeaderValue>,
         private_network: bool,
     ) {
         let index = usize::from(request_headers.is_some()) | usize::from(private_network) << 1;
@@ -102,14 +111,14 @@ impl PreflightTemplate {
         let mut slots = headers.values_mut();
         let origin_slot = slots.next();
         if let (true, Some(slot), Some(origin)) = (self.echo_origin, origin_slot, origin) {
-            *slot = origin.clone();
+            *slot = origin;
         }
         if let (Some(slot), Some(method)) = (slots.next(), method) {
-            *slot = method.clone();
+            *slot = method;
         }
         if let Some(list) = request_headers {
             if let Some(slot) = slots.next() {
-                *slot = list.clone();
+                *slot = list;
             }
         }
     }

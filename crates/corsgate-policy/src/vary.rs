@@ -21,7 +21,7 @@ fn members(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// already present, and skipping everything when `Vary: *` is there.
 ///
 /// Allocates only when some members of `add` are listed already and others not.
-pub fn append_vary(headers: &mut HeaderMap, add: &HeaderValue) {
+pub(crate) fn append_vary(headers: &mut HeaderMap, add: &HeaderValue) {
     let existing = headers.get_all(VARY);
     if existing.iter().next().is_none() {
         headers.insert(VARY, add.clone());

@@ -5,8 +5,9 @@
 //!
 //! ```text
 //! cost list
-//! cost layer SCENARIO (bare|corsgate|tower-http) N
+//! cost layer SCENARIO (none|bare|corsgate|tower-http|tower-http-hashset) N
 //! cost decide SCENARIO N
+//! cost parse SCENARIO N
 //! ```
 //!
 //! This binary keeps the system allocator, so that the counts are those of
@@ -17,7 +18,7 @@ mod support;
 
 use std::process::ExitCode;
 
-use support::{DECIDE_SCENARIOS, Impl, Scenario};
+use support::{DECIDE_SCENARIOS, Impl, PARSE_SCENARIOS, Scenario};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,6 +30,9 @@ fn main() -> ExitCode {
             }
             for scenario in DECIDE_SCENARIOS {
                 println!("decide {scenario}");
+            }
+            for scenario in PARSE_SCENARIOS {
+                println!("parse {scenario}");
             }
             return ExitCode::SUCCESS;
         }
@@ -44,6 +48,12 @@ fn main() -> ExitCode {
         }
         ["decide", scenario, n] => {
             let (Some(run), Ok(n)) = (support::prepare_decide(scenario), n.parse::<u64>()) else {
+                return usage();
+            };
+            (run, n)
+        }
+        ["parse", scenario, n] => {
+            let (Some(run), Ok(n)) = (support::prepare_parse(scenario), n.parse::<u64>()) else {
                 return usage();
             };
             (run, n)
@@ -64,7 +74,7 @@ fn measured(run: &mut support::Run, n: u64) {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cost list | cost layer SCENARIO (bare|corsgate|tower-http) N | cost decide SCENARIO N"
+        "usage: cost list | cost layer SCENARIO IMPL N | cost decide SCENARIO N | cost parse SCENARIO N"
     );
     ExitCode::from(2)
 }

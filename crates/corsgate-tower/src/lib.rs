@@ -200,17 +200,17 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let decision = self.source.decide(&request);
         // Preflights and refusals are answered here: the service never sees them.
-        if let Some(response) = decision.local_response(ResBody::default()) {
-            return ResponseFuture {
+        match decision.into_local_response(ResBody::default()) {
+            Ok(response) => ResponseFuture {
                 state: State::Ready {
                     response: Some(response),
                 },
-            };
-        }
-        ResponseFuture {
-            state: State::Inner {
-                future: self.inner.call(request),
-                decision,
+            },
+            Err(decision) => ResponseFuture {
+                state: State::Inner {
+                    future: self.inner.call(request),
+                    decision,
+                },
             },
         }
     }
