@@ -30,11 +30,12 @@ use hyper::body::Incoming;
 use super::Shared;
 use super::Snapshot;
 use super::access_log::{AccessRecord, Arrived, UpstreamName, capped};
-use super::body::{self, Progress, ResponseBody};
+use super::body::{self, ResponseBody};
 use super::conn::{ConnState, InFlight};
 use super::gateway_error::{GatewayError, GatewayErrorKind};
 use super::headers::{self, X_CORSGATE_REASON, X_REQUEST_ID};
 use super::metrics::{RouteStats, UNMATCHED, Verdict};
+use super::upstream::Progress;
 use corsgate_config::canonical::{
     self, CanonicalAuthority, PathRules, TargetRefusal, canonical_authority,
 };
