@@ -18,8 +18,8 @@ use std::time::Instant;
 use http::uri::Authority;
 use http::{HeaderValue, Method, StatusCode, Uri};
 
-use super::body::Progress;
 use super::metrics::RouteStats;
+use super::upstream::Progress;
 
 /// Longest request value (host, path, request id, …) written in a log line.
 pub(crate) const MAX_LOGGED_VALUE: usize = 256;

@@ -8,7 +8,6 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,10 +17,10 @@ use hyper::body::Incoming;
 
 use super::access_log::AccessRecord;
 use super::conn::InFlight;
-use super::upstream::Checkout;
+use super::upstream::{Checkout, Progress};
 
-/// Boxed error of a body: only allocated when something fails.
-pub(crate) type BoxError = Box<dyn StdError + Send + Sync>;
+pub(crate) use super::BoxError;
+use super::after;
 
 pin_project_lite::pin_project! {
     /// A response body: empty, a fixed text, or the upstream's body streamed.
@@ -31,7 +30,7 @@ pin_project_lite::pin_project! {
         guard: Option<InFlight>,
         // The upstream connection the body comes from: back to its pool when
         // the body has been read to its end, closed otherwise.
-        checkout: Option<Checkout>,
+        checkout: Option<Checkout<RequestBody>>,
         // The request's access-log line, written when the body goes.
         access: Option<Box<AccessRecord>>,
         // Body bytes handed to the connection so far.
@@ -97,7 +96,11 @@ impl ResponseBody {
     /// connection it comes from. A body that stalls for `timeout` between two
     /// reads fails: the client sees it cut (HTTP/1.1: the connection closes;
     /// HTTP/2: the stream is reset), and the upstream connection is closed.
-    pub(crate) fn upstream(inner: Incoming, checkout: Option<Checkout>, timeout: Duration) -> Self {
+    pub(crate) fn upstream(
+        inner: Incoming,
+        checkout: Option<Checkout<RequestBody>>,
+        timeout: Duration,
+    ) -> Self {
         ResponseBody {
             kind: Kind::Upstream {
                 inner,
@@ -250,12 +253,6 @@ impl Inactivity {
     }
 }
 
-/// `from + timeout`, or a time that never comes if that overflows.
-pub(crate) fn after(from: tokio::time::Instant, timeout: Duration) -> tokio::time::Instant {
-    from.checked_add(timeout)
-        .unwrap_or_else(|| from + Duration::from_secs(30 * 365 * 86_400))
-}
-
 /// The upstream's response body stalled for `upstream_body_timeout`.
 #[derive(Debug)]
 pub(crate) struct UpstreamBodyTimeout;
@@ -356,50 +353,9 @@ pub(crate) struct RequestBody {
     progress: Option<Arc<Progress>>,
 }
 
-/// How far a request body has got, shared with the upstream connection it is
-/// sent on: whether the connection is done with it, and whether it still moves.
-#[derive(Debug)]
-pub(crate) struct Progress {
-    /// Bytes read from the client; [`Progress::DONE`] once the body has been
-    /// read whole.
-    read: AtomicU64,
-    /// Bytes read from the client, for the access log.
-    bytes: AtomicU64,
-    /// `body_timeout`.
-    timeout: Duration,
-}
-
-impl Progress {
-    const DONE: u64 = u64::MAX;
-
-    pub(crate) fn is_done(&self) -> bool {
-        self.read.load(Ordering::Acquire) == Self::DONE
-    }
-
-    /// Bytes read so far ([`Progress::DONE`] at the end).
-    pub(crate) fn read(&self) -> u64 {
-        self.read.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// Bytes of the body read from the client so far.
-    pub(crate) fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
-    }
-}
-
 impl RequestBody {
     pub(crate) fn new(inner: Incoming, limit: Option<u64>, timeout: Duration) -> Self {
-        let progress = (!inner.is_end_stream()).then(|| {
-            Arc::new(Progress {
-                read: AtomicU64::new(0),
-                bytes: AtomicU64::new(0),
-                timeout,
-            })
-        });
+        let progress = (!inner.is_end_stream()).then(|| Arc::new(Progress::new(timeout)));
         RequestBody {
             inner: Some(inner),
             seen: 0,
@@ -417,7 +373,7 @@ impl RequestBody {
 
     fn finished(&self) {
         if let Some(progress) = &self.progress {
-            progress.read.store(Progress::DONE, Ordering::Release);
+            progress.finished();
         }
     }
 }
@@ -447,10 +403,7 @@ impl Body for RequestBody {
                 if let Some(data) = frame.data_ref() {
                     this.seen += data.len() as u64;
                     if let Some(progress) = &this.progress {
-                        progress
-                            .read
-                            .store(this.seen.min(Progress::DONE - 1), Ordering::Relaxed);
-                        progress.bytes.store(this.seen, Ordering::Relaxed);
+                        progress.advanced(this.seen);
                     }
                     if this.seen > this.limit {
                         if let Some(rest) = this.inner.take() {

@@ -30,8 +30,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
+use super::BoxError;
 use super::Shared;
-use super::body::BoxError;
 use super::metrics::{ClientClose, Metrics};
 use super::proxy;
 

@@ -72,7 +72,8 @@ pub(crate) async fn forward(
     parts.headers.append(VIA, conn.shared.via.value().clone());
 
     let body = RequestBody::new(body, settings.max_body_bytes, settings.body_timeout);
-    ctx.request_body = body.progress();
+    let progress = body.progress();
+    ctx.request_body = progress.clone();
     let request = Request::from_parts(parts, body);
     let Some(pool) = ctx.snapshot.pools.get(route.index).and_then(Option::as_ref) else {
         // Every route with an http upstream has a pool: not reached.
@@ -95,7 +96,7 @@ pub(crate) async fn forward(
         None
     };
     let started = Instant::now();
-    let sent = tokio::time::timeout(settings.response_timeout, pool.send(request)).await;
+    let sent = tokio::time::timeout(settings.response_timeout, pool.send(request, progress)).await;
     let (mut response, checkout) = match sent {
         Err(_elapsed) => {
             tracing::warn!(

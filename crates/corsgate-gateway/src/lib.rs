@@ -22,6 +22,9 @@
 mod accept;
 mod access_log;
 mod admin;
+#[cfg(feature = "bench")]
+#[doc(hidden)]
+pub mod bench;
 mod body;
 mod conn;
 #[cfg(feature = "demo")]
@@ -50,6 +53,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use accept::AcceptErrors;
+use body::RequestBody;
 use conn::{Limits, StreamExec, serve_connection};
 use corsgate_config::{GatewayConfig, Settings, Upstream};
 pub use error::Error;
@@ -57,6 +61,15 @@ pub use gateway_error::GatewayErrorKind;
 use metrics::{Metrics, RouteStats};
 pub use reload::ReloadOutcome;
 use upstream::{Pool, PoolSettings};
+
+/// Boxed error of a body: only allocated when something fails.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `from + timeout`, or a time that never comes if that overflows.
+pub(crate) fn after(from: tokio::time::Instant, timeout: Duration) -> tokio::time::Instant {
+    from.checked_add(timeout)
+        .unwrap_or_else(|| from + Duration::from_secs(30 * 365 * 86_400))
+}
 
 /// Longest time a client may take to send a request head once it has started.
 const MAX_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -154,7 +167,7 @@ pub(crate) struct Snapshot {
     pub(crate) stats: Vec<Arc<RouteStats>>,
     /// Indexed by `Route::index`; `None` for the built-in demo. Routes with the
     /// same upstream share its pool.
-    pub(crate) pools: Vec<Option<Arc<Pool>>>,
+    pub(crate) pools: Vec<Option<Arc<Pool<RequestBody>>>>,
     pub(crate) http: auto::Builder<StreamExec>,
     /// The limits of the connections accepted while this snapshot is current.
     pub(crate) limits: Limits,
@@ -178,8 +191,8 @@ impl Snapshot {
         // An upstream keeps its pool, and its open connections, across reloads
         // unless the way to connect to it, or its limits, changed.
         let pool_settings = PoolSettings::of(settings);
-        let mut pools: Vec<Option<Arc<Pool>>> = vec![None; len];
-        let mut known: Vec<Arc<Pool>> = previous
+        let mut pools: Vec<Option<Arc<Pool<RequestBody>>>> = vec![None; len];
+        let mut known: Vec<Arc<Pool<RequestBody>>> = previous
             .map(|p| p.pools.iter().flatten().cloned().collect())
             .unwrap_or_default();
         for route in &gateway.routes {

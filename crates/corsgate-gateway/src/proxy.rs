@@ -30,11 +30,12 @@ use hyper::body::Incoming;
 use super::Shared;
 use super::Snapshot;
 use super::access_log::{AccessRecord, Arrived, UpstreamName, capped};
-use super::body::{self, Progress, ResponseBody};
+use super::body::{self, ResponseBody};
 use super::conn::{ConnState, InFlight};
 use super::gateway_error::{GatewayError, GatewayErrorKind};
 use super::headers::{self, X_CORSGATE_REASON, X_REQUEST_ID};
 use super::metrics::{RouteStats, UNMATCHED, Verdict};
+use super::upstream::Progress;
 use corsgate_config::canonical::{
     self, CanonicalAuthority, PathRules, TargetRefusal, canonical_authority,
 };
@@ -92,9 +93,10 @@ pub(crate) struct RequestCtx<'a> {
 /// Why the request path stops before the upstream answers.
 #[derive(Debug)]
 pub(crate) enum Stop {
-    /// A CORS answer made here: a preflight, or a refusal under
+    /// A CORS answer made here by the engine
+    /// ([`Decision::local_response`]): a preflight, or a refusal under
     /// `on_disallowed = "reject"`. Never forwarded.
-    Cors(StatusCode),
+    Cors,
     /// The gateway cannot serve the request as asked.
     Error(GatewayError),
 }
@@ -283,14 +285,14 @@ fn admit(ctx: &mut RequestCtx<'_>, request: Request<Incoming>) -> Result<Request
     if headers::head_size(uri_len, request.headers()) > settings.max_header_bytes {
         return Err(GatewayErrorKind::HeadTooLarge.into());
     }
-    if let Some(status) = ctx.decision.response_status() {
+    if ctx.decision.response_status().is_some() {
         // Preflights, and refusals under on_disallowed = "reject": answered here,
         // never forwarded. Without a route, only preflights: one the default
         // policy allows succeeds, so that the browser sends the request and
         // the page reads its 404 (a failed preflight would only show as a CORS
         // error); any other request is answered as what it is, no route.
         if ctx.route.is_some() || ctx.decision.class() == RequestClass::Preflight {
-            return Err(Stop::Cors(status));
+            return Err(Stop::Cors);
         }
     }
     if ctx.route.is_none() {
@@ -370,9 +372,15 @@ fn respond(
     outcome: Result<Response<ResponseBody>, Stop>,
 ) -> Response<ResponseBody> {
     let mut error = None;
+    let answered_by_engine = matches!(outcome, Err(Stop::Cors));
     let mut response = match outcome {
         Ok(response) => response,
-        Err(Stop::Cors(status)) => local(status, ""),
+        // Made only when the decision has a response status, which is when
+        // the engine makes the answer: the fallback is not reached.
+        Err(Stop::Cors) => ctx
+            .decision
+            .local_response(ResponseBody::empty())
+            .unwrap_or_default(),
         Err(Stop::Error(err)) => {
             ctx.conn.shared.metrics.gateway_response(err.kind());
             error = Some(err.kind());
@@ -380,7 +388,7 @@ fn respond(
         }
     };
     let cors = ctx.policy.map(|_| &ctx.decision);
-    finish(&mut response, cors, &ctx.request_id);
+    finish(&mut response, cors, &ctx.request_id, answered_by_engine);
     if let Some(arrived) = ctx.arrived {
         let (cors, reason) = match (ctx.policy, ctx.decision.rejection()) {
             (None, _) => ("off", ""),
@@ -422,45 +430,44 @@ fn upstream_name(route: Option<&Route>) -> Cow<'static, str> {
     }
 }
 
-/// The CORS decision and the request id, on a response that is leaving.
+/// The CORS decision and the request id, on a response that is leaving. The
+/// rules of writing a decision (which headers, the `Vary` merge, removing the
+/// upstream's `Access-Control-*` and `X-Corsgate-Reason`) are the engine's
+/// ([`Decision::apply`], which the tower layer uses too); a CORS answer made
+/// here ([`Stop::Cors`]) comes from the engine with them applied.
 fn finish(
     response: &mut Response<ResponseBody>,
     cors: Option<&Decision>,
     request_id: &HeaderValue,
+    answered_by_engine: bool,
 ) {
     let headers = response.headers_mut();
     // Room for the CORS headers and the request id at once: one resize at most.
     headers.reserve(8);
-    // Only the gateway says why it refused, and only in debug mode: an
-    // upstream's own reason would pass for the gateway's.
-    if headers.contains_key(X_CORSGATE_REASON) {
-        headers.remove(X_CORSGATE_REASON);
-    }
-    if let Some(decision) = cors {
-        // Removes every Access-Control-* header of the upstream first: the gateway
-        // is the one authority on CORS.
-        decision.apply(headers);
+    match cors {
+        Some(decision) if !answered_by_engine => decision.apply(headers),
+        Some(_) => {}
+        // CORS off: the upstream's CORS headers pass, but only the gateway says
+        // why it refused (in debug mode): an upstream's own reason would pass
+        // for the gateway's.
+        None => {
+            if headers.contains_key(X_CORSGATE_REASON) {
+                headers.remove(X_CORSGATE_REASON);
+            }
+        }
     }
     if !headers.contains_key(X_REQUEST_ID) {
         headers.insert(X_REQUEST_ID, request_id.clone());
     }
 }
 
-/// A response the gateway makes itself: `text` as its body (none when empty:
-/// `Content-Length: 0`, except on a `204`, which has no body by definition).
+/// An answer the gateway makes itself on an error: `text` as its body.
 fn local(status: StatusCode, text: &'static str) -> Response<ResponseBody> {
     let mut response = Response::new(ResponseBody::full(text.as_bytes()));
     *response.status_mut() = status;
     // Sized for every header the gateway may add, so that it never grows.
     *response.headers_mut() = HeaderMap::with_capacity(12);
-    let headers = response.headers_mut();
-    if text.is_empty() {
-        if status != StatusCode::NO_CONTENT {
-            headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
-        }
-    } else {
-        headers.insert(CONTENT_TYPE, TEXT_PLAIN);
-    }
+    response.headers_mut().insert(CONTENT_TYPE, TEXT_PLAIN);
     response
 }
 

@@ -9,8 +9,6 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::body;
-
 /// Joins a client's and an upstream's upgraded connections until both sides
 /// have closed, or no byte has passed either way for `idle` (then both close).
 pub(crate) async fn tunnel(
@@ -34,7 +32,7 @@ pub(crate) async fn tunnel(
     tokio::pin!(copy);
     loop {
         let quiet_since = start + Duration::from_millis(last.load(Relaxed));
-        let deadline = body::after(quiet_since, idle);
+        let deadline = super::after(quiet_since, idle);
         if deadline <= tokio::time::Instant::now() {
             tracing::debug!(timeout = ?idle, "WebSocket tunnel idle for websocket_idle_timeout; closed");
             return;

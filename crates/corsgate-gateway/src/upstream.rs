@@ -11,15 +11,24 @@
 //! Open connections are bounded per upstream (`max_upstream_connections`): each
 //! holds a permit of the pool's semaphore until its socket closes. A request that
 //! finds none idle and no permit free waits, up to `upstream_queue_timeout`, for
-//! either; then it is refused (`503`).
+//! either; then it is refused (`503`). Idle connections are capped
+//! (`max_idle_per_upstream`, the least recently used goes first) and closed
+//! once unused for `upstream_idle_timeout`.
+//!
+//! The pool is generic over the request body and knows nothing of the
+//! gateway's body types: what it needs of a body, how far it has been sent, it
+//! is given as a [`Progress`] that the body updates.
 
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::uri::Authority;
 use http::{Request, Response};
+use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -27,9 +36,76 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
-use super::body::{Progress, RequestBody};
 use super::metrics::Metrics;
+use super::{BoxError, after};
 use corsgate_config::Settings;
+
+/// The port of an `http://` upstream written without one (RFC 9110 §4.2.1).
+const HTTP_DEFAULT_PORT: u16 = 80;
+
+/// What a request body must be for the pool to send it.
+pub(crate) trait SendBody:
+    Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static
+{
+}
+
+impl<B> SendBody for B where B: Body<Data = Bytes, Error = BoxError> + Send + Unpin + 'static {}
+
+/// How far a request body has got, shared between the body (which updates it)
+/// and the upstream connection it is sent on: whether the connection is done
+/// with it, and whether it still moves.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    /// Bytes read so far; [`Progress::DONE`] once the body has been read whole.
+    read: AtomicU64,
+    /// Bytes read so far, also once done (for the access log).
+    bytes: AtomicU64,
+    /// How long the body may stall (`body_timeout`).
+    timeout: Duration,
+}
+
+impl Progress {
+    const DONE: u64 = u64::MAX;
+
+    /// A body that has not moved yet and may stall for `timeout`.
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Progress {
+            read: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            timeout,
+        }
+    }
+
+    /// The body has been read up to `bytes`.
+    pub(crate) fn advanced(&self, bytes: u64) {
+        self.read
+            .store(bytes.min(Self::DONE - 1), Ordering::Relaxed);
+        self.bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The body has been read whole.
+    pub(crate) fn finished(&self) {
+        self.read.store(Self::DONE, Ordering::Release);
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.read.load(Ordering::Acquire) == Self::DONE
+    }
+
+    /// Bytes read so far ([`Progress::DONE`] at the end).
+    fn read(&self) -> u64 {
+        self.read.load(Ordering::Acquire)
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Bytes of the body read so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
 
 /// How a pool connects and how many connections it keeps: the `[server]`
 /// settings about upstream connections.
@@ -59,8 +135,8 @@ impl PoolSettings {
     }
 }
 
-/// The connections to one upstream.
-pub(crate) struct Pool {
+/// The connections to one upstream, sending request bodies of type `B`.
+pub(crate) struct Pool<B> {
     authority: Authority,
     settings: PoolSettings,
     /// One permit per open connection, held by the connection's task until the
@@ -70,23 +146,23 @@ pub(crate) struct Pool {
     /// waiting for one.
     returned: Notify,
     /// Most recently returned last.
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<Vec<Idle<B>>>,
     metrics: Arc<Metrics>,
 }
 
 /// A connection: where requests are sent, and the task that drives it (aborted
 /// to close it at once).
-struct Conn {
-    sender: SendRequest<RequestBody>,
+struct Conn<B> {
+    sender: SendRequest<B>,
     task: AbortHandle,
 }
 
-struct Idle {
-    conn: Conn,
+struct Idle<B> {
+    conn: Conn<B>,
     since: Instant,
 }
 
-impl fmt::Debug for Pool {
+impl<B> fmt::Debug for Pool<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
             .field("authority", &self.authority)
@@ -95,7 +171,7 @@ impl fmt::Debug for Pool {
     }
 }
 
-impl Pool {
+impl<B: SendBody> Pool<B> {
     pub(crate) fn new(authority: Authority, settings: PoolSettings, metrics: Arc<Metrics>) -> Self {
         Pool {
             authority,
@@ -124,12 +200,13 @@ impl Pool {
 
     /// Sends a request (origin-form URI, `Host` set) on a pooled connection or
     /// a new one. The returned [`Checkout`] hands the connection back once the
-    /// response body has been read to its end (and the request body sent).
+    /// response body has been read to its end and, if `progress` is given,
+    /// the request body has been sent whole.
     pub(crate) async fn send(
         self: &Arc<Self>,
-        mut request: Request<RequestBody>,
-    ) -> Result<(Response<Incoming>, Checkout), UpstreamError> {
-        let progress = request.body().progress();
+        mut request: Request<B>,
+        progress: Option<Arc<Progress>>,
+    ) -> Result<(Response<Incoming>, Checkout<B>), UpstreamError> {
         let mut deadline = None;
         loop {
             let (Conn { mut sender, task }, reused) = match self.checkout(&mut deadline).await? {
@@ -166,7 +243,7 @@ impl Pool {
     async fn checkout(
         &self,
         deadline: &mut Option<tokio::time::Instant>,
-    ) -> Result<Ready, UpstreamError> {
+    ) -> Result<Ready<B>, UpstreamError> {
         loop {
             if let Some(conn) = self.take() {
                 return Ok(Ready::Idle(conn));
@@ -177,7 +254,7 @@ impl Pool {
             // Every connection is busy and no other may be opened: wait for one
             // to come back or to close.
             let deadline = *deadline.get_or_insert_with(|| {
-                super::body::after(tokio::time::Instant::now(), self.settings.queue_timeout)
+                after(tokio::time::Instant::now(), self.settings.queue_timeout)
             });
             let returned = self.returned.notified();
             tokio::pin!(returned);
@@ -203,7 +280,7 @@ impl Pool {
     /// The most recently returned connection that is ready for a new request.
     /// A connection still busy finishing its last exchange is left where it
     /// is: the request would wait behind it.
-    fn take(&self) -> Option<Conn> {
+    fn take(&self) -> Option<Conn<B>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         while idle.last().is_some_and(|e| e.conn.sender.is_closed()) {
             idle.pop();
@@ -212,7 +289,7 @@ impl Pool {
         Some(idle.remove(found).conn)
     }
 
-    fn put(&self, conn: Conn) {
+    fn put(&self, conn: Conn<B>) {
         if conn.sender.is_closed() || self.settings.max_idle == 0 {
             return;
         }
@@ -235,19 +312,33 @@ impl Pool {
     /// Closes the connections unused for `upstream_idle_timeout` and forgets
     /// the ones the upstream closed.
     pub(crate) fn prune(&self) {
-        let timeout = self.settings.idle_timeout;
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|e| !e.conn.sender.is_closed() && e.since.elapsed() < timeout);
+        self.prune_at(Instant::now());
     }
 
-    async fn connect(&self, permit: OwnedSemaphorePermit) -> Result<Conn, UpstreamError> {
+    /// [`prune`](Self::prune) as of `now`.
+    fn prune_at(&self, now: Instant) {
+        let timeout = self.settings.idle_timeout;
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|e| !e.conn.sender.is_closed() && now.duration_since(e.since) < timeout);
+    }
+
+    /// Idle connections kept.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    async fn connect(&self, permit: OwnedSemaphorePermit) -> Result<Conn<B>, UpstreamError> {
         let host = self.authority.host();
         // An IPv6 literal comes bracketed in an authority.
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        let port = self.authority.port_u16().unwrap_or(80);
+        let port = self.authority.port_u16().unwrap_or(HTTP_DEFAULT_PORT);
         let timeout = self.settings.connect_timeout;
         let stream = match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
             Ok(Ok(stream)) => stream,
@@ -279,8 +370,8 @@ impl Pool {
     }
 }
 
-enum Ready {
-    Idle(Conn),
+enum Ready<B> {
+    Idle(Conn<B>),
     Permit(OwnedSemaphorePermit),
 }
 
@@ -289,14 +380,14 @@ enum Ready {
 ///
 /// [`release`]: Checkout::release
 /// [`abandon`]: Checkout::abandon
-pub(crate) struct Checkout {
-    pool: Arc<Pool>,
-    conn: Conn,
+pub(crate) struct Checkout<B: SendBody> {
+    pool: Arc<Pool<B>>,
+    conn: Conn<B>,
     /// How far the request body has got; `None` for a request without one.
     progress: Option<Arc<Progress>>,
 }
 
-impl Checkout {
+impl<B: SendBody> Checkout<B> {
     /// Returns the connection to its pool: call it once the response body has
     /// been read to its end. A connection whose request body is still on its
     /// way (the upstream answered before reading it all) is abandoned instead:
@@ -363,12 +454,12 @@ impl Checkout {
         });
     }
 
-    pub(crate) fn pool(&self) -> &Pool {
+    pub(crate) fn pool(&self) -> &Pool<B> {
         &self.pool
     }
 }
 
-impl fmt::Debug for Checkout {
+impl<B: SendBody> fmt::Debug for Checkout<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Checkout")
             .field("upstream", &self.pool.authority)
@@ -417,6 +508,265 @@ impl std::error::Error for UpstreamError {
             UpstreamError::Connect(err) => Some(err),
             UpstreamError::Busy(_) => None,
             UpstreamError::Http(err) => Some(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool on its own, against a real upstream on loopback: what it
+    //! reuses, what it keeps, what it closes, and when it refuses.
+
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::sync::atomic::AtomicUsize;
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    type TestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+    fn body(text: &'static str) -> TestBody {
+        Full::new(Bytes::from_static(text.as_bytes()))
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync()
+    }
+
+    /// An HTTP/1.1 upstream on 127.0.0.1 that counts the connections it
+    /// accepted and answers `ok`; `/hold` waits until `release` is notified.
+    struct Upstream {
+        addr: SocketAddr,
+        accepted: Arc<AtomicUsize>,
+        release: Arc<Notify>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Upstream {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
+    }
+
+    async fn upstream() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Notify::new());
+        let task = tokio::spawn({
+            let accepted = accepted.clone();
+            let release = release.clone();
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let release = release.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |request: Request<Incoming>| {
+                            let release = release.clone();
+                            async move {
+                                let hold = request.uri().path() == "/hold";
+                                let _ = request.into_body().collect().await;
+                                if hold {
+                                    release.notified().await;
+                                }
+                                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                                    b"ok",
+                                ))))
+                            }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            }
+        });
+        Upstream {
+            addr,
+            accepted,
+            release,
+            task,
+        }
+    }
+
+    fn settings() -> PoolSettings {
+        PoolSettings {
+            connect_timeout: Duration::from_secs(5),
+            max_connections: 8,
+            max_idle: 8,
+            idle_timeout: Duration::from_secs(60),
+            queue_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn pool(up: &Upstream, settings: PoolSettings) -> Arc<Pool<TestBody>> {
+        let authority: Authority = up.addr.to_string().parse().unwrap();
+        Arc::new(Pool::new(authority, settings, Arc::new(Metrics::default())))
+    }
+
+    fn request(up: &Upstream, path: &str) -> Request<TestBody> {
+        Request::get(path)
+            .header(http::header::HOST, up.addr.to_string())
+            .body(body(""))
+            .unwrap()
+    }
+
+    /// Sends a request and reads its response whole; returns the checkout.
+    async fn exchange(
+        pool: &Arc<Pool<TestBody>>,
+        request: Request<TestBody>,
+    ) -> Checkout<TestBody> {
+        let (response, checkout) = pool.send(request, None).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(body, "ok");
+        checkout
+    }
+
+    /// Waits until `n` connections are idle: a connection whose task has not
+    /// yet seen the end of its exchange goes back to the pool a moment later.
+    async fn settle(pool: &Pool<TestBody>, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while pool.idle_count() < n {
+            assert!(tokio::time::Instant::now() < deadline, "never {n} idle");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_released_connection_is_reused() {
+        let up = upstream().await;
+        let pool = pool(&up, settings());
+        for _ in 0..3 {
+            exchange(&pool, request(&up, "/")).await.release();
+            settle(&pool, 1).await;
+        }
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_request_body_was_not_sent_whole_is_not_reused() {
+        let up = upstream().await;
+        let pool = pool(&up, settings());
+        let progress = Arc::new(Progress::new(Duration::from_secs(5)));
+        progress.advanced(3);
+        let (response, checkout) = pool
+            .send(request(&up, "/"), Some(progress.clone()))
+            .await
+            .unwrap();
+        let _ = response.into_body().collect().await.unwrap();
+        checkout.release();
+        assert_eq!(pool.idle_count(), 0);
+        exchange(&pool, request(&up, "/")).await.release();
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_capped_least_recently_used_first() {
+        let up = upstream().await;
+        let pool = pool(
+            &up,
+            PoolSettings {
+                max_idle: 2,
+                ..settings()
+            },
+        );
+        // Four held at once: four connections, then only two kept.
+        let mut checkouts = Vec::new();
+        for _ in 0..4 {
+            checkouts.push(exchange(&pool, request(&up, "/")).await);
+        }
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 4);
+        for checkout in checkouts {
+            checkout.release();
+        }
+        settle(&pool, 2).await;
+        assert_eq!(pool.idle_count(), 2);
+    }
+
+    #[tokio::test]
+    async fn max_idle_0_keeps_no_connection() {
+        let up = upstream().await;
+        let pool = pool(
+            &up,
+            PoolSettings {
+                max_idle: 0,
+                ..settings()
+            },
+        );
+        exchange(&pool, request(&up, "/")).await.release();
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_the_idle_timeout_are_closed() {
+        let up = upstream().await;
+        let idle_timeout = Duration::from_secs(30);
+        let pool = pool(
+            &up,
+            PoolSettings {
+                idle_timeout,
+                ..settings()
+            },
+        );
+        exchange(&pool, request(&up, "/")).await.release();
+        settle(&pool, 1).await;
+        pool.prune_at(Instant::now());
+        assert_eq!(pool.idle_count(), 1, "not idle long enough yet");
+        pool.prune_at(Instant::now() + idle_timeout);
+        assert_eq!(pool.idle_count(), 0);
+        exchange(&pool, request(&up, "/")).await.release();
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn past_max_connections_a_request_waits_then_is_refused_as_busy() {
+        let up = upstream().await;
+        let pool = pool(
+            &up,
+            PoolSettings {
+                max_connections: 1,
+                queue_timeout: Duration::from_millis(100),
+                ..settings()
+            },
+        );
+        let held = tokio::spawn({
+            let pool = pool.clone();
+            let request = request(&up, "/hold");
+            async move { exchange(&pool, request).await }
+        });
+        // The held request has the one connection.
+        while up.accepted.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        match pool.send(request(&up, "/"), None).await {
+            Err(err) => assert!(err.is_busy(), "{err}"),
+            Ok(_) => panic!("a second connection past max_connections = 1"),
+        }
+        // Once it comes back, the next request takes it.
+        up.release.notify_one();
+        held.await.unwrap().release();
+        exchange(&pool, request(&up, "/")).await.release();
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_that_is_not_there_is_a_connect_error() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let authority: Authority = addr.to_string().parse().unwrap();
+        let pool: Arc<Pool<TestBody>> = Arc::new(Pool::new(
+            authority,
+            settings(),
+            Arc::new(Metrics::default()),
+        ));
+        let request = Request::get("/").body(body("")).unwrap();
+        match pool.send(request, None).await {
+            Err(err) => assert!(err.is_connect(), "{err}"),
+            Ok(_) => panic!("a response from nowhere"),
         }
     }
 }
