@@ -282,3 +282,47 @@ fn routes_are_labelled_with_host_and_path() {
         ran.stdout
     );
 }
+
+/// The gateway's metrics (and logs) name a route of one host with its host and
+/// path, in a form without quotes: `1:login.example.com/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_name_a_host_route_by_host_and_path() {
+    use support::{Gw, Spy, config, route, send};
+    let spy = Spy::ok().await;
+    let routes = format!(
+        "{}{}",
+        route("/", &spy.url(), ""),
+        route("/", &spy.url(), "host = \"login.example.com\"")
+    );
+    let gw = Gw::start(&config(
+        "",
+        "allow_origins = [\"https://app.example.com\"]",
+        &routes,
+    ))
+    .await;
+    let answer = send(
+        "GET",
+        &gw.url("/x"),
+        &[
+            ("host", "login.example.com"),
+            ("origin", "https://app.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(answer.status, http::StatusCode::OK);
+    send(
+        "GET",
+        &gw.url("/y"),
+        &[("origin", "https://app.example.com")],
+    )
+    .await;
+    let metrics = send("GET", &gw.admin_url("/metrics"), &[]).await.text();
+    for name in ["1:login.example.com/", "0:/"] {
+        assert!(
+            metrics.contains(&format!(
+                "corsgate_requests_total{{route=\"{name}\",class=\"actual\",decision=\"allowed\",reason=\"\"}} 1"
+            )),
+            "{name}:\n{metrics}"
+        );
+    }
+}
