@@ -231,7 +231,7 @@ pub fn parse(text: &str) -> Parsed<'_> {
             "server" => checker.nested::<super::model::ServerConfig>(
                 value,
                 path,
-                &["cors"],
+                &["cors", "tls"],
                 |checker, key, value, path| match key {
                     "cors" => checker.nested::<corsgate_policy::CorsConfig>(
                         value,
@@ -239,6 +239,11 @@ pub fn parse(text: &str) -> Parsed<'_> {
                         &[],
                         |_, _, v, _| Some(v.clone()),
                     ),
+                    "tls" => {
+                        checker.nested::<super::model::TlsConfig>(value, path, &[], |_, _, v, _| {
+                            Some(v.clone())
+                        })
+                    }
                     _ => Some(value.clone()),
                 },
             ),
@@ -462,6 +467,7 @@ fn unknown_key_message(name: &str, table: &str) -> String {
         "" => &["server", "policies", "route"],
         "server" => SERVER_KEYS,
         "server.cors" => POLICY_KEYS,
+        "server.tls" => super::model::TLS_KEYS,
         t if t.starts_with("policies.") => POLICY_KEYS,
         t if t.ends_with("cors") => &route_cors_keys,
         _ => ROUTE_KEYS,

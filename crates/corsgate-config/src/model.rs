@@ -104,7 +104,39 @@ pub struct ServerConfig {
     /// One log line per request at the default level. Default `true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<bool>,
+    /// `[server.tls]`: HTTPS on `listen`. Default: none (cleartext HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
+
+/// `[server.tls]`: the gateway's listener speaks HTTPS (TLS 1.2 and 1.3).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificates, each chosen by SNI from its names; the first is
+    /// also served to clients that send no (or an unknown) name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<Vec<CertificateConfig>>,
+    /// A cleartext listener that only redirects to https (308). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_listen: Option<String>,
+}
+
+/// One entry of `server.tls.certificates`: PEM files, relative paths from
+/// the configuration file's directory.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// The certificate chain, leaf first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+}
+
+/// Keys of `[server.tls]`.
+pub const TLS_KEYS: &[&str] = &["certificates", "redirect_listen"];
 
 /// `[[route]]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -212,6 +244,7 @@ pub const SERVER_KEYS: &[&str] = &[
     "cors",
     "admin_hosts",
     "access_log",
+    "tls",
 ];
 
 /// Keys of `[[route]]`.

@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 
 pub mod binary;
 pub mod rawup;
+pub mod tls;
 
 /// Longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
