@@ -21,6 +21,7 @@
 
 mod accept;
 mod access_log;
+mod acme;
 mod admin;
 mod body;
 mod conn;
@@ -420,6 +421,11 @@ impl Server {
         if watch {
             tls::watch(&shared);
         }
+        let acme = shared
+            .tls
+            .as_ref()
+            .and_then(|t| t.acme.clone())
+            .map(|acme| tokio::spawn(acme::run(shared.clone(), acme)));
         let pruner = tokio::spawn(prune_pools(shared.clone()));
         let _watcher = match (&shared.config_path, watch) {
             (Some(path), true) => reload::watch(path, shared.clone()),
@@ -483,6 +489,9 @@ impl Server {
         }
         if let Some(redirect) = redirect {
             redirect.abort();
+        }
+        if let Some(acme) = acme {
+            acme.abort();
         }
         pruner.abort();
         Ok(())

@@ -282,6 +282,16 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner) = infos.to_vec();
     }
 
+    /// The ACME certificate now served.
+    pub(crate) fn set_acme_certificate(&self, info: Option<crate::tls::CertInfo>) {
+        *self.tls.acme.lock().unwrap_or_else(PoisonError::into_inner) = info;
+    }
+
+    /// An ACME order that ended with a certificate (`ok`) or failed.
+    pub(crate) fn acme_issued(&self, ok: bool) {
+        self.tls.acme_orders[usize::from(!ok)].fetch_add(1, Relaxed);
+    }
+
     /// A TLS handshake that failed or did not finish in time.
     pub(crate) fn tls_handshake_failed(&self) {
         self.tls.handshake_failures.fetch_add(1, Relaxed);
@@ -486,18 +496,32 @@ impl Metrics {
 #[derive(Debug, Default)]
 struct TlsMetrics {
     certificates: Mutex<Vec<crate::tls::CertInfo>>,
+    acme: Mutex<Option<crate::tls::CertInfo>>,
+    /// Orders that succeeded, failed.
+    acme_orders: [AtomicU64; 2],
     handshake_failures: AtomicU64,
 }
 
 impl TlsMetrics {
     fn render(&self, out: &mut String) {
         use std::fmt::Write as _;
-        let certificates = self
+        let mut certificates = self
             .certificates
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        if certificates.is_empty() {
+        let acme = self
+            .acme
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let orders = [
+            self.acme_orders[0].load(Relaxed),
+            self.acme_orders[1].load(Relaxed),
+        ];
+        let has_acme = acme.is_some() || orders != [0, 0];
+        certificates.extend(acme);
+        if certificates.is_empty() && !has_acme {
             return;
         }
         out.push_str(
@@ -520,6 +544,16 @@ impl TlsMetrics {
              corsgate_tls_handshake_failures_total {}\n",
             self.handshake_failures.load(Relaxed)
         );
+        if has_acme {
+            let _ = write!(
+                out,
+                "# HELP corsgate_acme_orders_total ACME certificate orders, by result.\n\
+                 # TYPE corsgate_acme_orders_total counter\n\
+                 corsgate_acme_orders_total{{result=\"success\"}} {}\n\
+                 corsgate_acme_orders_total{{result=\"failure\"}} {}\n",
+                orders[0], orders[1]
+            );
+        }
     }
 }
 

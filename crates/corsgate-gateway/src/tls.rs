@@ -36,6 +36,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::Shared;
+use super::acme::{ACME_TLS_ALPN, AcmeState};
 use super::metrics::Metrics;
 
 /// A certificate that expires within this is a warning of `check`.
@@ -47,16 +48,16 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// The crypto provider: aws-lc-rs (see the workspace's Cargo.toml for why),
 /// with its default suites and key exchange groups, post-quantum hybrid first.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// One certificate, loaded: the chain and key rustls serves, and what the
 /// gateway reports about it.
 #[derive(Debug)]
-struct Loaded {
-    key: Arc<CertifiedKey>,
-    info: CertInfo,
+pub(crate) struct Loaded {
+    pub(crate) key: Arc<CertifiedKey>,
+    pub(crate) info: CertInfo,
 }
 
 /// What the metrics and logs say about a certificate.
@@ -74,7 +75,7 @@ pub(crate) struct CertInfo {
 /// Why a certificate could not be loaded: the setting to blame and the
 /// message.
 #[derive(Debug)]
-struct LoadError {
+pub(crate) struct LoadError {
     /// `cert_file` or `key_file`.
     key: &'static str,
     file: String,
@@ -97,9 +98,9 @@ fn resolve_path(base: &Path, path: &Path) -> PathBuf {
 
 /// The bytes of a certificate's two files.
 #[derive(Debug, PartialEq, Eq)]
-struct Files {
-    cert: Vec<u8>,
-    key: Vec<u8>,
+pub(crate) struct Files {
+    pub(crate) cert: Vec<u8>,
+    pub(crate) key: Vec<u8>,
 }
 
 fn read_files(files: &CertificateFiles, base: &Path) -> Result<Files, LoadError> {
@@ -118,7 +119,7 @@ fn read_files(files: &CertificateFiles, base: &Path) -> Result<Files, LoadError>
 
 /// Parses a certificate's files: the chain (leaf first), the key, that the key
 /// is the leaf's, and the leaf's names and expiry.
-fn load(files: &CertificateFiles, bytes: &Files) -> Result<Loaded, LoadError> {
+pub(crate) fn load(files: &CertificateFiles, bytes: &Files) -> Result<Loaded, LoadError> {
     let cert_name = files.cert_file.display().to_string();
     let key_name = files.key_file.display().to_string();
     let cert_error = |message: String| LoadError {
@@ -194,14 +195,14 @@ struct CertStore {
     /// By the suffix after `*.`: `*.example.com` is under `example.com`.
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     /// The first certificate: for clients without SNI or with a name no
-    /// certificate has.
-    default: Arc<CertifiedKey>,
+    /// certificate has. None with ACME alone.
+    default: Option<Arc<CertifiedKey>>,
     infos: Vec<CertInfo>,
 }
 
 impl CertStore {
-    fn new(loaded: Vec<Loaded>) -> Option<CertStore> {
-        let default = loaded.first()?.key.clone();
+    fn new(loaded: Vec<Loaded>) -> CertStore {
+        let default = loaded.first().map(|l| l.key.clone());
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
         let mut infos = Vec::with_capacity(loaded.len());
@@ -219,31 +220,23 @@ impl CertStore {
             }
             infos.push(cert.info);
         }
-        Some(CertStore {
+        CertStore {
             exact,
             wildcard,
             default,
             infos,
-        })
+        }
     }
 
-    /// The certificate for a SNI name: an exact name first, then a wildcard
-    /// one label up (a wildcard covers exactly one label, RFC 6125 section
-    /// 6.4.3), then the default.
-    fn pick(&self, name: Option<&str>) -> Arc<CertifiedKey> {
-        let Some(name) = name else {
-            return self.default.clone();
-        };
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(key) = self.exact.get(&name) {
-            return key.clone();
+    /// The certificate that names `name`: an exact name first, then a
+    /// wildcard one label up (a wildcard covers exactly one label, RFC 6125
+    /// section 6.4.3).
+    fn named(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        if let Some(key) = self.exact.get(name) {
+            return Some(key.clone());
         }
-        if let Some((_, parent)) = name.split_once('.') {
-            if let Some(key) = self.wildcard.get(parent) {
-                return key.clone();
-            }
-        }
-        self.default.clone()
+        let (_, parent) = name.split_once('.')?;
+        self.wildcard.get(parent).cloned()
     }
 }
 
@@ -251,11 +244,42 @@ impl CertStore {
 #[derive(Debug)]
 struct Resolver {
     store: ArcSwap<CertStore>,
+    acme: Option<Arc<AcmeState>>,
 }
 
 impl ResolvesServerCert for Resolver {
+    /// The configured certificate that names the SNI name, else the ACME
+    /// certificate if it does, else the default (the first configured, or
+    /// the ACME one). A handshake that offers `acme-tls/1` is a tls-alpn-01
+    /// validation and gets the challenge certificate or nothing (RFC 8737
+    /// section 3).
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.store.load().pick(hello.server_name()))
+        let name = hello
+            .server_name()
+            .map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+        if let Some(acme) = &self.acme {
+            if hello
+                .alpn()
+                .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN))
+            {
+                return acme.challenge_certificate(name.as_deref()?);
+            }
+        }
+        let store = self.store.load();
+        if let Some(name) = &name {
+            if let Some(key) = store.named(name) {
+                return Some(key);
+            }
+            if let Some(acme) = self.acme.as_ref().filter(|a| a.covers(name)) {
+                if let Some(key) = acme.certificate() {
+                    return Some(key);
+                }
+            }
+        }
+        store
+            .default
+            .clone()
+            .or_else(|| self.acme.as_ref().and_then(|a| a.certificate()))
     }
 }
 
@@ -268,12 +292,7 @@ fn load_all(settings: &TlsSettings, base: &Path) -> Result<(CertStore, Vec<Files
         loaded.push(load(files, &bytes)?);
         read.push(bytes);
     }
-    let store = CertStore::new(loaded).ok_or_else(|| LoadError {
-        key: "cert_file",
-        file: String::new(),
-        message: "no certificate configured".to_owned(),
-    })?;
-    Ok((store, read))
+    Ok((CertStore::new(loaded), read))
 }
 
 /// The TLS side of a running gateway: the acceptor and the certificates it
@@ -288,6 +307,8 @@ pub(crate) struct Tls {
     /// Watches the certificates' directories; replaced when the files change.
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
     metrics: Arc<Metrics>,
+    /// `[server.tls.acme]`, as started.
+    pub(crate) acme: Option<Arc<AcmeState>>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -310,8 +331,13 @@ impl Tls {
     ) -> Result<Tls, crate::Error> {
         let (store, _) = load_all(settings, &base).map_err(|e| start_error(&e.to_string()))?;
         metrics.set_certificates(&store.infos);
+        let acme = settings
+            .acme
+            .clone()
+            .map(|acme| Arc::new(AcmeState::new(acme, base.clone())));
         let resolver = Arc::new(Resolver {
             store: ArcSwap::from_pointee(store),
+            acme: acme.clone(),
         });
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -321,6 +347,9 @@ impl Tls {
         // h2 first: a client that speaks both gets HTTP/2 (RFC 7301 lets the
         // server choose; browsers offer both).
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        if acme.as_ref().is_some_and(|a| a.wants_tls_alpn()) {
+            config.alpn_protocols.push(ACME_TLS_ALPN.to_vec());
+        }
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             resolver,
@@ -328,6 +357,7 @@ impl Tls {
             files: Mutex::new(settings.certificates.clone()),
             watcher: Mutex::new(None),
             metrics,
+            acme,
         })
     }
 
@@ -385,6 +415,9 @@ impl Tls {
         let handshake = tokio::time::timeout(timeout, self.acceptor.accept(stream));
         tokio::select! {
             result = handshake => match result {
+                // A tls-alpn-01 validation: the handshake was all of it
+                // (RFC 8737 section 3); no HTTP on this connection.
+                Ok(Ok(stream)) if stream.get_ref().1.alpn_protocol() == Some(ACME_TLS_ALPN) => None,
                 Ok(Ok(stream)) => Some(stream),
                 Ok(Err(err)) => {
                     tracing::debug!(error = %err, "TLS handshake failed");
@@ -513,7 +546,7 @@ pub(crate) fn after_config_reload(shared: &Arc<Shared>) {
 ///
 /// ```
 /// use corsgate_config::tls::TlsSettings;
-/// let settings = TlsSettings { certificates: vec![], redirect_listen: None };
+/// let settings = TlsSettings { certificates: vec![], redirect_listen: None, acme: None };
 /// let found = corsgate_gateway::check_certificates(&settings, std::path::Path::new("."), std::time::SystemTime::now());
 /// assert!(found.is_empty());
 /// ```
@@ -682,9 +715,14 @@ pub(crate) async fn serve_redirect(listener: tokio::net::TcpListener, shared: Ar
         let header_timeout = super::header_timeout(settings);
         let lifetime = header_timeout + settings.send_timeout;
         let port = shared.listen.port();
+        let acme = shared.tls.as_ref().and_then(|t| t.acme.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                std::future::ready(Ok::<_, std::convert::Infallible>(redirect(&request, port)))
+                let response = acme
+                    .as_deref()
+                    .and_then(|acme| http01(&request, acme))
+                    .unwrap_or_else(|| redirect(&request, port));
+                std::future::ready(Ok::<_, std::convert::Infallible>(response))
             });
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -695,6 +733,26 @@ pub(crate) async fn serve_redirect(listener: tokio::net::TcpListener, shared: Ar
             drop(permit);
         });
     }
+}
+
+/// The answer to an ACME http-01 validation (RFC 8555 section 8.3): the key
+/// authorization of a pending challenge's token, as `application/octet-stream`.
+/// `None` for any other request (a token nobody waits for is redirected).
+fn http01<B>(
+    request: &http::Request<B>,
+    acme: &AcmeState,
+) -> Option<http::Response<http_body_util::Full<bytes::Bytes>>> {
+    let token = request
+        .uri()
+        .path()
+        .strip_prefix("/.well-known/acme-challenge/")?;
+    let body = acme.http_response(token)?;
+    let mut response = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/octet-stream"),
+    );
+    Some(response)
 }
 
 /// The 308 to `https://host[:port]/path?query`, the host from the request's

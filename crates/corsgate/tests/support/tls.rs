@@ -73,8 +73,15 @@ impl TestCa {
 
     /// A client configuration that trusts this authority only.
     pub fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        client_trusting(self.der.clone(), alpn)
+    }
+}
+
+/// A client configuration that trusts `root` only.
+pub fn client_trusting(root: CertificateDer<'static>, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    {
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
+        roots.add(root).unwrap();
         let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
         ))
