@@ -471,3 +471,149 @@ fn a_tls_table_without_certificates_or_with_a_bad_redirect_address_is_refused_at
     assert!(all.contains("an address of its own"), "{all}");
     assert!(checked.gateway.is_none());
 }
+
+/// Runs `browser/harness.mjs` on one document; the JSON line of each scenario.
+fn run_harness(dir: &TempDir, document: &serde_json::Value) -> Vec<serde_json::Value> {
+    let browser = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../browser");
+    let install = "run `bash scripts/install-test-deps.sh`";
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "Chromium is missing: {install}"
+    );
+    assert!(
+        browser.join("node_modules/playwright-core").exists(),
+        "the browser harness's node modules are missing: {install}"
+    );
+    let input = dir.join("scenarios.json");
+    std::fs::write(&input, serde_json::to_vec(document).unwrap()).unwrap();
+    let log = dir.join("harness.log");
+    let mut child = std::process::Command::new("node")
+        .arg(browser.join("harness.mjs"))
+        .arg(&input)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("cannot start node");
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "the harness hung: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = reader.join().unwrap();
+    assert!(
+        status.success(),
+        "harness failed: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Chromium, trusting the test certificates by their SPKI pins only (not by
+/// ignoring certificate errors), on an https page of one origin calls an
+/// https API of another with credentials: the API sets a `Secure;
+/// SameSite=None` cookie, and the next credentialed request, after its
+/// preflight, carries it to the upstream. The two origins are one site
+/// (`corsgate.localhost`): Chromium blocks third-party cookies, so a
+/// cross-site pair would test its cookie policy, not the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_sends_a_secure_samesite_none_cookie_across_origins_over_https() {
+    let dir = TempDir::new("tls-browser");
+    let ca = TestCa::new("browser");
+    let page_leaf = ca.leaf(&["app.corsgate.localhost"], 30);
+    let api_leaf = ca.leaf(&["api.corsgate.localhost"], 30);
+    page_leaf.write(dir.path(), "page");
+    api_leaf.write(dir.path(), "api");
+
+    let page_upstream = Spy::start(|_| support::Reply {
+        body: "<!doctype html><title>app</title>".to_owned(),
+        ..support::Reply::ok().header("content-type", "text/html; charset=utf-8")
+    })
+    .await;
+    let page_dir = TempDir::new("tls-browser-page");
+    std::fs::copy(dir.join("page.pem"), page_dir.join("page.pem")).unwrap();
+    std::fs::copy(dir.join("page.key"), page_dir.join("page.key")).unwrap();
+    let page = start(
+        &page_dir,
+        &tls_config(&["page"], &page_upstream.url(), "", ""),
+        false,
+    )
+    .await;
+    let page_origin = format!("https://app.corsgate.localhost:{}", page.addr.port());
+
+    let api_upstream = Spy::start(|seen| {
+        if seen.uri.path() == "/login" {
+            support::Reply::ok().header("set-cookie", "sid=s3cret; Secure; SameSite=None; Path=/")
+        } else {
+            support::Reply::ok()
+        }
+    })
+    .await;
+    let api_config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
+         [server.tls]\ncertificates = [{{ cert_file = \"api.pem\", key_file = \"api.key\" }}]\n\n\
+         [server.cors]\nallow_origins = [\"{page_origin}\"]\nallow_credentials = true\n\
+         allow_methods = [\"PUT\"]\nallow_headers = [\"x-token\"]\n\n{}",
+        route("/", &api_upstream.url(), "")
+    );
+    let api = start(&dir, &api_config, false).await;
+    let api_url = format!("https://api.corsgate.localhost:{}", api.addr.port());
+
+    let document = serde_json::json!({
+        "browserArgs": [format!(
+            "--ignore-certificate-errors-spki-list={},{}",
+            page_leaf.spki_pin, api_leaf.spki_pin
+        )],
+        "stepTimeoutMs": 8000,
+        "scenarios": [{
+            "name": "https-credentialed-cookie",
+            "pageUrl": format!("{page_origin}/"),
+            "steps": [
+                {"kind": "fetch", "url": format!("{api_url}/login"),
+                 "init": {"method": "POST", "credentials": "include", "body": "u=1"}},
+                {"kind": "fetch", "url": format!("{api_url}/me"),
+                 "init": {"method": "PUT", "credentials": "include",
+                          "headers": {"x-token": "t"}, "body": "x"}},
+            ],
+        }],
+    });
+    let results = run_harness(&dir, &document);
+    let result = &results[0];
+    assert_eq!(result["pageStatus"], 200, "{result:#}");
+    let steps = result["steps"].as_array().unwrap();
+    for step in steps {
+        assert_eq!(step["ok"], true, "{result:#}");
+        assert_eq!(step["status"], 200, "{result:#}");
+    }
+    assert_eq!(
+        steps[1]["preflights"].as_array().map(Vec::len),
+        Some(1),
+        "{result:#}"
+    );
+    // The upstream got the cookie, and saw the request as https.
+    let me = api_upstream
+        .requests()
+        .into_iter()
+        .find(|s| s.uri.path() == "/me")
+        .expect("the credentialed PUT reached the upstream");
+    assert_eq!(me.headers["cookie"], "sid=s3cret");
+    assert_eq!(me.headers["x-forwarded-proto"], "https");
+}

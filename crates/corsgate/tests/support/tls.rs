@@ -34,6 +34,9 @@ pub struct Leaf {
     pub chain_pem: String,
     pub key_pem: String,
     pub der: CertificateDer<'static>,
+    /// SHA-256 of the leaf's SubjectPublicKeyInfo, base64: what Chromium's
+    /// `--ignore-certificate-errors-spki-list` takes.
+    pub spki_pin: String,
 }
 
 impl TestCa {
@@ -64,10 +67,18 @@ impl TestCa {
         params.not_after = now + time::Duration::days(days);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let spki = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &rcgen::PublicKeyData::subject_public_key_info(&key),
+        );
         Leaf {
             chain_pem: format!("{}{}", cert.pem(), self.pem),
             key_pem: key.serialize_pem(),
             der: cert.der().clone(),
+            spki_pin: base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                spki.as_ref(),
+            ),
         }
     }
 
