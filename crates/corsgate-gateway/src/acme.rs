@@ -70,6 +70,11 @@ impl AcmeState {
         }
     }
 
+    /// The settings it runs with.
+    pub(crate) fn settings(&self) -> &AcmeSettings {
+        &self.settings
+    }
+
     /// Whether the certificate covers `name` (a lowercase SNI name).
     pub(crate) fn covers(&self, name: &str) -> bool {
         self.settings.domains.iter().any(|d| d == name)

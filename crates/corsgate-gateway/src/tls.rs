@@ -523,6 +523,12 @@ pub(crate) fn after_config_reload(shared: &Arc<Shared>) {
         );
         return;
     };
+    let running_acme = tls.acme.as_ref().map(|a| a.settings());
+    if running_acme != settings.acme.as_ref() {
+        tracing::warn!(
+            "[server.tls.acme] changed: restart corsgate to apply it; the running ACME settings stay"
+        );
+    }
     let changed =
         *tls.files.lock().unwrap_or_else(PoisonError::into_inner) != settings.certificates;
     if tls.reload(&settings, false)
@@ -556,6 +562,33 @@ pub fn check_certificates(settings: &TlsSettings, base: &Path, now: SystemTime) 
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
     let soon = i64::try_from(EXPIRY_WARNING.as_secs()).unwrap_or(i64::MAX);
     let mut found = Vec::new();
+    if let Some(ca) = settings
+        .acme
+        .as_ref()
+        .and_then(|a| a.directory_ca_file.as_ref())
+    {
+        let readable = std::fs::read(resolve_path(base, ca))
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|bytes| {
+                match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
+                    Ok(certs) if !certs.is_empty() => Ok(()),
+                    Ok(_) => Err("no certificate in it".to_owned()),
+                    Err(e) => Err(format!("not a PEM certificate: {e}")),
+                }
+            });
+        if let Err(message) = readable {
+            found.push(
+                Diagnostic::error(
+                    DiagnosticKind::File,
+                    "server.tls.acme.directory_ca_file",
+                    format!(
+                        "{message} (a PEM file with the CA of the ACME server's https certificate)"
+                    ),
+                )
+                .with_value(ca.display().to_string()),
+            );
+        }
+    }
     for (i, files) in settings.certificates.iter().enumerate() {
         let at = |key: &str| format!("server.tls.certificates[{i}].{key}");
         let loaded = read_files(files, base).and_then(|bytes| load(files, &bytes));

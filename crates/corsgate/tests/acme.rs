@@ -219,3 +219,27 @@ fn a_bad_acme_table_is_refused_with_every_problem_at_once() {
     }
     assert!(checked.gateway.is_none());
 }
+
+#[test]
+fn check_refuses_a_directory_ca_file_that_is_not_a_certificate() {
+    let dir = TempDir::new("acme-check");
+    std::fs::write(dir.join("ca.pem"), "not a certificate\n").unwrap();
+    let config = dir.join("corsgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:8443\"\n[server.tls.acme]\ndomains = [\"{DOMAIN}\"]\n\
+             directory_ca_file = \"ca.pem\"\ncache_dir = \"cache\"\n\n{}",
+            route("/", "http://127.0.0.1:9", "")
+        ),
+    )
+    .unwrap();
+    let ran = support::binary::run(&["check", config.to_str().unwrap()], WAIT);
+    assert_eq!(ran.code, Some(1), "{}{}", ran.stdout, ran.stderr);
+    assert!(
+        ran.stdout
+            .contains("corsgate.toml:5:21: server.tls.acme.directory_ca_file: error: \"ca.pem\": no certificate in it"),
+        "{}",
+        ran.stdout
+    );
+}
