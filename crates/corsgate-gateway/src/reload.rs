@@ -78,6 +78,10 @@ pub(crate) fn reload(shared: &Arc<Shared>, only_if_changed: bool) -> ReloadOutco
         if !only_if_changed {
             // SIGHUP: the reload asked for succeeded, there was nothing to do.
             shared.metrics.reloaded(true);
+            // But the certificates are read again: their files may have
+            // changed while the configuration did not.
+            drop(last);
+            super::tls::after_config_reload(shared);
         }
         return ReloadOutcome::Unchanged;
     }
