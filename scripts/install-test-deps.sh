@@ -3,7 +3,9 @@
 #   - Chromium (Debian package `chromium`) for the real-browser CORS suite,
 #   - curl, to run the commands the demo prints exactly as printed,
 #   - nginx and wrk for the comparison benchmarks (installed only, never started),
-#   - the Node driver of the browser harness (browser/node_modules, via `npm ci`).
+#   - the Node driver of the browser harness (browser/node_modules, via `npm ci`),
+#   - pebble (Let's Encrypt's test ACME server, with pebble-challtestsrv) for
+#     the ACME tests (tests/acme.rs), which start it themselves on loopback.
 # Idempotent and fast (a few seconds) when everything is already there.
 # Runs non-interactively; installing Debian packages needs root (as on CI).
 set -euo pipefail
@@ -56,6 +58,7 @@ need /usr/bin/systemd-analyze systemd
 need /usr/bin/man man-db
 need /usr/bin/dpkg-deb dpkg
 need /usr/bin/strip binutils
+need /usr/bin/pebble pebble
 
 if ! command -v npm >/dev/null 2>&1; then
   echo "install-test-deps: npm is missing (Node >= 20 is needed for browser/)" >&2

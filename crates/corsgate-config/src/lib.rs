@@ -19,6 +19,7 @@ pub mod load;
 pub mod model;
 pub mod selfloop;
 mod table;
+pub mod tls;
 pub mod trust;
 
 use std::collections::HashSet;
@@ -92,6 +93,8 @@ pub struct Settings {
     pub admin_hosts: Vec<String>,
     /// One log line per request (`access_log`), on unless set to `false`.
     pub access_log: bool,
+    /// `[server.tls]`: HTTPS on `listen` when set.
+    pub tls: Option<tls::TlsSettings>,
 }
 
 impl Default for Settings {
@@ -121,6 +124,7 @@ impl Default for Settings {
             max_connections_configured: false,
             admin_hosts: Vec::new(),
             access_log: true,
+            tls: None,
         }
     }
 }
@@ -974,6 +978,9 @@ fn settings(server: &model::ServerConfig, diagnostics: &mut Vec<Diagnostic>) -> 
     if let Some(access_log) = server.access_log {
         settings.access_log = access_log;
     }
+    if let Some(tls) = &server.tls {
+        settings.tls = tls::compile(tls, settings.listen, settings.admin_listen, diagnostics);
+    }
     let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then_some(settings)
 }
@@ -1060,6 +1067,7 @@ fn effective_config(
         cors: Some(default_policy.effective_config().clone()),
         admin_hosts: Some(settings.admin_hosts.clone()),
         access_log: Some(settings.access_log),
+        tls: settings.tls.as_ref().map(tls::TlsSettings::effective),
     };
     let mut by_index: Vec<&Route> = routes.iter().collect();
     by_index.sort_by_key(|r| r.index);

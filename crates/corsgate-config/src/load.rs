@@ -231,13 +231,26 @@ pub fn parse(text: &str) -> Parsed<'_> {
             "server" => checker.nested::<super::model::ServerConfig>(
                 value,
                 path,
-                &["cors"],
+                &["cors", "tls"],
                 |checker, key, value, path| match key {
                     "cors" => checker.nested::<corsgate_policy::CorsConfig>(
                         value,
                         path,
                         &[],
                         |_, _, v, _| Some(v.clone()),
+                    ),
+                    "tls" => checker.nested::<super::model::TlsConfig>(
+                        value,
+                        path,
+                        &["acme"],
+                        |checker, _, value, path| {
+                            checker.nested::<super::model::AcmeConfig>(
+                                value,
+                                path,
+                                &[],
+                                |_, _, v, _| Some(v.clone()),
+                            )
+                        },
                     ),
                     _ => Some(value.clone()),
                 },
@@ -462,6 +475,8 @@ fn unknown_key_message(name: &str, table: &str) -> String {
         "" => &["server", "policies", "route"],
         "server" => SERVER_KEYS,
         "server.cors" => POLICY_KEYS,
+        "server.tls" => super::model::TLS_KEYS,
+        "server.tls.acme" => super::model::ACME_KEYS,
         t if t.starts_with("policies.") => POLICY_KEYS,
         t if t.ends_with("cors") => &route_cors_keys,
         _ => ROUTE_KEYS,

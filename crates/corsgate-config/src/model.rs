@@ -104,7 +104,81 @@ pub struct ServerConfig {
     /// One log line per request at the default level. Default `true`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_log: Option<bool>,
+    /// `[server.tls]`: HTTPS on `listen`. Default: none (cleartext HTTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
 }
+
+/// `[server.tls]`: the gateway's listener speaks HTTPS (TLS 1.2 and 1.3).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificates, each chosen by SNI from its names; the first is
+    /// also served to clients that send no (or an unknown) name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<Vec<CertificateConfig>>,
+    /// A cleartext listener that only redirects to https (308). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_listen: Option<String>,
+    /// `[server.tls.acme]`: certificates from an ACME CA. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeConfig>,
+}
+
+/// `[server.tls.acme]`: automatic certificates (RFC 8555).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// The DNS names of the certificate (no wildcards: those need dns-01).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domains: Option<Vec<String>>,
+    /// `mailto:` addresses the CA may write to about the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Vec<String>>,
+    /// The CA's directory URL. Default: Let's Encrypt production.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
+    /// PEM file of the CA that signed the directory's own https certificate,
+    /// for a private ACME server. Default: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_ca_file: Option<String>,
+    /// Where the account key and the certificates are kept across restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<String>,
+    /// `"tls-alpn-01"` (default) or `"http-01"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
+    /// How long before expiry to renew. Default `30d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<String>,
+}
+
+/// Keys of `[server.tls.acme]`.
+pub const ACME_KEYS: &[&str] = &[
+    "domains",
+    "contact",
+    "directory",
+    "directory_ca_file",
+    "cache_dir",
+    "challenge",
+    "renew_before",
+];
+
+/// One entry of `server.tls.certificates`: PEM files, relative paths from
+/// the configuration file's directory.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    /// The certificate chain, leaf first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
+}
+
+/// Keys of `[server.tls]`.
+pub const TLS_KEYS: &[&str] = &["certificates", "redirect_listen", "acme"];
 
 /// `[[route]]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -212,6 +286,7 @@ pub const SERVER_KEYS: &[&str] = &[
     "cors",
     "admin_hosts",
     "access_log",
+    "tls",
 ];
 
 /// Keys of `[[route]]`.

@@ -34,6 +34,7 @@ use super::BoxError;
 use super::Shared;
 use super::metrics::{ClientClose, Metrics};
 use super::proxy;
+use super::tls::ClientStream;
 
 /// How long a connection that is closing (GOAWAY sent) may take to finish, at
 /// most: then it is dropped whatever the client does. Requests still in flight
@@ -264,7 +265,7 @@ impl Drop for Answered {
 /// The client socket, noting for the send timer whether writes make progress.
 /// hyper has no write timeout of its own.
 struct ProgressIo {
-    stream: TcpStream,
+    stream: ClientStream,
     conn: Arc<ConnState>,
 }
 
@@ -274,7 +275,7 @@ impl Drop for ProgressIo {
             // SO_LINGER 0: close with a reset, so that the kernel drops the
             // unsent bytes (the client takes none of them) instead of keeping the
             // socket and its buffers while it retries.
-            let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+            let _ = socket2::SockRef::from(self.stream.tcp()).set_linger(Some(Duration::ZERO));
         }
     }
 }
@@ -569,12 +570,29 @@ pub(crate) async fn serve_connection(
     let snapshot = shared.snapshot.load_full();
     let limits = snapshot.limits;
     let state = Arc::new(ConnState::new(limits.max_requests, shared.metrics.clone()));
+    // The TLS handshake counts against the header read timeout, as the request
+    // head that follows it does: a client that stalls either is dropped then.
+    let opened = tokio::time::Instant::now();
+    let stream = match &shared.tls {
+        None => ClientStream::Plain(stream),
+        Some(tls) => match tls
+            .accept(stream, limits.header_timeout, shutdown.clone())
+            .await
+        {
+            Some(stream) => ClientStream::Tls(Box::new(stream)),
+            None => {
+                shared.metrics.connection_closed();
+                return;
+            }
+        },
+    };
     let ctx = Arc::new(proxy::ConnCtx {
         shared: shared.clone(),
         conn: state.clone(),
         remote,
         client_ip: HeaderValue::from_str(&remote.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown")),
+        https: stream.is_tls(),
     });
     let service = service_fn(move |request| {
         let admission = ctx.conn.admit();
@@ -619,7 +637,7 @@ pub(crate) async fn serve_connection(
     // their own waker fired, not on every wake-up of the task.
     let mut forced = std::pin::pin!(stopped(forced));
     let mut stop = std::pin::pin!(stopped(shutdown));
-    let mut idle = std::pin::pin!(tokio::time::sleep(limits.header_timeout));
+    let mut idle = std::pin::pin!(tokio::time::sleep_until(opened + limits.header_timeout));
     let mut send = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     // The `write_blocked_since` the send timer is set for; 0: not set.
     let mut send_for = 0u64;

@@ -36,6 +36,9 @@ pub enum Error {
         /// The route, as `index:path`.
         route: String,
     },
+    /// `[server.tls]`: a certificate or key could not be loaded (the message
+    /// names the file and what is wrong with it).
+    Tls(String),
     /// Another failure of the operating system (reading a bound address).
     Io(io::Error),
 }
@@ -68,6 +71,7 @@ impl fmt::Display for Error {
                 "route {route} has upstream = \"builtin:demo\", but this build has no built-in demo; \
                  point it at an http:// upstream, or use a build with the demo feature"
             ),
+            Error::Tls(message) => write!(f, "[server.tls]: {message}"),
             Error::Io(err) => write!(f, "{err}"),
         }
     }
@@ -78,7 +82,7 @@ impl std::error::Error for Error {
         match self {
             Error::Listen { source, .. } => Some(source),
             Error::Io(err) => Some(err),
-            Error::FileDescriptors { .. } | Error::NoDemo { .. } => None,
+            Error::FileDescriptors { .. } | Error::NoDemo { .. } | Error::Tls(_) => None,
         }
     }
 }

@@ -65,7 +65,13 @@ pub(crate) async fn forward(
     }
     let host = parts.headers.get(HOST).cloned();
     let trusted = conn.is_trusted(settings);
-    headers::add_forwarded(&mut parts.headers, &conn.client_ip, host, trusted);
+    headers::add_forwarded(
+        &mut parts.headers,
+        &conn.client_ip,
+        host,
+        trusted,
+        conn.https,
+    );
     parts.headers.insert(X_REQUEST_ID, ctx.request_id.clone());
     // This process's own entry: a request that comes back with it has gone
     // round a loop (see the admit phase).

@@ -151,6 +151,7 @@ pub(crate) fn add_forwarded(
     client_ip: &HeaderValue,
     host: Option<HeaderValue>,
     trusted: bool,
+    https: bool,
 ) {
     // Which of them the request has, in one pass over the names: cheaper than
     // several lookups, which hash each name.
@@ -167,7 +168,9 @@ pub(crate) fn add_forwarded(
     // Room for these, the request id and Via at once: one resize at most.
     headers.reserve(5);
     if has_other {
-        if let Some(forwarded) = forwarded_element(headers, client_ip, host.as_ref(), trusted) {
+        if let Some(forwarded) =
+            forwarded_element(headers, client_ip, host.as_ref(), trusted, https)
+        {
             headers.insert(FORWARDED, forwarded);
         }
         if !trusted && headers.contains_key(X_REAL_IP) {
@@ -194,7 +197,8 @@ pub(crate) fn add_forwarded(
         }
     }
     if !(has_proto && trusted) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if https { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if !(has_host && trusted) {
         match host {
@@ -216,6 +220,7 @@ fn forwarded_element(
     client_ip: &HeaderValue,
     host: Option<&HeaderValue>,
     trusted: bool,
+    https: bool,
 ) -> Option<HeaderValue> {
     if !headers.contains_key(FORWARDED) {
         return None;
@@ -245,7 +250,11 @@ fn forwarded_element(
         value.extend_from_slice(host.as_bytes());
         value.push(b'"');
     }
-    value.extend_from_slice(b";proto=http");
+    value.extend_from_slice(if https {
+        b";proto=https"
+    } else {
+        b";proto=http"
+    });
     HeaderValue::from_bytes(&value).ok()
 }
 
@@ -344,6 +353,7 @@ mod tests {
             &ip,
             Some(HeaderValue::from_static("10.0.0.1:8080")),
             true,
+            false,
         );
         assert_eq!(h["x-forwarded-for"], "192.0.2.1, 10.0.0.2");
         assert_eq!(h["x-forwarded-proto"], "https");
@@ -370,6 +380,7 @@ mod tests {
             &ip,
             Some(HeaderValue::from_static("api.example")),
             false,
+            false,
         );
         assert_eq!(h["x-forwarded-for"], "::1");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -380,7 +391,7 @@ mod tests {
         );
         assert_eq!(h["x-real-ip"], "::1");
         let mut h = map(&[]);
-        add_forwarded(&mut h, &ip, None, false);
+        add_forwarded(&mut h, &ip, None, false, false);
         assert_eq!(h.len(), 2, "{h:?}");
     }
 

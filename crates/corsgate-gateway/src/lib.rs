@@ -21,6 +21,7 @@
 
 mod accept;
 mod access_log;
+mod acme;
 mod admin;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
@@ -37,6 +38,7 @@ mod headers;
 mod metrics;
 mod proxy;
 mod reload;
+mod tls;
 mod tunnel;
 mod upstream;
 mod via;
@@ -60,6 +62,7 @@ pub use error::Error;
 pub use gateway_error::GatewayErrorKind;
 use metrics::{Metrics, RouteStats};
 pub use reload::ReloadOutcome;
+pub use tls::{EXPIRY_WARNING, check_certificates};
 use upstream::{Pool, PoolSettings};
 
 /// Boxed error of a body: only allocated when something fails.
@@ -285,6 +288,8 @@ pub(crate) struct Shared {
     /// This gateway's `Via` entry, with its random token: how it knows a
     /// request that has come round a loop.
     pub(crate) via: via::Via,
+    /// `[server.tls]` as started: the listener speaks HTTPS.
+    pub(crate) tls: Option<tls::Tls>,
 }
 
 impl Shared {
@@ -297,6 +302,8 @@ impl Shared {
 pub struct Server {
     listener: TcpListener,
     admin: Option<TcpListener>,
+    /// `server.tls.redirect_listen`.
+    redirect: Option<TcpListener>,
     shared: Arc<Shared>,
     watch: bool,
 }
@@ -319,6 +326,30 @@ impl Server {
         // Everything is ready before the port accepts connections: a load
         // balancer must not see the port open while routes are still set up.
         let metrics = Arc::new(Metrics::with_log_drops(options.log_lines_dropped));
+        let tls = match &settings.tls {
+            Some(tls) => {
+                let base = options
+                    .config_path
+                    .as_deref()
+                    .and_then(std::path::Path::parent)
+                    .filter(|dir| !dir.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), std::path::Path::to_owned);
+                Some(tls::Tls::new(tls, base, metrics.clone())?)
+            }
+            None => None,
+        };
+        let redirect = match settings.tls.as_ref().and_then(|t| t.redirect_listen) {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| Error::Listen {
+                        addr,
+                        setting: "tls.redirect_listen",
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
         let snapshot = Snapshot::new(gateway, &metrics, None);
         let listener =
             TcpListener::bind(settings.listen)
@@ -359,10 +390,12 @@ impl Server {
             admin: admin_addr,
             connections: Arc::new(Semaphore::new(max_connections)),
             via: via::Via::random(),
+            tls,
         });
         Ok(Server {
             listener,
             admin,
+            redirect,
             shared,
             watch: options.watch,
         })
@@ -391,10 +424,21 @@ impl Server {
         let Server {
             listener,
             admin,
+            redirect,
             shared,
             watch,
         } = self;
         let admin = admin.map(|admin| tokio::spawn(admin::serve(admin, shared.clone())));
+        let redirect =
+            redirect.map(|redirect| tokio::spawn(tls::serve_redirect(redirect, shared.clone())));
+        if watch {
+            tls::watch(&shared);
+        }
+        let acme = shared
+            .tls
+            .as_ref()
+            .and_then(|t| t.acme.clone())
+            .map(|acme| tokio::spawn(acme::run(shared.clone(), acme)));
         let pruner = tokio::spawn(prune_pools(shared.clone()));
         let _watcher = match (&shared.config_path, watch) {
             (Some(path), true) => reload::watch(path, shared.clone()),
@@ -455,6 +499,12 @@ impl Server {
         }
         if let Some(admin) = admin {
             admin.abort();
+        }
+        if let Some(redirect) = redirect {
+            redirect.abort();
+        }
+        if let Some(acme) = acme {
+            acme.abort();
         }
         pruner.abort();
         Ok(())

@@ -193,6 +193,8 @@ pub(crate) struct Metrics {
     client_closes: [AtomicU64; ClientClose::ALL.len()],
     /// The application's count of log lines its writer dropped.
     log_lines_dropped: Option<fn() -> u64>,
+    /// `[server.tls]`: certificate expiry and failed handshakes.
+    tls: TlsMetrics,
 }
 
 impl Metrics {
@@ -221,6 +223,7 @@ impl Default for Metrics {
             upstream_body_timeouts: AtomicU64::new(0),
             client_closes: std::array::from_fn(|_| AtomicU64::new(0)),
             log_lines_dropped: None,
+            tls: TlsMetrics::default(),
         }
     }
 }
@@ -268,6 +271,30 @@ impl Metrics {
         } else {
             self.reload_failure.fetch_add(1, Relaxed);
         }
+    }
+
+    /// The certificates now served, for `corsgate_tls_certificate_expiry_seconds`.
+    pub(crate) fn set_certificates(&self, infos: &[crate::tls::CertInfo]) {
+        *self
+            .tls
+            .certificates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = infos.to_vec();
+    }
+
+    /// The ACME certificate now served.
+    pub(crate) fn set_acme_certificate(&self, info: Option<crate::tls::CertInfo>) {
+        *self.tls.acme.lock().unwrap_or_else(PoisonError::into_inner) = info;
+    }
+
+    /// An ACME order that ended with a certificate (`ok`) or failed.
+    pub(crate) fn acme_issued(&self, ok: bool) {
+        self.tls.acme_orders[usize::from(!ok)].fetch_add(1, Relaxed);
+    }
+
+    /// A TLS handshake that failed or did not finish in time.
+    pub(crate) fn tls_handshake_failed(&self) {
+        self.tls.handshake_failures.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn connection_opened(&self) {
@@ -460,7 +487,73 @@ impl Metrics {
             self.upstream_body_timeouts.load(Relaxed),
             self.log_lines_dropped.map_or(0, |count| count()),
         );
+        self.tls.render(&mut out);
         out
+    }
+}
+
+/// The metrics of `[server.tls]`; rendered only when it is configured.
+#[derive(Debug, Default)]
+struct TlsMetrics {
+    certificates: Mutex<Vec<crate::tls::CertInfo>>,
+    acme: Mutex<Option<crate::tls::CertInfo>>,
+    /// Orders that succeeded, failed.
+    acme_orders: [AtomicU64; 2],
+    handshake_failures: AtomicU64,
+}
+
+impl TlsMetrics {
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        let mut certificates = self
+            .certificates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let acme = self
+            .acme
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let orders = [
+            self.acme_orders[0].load(Relaxed),
+            self.acme_orders[1].load(Relaxed),
+        ];
+        let has_acme = acme.is_some() || orders != [0, 0];
+        certificates.extend(acme);
+        if certificates.is_empty() && !has_acme {
+            return;
+        }
+        out.push_str(
+            "# HELP corsgate_tls_certificate_expiry_seconds When each certificate served expires (notAfter), in seconds since the Unix epoch.\n\
+             # TYPE corsgate_tls_certificate_expiry_seconds gauge\n",
+        );
+        for cert in &certificates {
+            let _ = writeln!(
+                out,
+                "corsgate_tls_certificate_expiry_seconds{{file=\"{}\",name=\"{}\"}} {}",
+                escape(&cert.file),
+                escape(cert.names.first().map_or("", String::as_str)),
+                cert.not_after
+            );
+        }
+        let _ = write!(
+            out,
+            "# HELP corsgate_tls_handshake_failures_total TLS handshakes that failed or did not finish within the header read timeout.\n\
+             # TYPE corsgate_tls_handshake_failures_total counter\n\
+             corsgate_tls_handshake_failures_total {}\n",
+            self.handshake_failures.load(Relaxed)
+        );
+        if has_acme {
+            let _ = write!(
+                out,
+                "# HELP corsgate_acme_orders_total ACME certificate orders, by result.\n\
+                 # TYPE corsgate_acme_orders_total counter\n\
+                 corsgate_acme_orders_total{{result=\"success\"}} {}\n\
+                 corsgate_acme_orders_total{{result=\"failure\"}} {}\n",
+                orders[0], orders[1]
+            );
+        }
     }
 }
 

@@ -49,6 +49,8 @@ pub(crate) struct ConnCtx {
     pub(crate) remote: SocketAddr,
     /// The client's IP address, for `X-Forwarded-For`.
     pub(crate) client_ip: HeaderValue,
+    /// Whether the client connection is TLS (`X-Forwarded-Proto: https`).
+    pub(crate) https: bool,
 }
 
 impl ConnCtx {

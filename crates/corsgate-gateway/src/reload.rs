@@ -47,7 +47,7 @@ pub enum ReloadOutcome {
 
 /// Reads the configuration file and swaps it in if it compiles. With
 /// `only_if_changed`, a file identical to the running one is left alone.
-pub(crate) fn reload(shared: &Shared, only_if_changed: bool) -> ReloadOutcome {
+pub(crate) fn reload(shared: &Arc<Shared>, only_if_changed: bool) -> ReloadOutcome {
     let Some(path) = &shared.config_path else {
         tracing::info!("reload requested, but the built-in configuration has no file to reread");
         return ReloadOutcome::NoFile;
@@ -78,6 +78,10 @@ pub(crate) fn reload(shared: &Shared, only_if_changed: bool) -> ReloadOutcome {
         if !only_if_changed {
             // SIGHUP: the reload asked for succeeded, there was nothing to do.
             shared.metrics.reloaded(true);
+            // But the certificates are read again: their files may have
+            // changed while the configuration did not.
+            drop(last);
+            super::tls::after_config_reload(shared);
         }
         return ReloadOutcome::Unchanged;
     }
@@ -138,6 +142,8 @@ pub(crate) fn reload(shared: &Shared, only_if_changed: bool) -> ReloadOutcome {
     *last = Some(text);
     shared.metrics.reloaded(true);
     tracing::info!(file = %name, routes, warnings, "configuration reloaded");
+    drop(last);
+    super::tls::after_config_reload(shared);
     ReloadOutcome::Applied { warnings }
 }
 
@@ -159,7 +165,7 @@ fn is_running(configured: Option<SocketAddr>, running: Option<SocketAddr>) -> bo
 /// modifications before that (and the creation of a new file) are a write in
 /// progress, which a writer may pause for any time. Elsewhere, every change
 /// counts, and the double read in [`reload`] is the guard.
-fn is_complete_write(kind: &notify::EventKind) -> bool {
+pub(crate) fn is_complete_write(kind: &notify::EventKind) -> bool {
     use notify::EventKind;
     use notify::event::{AccessKind, AccessMode, ModifyKind};
     if cfg!(any(target_os = "linux", target_os = "android")) {

@@ -34,6 +34,7 @@ pub fn run(file: Option<&Path>, format: Format, out: &mut dyn Write) -> anyhow::
     };
     let (name, text) = read_config(file)?;
     let mut checked = config::check(&text);
+    certificates(&mut checked, &text, file);
     if checked.has_errors() {
         // Another product's file: its own keys are a page of unknown-key
         // errors, when one line can say which importer reads it.
@@ -138,6 +139,35 @@ fn foreign(text: &str) -> Option<(&'static str, &'static str)> {
         return Some(("a Nexus configuration", "nexus"));
     }
     None
+}
+
+/// `[server.tls]`: each certificate loaded as `serve` loads it (key matches
+/// certificate, chain parses), and those expiring within 14 days, located at
+/// their `cert_file`/`key_file` in the file.
+fn certificates(checked: &mut config::Checked, text: &str, file: &Path) {
+    let Some(tls) = checked
+        .gateway
+        .as_ref()
+        .and_then(|g| g.settings.tls.clone())
+    else {
+        return;
+    };
+    let base = file
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let found = corsgate_gateway::check_certificates(&tls, base, std::time::SystemTime::now());
+    if found.is_empty() {
+        return;
+    }
+    let parsed = config::load::parse(text);
+    checked
+        .problems
+        .extend(found.into_iter().map(|d| parsed.source.locate(d)));
+    config::load::sort(&mut checked.problems);
+    if checked.has_errors() {
+        checked.gateway = None;
+    }
 }
 
 fn plural(n: usize) -> &'static str {

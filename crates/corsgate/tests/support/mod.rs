@@ -31,7 +31,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 pub mod binary;
+pub mod pebble;
 pub mod rawup;
+pub mod tls;
 
 /// Longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
