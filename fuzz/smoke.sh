@@ -33,7 +33,7 @@ else
     export RUSTC_BOOTSTRAP=1
     fuzz=(cargo fuzz)
     flags=(-s none)
-    echo "no nightly toolchain: fuzzing with stable (RUSTC_BOOTSTRAP=1), no sanitizer"
+    echo "fuzzing with the stable toolchain (RUSTC_BOOTSTRAP=1), no sanitizer"
 fi
 
 targets=("$@")

@@ -579,10 +579,14 @@ fn parse_authority(scheme: &str, authority: &str) -> Result<ParsedAuthority, Pat
             Ok(ip) if prefix.is_empty() && is_special(scheme) => Some(ip.to_string()),
             _ => None,
         };
-        let fix = ascii.map(|ascii| {
-            let port = port.map(|p| format!(":{p}")).unwrap_or_default();
-            format!("{scheme}://{prefix}{ascii}{port}")
-        });
+        // The URL standard lets through characters no origin pattern has
+        // (`=`, say): offer the ASCII form only when it is itself accepted.
+        let fix = ascii
+            .map(|ascii| {
+                let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+                format!("{scheme}://{prefix}{ascii}{port}")
+            })
+            .filter(|fix| fix.parse::<OriginPattern>().is_ok());
         return Err(PatternError::new(
             NonAscii,
             "browsers send internationalized host names in their punycode (xn--) form",
