@@ -18,10 +18,14 @@
 #   bench/gateway.sh                 # about 3 minutes after the build
 #   bench/gateway.sh --record        # also write bench/RESULTS.md
 #   bench/gateway.sh --duration 5 --runs 1   # a quick look
+#   bench/gateway.sh --access-log    # both servers write an access log line per request
 #
 # Options: --duration SECONDS (1-30, default 10), --runs N (1-5, default 3),
 # --connections N (1-256, default 32), --record, --no-build, --corsgate PATH
-# (measure another corsgate binary, e.g. an older build, instead of this tree's).
+# (measure another corsgate binary, e.g. an older build, instead of this tree's),
+# --access-log (corsgate at its default log level, which writes the access log to
+# a file; nginx with `access_log` to a file, its default combined format; without
+# the option both have it off).
 # Needs nginx, wrk, taskset, curl and python3 (scripts/install-test-deps.sh
 # installs nginx and wrk).
 set -euo pipefail
@@ -31,6 +35,7 @@ duration=10
 runs=3
 connections=32
 record=false
+access_log=false
 build=true
 corsgate=
 command_line="bench/gateway.sh${*:+ $*}"
@@ -46,6 +51,7 @@ while [ $# -gt 0 ]; do
         --runs) bounded --runs "${2:-}" 1 5; runs=$2; shift ;;
         --connections) bounded --connections "${2:-}" 1 256; connections=$2; shift ;;
         --record) record=true ;;
+        --access-log) access_log=true ;;
         --no-build) build=false ;;
         --corsgate) [ -x "${2:-}" ] || { echo "--corsgate needs an executable" >&2; exit 2; }; corsgate=$(realpath "$2"); shift ;;
         -h | --help) usage; exit 0 ;;
@@ -99,6 +105,14 @@ sed -e "s#@LISTEN@#127.0.0.1:$corsgate_port#; s#@UPSTREAM@#$upstream_addr#" \
     bench/gateway/corsgate.toml >"$work/corsgate.toml"
 sed -e "s#@WORK@#$work#g; s#@LISTEN@#127.0.0.1:$nginx_port#; s#@UPSTREAM@#$upstream_addr#" \
     bench/gateway/nginx.conf >"$work/nginx.conf"
+corsgate_log_level=warn
+if $access_log; then
+    # info: corsgate's access log lines (on by default) reach its log file.
+    corsgate_log_level=info
+    sed -i "s#^    access_log off;#    access_log $work/access.log;#" "$work/nginx.conf"
+    grep -q "access_log $work/access.log;" "$work/nginx.conf" ||
+        { echo "nginx.conf: no 'access_log off;' line to turn on" >&2; exit 2; }
+fi
 
 clk_tck=$(getconf CLK_TCK)
 
@@ -187,8 +201,8 @@ start() { # corsgate | nginx | direct
     wait_port "$upstream_port"
     case "$1" in
         corsgate)
-            # warn: nothing is logged per request (info logs only refusals).
-            RUST_LOG=warn taskset -c "$SERVER_CORE" "$corsgate" serve --config "$work/corsgate.toml" \
+            # warn: nothing is logged per request; info (--access-log): the access log.
+            RUST_LOG=$corsgate_log_level taskset -c "$SERVER_CORE" "$corsgate" serve --config "$work/corsgate.toml" \
                 >"$work/corsgate.log" 2>&1 &
             server_pids=($!)
             port=$corsgate_port
@@ -248,6 +262,17 @@ run() { # CASE SERVER RUN
     else
         stop "${server_pids[@]}" "$upstream_pid"
     fi
+    if $access_log && [ "$server" != direct ]; then
+        # Every request of the run (warm-up included) should have its line: a log
+        # that drops lines under load would look cheaper than it is.
+        local lines
+        case "$server" in
+            corsgate) lines=$(grep -c ' request request_id=' "$work/corsgate.log" || true) ;;
+            nginx) lines=$(wc -l <"$work/access.log"); : >"$work/access.log" ;;
+        esac
+        printf '  %-9s %-8s run %s: %s access log lines (%s requests measured, plus the warm-up)\n' \
+            "$case" "$server" "$n" "$lines" "$(awk '/requests in/ {print $1}' <<<"$out")" >&2
+    fi
     if grep -q -e 'Non-2xx' -e 'Socket errors' <<<"$out"; then
         printf '%s %s run %s: wrk saw errors:\n%s\n' "$case" "$server" "$n" "$out" >&2
         exit 1
@@ -296,6 +321,11 @@ machine="$work/machine.md"
     echo "- $("$nginx" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(rustc -V)"
     echo "- started $started_at; load average $load_before before, $load_after after (the machine is shared: other processes may run on either core)"
     echo "- ${duration} s per run after a 1 s warm-up, $runs runs, $connections connections, one wrk thread"
+    if $access_log; then
+        echo "- access logs on: corsgate's (text, to a file) and nginx's (combined, to a file)"
+    else
+        echo "- access logs off in both servers"
+    fi
 } >"$machine"
 
 python3 bench/gateway/report.py "$results" "$machine" "$command_line" >"$work/report.md"
