@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::client_origins::ClientsConfig;
+
 /// The policy keys of a `[server.cors]` or `[route.cors]` table.
 ///
 /// Every field is optional so that a route's table can override the default policy
@@ -79,6 +81,10 @@ pub struct CorsConfig {
     /// match sites registered by strangers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dangerously_allow_public_suffix_wildcards: Option<bool>,
+    /// Per-client origins: how a request names its OAuth2 client, whose
+    /// registered origins it may then use (`docs/registry.md`). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<ClientsConfig>,
 }
 
 /// Every key of [`CorsConfig`], in the order of the configuration reference.
@@ -96,6 +102,7 @@ pub const POLICY_KEYS: &[&str] = &[
     "dangerously_allow_null_origin",
     "dangerously_allow_insecure_origins",
     "dangerously_allow_public_suffix_wildcards",
+    "clients",
 ];
 
 impl CorsConfig {
@@ -181,6 +188,7 @@ impl CorsConfig {
                 &self.dangerously_allow_public_suffix_wildcards,
                 &base.dangerously_allow_public_suffix_wildcards,
             ),
+            clients: pick(&self.clients, &base.clients),
         }
     }
 
@@ -200,6 +208,7 @@ impl CorsConfig {
             self.dangerously_allow_null_origin.is_some(),
             self.dangerously_allow_insecure_origins.is_some(),
             self.dangerously_allow_public_suffix_wildcards.is_some(),
+            self.clients.is_some(),
         ];
         POLICY_KEYS
             .iter()

@@ -19,6 +19,20 @@ impl Policy {
     /// Decides on a request from its method and headers. Never allocates on the
     /// heap (except to join several `Access-Control-Request-Headers` lines).
     pub fn decide(&self, method: &Method, headers: &HeaderMap) -> Decision {
+        self.decide_judged(method, headers, |_, _, found| origin_rejection(found))
+    }
+
+    /// [`decide`](Self::decide), with `judge` turning how the static list matched
+    /// the origin (its bytes, whether the request is a preflight) into the
+    /// refusal, if any: how client-scoped routes widen the list
+    /// (`client_origins.rs`).
+    #[inline(always)]
+    pub(crate) fn decide_judged(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        judge: impl FnOnce(&[u8], bool, OriginMatch) -> Option<RejectionReason>,
+    ) -> Decision {
         let head = if method == Method::OPTIONS {
             Head::preflight(headers)
         } else {
@@ -52,7 +66,7 @@ impl Policy {
         } else {
             self.origins.find(origin.as_bytes())
         };
-        let origin_reason = origin_rejection(found);
+        let origin_reason = judge(origin.as_bytes(), head.method.is_some(), found);
         match head.method {
             Some(requested) => {
                 let mut decision = Decision::new(RequestClass::Preflight, Some(origin.clone()));
@@ -270,7 +284,7 @@ fn too_long(len: usize) -> Result<(), Rejection> {
 
 /// Why an origin is refused, if it is: the one mapping from what the origin
 /// matcher found to a reason, for requests and for [`Policy::check_origin`].
-fn origin_rejection(found: OriginMatch) -> Option<RejectionReason> {
+pub(crate) fn origin_rejection(found: OriginMatch) -> Option<RejectionReason> {
     match found {
         OriginMatch::Allowed => None,
         OriginMatch::NotAllowed => Some(RejectionReason::OriginNotAllowed),

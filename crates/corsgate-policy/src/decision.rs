@@ -74,11 +74,19 @@ pub enum RejectionReason {
     /// names, or an `Access-Control-Request-Headers` longer than
     /// [`MAX_REQUEST_HEADERS_LEN`](crate::MAX_REQUEST_HEADERS_LEN) bytes.
     TooManyRequestHeaders,
+    /// A client-scoped route: the origin is not in the static list and the
+    /// request names no client.
+    ClientUnidentified,
+    /// A client-scoped route: the request names a client that is not registered.
+    ClientUnknown,
+    /// A client-scoped route: the origin is in neither the static list nor the
+    /// identified client's own list.
+    OriginNotAllowedForClient,
 }
 
 impl RejectionReason {
     /// Every reason, for metric label sets and documentation.
-    pub const ALL: [RejectionReason; 9] = [
+    pub const ALL: [RejectionReason; 12] = [
         RejectionReason::OriginNotAllowed,
         RejectionReason::NullOrigin,
         RejectionReason::MalformedOrigin,
@@ -88,6 +96,9 @@ impl RejectionReason {
         RejectionReason::MalformedRequestHeaders,
         RejectionReason::PrivateNetworkNotAllowed,
         RejectionReason::TooManyRequestHeaders,
+        RejectionReason::ClientUnidentified,
+        RejectionReason::ClientUnknown,
+        RejectionReason::OriginNotAllowedForClient,
     ];
 
     /// Stable kebab-case name, used in logs, metrics and the debug header.
@@ -102,6 +113,9 @@ impl RejectionReason {
             RejectionReason::MalformedRequestHeaders => "malformed-request-headers",
             RejectionReason::PrivateNetworkNotAllowed => "private-network-not-allowed",
             RejectionReason::TooManyRequestHeaders => "too-many-request-headers",
+            RejectionReason::ClientUnidentified => "client-unidentified",
+            RejectionReason::ClientUnknown => "client-unknown",
+            RejectionReason::OriginNotAllowedForClient => "origin-not-allowed-for-client",
         }
     }
 
@@ -112,6 +126,9 @@ impl RejectionReason {
             RejectionReason::OriginNotAllowed
                 | RejectionReason::NullOrigin
                 | RejectionReason::MalformedOrigin
+                | RejectionReason::ClientUnidentified
+                | RejectionReason::ClientUnknown
+                | RejectionReason::OriginNotAllowedForClient
         )
     }
 }

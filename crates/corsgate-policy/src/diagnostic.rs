@@ -85,6 +85,10 @@ pub enum DiagnosticKind {
     /// A CORS response header (`Access-Control-Allow-*`, …) in
     /// `expose_headers`: the policy writes it; its keys say what it holds.
     CorsHeaderInExposeHeaders,
+    /// A problem with a route's `clients` table (per-client origins).
+    Clients,
+    /// `*` in a client's registered origins: a client lists its own origins.
+    ClientWildcard,
 }
 
 impl DiagnosticKind {
@@ -121,6 +125,8 @@ impl DiagnosticKind {
             BadPort => "bad-port",
             RequestHeaderInExposeHeaders => "request-header-in-expose-headers",
             CorsHeaderInExposeHeaders => "cors-header-in-expose-headers",
+            Clients => "clients",
+            ClientWildcard => "client-wildcard",
         }
     }
 }

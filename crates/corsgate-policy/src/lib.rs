@@ -39,6 +39,7 @@
 
 mod apply;
 mod classify;
+mod client_origins;
 mod config;
 mod decide;
 mod decision;
@@ -55,6 +56,10 @@ mod vary;
 
 pub use apply::is_access_control_header;
 pub use classify::{RequestClass, classify};
+pub use client_origins::{
+    ClientIdentity, ClientOrigins, ClientRules, ClientsConfig, IdentifySource, PreflightRule,
+    UnidentifiedRule,
+};
 pub use config::{Closed, CorsConfig, List, Off, OnDisallowed, POLICY_KEYS};
 pub use decision::{
     ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, Decision,

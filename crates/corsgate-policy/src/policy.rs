@@ -6,6 +6,7 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 use http::{HeaderValue, StatusCode};
 
+use crate::client_origins::ClientRules;
 use crate::config::{CorsConfig, List, OnDisallowed};
 use crate::diagnostic::{CompileError, Diagnostic, DiagnosticKind as Kind};
 use crate::fetch;
@@ -55,6 +56,8 @@ pub struct Policy {
     pub(crate) vary_preflight: &'static HeaderValue,
     /// The response headers of allowed preflights, ready-made.
     pub(crate) preflight_template: Option<Arc<PreflightTemplate>>,
+    /// Per-client origins (`clients`): `None` on a route without.
+    pub(crate) clients: Option<ClientRules>,
     warnings: Vec<Diagnostic>,
     effective: CorsConfig,
 }
@@ -191,6 +194,7 @@ impl Policy {
             vary_actual: None,
             vary_preflight: &VARY_PREFLIGHT,
             preflight_template: None,
+            clients: None,
             warnings: Vec::new(),
             effective: CorsConfig::default(),
         }
@@ -222,7 +226,7 @@ impl Policy {
 
     /// Whether no origin is allowed: the route emits no CORS headers.
     pub fn is_closed(&self) -> bool {
-        self.origins.is_empty()
+        self.origins.is_empty() && self.clients.is_none()
     }
 
     /// Whether credentialed requests are allowed.
@@ -241,13 +245,13 @@ impl Policy {
     }
 }
 
-struct Compiler<'a> {
+pub(crate) struct Compiler<'a> {
     layers: &'a [ConfigLayer<'a>],
-    diagnostics: Vec<Diagnostic>,
+    pub(crate) diagnostics: Vec<Diagnostic>,
 }
 
 impl<'a> Compiler<'a> {
-    fn new(layers: &'a [ConfigLayer<'a>]) -> Self {
+    pub(crate) fn new(layers: &'a [ConfigLayer<'a>]) -> Self {
         Self {
             layers,
             diagnostics: Vec::new(),
@@ -255,7 +259,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// The value of a key and the path of the layer it came from.
-    fn get<T: Clone>(
+    pub(crate) fn get<T: Clone>(
         &self,
         key: &str,
         field: impl Fn(&CorsConfig) -> &Option<T>,
@@ -272,7 +276,7 @@ impl<'a> Compiler<'a> {
         (None, join(&path, key))
     }
 
-    fn error(&mut self, kind: Kind, path: &str, value: Option<&str>, message: String) {
+    pub(crate) fn error(&mut self, kind: Kind, path: &str, value: Option<&str>, message: String) {
         let mut d = Diagnostic::error(kind, path, message);
         if let Some(value) = value {
             d = d.with_value(value);
@@ -280,7 +284,7 @@ impl<'a> Compiler<'a> {
         self.diagnostics.push(d);
     }
 
-    fn warn(&mut self, kind: Kind, path: &str, value: Option<&str>, message: String) {
+    pub(crate) fn warn(&mut self, kind: Kind, path: &str, value: Option<&str>, message: String) {
         let mut d = Diagnostic::warning(kind, path, message);
         if let Some(value) = value {
             d = d.with_value(value);
@@ -337,6 +341,14 @@ impl<'a> Compiler<'a> {
 
         let (origins_list, origins_path) = self.get("allow_origins", |c| &c.allow_origins);
         let origins = self.origins(origins_list.as_ref(), &origins_path, &switches);
+        let (clients_config, clients_path) = self.get("clients", |c| &c.clients);
+        let clients = self.clients(
+            clients_config.as_ref(),
+            &clients_path,
+            origins_list.as_ref(),
+            &origins_path,
+            &switches,
+        );
         let (methods_list, methods_path) = self.get("allow_methods", |c| &c.allow_methods);
         let methods = self.methods(methods_list.as_ref(), &methods_path);
         let (headers_list, headers_path) = self.get("allow_headers", |c| &c.allow_headers);
@@ -396,7 +408,10 @@ impl<'a> Compiler<'a> {
         // nor answers them itself (reject) adds nothing to any response; every
         // other policy answers some origins differently from others.
         let vary_actual = (!origins.is_any()
-            && (!origins.is_empty() || debug || on_disallowed == OnDisallowed::Reject))
+            && (!origins.is_empty()
+                || clients.is_some()
+                || debug
+                || on_disallowed == OnDisallowed::Reject))
             .then_some(&VARY_ORIGIN);
         // Listed in byte order for people; the sets are ordered for look-ups.
         let debug_methods = joined(sorted(&methods.names), methods.any && !credentials);
@@ -416,11 +431,12 @@ impl<'a> Compiler<'a> {
             dangerously_allow_null_origin: Some(switches.null),
             dangerously_allow_insecure_origins: Some(switches.insecure),
             dangerously_allow_public_suffix_wildcards: Some(switches.public_suffix),
+            clients: clients_config,
         };
 
         // Built from the compiled values, the same ones `decide` reads for the
         // other answers; a closed policy allows no preflight and needs none.
-        let preflight_template = (!origins.is_empty()).then(|| {
+        let preflight_template = (!origins.is_empty() || clients.is_some()).then(|| {
             Arc::new(PreflightTemplate::new(&PreflightParts {
                 any_origin: origins.is_any(),
                 credentials,
@@ -448,13 +464,14 @@ impl<'a> Compiler<'a> {
             vary_actual,
             vary_preflight,
             preflight_template,
+            clients,
             warnings: self.diagnostics,
             effective,
         };
         Ok(policy)
     }
 
-    fn origins(&mut self, list: Option<&List>, path: &str, sw: &Switches) -> OriginSet {
+    pub(crate) fn origins(&mut self, list: Option<&List>, path: &str, sw: &Switches) -> OriginSet {
         let mut set = OriginSet::default();
         let Some(list) = list else { return set };
         // Hashed: a list search per entry made long lists quadratic (a million
@@ -837,12 +854,12 @@ impl<'a> Compiler<'a> {
     }
 }
 
-struct Switches {
-    credentials: bool,
-    credentials_path: String,
-    null: bool,
-    insecure: bool,
-    public_suffix: bool,
+pub(crate) struct Switches {
+    pub(crate) credentials: bool,
+    pub(crate) credentials_path: String,
+    pub(crate) null: bool,
+    pub(crate) insecure: bool,
+    pub(crate) public_suffix: bool,
 }
 
 fn join(prefix: &str, key: &str) -> String {
