@@ -17,6 +17,7 @@
 pub mod canonical;
 pub mod load;
 pub mod model;
+pub mod registry;
 pub mod selfloop;
 mod table;
 pub mod tls;
@@ -95,6 +96,10 @@ pub struct Settings {
     pub access_log: bool,
     /// `[server.tls]`: HTTPS on `listen` when set.
     pub tls: Option<tls::TlsSettings>,
+    /// File with the admin API's bearer token (`None`: writes refused).
+    pub admin_token_file: Option<std::path::PathBuf>,
+    /// `[registry]`, when the file has one.
+    pub registry: Option<registry::RegistrySettings>,
 }
 
 impl Default for Settings {
@@ -125,6 +130,8 @@ impl Default for Settings {
             admin_hosts: Vec::new(),
             access_log: true,
             tls: None,
+            admin_token_file: None,
+            registry: None,
         }
     }
 }
@@ -181,7 +188,15 @@ pub fn check(text: &str) -> Checked {
 fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let server = config.server.clone().unwrap_or_default();
-    let settings = settings(&server, &mut diagnostics);
+    let mut settings = settings(&server, &mut diagnostics);
+    let registry = config
+        .registry
+        .as_ref()
+        .and_then(|r| registry::settings(r, &mut diagnostics));
+    if let Some(settings) = &mut settings {
+        settings.admin_token_file = server.admin_token_file.as_ref().map(Into::into);
+        settings.registry = registry;
+    }
     let settings_rules = settings.as_ref().map(|s| s.path_rules).unwrap_or_default();
     let empty = CorsConfig::default();
     let server_cors = server.cors.as_ref().unwrap_or(&empty);
@@ -416,6 +431,12 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
             "no route: corsgate would answer every request with 404; add at least one [[route]] with a path and an upstream, such as [[route]] path = \"/\" upstream = \"http://127.0.0.1:3000\"",
         ));
     }
+    registry::check_clients_need_registry(
+        config,
+        &routes,
+        default_policy.as_deref(),
+        &mut diagnostics,
+    );
     if diagnostics.iter().any(Diagnostic::is_error) {
         return (None, diagnostics);
     }
@@ -1068,6 +1089,10 @@ fn effective_config(
         admin_hosts: Some(settings.admin_hosts.clone()),
         access_log: Some(settings.access_log),
         tls: settings.tls.as_ref().map(tls::TlsSettings::effective),
+        admin_token_file: settings
+            .admin_token_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
     };
     let mut by_index: Vec<&Route> = routes.iter().collect();
     by_index.sort_by_key(|r| r.index);
@@ -1095,6 +1120,7 @@ fn effective_config(
         // Each route's policy is shown resolved.
         policies: Default::default(),
         route,
+        registry: settings.registry.as_ref().map(|r| r.effective()),
     }
 }
 

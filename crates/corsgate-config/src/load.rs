@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::model::{FileConfig, ROUTE_KEYS, SERVER_KEYS};
+use super::model::{FileConfig, REGISTRY_KEYS, ROUTE_KEYS, SERVER_KEYS};
 
 /// A diagnostic with its place in the file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -226,8 +226,13 @@ pub fn parse(text: &str) -> Parsed<'_> {
     let filtered = checker.table::<FileConfig>(
         &root,
         "",
-        &["server", "route", "policies"],
+        &["server", "route", "policies", "registry"],
         |checker, key, value, path| match key {
+            "registry" => {
+                checker.nested::<super::model::RegistryConfig>(value, path, &[], |_, _, v, _| {
+                    Some(v.clone())
+                })
+            }
             "server" => checker.nested::<super::model::ServerConfig>(
                 value,
                 path,
@@ -236,8 +241,8 @@ pub fn parse(text: &str) -> Parsed<'_> {
                     "cors" => checker.nested::<corsgate_policy::CorsConfig>(
                         value,
                         path,
-                        &[],
-                        |_, _, v, _| Some(v.clone()),
+                        &["clients"],
+                        Checker::clients,
                     ),
                     "tls" => checker.nested::<super::model::TlsConfig>(
                         value,
@@ -365,6 +370,13 @@ impl<'i> Checker<'_, 'i> {
         Some(Spanned::new(value.span(), DeValue::Table(kept)))
     }
 
+    /// A `cors` table's `clients` table, key by key.
+    fn clients(&mut self, _: &str, value: &Nested<'i>, path: &str) -> Option<Nested<'i>> {
+        self.nested::<corsgate_policy::ClientsConfig>(value, path, &[], |_, _, v, _| {
+            Some(v.clone())
+        })
+    }
+
     fn routes(&mut self, value: &Nested<'i>, path: &str) -> Option<Nested<'i>> {
         let DeValue::Array(items) = value.get_ref() else {
             self.push(
@@ -391,8 +403,9 @@ impl<'i> Checker<'_, 'i> {
                     DeValue::Table(_) => checker.nested::<corsgate_policy::CorsConfig>(
                         value,
                         path,
-                        &["policy"],
-                        |checker, _, value, path| match value.get_ref() {
+                        &["policy", "clients"],
+                        |checker, key, value, path| match value.get_ref() {
+                            _ if key == "clients" => checker.clients(key, value, path),
                             DeValue::String(_) => Some(value.clone()),
                             _ => {
                                 checker.push(
@@ -444,11 +457,12 @@ impl<'i> Checker<'_, 'i> {
         let mut kept = DeTable::new();
         for (name, policy) in table.iter() {
             let at = format!("{path}.{}", name.get_ref());
-            if let Some(checked) =
-                self.nested::<corsgate_policy::CorsConfig>(policy, &at, &[], |_, _, v, _| {
-                    Some(v.clone())
-                })
-            {
+            if let Some(checked) = self.nested::<corsgate_policy::CorsConfig>(
+                policy,
+                &at,
+                &["clients"],
+                |c, k, v, p| c.clients(k, v, p),
+            ) {
                 kept.insert(name.clone(), checked);
             }
         }
@@ -472,8 +486,10 @@ fn unknown_key_message(name: &str, table: &str) -> String {
         .chain(std::iter::once("policy"))
         .collect();
     let keys: &[&str] = match table {
-        "" => &["server", "policies", "route"],
+        "" => &["server", "policies", "route", "registry"],
         "server" => SERVER_KEYS,
+        "registry" => REGISTRY_KEYS,
+        t if t.ends_with("clients") => corsgate_policy::CLIENTS_KEYS,
         "server.cors" => POLICY_KEYS,
         "server.tls" => super::model::TLS_KEYS,
         "server.tls.acme" => super::model::ACME_KEYS,

@@ -18,6 +18,9 @@ pub struct FileConfig {
     pub policies: BTreeMap<String, CorsConfig>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<RouteConfig>,
+    /// `[registry]`: where OAuth2 clients and their origins live.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryConfig>,
 }
 
 /// `[server]`.
@@ -107,6 +110,10 @@ pub struct ServerConfig {
     /// `[server.tls]`: HTTPS on `listen`. Default: none (cleartext HTTP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
+    /// File holding the bearer token the admin API's write endpoints require.
+    /// Default: none (writes refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<String>,
 }
 
 /// `[server.tls]`: the gateway's listener speaks HTTPS (TLS 1.2 and 1.3).
@@ -287,6 +294,42 @@ pub const SERVER_KEYS: &[&str] = &[
     "admin_hosts",
     "access_log",
     "tls",
+    "admin_token_file",
+];
+
+/// `[registry]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// `sqlite:PATH` (relative to the configuration file's folder). Default
+    /// `sqlite:corsgate-registry.db`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// How often the registry's revision is compared. Default `1s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_interval: Option<String>,
+    /// File the last good snapshot is written to. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_file: Option<String>,
+    /// `/readyz` answers 503 until a snapshot is loaded. Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_at_start: Option<bool>,
+    /// Create and migrate the registry's tables at start. Default `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_migrate: Option<bool>,
+    /// Longest wait between retries while the database is down. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_max: Option<String>,
+}
+
+/// Keys of `[registry]`.
+pub const REGISTRY_KEYS: &[&str] = &[
+    "database",
+    "poll_interval",
+    "snapshot_file",
+    "require_at_start",
+    "auto_migrate",
+    "retry_max",
 ];
 
 /// Keys of `[[route]]`.

@@ -71,6 +71,15 @@ pub struct ClientsConfig {
     pub jwt_claims: Option<Vec<String>>,
 }
 
+/// Every key of [`ClientsConfig`], in the order of the configuration reference.
+pub const CLIENTS_KEYS: &[&str] = &[
+    "identify",
+    "preflight",
+    "unidentified",
+    "body_limit",
+    "jwt_claims",
+];
+
 /// Where a request names its client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

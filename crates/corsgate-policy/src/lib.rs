@@ -57,8 +57,8 @@ mod vary;
 pub use apply::is_access_control_header;
 pub use classify::{RequestClass, classify};
 pub use client_origins::{
-    ClientIdentity, ClientOrigins, ClientRules, ClientsConfig, IdentifySource, PreflightRule,
-    UnidentifiedRule,
+    CLIENTS_KEYS, ClientIdentity, ClientOrigins, ClientRules, ClientsConfig, IdentifySource,
+    PreflightRule, UnidentifiedRule,
 };
 pub use config::{Closed, CorsConfig, List, Off, OnDisallowed, POLICY_KEYS};
 pub use decision::{

@@ -1,0 +1,226 @@
+//! `[registry]` and `server.admin_token_file`: the client registry's settings,
+//! and the rule that routes with `clients` need a registry.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use corsgate_policy::{Diagnostic, DiagnosticKind};
+
+use crate::model::{FileConfig, RegistryConfig};
+use crate::{Route, RouteTable};
+
+/// The database a registry lives in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Database {
+    /// A SQLite file; a relative path is relative to the configuration
+    /// file's folder (the gateway resolves it).
+    Sqlite(PathBuf),
+}
+
+/// `[registry]`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySettings {
+    /// Where clients are stored.
+    pub database: Database,
+    /// How often the registry's revision is compared.
+    pub poll_interval: Duration,
+    /// Where the last good snapshot is written (relative: to the
+    /// configuration file's folder).
+    pub snapshot_file: Option<PathBuf>,
+    /// `/readyz` answers 503 until a snapshot is loaded.
+    pub require_at_start: bool,
+    /// Create and migrate the tables at start.
+    pub auto_migrate: bool,
+    /// Longest wait between retries while the database is down.
+    pub retry_max: Duration,
+}
+
+/// The default database, next to the configuration file.
+pub const DEFAULT_DATABASE: &str = "sqlite:corsgate-registry.db";
+
+pub(crate) fn settings(
+    config: &RegistryConfig,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<RegistrySettings> {
+    let before = diagnostics.iter().filter(|d| d.is_error()).count();
+    let text = config.database.as_deref().unwrap_or(DEFAULT_DATABASE);
+    let database = if let Some(path) = text
+        .strip_prefix("sqlite://")
+        .or_else(|| text.strip_prefix("sqlite:"))
+        .filter(|p| !p.is_empty())
+    {
+        Some(Database::Sqlite(PathBuf::from(path)))
+    } else {
+        let why = if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            "this build stores the registry in SQLite only; use \"sqlite:corsgate-registry.db\""
+        } else {
+            "a database is \"sqlite:PATH\", such as \"sqlite:corsgate-registry.db\" (next to this file)"
+        };
+        diagnostics.push(
+            Diagnostic::error(DiagnosticKind::File, "registry.database", why).with_value(text),
+        );
+        None
+    };
+    let mut duration = |key: &str, value: &Option<String>, default: Duration| {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(text) {
+            Ok(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(3600) => d,
+            _ => {
+                diagnostics.push(
+                    Diagnostic::error(
+                        DiagnosticKind::File,
+                        format!("registry.{key}"),
+                        "a duration from 100ms to 1h, such as \"1s\" or \"30s\"",
+                    )
+                    .with_value(text),
+                );
+                default
+            }
+        }
+    };
+    let poll_interval = duration(
+        "poll_interval",
+        &config.poll_interval,
+        Duration::from_secs(1),
+    );
+    let retry_max = duration("retry_max", &config.retry_max, Duration::from_secs(30));
+    let after = diagnostics.iter().filter(|d| d.is_error()).count();
+    if after != before {
+        return None;
+    }
+    Some(RegistrySettings {
+        database: database?,
+        poll_interval,
+        snapshot_file: config.snapshot_file.as_ref().map(PathBuf::from),
+        require_at_start: config.require_at_start.unwrap_or(true),
+        auto_migrate: config.auto_migrate.unwrap_or(true),
+        retry_max,
+    })
+}
+
+/// `clients` on a route (or in `[server.cors]`) without `[registry]`: refused,
+/// at the first place it is used.
+pub(crate) fn check_clients_need_registry(
+    config: &FileConfig,
+    routes: &[Route],
+    default_policy: Option<&corsgate_policy::Policy>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    if config.registry.is_some() {
+        return;
+    }
+    let message = "clients needs a registry of clients: add a [registry] table (database = \"sqlite:corsgate-registry.db\" is the default)";
+    if default_policy.is_some_and(|p| p.clients().is_some()) {
+        diagnostics.push(Diagnostic::error(
+            DiagnosticKind::Clients,
+            "server.cors.clients",
+            message,
+        ));
+        return;
+    }
+    if let Some(route) = routes
+        .iter()
+        .find(|r| r.policy.as_ref().is_some_and(|p| p.clients().is_some()))
+    {
+        diagnostics.push(Diagnostic::error(
+            DiagnosticKind::Clients,
+            format!("route[{}].cors.clients", route.index),
+            message,
+        ));
+    }
+}
+
+impl RegistrySettings {
+    /// `[registry]` as written back for `/config`.
+    pub(crate) fn effective(&self) -> RegistryConfig {
+        let secs = |d: Duration| humantime::format_duration(d).to_string();
+        RegistryConfig {
+            database: Some(match &self.database {
+                Database::Sqlite(path) => format!("sqlite:{}", path.display()),
+            }),
+            poll_interval: Some(secs(self.poll_interval)),
+            snapshot_file: self.snapshot_file.as_ref().map(|p| p.display().to_string()),
+            require_at_start: Some(self.require_at_start),
+            auto_migrate: Some(self.auto_migrate),
+            retry_max: Some(secs(self.retry_max)),
+        }
+    }
+}
+
+/// Whether any route of the table is client-scoped.
+pub fn has_client_routes(routes: &RouteTable) -> bool {
+    routes
+        .iter()
+        .any(|r| r.policy.as_ref().is_some_and(|p| p.clients().is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    fn problems(text: &str) -> Vec<String> {
+        crate::check(text)
+            .problems
+            .iter()
+            .map(|p| format!("{}:{} {}", p.line, p.column, p.diagnostic))
+            .collect()
+    }
+
+    const ROUTE: &str = r#"
+[[route]]
+path = "/oauth2/token"
+upstream = "http://127.0.0.1:4444"
+[route.cors]
+allow_headers = ["authorization"]
+clients = { identify = ["basic", "form"] }
+"#;
+
+    #[test]
+    fn a_client_route_with_a_registry_compiles() {
+        let text = format!("[registry]\npoll_interval = \"2s\"\n{ROUTE}");
+        let checked = crate::check(&text);
+        assert!(!checked.has_errors(), "{:?}", problems(&text));
+        let gateway = checked.gateway.unwrap();
+        let registry = gateway.settings.registry.unwrap();
+        assert_eq!(
+            registry.database,
+            super::Database::Sqlite("corsgate-registry.db".into())
+        );
+        assert_eq!(registry.poll_interval, std::time::Duration::from_secs(2));
+        assert!(super::has_client_routes(&gateway.routes));
+    }
+
+    #[test]
+    fn clients_without_a_registry_and_every_typo_are_reported_at_once() {
+        let text = format!(
+            "{ROUTE}\n[[route]]\npath = \"/userinfo\"\nupstream = \"http://127.0.0.1:4444\"\ncors = {{ clients = {{ idenitfy = [\"bearer-jwt\"] }} }}\n"
+        );
+        let found = problems(&text);
+        assert!(
+            found
+                .iter()
+                .any(|p| p.contains("route[0].cors.clients") && p.contains("[registry]")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("12:") && p.contains("did you mean \"identify\"")),
+            "{found:?}"
+        );
+        let found = problems(&format!(
+            "[registry]\ndatabase = \"postgres://db/x\"\npoll_intervall = \"1s\"\n{ROUTE}"
+        ));
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("2:") && p.contains("registry.database")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|p| p.starts_with("3:") && p.contains("did you mean \"poll_interval\"")),
+            "{found:?}"
+        );
+    }
+}
