@@ -61,7 +61,14 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(answer(&shared, &request)) }
+                async move {
+                    // The registry's endpoints first (registry_admin.rs).
+                    let response = match super::registry_admin::route(&shared, request).await {
+                        Ok(response) => response,
+                        Err(request) => answer(&shared, &request),
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -168,7 +175,7 @@ impl AsyncWrite for SendTimeout {
 /// a target's authority): an IP literal, `localhost`, or a name of
 /// `admin_hosts`. A page on any other name reaches this listener only through
 /// DNS rebinding, and must not read `/config` or `/metrics`.
-fn host_allowed(host: &str, admin_hosts: &[String]) -> bool {
+pub(crate) fn host_allowed(host: &str, admin_hosts: &[String]) -> bool {
     let name = match host.strip_prefix('[') {
         // [v6]:port
         Some(rest) => {
@@ -213,7 +220,9 @@ fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody
     }
     match request.uri().path() {
         "/metrics" => {
-            let mut response = Response::new(ResponseBody::full(shared.metrics.render_shared()));
+            let mut text = shared.metrics.render_shared().to_vec();
+            text.extend_from_slice(super::registry_admin::metrics(shared).as_bytes());
+            let mut response = Response::new(ResponseBody::full(Bytes::from(text)));
             response.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -224,6 +233,8 @@ fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody
         "/readyz" => {
             if shared.is_shutting_down() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            } else if !super::registry_admin::ready(shared) {
+                text(StatusCode::SERVICE_UNAVAILABLE, "registry not loaded\n")
             } else {
                 text(StatusCode::OK, "ready\n")
             }

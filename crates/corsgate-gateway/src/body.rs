@@ -351,6 +351,8 @@ pub(crate) struct RequestBody {
     idle: Inactivity,
     /// `None` for a body that was empty from the start.
     progress: Option<Arc<Progress>>,
+    /// What was read ahead to identify the client (`identify.rs`): sent first.
+    prefix: Option<crate::identify::ReadAhead>,
 }
 
 impl RequestBody {
@@ -362,7 +364,20 @@ impl RequestBody {
             limit: limit.unwrap_or(u64::MAX),
             idle: Inactivity::new(timeout),
             progress,
+            prefix: None,
         }
+    }
+
+    /// Sends `read` (what was read ahead of this body) before the rest.
+    pub(crate) fn with_prefix(mut self, read: crate::identify::ReadAhead) -> Self {
+        if read.is_empty() {
+            return self;
+        }
+        let timeout = self.idle.timeout;
+        self.progress
+            .get_or_insert_with(|| Arc::new(Progress::new(timeout)));
+        self.prefix = Some(read);
+        self
     }
 
     /// How far the body has got (`None`: no body), for the pool to tell
@@ -387,6 +402,29 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
+        if let Some(frame) = this
+            .prefix
+            .as_mut()
+            .and_then(crate::identify::ReadAhead::next)
+        {
+            if let Some(data) = frame.data_ref() {
+                this.seen += data.len() as u64;
+                if let Some(progress) = &this.progress {
+                    progress.advanced(this.seen);
+                }
+            }
+            if this
+                .prefix
+                .as_ref()
+                .is_some_and(crate::identify::ReadAhead::is_empty)
+            {
+                this.prefix = None;
+                if this.inner.as_ref().is_some_and(Incoming::is_end_stream) {
+                    this.finished();
+                }
+            }
+            return Poll::Ready(Some(Ok(frame)));
+        }
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
         };
@@ -426,13 +464,18 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+        self.prefix.is_none() && self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
+        let hint = self
+            .inner
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint)
+            .map_or_else(|| SizeHint::with_exact(0), Incoming::size_hint);
+        match &self.prefix {
+            Some(read) => read.add_to(hint),
+            None => hint,
+        }
     }
 }
 

@@ -41,6 +41,12 @@ pub enum Error {
     Tls(String),
     /// Another failure of the operating system (reading a bound address).
     Io(io::Error),
+    /// The client registry's database cannot be opened or is too new.
+    Registry {
+        /// The database, as opened.
+        database: String,
+        source: corsgate_registry::StoreError,
+    },
 }
 
 impl fmt::Display for Error {
@@ -73,6 +79,9 @@ impl fmt::Display for Error {
             ),
             Error::Tls(message) => write!(f, "[server.tls]: {message}"),
             Error::Io(err) => write!(f, "{err}"),
+            Error::Registry { database, .. } => {
+                write!(f, "cannot open the client registry {database}")
+            }
         }
     }
 }
@@ -82,6 +91,7 @@ impl std::error::Error for Error {
         match self {
             Error::Listen { source, .. } => Some(source),
             Error::Io(err) => Some(err),
+            Error::Registry { source, .. } => Some(source),
             Error::FileDescriptors { .. } | Error::NoDemo { .. } | Error::Tls(_) => None,
         }
     }

@@ -77,7 +77,11 @@ pub(crate) async fn forward(
     // round a loop (see the admit phase).
     parts.headers.append(VIA, conn.shared.via.value().clone());
 
-    let body = RequestBody::new(body, settings.max_body_bytes, settings.body_timeout);
+    let mut body = RequestBody::new(body, settings.max_body_bytes, settings.body_timeout);
+    // What identify.rs read ahead to find the client goes first.
+    if let Some(read) = parts.extensions.remove::<super::identify::ReadAhead>() {
+        body = body.with_prefix(read);
+    }
     let progress = body.progress();
     ctx.request_body = progress.clone();
     let request = Request::from_parts(parts, body);

@@ -35,8 +35,10 @@ mod fdlimit;
 mod forward;
 mod gateway_error;
 mod headers;
+mod identify;
 mod metrics;
 mod proxy;
+mod registry_admin;
 mod reload;
 mod tls;
 mod tunnel;
@@ -290,6 +292,8 @@ pub(crate) struct Shared {
     pub(crate) via: via::Via,
     /// `[server.tls]` as started: the listener speaks HTTPS.
     pub(crate) tls: Option<tls::Tls>,
+    /// The client registry of `[registry]`, opened at start.
+    pub(crate) registry: Option<Arc<corsgate_registry::Registry>>,
 }
 
 impl Shared {
@@ -350,6 +354,8 @@ impl Server {
             ),
             None => None,
         };
+        let registry =
+            registry_admin::open(&gateway.settings, options.config_path.as_deref()).await?;
         let snapshot = Snapshot::new(gateway, &metrics, None);
         let listener =
             TcpListener::bind(settings.listen)
@@ -391,6 +397,7 @@ impl Server {
             connections: Arc::new(Semaphore::new(max_connections)),
             via: via::Via::random(),
             tls,
+            registry,
         });
         Ok(Server {
             listener,

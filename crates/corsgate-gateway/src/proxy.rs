@@ -156,7 +156,16 @@ async fn serve(
         request_body: None,
     };
     let resolved = resolve(&mut ctx, &mut request);
-    decide(&mut ctx, &request);
+    // Client-scoped routes decide with the registry, reading ahead of a form
+    // body for its client (identify.rs).
+    let decided = match (&resolved, ctx.policy) {
+        (Ok(()), Some(policy)) => {
+            let max_body = settings.max_body_bytes;
+            super::identify::decide(&conn.shared, policy, max_body, &mut request).await
+        }
+        _ => None,
+    };
+    decide(&mut ctx, &request, decided);
     let outcome = match resolved {
         Err(error) => Err(error.into()),
         Ok(()) => match admit(&mut ctx, request) {
@@ -239,11 +248,12 @@ fn no_route(snapshot: &Snapshot, target: &Target<'_>) {
 /// request no route serves is decided by the default policy only so that the
 /// page can read the gateway's answer: it is counted and logged as what it
 /// is (no route), never as a CORS refusal.
-fn decide(ctx: &mut RequestCtx<'_>, request: &Request<Incoming>) {
-    ctx.decision = match ctx.policy {
-        Some(policy) => policy.decide(request.method(), request.headers()),
+fn decide(ctx: &mut RequestCtx<'_>, request: &Request<Incoming>, decided: Option<Decision>) {
+    ctx.decision = match (decided, ctx.policy) {
+        (Some(decision), _) => decision,
+        (None, Some(policy)) => policy.decide(request.method(), request.headers()),
         // CORS off: nothing added, nothing answered here; preflights go upstream.
-        None => Decision::pass(classify(request.method(), request.headers())),
+        (None, None) => Decision::pass(classify(request.method(), request.headers())),
     };
     let verdict = match ctx.decision.rejection() {
         Some(_) if ctx.route.is_none() => Verdict::Pass,

@@ -1,0 +1,637 @@
+//! The client registry in the gateway: opened at start, and its admin API on
+//! the admin listener (`GET /registry`, `POST /registry/reload`,
+//! `GET /clients`, `GET|PUT|DELETE /clients/{id}`).
+//!
+//! Adding an origin to a client grants that origin read access, so every write
+//! needs `Authorization: Bearer <token>` with the token of
+//! `server.admin_token_file` (compared in constant time); without a token file
+//! writes are refused. Loopback is no authentication boundary: any local
+//! process, or a sidecar sharing the network namespace, can connect. Browsers
+//! are kept out too: the admin listener sends no CORS headers, writes need a
+//! JSON body and `Authorization` (both force a preflight, which fails), and a
+//! write that carries `Origin` is refused outright.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use corsgate_config::Settings;
+use corsgate_config::registry::Database;
+use corsgate_registry::{
+    LoadResult, Problem, Registry, RegistryOptions, SqliteStore, StoreError, Trigger, WriteError,
+};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, HOST, IF_MATCH, ORIGIN};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::Shared;
+use super::body::ResponseBody;
+use super::error::Error;
+
+/// Largest body of a client write.
+const MAX_WRITE_BYTES: usize = 256 * 1024;
+
+/// Opens the registry of `[registry]`, if the file has one: creates the
+/// SQLite file (and its tables) when missing, loads it, and starts the
+/// refresher. Relative paths are relative to the configuration file's folder.
+pub(crate) async fn open(
+    settings: &Settings,
+    config_path: Option<&Path>,
+) -> Result<Option<Arc<Registry>>, Error> {
+    let Some(registry) = &settings.registry else {
+        return Ok(None);
+    };
+    let base = config_path
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let resolve = |path: &Path| -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            base.join(path)
+        }
+    };
+    let store = match &registry.database {
+        Database::Sqlite(path) => {
+            let path = resolve(path);
+            let migrate = registry.auto_migrate;
+            let opened = tokio::task::spawn_blocking(move || {
+                SqliteStore::open(&path, migrate).map_err(|e| (path, e))
+            })
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+            opened.map_err(|(path, source)| Error::Registry {
+                database: path.display().to_string(),
+                source,
+            })?
+        }
+        _ => return Ok(None),
+    };
+    let options = RegistryOptions {
+        snapshot_file: registry.snapshot_file.as_deref().map(resolve),
+        poll_interval: registry.poll_interval,
+        retry_max: registry.retry_max,
+    };
+    let registry = Registry::start(Arc::new(store), options).await;
+    registry.spawn_refresher();
+    Ok(Some(registry))
+}
+
+/// Whether `/readyz` may say ready: the registry, when required at start,
+/// has a snapshot.
+pub(crate) fn ready(shared: &Shared) -> bool {
+    let require = shared
+        .snapshot
+        .load()
+        .gateway
+        .settings
+        .registry
+        .as_ref()
+        .is_some_and(|r| r.require_at_start);
+    !require || shared.registry.as_ref().is_none_or(|r| r.is_loaded())
+}
+
+/// The registry's series for `/metrics` (nothing without a registry).
+pub(crate) fn metrics(shared: &Shared) -> String {
+    let Some(registry) = &shared.registry else {
+        return String::new();
+    };
+    let status = registry.status();
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, value: String| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    };
+    gauge(
+        "corsgate_registry_revision",
+        "Registry revision of the snapshot in use.",
+        status.revision.to_string(),
+    );
+    gauge(
+        "corsgate_registry_clients",
+        "Clients in the snapshot.",
+        status.clients.to_string(),
+    );
+    gauge(
+        "corsgate_registry_origins",
+        "Valid origins in the snapshot, over every client.",
+        status.origins.to_string(),
+    );
+    gauge(
+        "corsgate_registry_invalid_entries",
+        "Stored origins skipped because they are invalid.",
+        status.invalid.to_string(),
+    );
+    gauge(
+        "corsgate_registry_database_up",
+        "Whether the last contact with the registry database worked.",
+        u8::from(status.database_up).to_string(),
+    );
+    gauge(
+        "corsgate_registry_last_success_timestamp_seconds",
+        "When the registry was last read from its database.",
+        registry
+            .last_success()
+            .and_then(|t| t.duration_since(std::time::SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+            .to_string(),
+    );
+    gauge(
+        "corsgate_registry_load_duration_seconds",
+        "How long the last successful load of the registry took.",
+        format!(
+            "{:.6}",
+            registry
+                .last_load_duration()
+                .map_or(0.0, |d| d.as_secs_f64())
+        ),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP corsgate_registry_source Where the snapshot in use came from.\n# TYPE corsgate_registry_source gauge"
+    );
+    for source in ["database", "snapshot_file", "empty"] {
+        let _ = writeln!(
+            out,
+            "corsgate_registry_source{{source=\"{source}\"}} {}",
+            u8::from(status.source == source)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP corsgate_registry_loads_total Registry loads by trigger and result.\n# TYPE corsgate_registry_loads_total counter"
+    );
+    for trigger in Trigger::ALL {
+        for result in LoadResult::ALL {
+            let _ = writeln!(
+                out,
+                "corsgate_registry_loads_total{{trigger=\"{}\",result=\"{}\"}} {}",
+                trigger.as_str(),
+                result.as_str(),
+                registry.loads(trigger, result)
+            );
+        }
+    }
+    out
+}
+
+/// Whether a path is the registry's.
+fn is_registry_path(path: &str) -> bool {
+    path == "/registry"
+        || path == "/registry/reload"
+        || path == "/clients"
+        || path.starts_with("/clients/")
+}
+
+/// Answers a request for the registry's endpoints; hands any other back.
+pub(crate) async fn route(
+    shared: &Shared,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Request<Incoming>> {
+    if !is_registry_path(request.uri().path()) {
+        return Err(request);
+    }
+    let host = match request.uri().authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => request.headers().get(HOST).and_then(|h| h.to_str().ok()),
+    };
+    let admin_hosts = shared.snapshot.load().gateway.settings.admin_hosts.clone();
+    if !host.is_some_and(|h| super::admin::host_allowed(h, &admin_hosts)) {
+        // The same answer as the other admin endpoints (DNS rebinding).
+        return Err(request);
+    }
+    let Some(registry) = shared.registry.clone() else {
+        return Ok(problem(
+            StatusCode::NOT_FOUND,
+            "no registry",
+            "this gateway has no [registry] in its configuration",
+            &[],
+        ));
+    };
+    Ok(answer(shared, &registry, request).await)
+}
+
+async fn answer(
+    shared: &Shared,
+    registry: &Registry,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let write = !matches!(method, Method::GET | Method::HEAD);
+    let token_file = shared
+        .snapshot
+        .load()
+        .gateway
+        .settings
+        .admin_token_file
+        .clone();
+    // Reads are open like /config when no token is configured; with one, they
+    // need it too. Writes always need it.
+    if write || token_file.is_some() {
+        if let Err(response) = authorize(token_file.as_deref(), request.headers(), write).await {
+            return response;
+        }
+    }
+    if write && request.headers().contains_key(ORIGIN) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "origin refused",
+            "a registry write carrying Origin comes from a web page; the admin API is for operators and tools",
+            &[],
+        );
+    }
+    match (method, path.as_str()) {
+        (Method::GET | Method::HEAD, "/registry") => {
+            json_response(StatusCode::OK, &status(registry))
+        }
+        (Method::POST, "/registry/reload") => {
+            registry.reload(Trigger::Manual).await;
+            json_response(StatusCode::OK, &status(registry))
+        }
+        (Method::GET | Method::HEAD, "/clients") => {
+            let snapshot = registry.snapshot();
+            let mut clients: Vec<_> = snapshot.clients().map(|c| c.record().clone()).collect();
+            clients.sort_by(|a, b| a.id.cmp(&b.id));
+            json_response(
+                StatusCode::OK,
+                &json!({
+                    "revision": snapshot.revision(),
+                    "source": snapshot.source().as_str(),
+                    "database_up": registry.database_up(),
+                    "clients": clients,
+                }),
+            )
+        }
+        (method, path) => {
+            let Some(id) = client_id(path) else {
+                return problem(
+                    StatusCode::NOT_FOUND,
+                    "not found",
+                    "try /registry or /clients/{id}",
+                    &[],
+                );
+            };
+            match method {
+                Method::GET | Method::HEAD => get_client(registry, &id),
+                Method::PUT => put_client(registry, &id, request).await,
+                Method::DELETE => delete_client(registry, &id, request.headers()).await,
+                _ => problem(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method not allowed",
+                    "GET, PUT or DELETE",
+                    &[],
+                ),
+            }
+        }
+    }
+}
+
+/// The id of `/clients/{id}`, percent-decoded.
+fn client_id(path: &str) -> Option<String> {
+    let raw = path.strip_prefix("/clients/")?;
+    if raw.is_empty() || raw.contains('/') {
+        return None;
+    }
+    percent_decode(raw)
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hi = char::from(bytes.next()?).to_digit(16)?;
+            let lo = char::from(bytes.next()?).to_digit(16)?;
+            out.push(u8::try_from(hi * 16 + lo).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn status(registry: &Registry) -> serde_json::Value {
+    let status = registry.status();
+    json!(status)
+}
+
+async fn authorize(
+    token_file: Option<&Path>,
+    headers: &http::HeaderMap,
+    write: bool,
+) -> Result<(), Response<ResponseBody>> {
+    let Some(file) = token_file else {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            "writes disabled",
+            "registry writes need a token: set server.admin_token_file to a file holding a long random token, and send it as Authorization: Bearer <token>",
+            &[],
+        ));
+    };
+    let expected = match tokio::fs::read_to_string(file).await {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+        _ => {
+            tracing::error!(file = %file.display(), "admin_token_file unreadable or empty: registry {} refused", if write { "writes" } else { "reads" });
+            return Err(problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "token unavailable",
+                "server.admin_token_file cannot be read or is empty",
+                &[],
+            ));
+        }
+    };
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match given {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => {
+            let mut response = problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send Authorization: Bearer <the token of server.admin_token_file>",
+                &[],
+            );
+            response
+                .headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            Err(response)
+        }
+    }
+}
+
+/// Compares without an early exit on the first differing byte, so that the
+/// time taken does not tell how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+fn etag(revision: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"r{revision}\"")).unwrap_or(HeaderValue::from_static("\"r0\""))
+}
+
+/// `If-Match: "rN"` → `Some(N)`; `If-Match: *` or none → `None`; anything
+/// else → `Err`.
+fn if_match(headers: &http::HeaderMap) -> Result<Option<i64>, ()> {
+    let Some(value) = headers.get(IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    text.strip_prefix("\"r")
+        .and_then(|t| t.strip_suffix('"'))
+        .and_then(|n| n.parse::<i64>().ok())
+        .map(Some)
+        .ok_or(())
+}
+
+fn bad_if_match() -> Response<ResponseBody> {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "bad If-Match",
+        "If-Match takes the ETag of GET /clients/{id}, such as \"r12\"",
+        &[],
+    )
+}
+
+fn get_client(registry: &Registry, id: &str) -> Response<ResponseBody> {
+    let snapshot = registry.snapshot();
+    let Some(client) = snapshot.client(id) else {
+        return problem(StatusCode::NOT_FOUND, "no such client", id, &[]);
+    };
+    let mut response = json_response(StatusCode::OK, &json!(client.record()));
+    response
+        .headers_mut()
+        .insert(ETAG, etag(client.record().revision));
+    if !registry.database_up() {
+        response.headers_mut().insert(
+            "x-corsgate-registry",
+            HeaderValue::from_static("snapshot; database unavailable"),
+        );
+    }
+    response
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientBody {
+    #[serde(default)]
+    name: String,
+    #[serde(default, alias = "allowed_cors_origins")]
+    allowed_origins: Option<Vec<String>>,
+}
+
+async fn put_client(
+    registry: &Registry,
+    id: &str,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
+    let json = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "JSON only",
+            "send Content-Type: application/json",
+            &[],
+        );
+    }
+    let Ok(expected) = if_match(request.headers()) else {
+        return bad_if_match();
+    };
+    let body = match Limited::new(request.into_body(), MAX_WRITE_BYTES)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return problem(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body too large",
+                &format!("a client is at most {MAX_WRITE_BYTES} bytes of JSON"),
+                &[],
+            );
+        }
+    };
+    let parsed: ClientBody = match serde_json::from_slice(&body) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            return problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid client",
+                "the body is {\"name\": \"...\", \"allowed_origins\": [\"https://app.example.com\"]}",
+                &[Problem {
+                    path: String::new(),
+                    value: None,
+                    message: err.to_string(),
+                }],
+            );
+        }
+    };
+    let Some(origins) = parsed.allowed_origins else {
+        return problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid client",
+            "allowed_origins is required",
+            &[Problem {
+                path: "allowed_origins".into(),
+                value: None,
+                message: "allowed_origins is required: the origins of this client's pages".into(),
+            }],
+        );
+    };
+    match registry.put(id, &parsed.name, origins, expected).await {
+        Ok(written) => {
+            tracing::info!(
+                client = id,
+                revision = written.revision,
+                created = written.created,
+                "registry client written"
+            );
+            let snapshot = registry.snapshot();
+            let record = snapshot.client(id).map(|c| c.record().clone());
+            let status = if written.created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let mut response = json_response(
+                status,
+                &json!({"client": record, "registry_revision": written.revision}),
+            );
+            response.headers_mut().insert(ETAG, etag(written.revision));
+            response
+        }
+        Err(err) => write_error(err),
+    }
+}
+
+async fn delete_client(
+    registry: &Registry,
+    id: &str,
+    headers: &http::HeaderMap,
+) -> Response<ResponseBody> {
+    let Ok(expected) = if_match(headers) else {
+        return bad_if_match();
+    };
+    match registry.delete(id, expected).await {
+        Ok(revision) => {
+            tracing::info!(client = id, revision, "registry client deleted");
+            let mut response = Response::new(ResponseBody::full(Bytes::new()));
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            response
+        }
+        Err(err) => write_error(err),
+    }
+}
+
+fn write_error(err: WriteError) -> Response<ResponseBody> {
+    match err {
+        WriteError::Invalid(problems) => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid client",
+            "nothing was written; fix every problem listed",
+            &problems,
+        ),
+        WriteError::Store(StoreError::NotFound) => problem(
+            StatusCode::NOT_FOUND,
+            "no such client",
+            "nothing was deleted",
+            &[],
+        ),
+        WriteError::Store(err @ StoreError::Conflict(_)) => problem(
+            StatusCode::PRECONDITION_FAILED,
+            "changed meanwhile",
+            &format!("{err}; GET it again and retry with its ETag"),
+            &[],
+        ),
+        WriteError::Store(err) => problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "registry database unavailable",
+            &format!("nothing changed: {err}"),
+            &[],
+        ),
+        _ => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "write failed",
+            "nothing changed",
+            &[],
+        ),
+    }
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// An `application/problem+json` answer (RFC 9457), every problem at once.
+fn problem(
+    status: StatusCode,
+    title: &str,
+    detail: &str,
+    problems: &[Problem],
+) -> Response<ResponseBody> {
+    let mut response = json_response(
+        status,
+        &json!({
+            "status": status.as_u16(),
+            "title": title,
+            "detail": detail,
+            "errors": problems,
+        }),
+    );
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_whole_tokens() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn client_ids_in_paths_are_percent_decoded() {
+        assert_eq!(client_id("/clients/my%3Aclient"), Some("my:client".into()));
+        assert_eq!(client_id("/clients/"), None);
+        assert_eq!(client_id("/clients/a/b"), None);
+        assert_eq!(client_id("/clients/%zz"), None);
+    }
+}
