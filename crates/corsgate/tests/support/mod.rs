@@ -31,6 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 pub mod binary;
+pub mod bodyspy;
 pub mod pebble;
 pub mod rawup;
 pub mod tls;
