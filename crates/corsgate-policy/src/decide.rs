@@ -19,18 +19,25 @@ impl Policy {
     /// Decides on a request from its method and headers. Never allocates on the
     /// heap (except to join several `Access-Control-Request-Headers` lines).
     pub fn decide(&self, method: &Method, headers: &HeaderMap) -> Decision {
-        self.decide_judged(method, headers, |_, _, found| origin_rejection(found))
+        self.decide_judged(
+            method,
+            headers,
+            |_, _| false,
+            |_, _, found| origin_rejection(found),
+        )
     }
 
     /// [`decide`](Self::decide), with `judge` turning how the static list matched
     /// the origin (its bytes, whether the request is a preflight) into the
     /// refusal, if any: how client-scoped routes widen the list
-    /// (`client_origins.rs`).
+    /// (`client_origins.rs`). `exact` is asked first: `true` allows the origin
+    /// without looking at the static list (a cheap exact hit elsewhere).
     #[inline(always)]
     pub(crate) fn decide_judged(
         &self,
         method: &Method,
         headers: &HeaderMap,
+        exact: impl FnOnce(&[u8], bool) -> bool,
         judge: impl FnOnce(&[u8], bool, OriginMatch) -> Option<RejectionReason>,
     ) -> Decision {
         let head = if method == Method::OPTIONS {
@@ -63,6 +70,8 @@ impl Policy {
             OriginMatch::Allowed
         } else if head.duplicated {
             OriginMatch::Malformed
+        } else if exact(origin.as_bytes(), head.method.is_some()) {
+            OriginMatch::Allowed
         } else {
             self.origins.find(origin.as_bytes())
         };

@@ -133,6 +133,18 @@ impl OriginSet {
         self.len == 0
     }
 
+    /// Whether an exact entry is this origin, byte for byte: a hit needs no
+    /// grammar check (entries are canonical), so it is the cheap first look.
+    pub(crate) fn contains_exact(&self, origin: &[u8]) -> bool {
+        self.exact.contains(origin)
+    }
+
+    /// Whether anything besides exact entries (and `*`) can match: without,
+    /// a miss of [`contains_exact`](Self::contains_exact) is a refusal.
+    pub(crate) fn has_patterns(&self) -> bool {
+        self.null || !self.any_port.is_empty() || !self.subdomains.is_empty()
+    }
+
     /// Matches a request's `Origin` value, byte for byte.
     pub(crate) fn find(&self, origin: &[u8]) -> OriginMatch {
         // `*` allows every value, well-formed or not: a policy that allows every

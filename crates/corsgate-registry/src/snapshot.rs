@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use corsgate_policy::{ClientOrigins, Diagnostic};
+use foldhash::fast::RandomState;
 
 use crate::store::{ClientRecord, Loaded};
 
@@ -59,7 +60,9 @@ pub struct RegistrySnapshot {
     revision: i64,
     loaded_at: SystemTime,
     source: Source,
-    clients: HashMap<Box<str>, Arc<Client>>,
+    /// By id. foldhash, as the origin index: ids from requests are only
+    /// looked up, never inserted, so they cannot make keys collide.
+    clients: HashMap<Box<str>, Arc<Client>, RandomState>,
     union: ClientOrigins,
     origins: usize,
     invalid: Vec<Diagnostic>,
@@ -73,7 +76,7 @@ impl RegistrySnapshot {
             revision: 0,
             loaded_at: SystemTime::now(),
             source: Source::Empty,
-            clients: HashMap::new(),
+            clients: HashMap::default(),
             union: ClientOrigins::default(),
             origins: 0,
             invalid: Vec::new(),
@@ -83,7 +86,8 @@ impl RegistrySnapshot {
     /// Compiles every client. An invalid stored origin drops only that entry
     /// (reported in [`invalid`](Self::invalid)), never the client or the load.
     pub fn build(loaded: Loaded, source: Source) -> Self {
-        let mut clients = HashMap::with_capacity(loaded.clients.len());
+        let mut clients =
+            HashMap::with_capacity_and_hasher(loaded.clients.len(), RandomState::default());
         let mut invalid = Vec::new();
         let mut origins = 0;
         for record in loaded.clients {

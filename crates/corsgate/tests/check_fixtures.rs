@@ -94,7 +94,12 @@ fn embedded_default_config_is_valid() {
 fn documentation_examples_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut checked = 0;
-    for doc in ["docs/examples.md", "docs/configuration.md", "README.md"] {
+    for doc in [
+        "docs/examples.md",
+        "docs/configuration.md",
+        "docs/registry.md",
+        "README.md",
+    ] {
         let Ok(text) = std::fs::read_to_string(root.join(doc)) else {
             continue;
         };

@@ -1,0 +1,68 @@
+//! Loads a registry of N clients × 3 origins (default 100,000) and prints how
+//! long the load and compile took and how much memory the snapshot holds.
+//! A measurement, not a test: `cargo run --release -p corsgate-registry
+//! --example scale -- 100000`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use corsgate_registry::{ClientWrite, Registry, RegistryOptions, SqliteStore, Store};
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let dir = std::env::temp_dir().join(format!("corsgate-scale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("registry.db");
+    let store = SqliteStore::open(&path, true).unwrap();
+    let started = Instant::now();
+    for i in 0..n {
+        let origins = vec![
+            format!("https://app{i}.example.com"),
+            format!("https://*.tenant{i}.example.org"),
+            format!("http://localhost:{}", 1024 + i % 60_000),
+        ];
+        store
+            .put(&ClientWrite {
+                id: &format!("client-{i}"),
+                name: "",
+                allowed_origins: &origins,
+                if_match: None,
+            })
+            .unwrap();
+    }
+    eprintln!("wrote {n} clients in {:?}", started.elapsed());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let before = rss_kib();
+    let started = Instant::now();
+    let registry = runtime.block_on(Registry::start(Arc::new(store), RegistryOptions::default()));
+    let took = started.elapsed();
+    let after = rss_kib();
+    let snapshot = registry.snapshot();
+    println!(
+        "clients={} origins={} load+compile={:?} rss_growth={} MiB",
+        snapshot.len(),
+        snapshot.origin_count(),
+        took,
+        (after.saturating_sub(before)) / 1024
+    );
+    drop(snapshot);
+    std::fs::remove_dir_all(&dir).ok();
+}

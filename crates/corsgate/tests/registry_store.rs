@@ -1,0 +1,223 @@
+//! The registry's database seen from the gateway: `serve` creating it next to
+//! its configuration, rows written by hand (an invalid origin drops only that
+//! entry), writes by another process picked up by the poll, and the snapshot
+//! file serving when the database cannot be read at start.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use support::binary::{Serve, Stderr};
+use support::bodyspy::BodySpy;
+use support::{Answer, Gw, TempDir, client, send_map, wait_until};
+
+const TOKEN: &str = "registry-store-token";
+
+fn config(dir: &TempDir, up: &str, registry_extra: &str) -> String {
+    std::fs::write(dir.join("token"), TOKEN).unwrap();
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+admin_token_file = "{token}"
+
+[registry]
+database = "sqlite:{db}"
+poll_interval = "100ms"
+{registry_extra}
+
+[[route]]
+path = "/oauth2/token"
+upstream = "{up}"
+[route.cors]
+debug = true
+clients = {{ identify = ["form"] }}
+"#,
+        db = dir.join("registry.db").display(),
+        token = dir.join("token").display(),
+    )
+}
+
+async fn admin(gw: &Gw, method: &str, path: &str, body: &str) -> Answer {
+    let mut map = HeaderMap::new();
+    map.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    map.insert("content-type", HeaderValue::from_static("application/json"));
+    send_map(
+        &client(),
+        method,
+        &gw.admin_url(path),
+        map,
+        Bytes::from(body.to_owned()),
+    )
+    .await
+}
+
+async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let method = if body.is_empty() && headers.is_empty() {
+        "GET"
+    } else {
+        "POST"
+    };
+    send_map(&client(), method, url, map, Bytes::from(body.to_owned())).await
+}
+
+async fn token_request(gw: &Gw, origin: &str, client_id: &str) -> Answer {
+    post(
+        &gw.url("/oauth2/token"),
+        &[
+            ("origin", origin),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        &format!("client_id={client_id}"),
+    )
+    .await
+}
+
+/// Writes a client straight into the database, as another process (or a
+/// person with `sqlite3`) would: bypassing the admin API and its validation.
+fn insert_by_hand(dir: &TempDir, id: &str, origins_json: &str) {
+    let conn = rusqlite::Connection::open(dir.join("registry.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         UPDATE corsgate_registry_meta SET revision = revision + 1;
+         INSERT INTO corsgate_clients (id, name, allowed_origins, revision)
+           VALUES ('{id}', '', '{origins_json}', (SELECT revision FROM corsgate_registry_meta));
+         COMMIT;"
+    ))
+    .unwrap();
+}
+
+async fn metric(gw: &Gw, name: &str) -> String {
+    let text = post(&gw.admin_url("/metrics"), &[], "").await.text();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_write_by_another_process_is_picked_up_and_an_invalid_origin_drops_only_itself() {
+    let dir = TempDir::new("registry-store");
+    let spy = BodySpy::start().await;
+    let gw = Gw::start(&config(&dir, &spy.url(), "")).await;
+    assert_eq!(metric(&gw, "corsgate_registry_invalid_entries").await, "0");
+    let refused = token_request(&gw, "https://ok.example", "byhand").await;
+    assert_eq!(refused.header("x-corsgate-reason"), Some("client-unknown"));
+
+    insert_by_hand(
+        &dir,
+        "byhand",
+        r#"["https://App.example.com/", "https://ok.example"]"#,
+    );
+    // Picked up by the poll (100 ms here), no admin call involved.
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    loop {
+        let answer = token_request(&gw, "https://ok.example", "byhand").await;
+        if answer.header("access-control-allow-origin") == Some("https://ok.example") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric(&gw, "corsgate_registry_invalid_entries").await, "1");
+    assert_eq!(metric(&gw, "corsgate_registry_clients").await, "1");
+    let refused = token_request(&gw, "https://App.example.com", "byhand").await;
+    assert_eq!(refused.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn the_snapshot_file_serves_when_the_database_cannot_be_read_at_start() {
+    let dir = TempDir::new("registry-snapshot");
+    let spy = BodySpy::start().await;
+    let snapshot = dir.join("snapshot.json");
+    let extra = format!("snapshot_file = \"{}\"", snapshot.display());
+    {
+        let gw = Gw::start(&config(&dir, &spy.url(), &extra)).await;
+        insert_by_hand(&dir, "spa", r#"["https://spa.example"]"#);
+        wait_until(|| {
+            std::fs::read_to_string(&snapshot).is_ok_and(|t| t.contains("https://spa.example"))
+        })
+        .await;
+        drop(gw);
+    }
+    // The registry's tables broken by hand: the file opens, reading it fails.
+    let conn = rusqlite::Connection::open(dir.join("registry.db")).unwrap();
+    conn.execute_batch("DROP TABLE corsgate_registry_meta;")
+        .unwrap();
+    drop(conn);
+
+    let gw = Gw::start(&config(&dir, &spy.url(), &extra)).await;
+    let answer = token_request(&gw, "https://spa.example", "spa").await;
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("https://spa.example")
+    );
+    let status = admin(&gw, "GET", "/registry", "").await;
+    let status: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(status["source"], "snapshot_file");
+    assert_eq!(status["database_up"], false);
+    assert!(
+        status["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("corsgate_registry_meta")
+    );
+    // Writes change nothing and say so.
+    let write = admin(
+        &gw,
+        "PUT",
+        "/clients/x",
+        r#"{"allowed_origins": ["https://x.example"]}"#,
+    )
+    .await;
+    assert_eq!(
+        write.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        write.text()
+    );
+    assert!(write.text().contains("nothing changed"));
+    let list = admin(&gw, "GET", "/clients", "").await;
+    let list: serde_json::Value = serde_json::from_slice(&list.body).unwrap();
+    assert_eq!(list["source"], "snapshot_file");
+    assert_eq!(list["clients"][0]["id"], "spa");
+    assert_eq!(
+        post(&gw.admin_url("/readyz"), &[], "").await.status,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn serve_creates_the_database_next_to_its_configuration() {
+    let dir = TempDir::new("registry-serve");
+    let file = dir.join("corsgate.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[registry]\n[[route]]\npath = \"/t\"\nupstream = \"http://127.0.0.1:9\"\ncors = { clients = { identify = [\"form\"] } }\n",
+    )
+    .unwrap();
+    let mut serve = Serve::start(&file, Stderr::Read);
+    let (_, admin) = serve.addresses();
+    assert!(dir.join("corsgate-registry.db").exists());
+    serve.wait_stderr("registry snapshot applied");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ready = runtime.block_on(post(&format!("http://{admin}/readyz"), &[], ""));
+    assert_eq!(ready.status, StatusCode::OK);
+}
