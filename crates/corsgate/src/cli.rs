@@ -77,6 +77,14 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// Read and write the OAuth2 clients of the registry and their origins, in
+    /// its database (a gateway on the same file applies a change within its
+    /// poll_interval).
+    #[command(subcommand)]
+    Clients(crate::cmd::clients::ClientsCommand),
+    /// The registry's database: status, migrate, check its stored origins.
+    #[command(subcommand)]
+    Registry(crate::cmd::clients::RegistryCommand),
 }
 
 #[cfg(feature = "tools")]

@@ -45,6 +45,8 @@ fn main() -> ExitCode {
         }
         Command::Completions { shell } => cmd::completions::completions(shell, &mut stdout),
         Command::Man { out_dir } => cmd::completions::man(out_dir.as_deref(), &mut stdout),
+        Command::Clients(command) => cmd::clients::run_clients(&command, &mut stdout),
+        Command::Registry(command) => cmd::clients::run_registry(&command, &mut stdout),
     };
     let _ = stdout.flush();
     match result {

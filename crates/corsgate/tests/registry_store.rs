@@ -221,3 +221,74 @@ fn serve_creates_the_database_next_to_its_configuration() {
     let ready = runtime.block_on(post(&format!("http://{admin}/readyz"), &[], ""));
     assert_eq!(ready.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_cli_writes_the_database_a_running_gateway_reads_and_check_names_bad_rows() {
+    let dir = TempDir::new("registry-cli");
+    let spy = BodySpy::start().await;
+    let gw = Gw::start(&config(&dir, &spy.url(), "")).await;
+    let database = format!("sqlite:{}", dir.join("registry.db").display());
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            support::binary::run(&args, support::WAIT)
+        })
+    };
+    let args = |list: &[&str]| -> Vec<String> {
+        let mut all: Vec<String> = list.iter().map(|s| (*s).to_owned()).collect();
+        all.extend(["--database".to_owned(), database.clone()]);
+        all
+    };
+    // Hydra's flag spelling is accepted.
+    let set = run(args(&[
+        "clients",
+        "set",
+        "spa",
+        "--allowed-cors-origin",
+        "https://spa.example",
+        "--origin",
+        "https://www.spa.example",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(set.code, Some(0), "{set:?}");
+    let deadline = tokio::time::Instant::now() + support::WAIT;
+    while token_request(&gw, "https://www.spa.example", "spa")
+        .await
+        .header("access-control-allow-origin")
+        .is_none()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Invalid origins: every problem, nothing written, exit 1.
+    let bad = run(args(&[
+        "clients",
+        "set",
+        "bad",
+        "--origin",
+        "https://x.example/",
+        "--origin",
+        "*",
+    ]))
+    .await
+    .unwrap();
+    assert_eq!(bad.code, Some(1), "{bad:?}");
+    assert!(bad.stdout.contains("allowed_origins[0]") && bad.stdout.contains("allowed_origins[1]"));
+    let list = run(args(&["clients", "list", "--json"])).await.unwrap();
+    let list: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(list["clients"].as_array().unwrap().len(), 1);
+
+    let check = run(args(&["registry", "check"])).await.unwrap();
+    assert_eq!(check.code, Some(0), "{check:?}");
+    insert_by_hand(&dir, "byhand", r#"["https://App.example.com/"]"#);
+    let check = run(args(&["registry", "check"])).await.unwrap();
+    assert_eq!(check.code, Some(1), "{check:?}");
+    assert!(
+        check
+            .stdout
+            .contains("clients[\"byhand\"].allowed_origins[0]"),
+        "{}",
+        check.stdout
+    );
+}

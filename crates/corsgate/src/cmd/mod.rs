@@ -4,6 +4,7 @@
 #[cfg(feature = "tools")]
 pub mod audit;
 pub mod check;
+pub mod clients;
 pub mod completions;
 #[cfg(feature = "tools")]
 pub mod explain;
