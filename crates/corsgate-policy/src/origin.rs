@@ -580,13 +580,15 @@ fn parse_authority(scheme: &str, authority: &str) -> Result<ParsedAuthority, Pat
             _ => None,
         };
         // The URL standard lets through characters no origin pattern has
-        // (`=`, say): offer the ASCII form only when it is itself accepted.
+        // (`=`, say): offer the ASCII form only when it is itself accepted. A
+        // fix still not ASCII (the port was not) is no fix, and parsing it
+        // would come back here without end.
         let fix = ascii
             .map(|ascii| {
                 let port = port.map(|p| format!(":{p}")).unwrap_or_default();
                 format!("{scheme}://{prefix}{ascii}{port}")
             })
-            .filter(|fix| fix.parse::<OriginPattern>().is_ok());
+            .filter(|fix| fix.is_ascii() && fix.parse::<OriginPattern>().is_ok());
         return Err(PatternError::new(
             NonAscii,
             "browsers send internationalized host names in their punycode (xn--) form",
