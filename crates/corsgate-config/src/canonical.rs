@@ -78,7 +78,9 @@ impl PathCase {
 /// The settings the canonical form depends on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PathRules {
+    /// `escaped_slashes`: what `%2F` and `%5C` in a path do.
     pub escaped_slashes: EscapedSlashes,
+    /// `path_case`: whether route paths match case-sensitively.
     pub path_case: PathCase,
 }
 

@@ -14,6 +14,8 @@
 //! assert!(matched.route.is_some());
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod canonical;
 pub mod load;
 pub mod model;
@@ -48,36 +50,54 @@ pub const STARTING_CONFIG: &str = include_str!("starting_point.toml");
 /// A compiled configuration: everything the gateway needs, validated.
 #[derive(Debug)]
 pub struct GatewayConfig {
+    /// `[server]`: listeners, timeouts and limits.
     pub settings: Settings,
     /// The routes and `[server.cors]`, compiled.
     pub routes: RouteTable,
     /// The effective configuration, normalized, for `/config`.
     pub effective: FileConfig,
+    /// What `check` would print as warnings; the file still loads.
     pub warnings: Vec<Located>,
 }
 
 /// Listener, timeout and limit settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
+    /// `listen`: the address the gateway serves on.
     pub listen: SocketAddr,
+    /// `admin_listen`: the admin API's address (`None`: no admin listener).
     pub admin_listen: Option<SocketAddr>,
+    /// `connect_timeout`: for a TCP connection to an upstream.
     pub connect_timeout: Duration,
+    /// `response_timeout`: from the request sent upstream to the response head.
     pub response_timeout: Duration,
+    /// `idle_timeout`: a client keep-alive connection with no request is closed.
     pub idle_timeout: Duration,
+    /// `shutdown_timeout`: how long in-flight requests may finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    /// `max_header_bytes`: the largest request head (line and headers) accepted.
     pub max_header_bytes: usize,
+    /// `max_connections`: client connections open at once.
     pub max_connections: usize,
+    /// `max_body_bytes`: the largest request body (`None`: no limit).
     pub max_body_bytes: Option<u64>,
     /// How request paths are made canonical (`escaped_slashes`, `path_case`).
     pub path_rules: PathRules,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: Vec<Cidr>,
+    /// `body_timeout`: a client request body that stalls this long is cut.
     pub body_timeout: Duration,
+    /// `upstream_body_timeout`: an upstream response body that stalls this long is cut.
     pub upstream_body_timeout: Duration,
+    /// `max_upstream_connections`: connections to one upstream at once.
     pub max_upstream_connections: usize,
+    /// `max_idle_per_upstream`: idle connections kept per upstream for reuse.
     pub max_idle_per_upstream: usize,
+    /// `upstream_idle_timeout`: an idle upstream connection is closed after this.
     pub upstream_idle_timeout: Duration,
+    /// `upstream_queue_timeout`: how long a request waits for an upstream connection.
     pub upstream_queue_timeout: Duration,
+    /// `websocket_idle_timeout`: a WebSocket tunnel with no traffic is closed.
     pub websocket_idle_timeout: Duration,
     /// A client connection (or HTTP/2 stream) with response bytes waiting that
     /// takes none of them for this long is closed (reset).
@@ -138,12 +158,14 @@ impl Default for Settings {
 
 /// Every problem of a file, or the compiled gateway (with its warnings).
 pub struct Checked {
+    /// The compiled configuration, when the file has no error.
     pub gateway: Option<GatewayConfig>,
     /// Errors and warnings, in file order.
     pub problems: Vec<Located>,
 }
 
 impl Checked {
+    /// Whether any problem is an error (warnings alone still load).
     pub fn has_errors(&self) -> bool {
         self.problems.iter().any(|p| p.diagnostic.is_error())
     }

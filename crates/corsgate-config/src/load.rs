@@ -18,8 +18,11 @@ use super::model::{FileConfig, REGISTRY_KEYS, ROUTE_KEYS, SERVER_KEYS};
 /// A diagnostic with its place in the file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Located {
+    /// 1-based line of the value at fault.
     pub line: usize,
+    /// 1-based column of the value at fault.
     pub column: usize,
+    /// What is wrong, where in the model, and the fix.
     #[serde(flatten)]
     pub diagnostic: Diagnostic,
 }
@@ -59,11 +62,14 @@ impl std::fmt::Display for Located {
 /// `2 errors, 1 warning`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Summary {
+    /// Problems that stop the file from loading.
     pub errors: usize,
+    /// Problems reported that do not.
     pub warnings: usize,
 }
 
 impl Summary {
+    /// Counts the errors and warnings of `problems`.
     pub fn of(problems: &[Located]) -> Self {
         let errors = problems.iter().filter(|p| p.diagnostic.is_error()).count();
         Summary {
@@ -149,6 +155,7 @@ impl<'i> Source<'i> {
         span
     }
 
+    /// The line and column of the value a diagnostic names (its model path).
     pub fn locate(&self, diagnostic: Diagnostic) -> Located {
         let (line, column) = self.line_col(self.span_of(diagnostic.path()).start);
         Located {
@@ -183,8 +190,11 @@ fn path_segments(path: &str) -> Vec<Segment<'_>> {
 /// The result of reading a file: the model (when it could be built) and every
 /// problem found so far, located.
 pub struct Parsed<'i> {
+    /// The text read, with what locates a model path in it.
     pub source: Source<'i>,
+    /// The model, unless the text is not TOML or not of the model's shape.
     pub config: Option<FileConfig>,
+    /// Every problem found while reading, located.
     pub problems: Vec<Located>,
 }
 

@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// `[server]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server: Option<ServerConfig>,
     /// `[policies.NAME]`: CORS policies that routes name with `cors = "NAME"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub policies: BTreeMap<String, CorsConfig>,
+    /// `[[route]]`, in file order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route: Vec<RouteConfig>,
     /// `[registry]`: where OAuth2 clients and their origins live.

@@ -30,7 +30,9 @@ pub struct Route {
     pub segments: usize,
     /// Canonical: lowercase, no trailing dot (see [`canonical::route_host`]).
     pub host: Option<String>,
+    /// Where the route's requests go.
     pub upstream: Upstream,
+    /// Whether `path` is removed from the request path before forwarding.
     pub strip_prefix: bool,
     /// `None` when CORS is off for this route. A route without a `cors` table
     /// shares the default policy's allocation (`Arc::ptr_eq`): a policy with a
@@ -42,7 +44,10 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upstream {
     /// `http://host:port`.
-    Http { authority: Authority },
+    Http {
+        /// Host and port the requests are sent to.
+        authority: Authority,
+    },
     /// The built-in demo API.
     Demo,
 }
@@ -145,14 +150,17 @@ impl RouteTable {
     }
 
     /// The routes, in match order.
+    /// The routes, in file order.
     pub fn iter(&self) -> std::slice::Iter<'_, Route> {
         self.routes.iter()
     }
 
+    /// How many routes the file has.
     pub fn len(&self) -> usize {
         self.routes.len()
     }
 
+    /// Whether the table has no route.
     pub fn is_empty(&self) -> bool {
         self.routes.is_empty()
     }

@@ -39,10 +39,15 @@ pub struct AcmeSettings {
     pub domains: Vec<String>,
     /// `mailto:` URLs.
     pub contact: Vec<String>,
+    /// The CA's ACME directory URL (default: Let's Encrypt production).
     pub directory: String,
+    /// A CA certificate to trust for the directory's TLS (a test CA such as pebble).
     pub directory_ca_file: Option<PathBuf>,
+    /// Where the account key and certificates are kept across restarts.
     pub cache_dir: PathBuf,
+    /// How the CA checks that the gateway controls each domain.
     pub challenge: AcmeChallenge,
+    /// A certificate is renewed this long before it expires.
     pub renew_before: std::time::Duration,
 }
 
@@ -70,7 +75,9 @@ impl AcmeChallenge {
 /// read from the configuration file's directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateFiles {
+    /// The PEM chain: the certificate first, then its intermediates.
     pub cert_file: PathBuf,
+    /// The PEM private key of the first certificate.
     pub key_file: PathBuf,
 }
 

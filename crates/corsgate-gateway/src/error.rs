@@ -17,11 +17,13 @@ pub enum Error {
         addr: SocketAddr,
         /// The setting the address comes from: `listen` or `admin_listen`.
         setting: &'static str,
+        /// Why the operating system refused.
         source: io::Error,
     },
     /// `max_connections` needs more file descriptors than `RLIMIT_NOFILE`
     /// allows, and cannot be lowered (it was written in the configuration).
     FileDescriptors {
+        /// The `max_connections` the configuration asks for.
         max_connections: usize,
         /// Descriptors `max_connections` needs.
         needed: u64,
@@ -45,6 +47,7 @@ pub enum Error {
     Registry {
         /// The database, as opened.
         database: String,
+        /// What the store reported.
         source: corsgate_registry::StoreError,
     },
 }

@@ -30,12 +30,18 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 #[non_exhaustive]
 pub enum ReloadOutcome {
     /// The new configuration runs (with this many warnings).
-    Applied { warnings: usize },
+    Applied {
+        /// Warnings the new file has (logged).
+        warnings: usize,
+    },
     /// The file equals the configuration running: nothing was swapped (and the
     /// log says so).
     Unchanged,
     /// The file has errors: the previous configuration keeps running.
-    Invalid { errors: usize },
+    Invalid {
+        /// Errors the file has (logged, with their lines).
+        errors: usize,
+    },
     /// The file could not be read: the previous configuration keeps running.
     Unreadable(String),
     /// The gateway runs the built-in configuration: there is no file to read.
