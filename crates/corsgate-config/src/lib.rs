@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use corsgate_policy::{CorsConfig, Diagnostic, DiagnosticKind, Layer, Policy};
+use corsgate_policy::{ConfigLayer, CorsConfig, Diagnostic, DiagnosticKind, Policy};
 use http::uri::Scheme;
 
 use canonical::{EscapedSlashes, PathCase, PathRules};
@@ -224,7 +224,7 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
     let server_cors = server.cors.as_ref().unwrap_or(&empty);
     // One allocation, shared by every route without a `cors` table of its own.
     let default_policy = collect(
-        Policy::compile_layered(&[Layer::new(server_cors, "server.cors")]),
+        Policy::compile_layered(&[ConfigLayer::new(server_cors, "server.cors")]),
         &mut diagnostics,
     )
     .map(Arc::new);
@@ -333,7 +333,7 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
             // on_disallowed = "reject" would refuse the route's own
             // same-origin POSTs, which carry Origin too (Fetch §3.1).
             Some(RouteCors::Closed(_)) => collect(
-                Policy::compile_layered(&[Layer::new(
+                Policy::compile_layered(&[ConfigLayer::new(
                     &CorsConfig::default().allow_origins(Vec::<String>::new()),
                     &cors_path,
                 )]),
@@ -354,8 +354,8 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
             Some(RouteCors::Table(table)) => match &table.policy {
                 None => collect(
                     Policy::compile_layered(&[
-                        Layer::new(&table.cors, &cors_path),
-                        Layer::new(server_cors, "server.cors"),
+                        ConfigLayer::new(&table.cors, &cors_path),
+                        ConfigLayer::new(server_cors, "server.cors"),
                     ]),
                     &mut diagnostics,
                 )
@@ -390,9 +390,9 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
                             let policy_path = format!("policies.{name}");
                             collect(
                                 Policy::compile_layered(&[
-                                    Layer::new(&table.cors, &cors_path),
-                                    Layer::new(named.written, &policy_path),
-                                    Layer::new(server_cors, "server.cors"),
+                                    ConfigLayer::new(&table.cors, &cors_path),
+                                    ConfigLayer::new(named.written, &policy_path),
+                                    ConfigLayer::new(server_cors, "server.cors"),
                                 ]),
                                 &mut diagnostics,
                             )
@@ -598,8 +598,8 @@ fn named_policies<'c>(
         }
         let compiled = collect(
             Policy::compile_layered(&[
-                Layer::new(written, &at),
-                Layer::new(server_cors, "server.cors"),
+                ConfigLayer::new(written, &at),
+                ConfigLayer::new(server_cors, "server.cors"),
             ]),
             diagnostics,
         )

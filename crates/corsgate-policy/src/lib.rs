@@ -67,4 +67,4 @@ pub use decision::{
 };
 pub use diagnostic::{CompileError, Diagnostic, DiagnosticKind, Severity};
 pub use origin::{MAX_ORIGIN_LEN, OriginPattern, PatternError, PatternErrorKind};
-pub use policy::{ConfigLayer, Layer, MAX_AGE_CHROMIUM, MAX_AGE_LIMIT, Policy};
+pub use policy::{ConfigLayer, MAX_AGE_CHROMIUM, MAX_AGE_LIMIT, Policy};

@@ -163,11 +163,6 @@ impl<'a> ConfigLayer<'a> {
     }
 }
 
-/// The former name of [`ConfigLayer`], which read as `tower::Layer` in the code
-/// of every tower user; kept until the configuration crate uses the new name.
-#[doc(hidden)]
-pub type Layer<'a> = ConfigLayer<'a>;
-
 impl Default for Policy {
     /// The closed policy: no origin allowed, no CORS header ever sent.
     fn default() -> Self {
