@@ -3,7 +3,9 @@
 # - corsgate-policy is a pure engine: no async runtime, server, client or logging
 #   crate anywhere in its normal dependency tree;
 # - corsgate-config (file -> model -> route table) is read by the gateway, the
-#   tools and the fuzzer: the same, and no CLI or application-error crate either.
+#   tools and the fuzzer: the same, and no CLI or application-error crate either;
+# - corsgate-explain (the browser simulation) is shared by `corsgate explain` and
+#   the gateway's admin listener: the same rules as corsgate-config.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runtime='tokio|async-std|smol|futures|hyper|hyper-util|tower|tower-http|axum|actix-web|reqwest|log|tracing|env_logger|slog'
@@ -20,3 +22,4 @@ check() {
 }
 check corsgate-policy "$runtime"
 check corsgate-config "$runtime|clap|clap_builder|anyhow"
+check corsgate-explain "$runtime|clap|clap_builder|anyhow"

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+#[cfg(feature = "tools")]
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Parser, Subcommand};
 
 use crate::Format;
@@ -168,11 +170,21 @@ pub struct ExplainArgs {
     #[arg(long = "header", value_name = "NAME[:VALUE]")]
     pub headers: Vec<String>,
     /// The request's credentials mode.
-    #[arg(long, value_enum, default_value_t = crate::cmd::explain::Credentials::SameOrigin)]
-    pub credentials: crate::cmd::explain::Credentials,
+    #[arg(
+        long,
+        default_value = "same-origin",
+        value_parser = PossibleValuesParser::new(corsgate_explain::Credentials::NAMES)
+            .try_map(|s| s.parse::<corsgate_explain::Credentials>()),
+    )]
+    pub credentials: corsgate_explain::Credentials,
     /// fetch() or XMLHttpRequest (changes Chromium's wording).
-    #[arg(long, value_enum, default_value_t = crate::cmd::explain::Initiator::Fetch)]
-    pub initiator: crate::cmd::explain::Initiator,
+    #[arg(
+        long,
+        default_value = "fetch",
+        value_parser = PossibleValuesParser::new(corsgate_explain::Initiator::NAMES)
+            .try_map(|s| s.parse::<corsgate_explain::Initiator>()),
+    )]
+    pub initiator: corsgate_explain::Initiator,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,

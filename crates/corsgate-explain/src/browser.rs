@@ -6,7 +6,7 @@
 use http::{HeaderMap, StatusCode};
 
 /// Who issued the request: changes the wording of Chromium's messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Initiator {
     /// `fetch()`.
@@ -16,7 +16,7 @@ pub enum Initiator {
 }
 
 /// The request's credentials mode (Fetch §2.2.5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Credentials {
     /// `credentials: "include"` (or `withCredentials = true`).
@@ -25,6 +25,54 @@ pub enum Credentials {
     SameOrigin,
     /// No cookies at all.
     Omit,
+}
+
+impl Initiator {
+    /// The names [`Initiator::from_str`](std::str::FromStr) accepts, as the
+    /// command line and the JSON write them.
+    pub const NAMES: [&'static str; 2] = ["fetch", "xhr"];
+}
+
+impl std::str::FromStr for Initiator {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "fetch" => Ok(Self::Fetch),
+            "xhr" => Ok(Self::Xhr),
+            _ => Err(format!("{s:?} is not an initiator (fetch or xhr)")),
+        }
+    }
+}
+
+impl Credentials {
+    /// The names [`Credentials::from_str`](std::str::FromStr) accepts: the
+    /// values of `fetch()`'s `credentials` option.
+    pub const NAMES: [&'static str; 3] = ["include", "same-origin", "omit"];
+
+    /// The name as `fetch()` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Include => "include",
+            Self::SameOrigin => "same-origin",
+            Self::Omit => "omit",
+        }
+    }
+}
+
+impl std::str::FromStr for Credentials {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "include" => Ok(Self::Include),
+            "same-origin" => Ok(Self::SameOrigin),
+            "omit" => Ok(Self::Omit),
+            _ => Err(format!(
+                "{s:?} is not a credentials mode (include, same-origin or omit)"
+            )),
+        }
+    }
 }
 
 /// Why the browser refuses a response (Chromium's `CorsError` names).
@@ -170,7 +218,12 @@ pub enum PreflightReason {
     /// The method is not GET, HEAD or POST.
     Method(String),
     /// A request header that is not CORS-safelisted (name, and why).
-    Header { name: String, why: String },
+    Header {
+        /// The header's name, lowercase.
+        name: String,
+        /// Why it is not safelisted.
+        why: String,
+    },
 }
 
 /// Whether `(name, value)` is a CORS-safelisted request header (Fetch §2.2.2);

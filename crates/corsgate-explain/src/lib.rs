@@ -1,26 +1,49 @@
-//! `corsgate explain`: what a browser would do with a request against a
-//! configuration, offline — the preflight it sends and why, corsgate's answers
+//! What a browser would do with a request against a corsgate configuration,
+//! offline — the preflight it sends and why, corsgate's answers
 //! header by header, the verdict with the console message Chromium prints, what
 //! JavaScript can read, and the fix.
+//!
+//! `corsgate explain` prints it; the gateway's admin listener answers with it.
+
+#![warn(missing_docs)]
 
 pub mod browser;
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
-use std::io::Write;
-use std::path::Path;
 
-use anyhow::{Context, bail};
 use corsgate_policy::{Decision, Policy, RejectionReason};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Serialize;
 
 pub use browser::{CorsError, Credentials, Initiator, PreflightReason};
 
-use crate::{Format, Outcome};
 use corsgate_config::canonical::{self, PathRules, TargetRefusal};
 use corsgate_config::model::{FileConfig, KeySource, RouteCors};
-use corsgate_config::{self as config, GatewayConfig, Route};
+use corsgate_config::{GatewayConfig, Route};
+
+/// Why a request could not be explained: the input is not what a page can
+/// send (a relative URL, a bad header name, a pattern for an origin, …). The
+/// message says what to write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainError(String);
+
+impl ExplainError {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl std::fmt::Display for ExplainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ExplainError {}
+
+/// What [`explain`] and [`check_page_origin`] return.
+pub type Result<T, E = ExplainError> = std::result::Result<T, E>;
 
 /// What the page does.
 #[derive(Debug, Clone)]
@@ -33,7 +56,9 @@ pub struct PageRequest {
     pub method: String,
     /// Headers the page sets: (name, value).
     pub headers: Vec<(String, String)>,
+    /// The request's credentials mode.
     pub credentials: Credentials,
+    /// `fetch()` or `XMLHttpRequest`: changes the wording of the messages.
     pub initiator: Initiator,
 }
 
@@ -56,9 +81,11 @@ pub enum Verdict {
 /// One HTTP exchange as explain shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Exchange {
+    /// The request's headers as the browser sends them: (name, value).
     pub request: Vec<(String, String)>,
     /// `None` when the upstream answers (CORS off, or an actual request forwarded).
     pub status: Option<u16>,
+    /// Who answers: `corsgate` or `upstream`.
     pub answered_by: &'static str,
     /// Headers corsgate puts on the response.
     pub response: Vec<(String, String)>,
@@ -76,6 +103,7 @@ pub struct Fix {
     pub key: String,
     /// The line to write there.
     pub line: String,
+    /// Why the change makes the request work.
     pub why: String,
     /// The other routes the change opens too (by their label): those that take
     /// the key from the same `[policies.NAME]` or `[server.cors]`.
@@ -85,14 +113,23 @@ pub struct Fix {
 /// Everything explain found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Explanation {
+    /// The method, normalised as the browser sends it (`get` → `GET`).
     pub method: String,
+    /// The URL the page fetches.
     pub url: String,
+    /// The page's origin.
     pub origin: String,
+    /// The request's credentials mode.
     pub credentials: Credentials,
+    /// The route that answers, by its label; `None` when no route matches.
     pub route: Option<String>,
+    /// Why the browser preflights; empty for a request sent without one.
     pub preflight_reasons: Vec<PreflightReason>,
+    /// The preflight, when there is one.
     pub preflight: Option<Exchange>,
+    /// The actual request, when the browser sends it.
     pub actual: Option<Exchange>,
+    /// The verdict.
     pub verdict: Verdict,
     /// What Chromium prints in the console when blocked.
     pub console_message: Option<String>,
@@ -101,7 +138,9 @@ pub struct Explanation {
     /// Response headers JavaScript can read when allowed, beyond the
     /// CORS-safelisted ones (`*`: all but `Set-Cookie`).
     pub readable_headers: Vec<String>,
+    /// Changes to the configuration that make a blocked request work.
     pub fixes: Vec<Fix>,
+    /// What else is worth knowing (dropped headers, closed routes, …).
     pub notes: Vec<String>,
 }
 
@@ -113,12 +152,14 @@ struct Target {
     path: Result<String, TargetRefusal>,
 }
 
-fn parse_url(url: &str, rules: &PathRules) -> anyhow::Result<Target> {
+fn parse_url(url: &str, rules: &PathRules) -> Result<Target> {
     let uri: http::Uri = url
         .parse()
-        .with_context(|| format!("{url:?} is not a URL"))?;
+        .map_err(|err| ExplainError::new(format!("{url:?} is not a URL: {err}")))?;
     let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
-        bail!("{url:?} is not an absolute URL (write it as http://host/path)");
+        return Err(ExplainError::new(format!(
+            "{url:?} is not an absolute URL (write it as http://host/path)"
+        )));
     };
     let scheme = scheme.to_ascii_lowercase();
     let host = authority.host().to_ascii_lowercase();
@@ -221,7 +262,7 @@ pub fn explain(
     gateway: &GatewayConfig,
     raw: &FileConfig,
     request: &PageRequest,
-) -> anyhow::Result<Explanation> {
+) -> Result<Explanation> {
     let target = parse_url(&request.url, &gateway.settings.path_rules)?;
     let method = browser::normalize_method(&request.method);
     let mut out = Explanation {
@@ -277,10 +318,12 @@ pub fn explain(
             continue;
         }
         let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
-            bail!("{name:?} is not a header name");
+            return Err(ExplainError::new(format!("{name:?} is not a header name")));
         };
         let Ok(header_value) = HeaderValue::from_str(value) else {
-            bail!("the value of {name} is not a valid header value");
+            return Err(ExplainError::new(format!(
+                "the value of {name} is not a valid header value"
+            )));
         };
         if let Err(why) = browser::safelisted_request_header(name, value) {
             let lower = name.to_ascii_lowercase();
@@ -297,8 +340,8 @@ pub fn explain(
         out.preflight_reasons
             .insert(0, PreflightReason::Method(method.clone()));
     }
-    let origin_value =
-        HeaderValue::from_str(&request.origin).context("the origin is not a valid header value")?;
+    let origin_value = HeaderValue::from_str(&request.origin)
+        .map_err(|_| ExplainError::new("the origin is not a valid header value"))?;
     actual_headers.insert(http::header::ORIGIN, origin_value.clone());
 
     let matched = match &target.path {
@@ -334,7 +377,8 @@ pub fn explain(
         out.notes
             .push("this route has no CORS policy (no allow_origins): CORS is closed".into());
     }
-    let method_value = Method::from_bytes(method.as_bytes()).context("bad method")?;
+    let method_value = Method::from_bytes(method.as_bytes())
+        .map_err(|_| ExplainError::new(format!("{method:?} is not a method")))?;
 
     // 1. The preflight.
     if !out.preflight_reasons.is_empty() {
@@ -342,12 +386,15 @@ pub fn explain(
         pf.insert(http::header::ORIGIN, origin_value.clone());
         pf.insert(
             http::header::ACCESS_CONTROL_REQUEST_METHOD,
-            HeaderValue::from_str(&method)?,
+            HeaderValue::from_str(&method)
+                .map_err(|_| ExplainError::new(format!("{method:?} is not a method")))?,
         );
         if !unsafe_names.is_empty() {
             pf.insert(
                 http::header::ACCESS_CONTROL_REQUEST_HEADERS,
-                HeaderValue::from_str(&unsafe_names.join(","))?,
+                HeaderValue::from_str(&unsafe_names.join(",")).map_err(|_| {
+                    ExplainError::new("the header names are not a valid header value")
+                })?,
             );
         }
         let decision = policy.decide(&Method::OPTIONS, &pf);
@@ -677,66 +724,32 @@ fn probe_preflight(
     (method_refused, headers)
 }
 
-/// `corsgate explain`: loads the configuration and prints the explanation.
-pub fn run(
-    config_file: Option<&Path>,
-    request: &PageRequest,
-    format: Format,
-    out: &mut dyn Write,
-) -> anyhow::Result<Outcome> {
-    page_origin(&request.origin)?;
-    let (name, text) = match config_file {
-        Some(path) => crate::cmd::check::read_config(path)?,
-        None => (
-            "(default config)".to_owned(),
-            config::DEFAULT_CONFIG.to_owned(),
-        ),
-    };
-    let checked = config::check(&text);
-    let Some(gateway) = checked.gateway else {
-        let mut message = format!("{name} is invalid; run corsgate check");
-        for problem in checked.problems.iter().filter(|p| p.diagnostic.is_error()) {
-            let _ = write!(message, "\n  {}", format_args!("{name}:{problem}"));
-        }
-        bail!(message);
-    };
-    let raw = config::load::parse(&text).config.unwrap_or_default();
-    let explanation = explain(&gateway, &raw, request)?;
-    match format {
-        Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, &explanation)?;
-            writeln!(out)?;
-        }
-        Format::Human => out.write_all(render(&explanation).as_bytes())?,
-    }
-    Ok(match explanation.verdict {
-        Verdict::Blocked | Verdict::RefusedByBrowser => Outcome::Findings,
-        _ => Outcome::Clean,
-    })
-}
-
-/// Refuses an `--origin` a browser would never send, with the serialised
-/// origin (RFC 6454 §6.1) as the fix: explaining `https://app.example.com/`
-/// would otherwise report a refusal the real page never meets. The engine's
-/// parser for configured origins gives the same suggestions `check` does.
-fn page_origin(origin: &str) -> anyhow::Result<()> {
+/// Refuses an origin a browser would never send, with the serialised origin
+/// (RFC 6454 §6.1) as the fix: explaining `https://app.example.com/` would
+/// otherwise report a refusal the real page never meets. The engine's parser
+/// for configured origins gives the same suggestions `check` does. The message
+/// starts with the quoted origin, so a caller can prefix where it came from.
+pub fn check_page_origin(origin: &str) -> Result<()> {
     let pattern = match origin.parse::<corsgate_policy::OriginPattern>() {
         Ok(pattern) => pattern,
-        Err(err) => match err.suggestion() {
-            Some(meant) => bail!(
-                "--origin {origin:?} is not an origin: {}; did you mean {meant:?}?",
-                err.message()
-            ),
-            None => bail!(
-                "--origin {origin:?} is not an origin: {}; write it as a browser sends it, scheme://host[:port], such as \"https://app.example.com\"",
-                err.message()
-            ),
-        },
+        Err(err) => {
+            let message = match err.suggestion() {
+                Some(meant) => format!(
+                    "{origin:?} is not an origin: {}; did you mean {meant:?}?",
+                    err.message()
+                ),
+                None => format!(
+                    "{origin:?} is not an origin: {}; write it as a browser sends it, scheme://host[:port], such as \"https://app.example.com\"",
+                    err.message()
+                ),
+            };
+            return Err(ExplainError::new(message));
+        }
     };
     if pattern.is_any() || pattern.is_wildcard() || pattern.to_string() != origin {
-        bail!(
-            "--origin {origin:?} is a pattern, not the one origin a page has; write it as a browser sends it, such as \"https://app.example.com\""
-        );
+        return Err(ExplainError::new(format!(
+            "{origin:?} is a pattern, not the one origin a page has; write it as a browser sends it, such as \"https://app.example.com\""
+        )));
     }
     Ok(())
 }
@@ -744,11 +757,7 @@ fn page_origin(origin: &str) -> anyhow::Result<()> {
 /// The human report.
 pub fn render(e: &Explanation) -> String {
     let mut s = String::new();
-    let credentials = match e.credentials {
-        Credentials::Include => "include",
-        Credentials::SameOrigin => "same-origin",
-        Credentials::Omit => "omit",
-    };
+    let credentials = e.credentials.as_str();
     let _ = writeln!(
         s,
         "{} {}\n  from origin {} (credentials: {credentials})",
