@@ -3,7 +3,7 @@
 //!
 //! The line is an ordinary `tracing` event (target `corsgate::access`, message
 //! `request`), so it takes the application's log format (text or JSON) and its
-//! writer: `corsgate serve` writes logs through a bounded queue and a thread
+//! writer: `corsgate serve` writes logs through a bounded buffer and a thread
 //! of its own, so a log output that does not keep up costs dropped lines
 //! (counted in `corsgate_log_lines_dropped_total`), never a blocked request.
 //! What a client sends is cut to [`MAX_LOGGED_VALUE`] bytes and recorded as a

@@ -1,9 +1,11 @@
 //! The corsgate command line: [`cli`] declares it, [`cmd`] holds one module per
 //! command (`serve` runs `corsgate-gateway` on a `corsgate-config` file). The
-//! binary in `main.rs` parses, dispatches here and chooses the exit code.
+//! binary in `main.rs` parses, dispatches here and chooses the exit code;
+//! [`logwriter`] carries `serve`'s log lines to stderr.
 
 pub mod cli;
 pub mod cmd;
+pub mod logwriter;
 
 /// Human or machine output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

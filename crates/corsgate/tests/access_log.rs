@@ -226,12 +226,13 @@ async fn dropped(admin: SocketAddr) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn access_lines_go_through_the_bounded_queue_and_drops_are_counted() {
+async fn access_lines_go_through_the_bounded_buffer_and_drops_are_counted() {
     let spy = Spy::ok().await;
     let dir = TempDir::new("access-stall");
     let file = dir.join("corsgate.toml");
     std::fs::write(&file, config("", CORS, &route("/", &spy.url(), ""))).unwrap();
-    // Nobody reads the log pipe: it fills, then the queue of 4096 lines.
+    // Nobody reads the log pipe: it fills, then the log buffer of 1 MiB
+    // (6,000 lines of about 350 bytes are twice that).
     let mut serve = Serve::start(&file, Stderr::Stalled);
     let (listen, admin) = serve.addresses();
     assert_eq!(dropped(admin).await, 0);

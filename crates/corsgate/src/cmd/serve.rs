@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::cli::ServeArgs;
+use crate::logwriter::{self, LogWriter};
 use crate::{Format, Outcome};
 use corsgate_config::{self as config, GatewayConfig, Upstream};
 use corsgate_gateway::{Handle, Options, Server};
@@ -23,7 +24,7 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Clean);
     }
     // Held to the end: dropping it writes out the lines still queued.
-    let _log_guard = init_logging(args.log_format);
+    let _log_guard = init_logging(args.log_format)?;
     let (name, text) = match &args.config {
         Some(path) => (
             path.display().to_string(),
@@ -118,33 +119,23 @@ fn runtime(threads: NonZeroUsize) -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Most log lines waiting for the log writer's thread; past it, lines are
-/// dropped and counted. With request values capped in log lines (about 1 KiB a
-/// line), at most a few MiB.
-const LOG_QUEUE_LINES: usize = 4096;
-
-/// Lines the log writer dropped, for `corsgate_log_lines_dropped_total`.
-static LOG_LINES_DROPPED: OnceLock<tracing_appender::non_blocking::ErrorCounter> = OnceLock::new();
+/// The log writer, for `corsgate_log_lines_dropped_total`.
+static LOG_WRITER: OnceLock<LogWriter> = OnceLock::new();
 
 /// Log lines dropped since start because the log output did not keep up.
 fn log_lines_dropped() -> u64 {
-    LOG_LINES_DROPPED
-        .get()
-        .map_or(0, |counter| counter.dropped_lines() as u64)
+    LOG_WRITER.get().map_or(0, LogWriter::dropped_lines)
 }
 
-/// Logs to stderr through a bounded queue and a thread of its own: a log pipe
-/// that stops draining (a stalled shipper, a full journald socket, `| less`)
-/// costs dropped lines, never a blocked worker thread. nginx buffers its access
-/// log the same way, and Envoy writes logs from a flush thread.
-fn init_logging(format: Format) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs to stderr through a bounded buffer and a thread of its own
+/// ([`crate::logwriter`]): a log pipe that stops draining (a stalled shipper, a
+/// full journald socket, `| less`) costs dropped lines, never a blocked worker
+/// thread, and an access-log line costs a copy, not a thread wake-up.
+fn init_logging(format: Format) -> anyhow::Result<logwriter::Guard> {
     use tracing_subscriber::EnvFilter;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(LOG_QUEUE_LINES)
-        .thread_name("corsgate-log")
-        .finish(std::io::stderr());
-    let _ = LOG_LINES_DROPPED.set(writer.error_counter());
+    let (writer, guard) =
+        logwriter::start(std::io::stderr()).context("cannot start the log writer thread")?;
+    let _ = LOG_WRITER.set(writer.clone());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -158,7 +149,7 @@ fn init_logging(format: Format) -> tracing_appender::non_blocking::WorkerGuard {
             .with_current_span(false)
             .try_init(),
     };
-    guard
+    Ok(guard)
 }
 
 /// One route as the banner shows it.
