@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 pub mod browser;
+pub mod engines;
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -17,6 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Serialize;
 
 pub use browser::{CorsError, Credentials, Initiator, PreflightReason};
+pub use engines::{Engine, EngineVerdict};
 
 use corsgate_config::canonical::{self, PathRules, TargetRefusal};
 use corsgate_config::model::{FileConfig, KeySource, RouteCors};
@@ -131,10 +133,14 @@ pub struct Explanation {
     pub actual: Option<Exchange>,
     /// The verdict.
     pub verdict: Verdict,
-    /// What Chromium prints in the console when blocked.
+    /// What Chromium prints in the console when blocked (the same as the
+    /// first of `engines`' Chromium `console_messages`; kept for callers that
+    /// read Chromium's alone).
     pub console_message: Option<String>,
     /// Chromium's error name (DevTools "CORS error" column).
     pub cors_error: Option<String>,
+    /// Each engine's verdict and console messages, in [`Engine::ALL`]'s order.
+    pub engines: Vec<EngineVerdict>,
     /// Response headers JavaScript can read when allowed, beyond the
     /// CORS-safelisted ones (`*`: all but `Set-Cookie`).
     pub readable_headers: Vec<String>,
@@ -142,6 +148,18 @@ pub struct Explanation {
     pub fixes: Vec<Fix>,
     /// What else is worth knowing (dropped headers, closed routes, …).
     pub notes: Vec<String>,
+}
+
+impl Explanation {
+    /// Keeps only these engines' verdicts (`--browser`), in their order.
+    pub fn retain_engines(&mut self, engines: &[Engine]) {
+        self.engines.retain(|v| engines.contains(&v.engine));
+    }
+
+    /// The verdict of one engine, if explained for it.
+    pub fn engine(&self, engine: Engine) -> Option<&EngineVerdict> {
+        self.engines.iter().find(|v| v.engine == engine)
+    }
 }
 
 struct Target {
@@ -277,6 +295,7 @@ pub fn explain(
         verdict: Verdict::Allowed,
         console_message: None,
         cors_error: None,
+        engines: Vec::new(),
         readable_headers: Vec::new(),
         fixes: Vec::new(),
         notes: Vec::new(),
@@ -292,6 +311,21 @@ pub fn explain(
             "fetch() refuses forbidden methods (CONNECT, TRACE, TRACK) before sending anything"
                 .into(),
         );
+        out.engines = Engine::ALL
+            .iter()
+            .map(|&engine| {
+                let mut verdict = EngineVerdict::plain(engine, Verdict::RefusedByBrowser);
+                if engine == Engine::Chromium {
+                    verdict.console_messages = out.console_message.iter().cloned().collect();
+                } else {
+                    verdict.note = Some(format!(
+                        "{} refuses it too (Fetch forbids the method); its wording is not modelled",
+                        engine.title()
+                    ));
+                }
+                verdict
+            })
+            .collect();
         return Ok(out);
     }
     if target.url_origin == request.origin {
@@ -300,6 +334,10 @@ pub fn explain(
             "the page's origin {} is the URL's origin: same-origin requests are not subject to CORS",
             request.origin
         ));
+        out.engines = Engine::ALL
+            .iter()
+            .map(|&engine| EngineVerdict::plain(engine, Verdict::SameOrigin))
+            .collect();
         return Ok(out);
     }
 
@@ -371,6 +409,10 @@ pub fn explain(
             "CORS is off for {}: corsgate forwards everything, preflights included, and the upstream's own CORS headers decide",
             route_label.unwrap_or_default()
         ));
+        out.engines = Engine::ALL
+            .iter()
+            .map(|&engine| EngineVerdict::plain(engine, Verdict::DecidedByUpstream))
+            .collect();
         return Ok(out);
     };
     if policy.is_closed() {
@@ -380,8 +422,12 @@ pub fn explain(
     let method_value = Method::from_bytes(method.as_bytes())
         .map_err(|_| ExplainError::new(format!("{method:?} is not a method")))?;
 
-    // 1. The preflight.
-    if !out.preflight_reasons.is_empty() {
+    // The preflight corsgate answers, and the actual request as corsgate
+    // decides it. Both are decided up front: an engine whose preflight checks
+    // pass goes on to the actual request even where Chromium's fail.
+    let preflight = if out.preflight_reasons.is_empty() {
+        None
+    } else {
         let mut pf = HeaderMap::new();
         pf.insert(http::header::ORIGIN, origin_value.clone());
         pf.insert(
@@ -400,24 +446,59 @@ pub fn explain(
         let decision = policy.decide(&Method::OPTIONS, &pf);
         let status = decision.response_status().unwrap_or(StatusCode::NO_CONTENT);
         let response = decision.headers();
+        Some((pf, decision, status, response))
+    };
+    let actual_decision = policy.decide(&method_value, &actual_headers);
+    let actual_response = actual_decision.headers();
+    let actual_status = actual_decision.response_status();
+    let exchange = engines::BrowserExchange {
+        url: &request.url,
+        origin: &request.origin,
+        method: &method,
+        unsafe_headers: &unsafe_names,
+        credentials: request.credentials,
+        initiator: request.initiator,
+        preflight: preflight
+            .as_ref()
+            .map(|(_, _, status, response)| engines::Response {
+                status: Some(*status),
+                headers: response,
+            }),
+        actual: engines::Response {
+            status: actual_status.or(route
+                .is_none()
+                .then(|| StatusCode::from_u16(no_route_status).unwrap_or(StatusCode::NOT_FOUND))),
+            headers: &actual_response,
+        },
+    };
+    out.engines = Engine::ALL
+        .iter()
+        .map(|engine| match engine.judge(&exchange) {
+            Some(judgement) => EngineVerdict::from_judgement(*engine, judgement),
+            None => EngineVerdict::unknown(*engine),
+        })
+        .collect();
+
+    // 1. The preflight.
+    if let Some((pf, decision, status, response)) = &preflight {
         let check = browser::preflight_check(
-            status,
-            &response,
+            *status,
+            response,
             &request.origin,
             request.credentials,
             &method,
             &unsafe_names,
         );
         out.preflight = Some(Exchange {
-            request: pairs(&pf),
+            request: pairs(pf),
             status: Some(status.as_u16()),
             answered_by: "corsgate (never forwarded)",
-            response: pairs(&response),
+            response: pairs(response),
             rejection: decision.rejection().map(|r| r.to_string()),
             browser_error: check
                 .as_ref()
                 .err()
-                .map(|e| e.chromium_name(true).to_owned()),
+                .map(|e| engines::chromium::error_name(e, true).to_owned()),
         });
         if let Err(err) = check {
             block(&mut out, &err, true, request);
@@ -427,7 +508,7 @@ pub fn explain(
                 raw,
                 route,
                 policy,
-                &decision,
+                decision,
                 Some(&err),
                 request,
             );
@@ -436,32 +517,29 @@ pub fn explain(
     }
 
     // 2. The actual request.
-    let decision = policy.decide(&method_value, &actual_headers);
-    let response = decision.headers();
-    let status = decision.response_status();
-    let check = browser::cors_check(&response, &request.origin, request.credentials);
+    let check = browser::cors_check(&actual_response, &request.origin, request.credentials);
     out.actual = Some(Exchange {
         request: pairs(&actual_headers),
-        status: status
+        status: actual_status
             .map(|s| s.as_u16())
             .or(route.is_none().then_some(no_route_status)),
-        answered_by: if status.is_some() {
+        answered_by: if actual_status.is_some() {
             "corsgate (refused before the upstream)"
         } else if route.is_none() {
             "corsgate (no route)"
         } else {
             "the upstream; corsgate replaces its Access-Control-* headers with these"
         },
-        response: pairs(&response),
-        rejection: decision.rejection().map(|r| r.to_string()),
+        response: pairs(&actual_response),
+        rejection: actual_decision.rejection().map(|r| r.to_string()),
         browser_error: check
             .as_ref()
             .err()
-            .map(|e| e.chromium_name(false).to_owned()),
+            .map(|e| engines::chromium::error_name(e, false).to_owned()),
     });
     match check {
         Ok(()) => {
-            out.readable_headers = browser::exposed_headers(&response, request.credentials);
+            out.readable_headers = browser::exposed_headers(&actual_response, request.credentials);
         }
         Err(err) => {
             block(&mut out, &err, false, request);
@@ -471,7 +549,7 @@ pub fn explain(
                 raw,
                 route,
                 policy,
-                &decision,
+                &actual_decision,
                 Some(&err),
                 request,
             );
@@ -480,11 +558,17 @@ pub fn explain(
     Ok(out)
 }
 
+/// The top-level verdict and Chromium's message and error name.
 fn block(out: &mut Explanation, err: &CorsError, preflight: bool, request: &PageRequest) {
     out.verdict = Verdict::Blocked;
-    out.cors_error = Some(err.chromium_name(preflight).to_owned());
-    out.console_message =
-        Some(err.chromium_message(preflight, request.initiator, &request.url, &request.origin));
+    out.cors_error = Some(engines::chromium::error_name(err, preflight).to_owned());
+    out.console_message = Some(engines::chromium::message(
+        err,
+        preflight,
+        request.initiator,
+        &request.url,
+        &request.origin,
+    ));
 }
 
 /// The list as configured plus `added`, as a TOML array.
@@ -818,8 +902,32 @@ pub fn render(e: &Explanation) -> String {
         Verdict::RefusedByBrowser => "REFUSED: the browser never sends this request",
     };
     let _ = writeln!(s, "\nVerdict: {verdict}");
-    if let Some(message) = &e.console_message {
-        let _ = writeln!(s, "Chromium prints:\n  {message}");
+    if e.engines.is_empty() {
+        if let Some(message) = &e.console_message {
+            let _ = writeln!(s, "Chromium prints:\n  {message}");
+        }
+    }
+    for engine in &e.engines {
+        let verdict = match engine.verdict {
+            None => "no prediction",
+            Some(Verdict::Allowed | Verdict::SameOrigin) => "allowed",
+            Some(Verdict::Blocked) => "blocked",
+            Some(Verdict::DecidedByUpstream) => "depends on the upstream",
+            Some(Verdict::RefusedByBrowser) => "refused before sending",
+        };
+        let _ = writeln!(s, "{}: {verdict}", engine.engine.title());
+        if !engine.console_messages.is_empty() {
+            let _ = writeln!(s, "  prints:");
+            for message in &engine.console_messages {
+                let _ = writeln!(s, "    {message}");
+            }
+        }
+        if let Some(error) = &engine.js_error {
+            let _ = writeln!(s, "  fetch() rejects with: TypeError: {error}");
+        }
+        if let Some(note) = &engine.note {
+            let _ = writeln!(s, "  note: {note}");
+        }
     }
     if e.verdict == Verdict::Allowed && !e.readable_headers.is_empty() {
         let _ = writeln!(

@@ -185,6 +185,13 @@ pub struct ExplainArgs {
             .try_map(|s| s.parse::<corsgate_explain::Initiator>()),
     )]
     pub initiator: corsgate_explain::Initiator,
+    /// Whose verdict and console messages to predict: one engine, or all.
+    #[arg(
+        long,
+        default_value = "all",
+        value_parser = PossibleValuesParser::new(["chromium", "firefox", "webkit", "all"]),
+    )]
+    pub browser: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -192,6 +199,14 @@ pub struct ExplainArgs {
 
 #[cfg(feature = "tools")]
 impl ExplainArgs {
+    /// The engines `--browser` names.
+    pub fn engines(&self) -> Vec<corsgate_explain::Engine> {
+        match self.browser.parse() {
+            Ok(engine) => vec![engine],
+            Err(_) => corsgate_explain::Engine::ALL.to_vec(),
+        }
+    }
+
     pub fn request(&self) -> crate::cmd::explain::PageRequest {
         let headers = self
             .headers

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Explain(args) => cmd::explain::run(
             args.config.as_deref(),
             &args.request(),
+            &args.engines(),
             args.format,
             &mut stdout,
         ),

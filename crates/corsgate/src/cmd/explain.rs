@@ -17,6 +17,7 @@ use crate::{Format, Outcome};
 pub fn run(
     config_file: Option<&Path>,
     request: &PageRequest,
+    engines: &[Engine],
     format: Format,
     out: &mut dyn Write,
 ) -> anyhow::Result<Outcome> {
@@ -37,7 +38,8 @@ pub fn run(
         bail!(message);
     };
     let raw = config::load::parse(&text).config.unwrap_or_default();
-    let explanation = explain(&gateway, &raw, request)?;
+    let mut explanation = explain(&gateway, &raw, request)?;
+    explanation.retain_engines(engines);
     match format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, &explanation)?;
@@ -45,8 +47,16 @@ pub fn run(
         }
         Format::Human => out.write_all(render(&explanation).as_bytes())?,
     }
-    Ok(match explanation.verdict {
-        Verdict::Blocked | Verdict::RefusedByBrowser => Outcome::Findings,
-        _ => Outcome::Clean,
+    // A finding when the request fails in the standard's reading (Chromium's)
+    // or in any engine asked about.
+    let refused = |v: Verdict| matches!(v, Verdict::Blocked | Verdict::RefusedByBrowser);
+    let any_engine = explanation
+        .engines
+        .iter()
+        .any(|e| e.verdict.is_some_and(refused));
+    Ok(if refused(explanation.verdict) || any_engine {
+        Outcome::Findings
+    } else {
+        Outcome::Clean
     })
 }
