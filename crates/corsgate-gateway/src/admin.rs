@@ -255,7 +255,7 @@ fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody
             }
         }
         // The shadow configuration's divergences (shadow.rs).
-        "/shadow" => super::shadow::document(shared),
+        "/shadow" => super::shadow::document(shared, request.headers()),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /metrics, /healthz, /readyz or /config\n",

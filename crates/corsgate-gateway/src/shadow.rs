@@ -25,8 +25,8 @@ use corsgate_policy::{
     ClientIdentity, Decision, Diagnostic, DiagnosticKind, IdentifySource, Policy, RequestClass,
     classify,
 };
-use http::header::{CONTENT_TYPE, HOST, ORIGIN};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
 use super::Shared;
@@ -693,21 +693,76 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::full(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// With `admin_token_file` set, the samples (origins, paths and request ids
+/// of real traffic) are read with its token, as the registry's reads are.
+/// `None` when the request may read; else the answer that refuses it.
+fn refusal(shared: &Shared, headers: &HeaderMap) -> Option<Response<ResponseBody>> {
+    // No token file: open, like /config.
+    let file = shared
+        .snapshot
+        .load()
+        .gateway
+        .settings
+        .admin_token_file
+        .clone()?;
+    let expected = match std::fs::read_to_string(&file) {
+        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+        _ => {
+            tracing::error!(file = %file.display(), "admin_token_file unreadable or empty: /shadow refused");
+            return Some(text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable: server.admin_token_file cannot be read or is empty\n",
+            ));
+        }
+    };
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match given {
+        Some(token)
+            if super::registry_admin::constant_time_eq(token.as_bytes(), expected.as_bytes()) =>
+        {
+            None
+        }
+        _ => {
+            let mut response = text(
+                StatusCode::UNAUTHORIZED,
+                "401 Unauthorized: send Authorization: Bearer <the token of server.admin_token_file>\n",
+            );
+            response
+                .headers_mut()
+                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
+            Some(response)
+        }
+    }
+}
+
 /// `GET /shadow`: the candidate, its divergence counts and the recent
 /// samples, as JSON (documented in docs/gateway.md); `404` when no shadow
 /// configuration is asked for.
-pub(crate) fn document(shared: &Shared) -> Response<ResponseBody> {
+pub(crate) fn document(shared: &Shared, headers: &HeaderMap) -> Response<ResponseBody> {
+    if let Some(response) = refusal(shared, headers) {
+        return response;
+    }
     let shadow = &shared.shadow;
     let Some(path) = shadow.configured() else {
-        let mut response = Response::new(ResponseBody::full(Bytes::from_static(
-            b"no shadow configuration: start with --shadow FILE, or set shadow_config in [server]\n",
-        )));
-        *response.status_mut() = StatusCode::NOT_FOUND;
-        response.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
+        return text(
+            StatusCode::NOT_FOUND,
+            "no shadow configuration: start with --shadow FILE, or set shadow_config in [server]\n",
         );
-        return response;
     };
     let loaded = shadow.current.load_full();
     // The candidate running, or, when none could be loaded yet, the file

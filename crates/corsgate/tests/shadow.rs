@@ -631,3 +631,36 @@ async fn serve_takes_shadow_config_and_the_shadow_flag() {
     assert_eq!(doc["counts"], Value::Array(Vec::new()));
     assert_eq!(doc["requests"], 1);
 }
+
+#[tokio::test]
+async fn with_an_admin_token_shadow_needs_it() {
+    let spy = Spy::ok().await;
+    let dir = TempDir::new("shadow-token");
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let live_text = live(&spy.url()).replace(
+        "admin_listen = \"127.0.0.1:0\"",
+        &format!(
+            "admin_listen = \"127.0.0.1:0\"\nadmin_token_file = {:?}",
+            token.to_str().unwrap()
+        ),
+    );
+    let (live_path, candidate_path) = (dir.join("live.toml"), dir.join("candidate.toml"));
+    std::fs::write(&live_path, &live_text).unwrap();
+    std::fs::write(&candidate_path, &live_text).unwrap();
+    let gw = Gw::start_with(
+        &live_text,
+        Options::new()
+            .config_path(&live_path)
+            .shadow(&candidate_path),
+    )
+    .await;
+    let url = gw.admin_url("/shadow");
+    let answer = send("GET", &url, &[]).await;
+    assert_eq!(answer.status, 401);
+    assert_eq!(answer.header("www-authenticate"), Some("Bearer"));
+    let answer = send("GET", &url, &[("authorization", "Bearer wrong")]).await;
+    assert_eq!(answer.status, 401);
+    let answer = send("GET", &url, &[("authorization", "Bearer s3cret-token")]).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+}
