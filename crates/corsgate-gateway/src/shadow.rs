@@ -12,7 +12,7 @@
 //! relaxed counter. Only a divergence takes a lock, to count it and keep a
 //! sample of it in a ring of [`RECENT`] entries.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,7 +27,8 @@ use corsgate_policy::{
 };
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::Shared;
 use super::access_log::capped;
@@ -113,7 +114,7 @@ struct Divergences {
     /// Since the current candidate was loaded, for `GET /shadow`.
     current: HashMap<String, [u64; 4]>,
     /// Newest last; at most [`RECENT`].
-    recent: VecDeque<Value>,
+    recent: VecDeque<Recent>,
     /// The generation `current` and `recent` belong to.
     generation: u64,
 }
@@ -199,7 +200,7 @@ pub(crate) fn evaluate<B>(ctx: &RequestCtx<'_>, request: &Request<B>, target_ok:
         },
     };
     shadow.record(ctx.stats.name(), candidate.generation, kind, || {
-        sample.to_json(request, &ctx.request_id)
+        sample.sample(request, &ctx.request_id)
     });
 }
 
@@ -254,31 +255,32 @@ struct Side<'a> {
 }
 
 impl Side<'_> {
-    fn to_json(&self) -> Value {
+    fn sample(&self) -> SideSample {
+        let rejection = self.decision.rejection();
         let decision = if self.off {
             "off"
-        } else if self.decision.rejection().is_some() {
+        } else if rejection.is_some() {
             "rejected"
         } else if self.decision.is_allowed() {
             "allowed"
         } else {
             "pass"
         };
-        let mut headers = serde_json::Map::new();
+        let mut headers = BTreeMap::new();
         if !self.off {
             for (name, value) in &self.decision.headers() {
                 let value = String::from_utf8_lossy(value.as_bytes());
-                headers.insert(name.as_str().to_owned(), Value::from(&*capped(&value)));
+                headers.insert(name.as_str().to_owned(), capped(&value).into_owned());
             }
         }
-        json!({
-            "route": self.route.map(|r| r.name.as_str()),
-            "allowed": self.decision.is_allowed(),
-            "decision": decision,
-            "reason": self.decision.rejection().map(|r| r.reason().as_str()),
-            "detail": self.decision.rejection().map(|r| capped(&r.to_string()).into_owned()),
-            "headers": headers,
-        })
+        SideSample {
+            route: self.route.map(|r| r.name.clone()),
+            allowed: rejection.is_none(),
+            decision,
+            reason: rejection.map(|r| r.reason().as_str()),
+            detail: rejection.map(|r| capped(&r.to_string()).into_owned()),
+            headers,
+        }
     }
 }
 
@@ -290,29 +292,75 @@ struct Sample<'a> {
 }
 
 impl Sample<'_> {
-    fn to_json<B>(&self, request: &Request<B>, request_id: &HeaderValue) -> Value {
-        let origin = request
-            .headers()
-            .get(ORIGIN)
-            .map(|o| String::from_utf8_lossy(o.as_bytes()))
-            .unwrap_or_default();
-        json!({
-            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            "origin": capped(&origin),
-            "method": capped(request.method().as_str()),
-            "path": capped(request.uri().path()),
-            "request_id": capped(&String::from_utf8_lossy(request_id.as_bytes())),
-            "class": self.live.decision.class().as_str(),
-            "kind": self.kind.as_str(),
-            "live": self.live.to_json(),
-            "candidate": self.candidate.to_json(),
-        })
+    fn sample<B>(&self, request: &Request<B>, request_id: &HeaderValue) -> Recent {
+        let lossy =
+            |value: &HeaderValue| capped(&String::from_utf8_lossy(value.as_bytes())).into_owned();
+        Recent {
+            time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            origin: request.headers().get(ORIGIN).map(lossy).unwrap_or_default(),
+            method: capped(request.method().as_str()).into_owned(),
+            path: capped(request.uri().path()).into_owned(),
+            request_id: lossy(request_id),
+            class: self.live.decision.class().as_str(),
+            kind: self.kind.as_str(),
+            live: self.live.sample(),
+            candidate: self.candidate.sample(),
+        }
     }
+}
+
+/// One entry of `recent` in `GET /shadow` (fields in documented order).
+#[derive(Debug, Clone, Serialize)]
+struct Recent {
+    time: String,
+    origin: String,
+    method: String,
+    path: String,
+    request_id: String,
+    class: &'static str,
+    kind: &'static str,
+    live: SideSample,
+    candidate: SideSample,
+}
+
+/// One configuration's answer in a [`Recent`] entry.
+#[derive(Debug, Clone, Serialize)]
+struct SideSample {
+    route: Option<String>,
+    /// Not refused: allowed, or off (the upstream's own headers decide).
+    allowed: bool,
+    decision: &'static str,
+    reason: Option<&'static str>,
+    detail: Option<String>,
+    headers: BTreeMap<String, String>,
+}
+
+/// `GET /shadow`.
+#[derive(Serialize)]
+struct Document<'a> {
+    candidate: CandidateDoc,
+    requests: u64,
+    counts: Vec<Count<'a>>,
+    recent: Vec<&'a Recent>,
+}
+
+#[derive(Serialize)]
+struct CandidateDoc {
+    path: String,
+    loaded_at: Option<String>,
+    generation: u64,
+}
+
+#[derive(Serialize)]
+struct Count<'a> {
+    route: &'a str,
+    kind: &'static str,
+    count: u64,
 }
 
 impl Shadow {
     /// Counts a divergence on the live route `route` and keeps its sample.
-    fn record(&self, route: &str, generation: u64, kind: Kind, sample: impl FnOnce() -> Value) {
+    fn record(&self, route: &str, generation: u64, kind: Kind, sample: impl FnOnce() -> Recent) {
         // Built before the lock: the lock is held for the counts and the push.
         let sample = sample();
         let mut divergences = self
@@ -768,51 +816,53 @@ pub(crate) fn document(shared: &Shared, headers: &HeaderMap) -> Response<Respons
     // The candidate running, or, when none could be loaded yet, the file
     // asked for with no load time.
     let candidate = match &loaded {
-        Some(c) => json!({
-            "path": c.path.display().to_string(),
-            "loaded_at": humantime::format_rfc3339_millis(c.loaded_at).to_string(),
-            "generation": c.generation,
-        }),
-        None => json!({
-            "path": path.display().to_string(),
-            "loaded_at": null,
-            "generation": 0,
-        }),
+        Some(c) => CandidateDoc {
+            path: c.path.display().to_string(),
+            loaded_at: Some(humantime::format_rfc3339_millis(c.loaded_at).to_string()),
+            generation: c.generation,
+        },
+        None => CandidateDoc {
+            path: path.display().to_string(),
+            loaded_at: None,
+            generation: 0,
+        },
     };
-    let (counts, recent) = {
-        let divergences = shadow
-            .divergences
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut counts: Vec<(&String, Kind, u64)> = divergences
-            .current
-            .iter()
-            .flat_map(|(route, row)| {
-                Kind::ALL
-                    .iter()
-                    .map(move |kind| (route, *kind, row[kind.index()]))
+    let divergences = shadow
+        .divergences
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let mut counts: Vec<(Kind, Count<'_>)> = divergences
+        .current
+        .iter()
+        .flat_map(|(route, row)| {
+            Kind::ALL.iter().map(move |kind| {
+                let count = Count {
+                    route,
+                    kind: kind.as_str(),
+                    count: row[kind.index()],
+                };
+                (*kind, count)
             })
-            .filter(|(_, _, count)| *count > 0)
-            .collect();
-        counts.sort_by(|a, b| a.0.cmp(b.0).then(a.1.index().cmp(&b.1.index())));
-        let counts: Vec<Value> = counts
-            .into_iter()
-            .map(|(route, kind, count)| json!({"route": route, "kind": kind.as_str(), "count": count}))
-            .collect();
-        let recent: Vec<Value> = if loaded.is_some() {
-            divergences.recent.iter().rev().cloned().collect()
+        })
+        .filter(|(_, c)| c.count > 0)
+        .collect();
+    counts.sort_by(|a, b| a.1.route.cmp(b.1.route).then(a.0.index().cmp(&b.0.index())));
+    let body = Document {
+        candidate,
+        requests: if loaded.is_some() {
+            shadow.evaluated_current.load(Relaxed)
+        } else {
+            0
+        },
+        counts: counts.into_iter().map(|(_, c)| c).collect(),
+        recent: if loaded.is_some() {
+            divergences.recent.iter().rev().collect()
         } else {
             Vec::new()
-        };
-        (counts, recent)
+        },
     };
-    let body = json!({
-        "candidate": candidate,
-        "requests": if loaded.is_some() { shadow.evaluated_current.load(Relaxed) } else { 0 },
-        "counts": counts,
-        "recent": recent,
-    });
     let mut text = serde_json::to_vec_pretty(&body).unwrap_or_default();
+    drop(divergences);
     text.push(b'\n');
     let mut response = Response::new(ResponseBody::full(Bytes::from(text)));
     response
