@@ -19,13 +19,17 @@
 #   bench/gateway.sh --record        # also write bench/RESULTS.md
 #   bench/gateway.sh --duration 5 --runs 1   # a quick look
 #   bench/gateway.sh --access-log    # both servers write an access log line per request
+#   bench/gateway.sh --shadow        # corsgate also evaluates a shadow configuration
 #
 # Options: --duration SECONDS (1-30, default 10), --runs N (1-5, default 3),
 # --connections N (1-256, default 32), --record, --no-build, --corsgate PATH
 # (measure another corsgate binary, e.g. an older build, instead of this tree's),
 # --access-log (corsgate at its default log level, which writes the access log to
 # a file; nginx with `access_log` to a file, its default combined format; without
-# the option both have it off).
+# the option both have it off), --shadow (corsgate runs with a shadow
+# configuration identical to the live one, the worst case: every request is
+# decided twice and compared, with no divergence; checked through /shadow and
+# corsgate_shadow_requests_total on an admin listener of its own).
 # Needs nginx, wrk, taskset, curl and python3 (scripts/install-test-deps.sh
 # installs nginx and wrk).
 set -euo pipefail
@@ -36,6 +40,7 @@ runs=3
 connections=32
 record=false
 access_log=false
+shadow=false
 build=true
 corsgate=
 command_line="bench/gateway.sh${*:+ $*}"
@@ -52,6 +57,7 @@ while [ $# -gt 0 ]; do
         --connections) bounded --connections "${2:-}" 1 256; connections=$2; shift ;;
         --record) record=true ;;
         --access-log) access_log=true ;;
+        --shadow) shadow=true ;;
         --no-build) build=false ;;
         --corsgate) [ -x "${2:-}" ] || { echo "--corsgate needs an executable" >&2; exit 2; }; corsgate=$(realpath "$2"); shift ;;
         -h | --help) usage; exit 0 ;;
@@ -91,10 +97,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Three free loopback ports: the upstream, corsgate, nginx.
-read -r upstream_port corsgate_port nginx_port < <(python3 - <<'EOF'
+# Four free loopback ports: the upstream, corsgate, nginx, corsgate's admin
+# listener (--shadow only).
+read -r upstream_port corsgate_port nginx_port admin_port < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(4)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))
@@ -106,6 +113,13 @@ sed -e "s#@LISTEN@#127.0.0.1:$corsgate_port#; s#@UPSTREAM@#$upstream_addr#" \
 sed -e "s#@WORK@#$work#g; s#@LISTEN@#127.0.0.1:$nginx_port#; s#@UPSTREAM@#$upstream_addr#" \
     bench/gateway/nginx.conf >"$work/nginx.conf"
 corsgate_log_level=warn
+shadow_args=()
+if $shadow; then
+    # The worst case: a candidate identical to the live file decides every
+    # request too, and finds nothing to report.
+    cp "$work/corsgate.toml" "$work/candidate.toml"
+    shadow_args=(--shadow "$work/candidate.toml" --admin-listen "127.0.0.1:$admin_port")
+fi
 if $access_log; then
     # info: corsgate's access log lines (on by default) reach its log file.
     corsgate_log_level=info
@@ -203,7 +217,7 @@ start() { # corsgate | nginx | direct
         corsgate)
             # warn: nothing is logged per request; info (--access-log): the access log.
             RUST_LOG=$corsgate_log_level taskset -c "$SERVER_CORE" "$corsgate" serve --config "$work/corsgate.toml" \
-                >"$work/corsgate.log" 2>&1 &
+                "${shadow_args[@]}" >"$work/corsgate.log" 2>&1 &
             server_pids=($!)
             port=$corsgate_port
             ;;
@@ -247,6 +261,11 @@ run() { # CASE SERVER RUN
     if [ "$n" = 1 ] && [ "$server" != direct ] && [ "$case" = preflight ]; then
         check_answers "$server" "$port"
     fi
+    if $shadow && [ "$server" = corsgate ]; then
+        wait_port "$admin_port"
+        curl -sS "http://127.0.0.1:$admin_port/shadow" | grep -q '"generation": 1' ||
+            { echo "corsgate: the shadow configuration is not running" >&2; exit 1; }
+    fi
     url="http://127.0.0.1:$port/api/items"
     # Warm-up: connections, pools and caches, outside the measured window.
     taskset -c "$CLIENT_CORE" wrk -t1 -c"$connections" -d1s -s "bench/gateway/$case.lua" "$url" >/dev/null
@@ -257,6 +276,18 @@ run() { # CASE SERVER RUN
     after=$(cpu_ticks "${server_pids[@]}")
     up_after=$(cpu_ticks "$upstream_pid")
     rss=$(peak_rss_kib "${server_pids[@]}")
+    if $shadow && [ "$server" = corsgate ]; then
+        # Every measured request was decided by the candidate too, and none
+        # diverged (the candidate is the live file).
+        local metrics evaluated measured
+        metrics=$(curl -sS "http://127.0.0.1:$admin_port/metrics")
+        evaluated=$(awk '$1 == "corsgate_shadow_requests_total" {print $2}' <<<"$metrics")
+        measured=$(awk '/requests in/ {print $1}' <<<"$out")
+        [ "${evaluated:-0}" -ge "$measured" ] ||
+            { echo "corsgate: the shadow decided ${evaluated:-0} requests of $measured" >&2; exit 1; }
+        ! grep '^corsgate_shadow_divergence_total' <<<"$metrics" | grep -qv ' 0$' ||
+            { echo "corsgate: divergences with an identical candidate" >&2; exit 1; }
+    fi
     if [ "$server" = direct ]; then
         stop "$upstream_pid"
     else
@@ -325,6 +356,9 @@ machine="$work/machine.md"
         echo "- access logs on: corsgate's (text, to a file) and nginx's (combined, to a file)"
     else
         echo "- access logs off in both servers"
+    fi
+    if $shadow; then
+        echo "- corsgate with a shadow configuration identical to the live one (--shadow): every request decided twice, no divergence"
     fi
 } >"$machine"
 

@@ -120,6 +120,9 @@ pub struct Settings {
     pub admin_token_file: Option<std::path::PathBuf>,
     /// `[registry]`, when the file has one.
     pub registry: Option<registry::RegistrySettings>,
+    /// `shadow_config`: a candidate configuration evaluated on every request
+    /// and never enforced, as written (relative to the file's folder).
+    pub shadow_config: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -152,6 +155,7 @@ impl Default for Settings {
             tls: None,
             admin_token_file: None,
             registry: None,
+            shadow_config: None,
         }
     }
 }
@@ -1024,6 +1028,22 @@ fn settings(server: &model::ServerConfig, diagnostics: &mut Vec<Diagnostic>) -> 
     if let Some(tls) = &server.tls {
         settings.tls = tls::compile(tls, settings.listen, settings.admin_listen, diagnostics);
     }
+    if let Some(path) = &server.shadow_config {
+        // A path only: the file is read and checked by the gateway, which
+        // knows where this file is (and reloads the candidate on its own).
+        if path.trim().is_empty() {
+            diagnostics.push(
+                Diagnostic::error(
+                    DiagnosticKind::File,
+                    "server.shadow_config",
+                    "shadow_config names a file, such as \"candidate.toml\" (next to this file); remove the key to run without a shadow configuration",
+                )
+                .with_value(path),
+            );
+        } else {
+            settings.shadow_config = Some(path.into());
+        }
+    }
     let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then_some(settings)
 }
@@ -1113,6 +1133,10 @@ fn effective_config(
         tls: settings.tls.as_ref().map(tls::TlsSettings::effective),
         admin_token_file: settings
             .admin_token_file
+            .as_ref()
+            .map(|p| p.display().to_string()),
+        shadow_config: settings
+            .shadow_config
             .as_ref()
             .map(|p| p.display().to_string()),
     };

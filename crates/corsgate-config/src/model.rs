@@ -116,6 +116,10 @@ pub struct ServerConfig {
     /// Default: none (writes refused).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token_file: Option<String>,
+    /// A candidate configuration evaluated beside this one on every request,
+    /// never enforced (relative to this file's folder). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_config: Option<String>,
 }
 
 /// `[server.tls]`: the gateway's listener speaks HTTPS (TLS 1.2 and 1.3).
@@ -297,6 +301,7 @@ pub const SERVER_KEYS: &[&str] = &[
     "access_log",
     "tls",
     "admin_token_file",
+    "shadow_config",
 ];
 
 /// `[registry]`.

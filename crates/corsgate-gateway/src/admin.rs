@@ -222,6 +222,7 @@ fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody
         "/metrics" => {
             let mut text = shared.metrics.render_shared().to_vec();
             text.extend_from_slice(super::registry_admin::metrics(shared).as_bytes());
+            text.extend_from_slice(super::shadow::metrics(shared).as_bytes());
             let mut response = Response::new(ResponseBody::full(Bytes::from(text)));
             response.headers_mut().insert(
                 CONTENT_TYPE,
@@ -253,6 +254,8 @@ fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody
                 Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{err}\n")),
             }
         }
+        // The shadow configuration's divergences (shadow.rs).
+        "/shadow" => super::shadow::document(shared, request.headers()),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /metrics, /healthz, /readyz or /config\n",

@@ -42,6 +42,7 @@ mod metrics;
 mod proxy;
 mod registry_admin;
 mod reload;
+mod shadow;
 mod tls;
 mod tunnel;
 mod upstream;
@@ -101,6 +102,7 @@ pub struct Options {
     admin_listen: Option<SocketAddr>,
     config_text: Option<String>,
     log_lines_dropped: Option<fn() -> u64>,
+    shadow_path: Option<PathBuf>,
 }
 
 impl Options {
@@ -153,6 +155,16 @@ impl Options {
     #[must_use]
     pub fn log_lines_dropped(mut self, count: fn() -> u64) -> Self {
         self.log_lines_dropped = Some(count);
+        self
+    }
+
+    /// A shadow configuration: a candidate file that decides every CORS
+    /// request beside the live configuration and is never enforced (see
+    /// `GET /shadow`). It wins over the file's `shadow_config`, also across
+    /// reloads.
+    #[must_use]
+    pub fn shadow(mut self, path: impl Into<PathBuf>) -> Self {
+        self.shadow_path = Some(path.into());
         self
     }
 
@@ -296,6 +308,8 @@ pub(crate) struct Shared {
     pub(crate) tls: Option<tls::Tls>,
     /// The client registry of `[registry]`, opened at start.
     pub(crate) registry: Option<Arc<corsgate_registry::Registry>>,
+    /// The shadow configuration, when one is asked for (shadow.rs).
+    pub(crate) shadow: shadow::Shadow,
 }
 
 impl Shared {
@@ -400,7 +414,9 @@ impl Server {
             via: via::Via::random(),
             tls,
             registry,
+            shadow: shadow::Shadow::default(),
         });
+        shadow::start(&shared);
         Ok(Server {
             listener,
             admin,

@@ -171,6 +171,8 @@ async fn serve(
         _ => None,
     };
     decide(&mut ctx, &request, decided);
+    // The candidate of a shadow configuration decides too, never enforced.
+    super::shadow::evaluate(&ctx, &request, resolved.is_ok());
     let outcome = match resolved {
         Err(error) => Err(error.into()),
         Ok(()) => match admit(&mut ctx, request) {

@@ -53,7 +53,15 @@ pub enum ReloadOutcome {
 
 /// Reads the configuration file and swaps it in if it compiles. With
 /// `only_if_changed`, a file identical to the running one is left alone.
+/// The shadow configuration follows: read again on `SIGHUP`, and loaded
+/// from its new place when the live file's `shadow_config` changed.
 pub(crate) fn reload(shared: &Arc<Shared>, only_if_changed: bool) -> ReloadOutcome {
+    let outcome = reload_live(shared, only_if_changed);
+    super::shadow::after_live_reload(shared, !only_if_changed);
+    outcome
+}
+
+fn reload_live(shared: &Arc<Shared>, only_if_changed: bool) -> ReloadOutcome {
     let Some(path) = &shared.config_path else {
         tracing::info!("reload requested, but the built-in configuration has no file to reread");
         return ReloadOutcome::NoFile;
@@ -189,6 +197,20 @@ pub(crate) fn is_complete_write(kind: &notify::EventKind) -> bool {
 /// watched, not the file, so that editors that replace the file (write a copy,
 /// rename it over) are seen too. Returns the watcher, which stops when dropped.
 pub(crate) fn watch(path: &Path, shared: Arc<Shared>) -> Option<notify::RecommendedWatcher> {
+    watch_file(path, shared, |shared| {
+        reload(shared, true);
+    })
+}
+
+/// Watches `path` as [`watch`] does, and calls `changed` (on a blocking
+/// thread) after each complete write: the shadow configuration's file is
+/// watched this way too. `None` outside a tokio runtime.
+pub(crate) fn watch_file(
+    path: &Path,
+    shared: Arc<Shared>,
+    changed: fn(&Arc<Shared>),
+) -> Option<notify::RecommendedWatcher> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
     let file_name = path.file_name()?.to_owned();
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
@@ -221,7 +243,7 @@ pub(crate) fn watch(path: &Path, shared: Arc<Shared>) -> Option<notify::Recommen
         tracing::warn!(dir = %dir.display(), error = %err, "cannot watch the configuration's directory; reload with SIGHUP");
         return None;
     }
-    tokio::spawn(async move {
+    runtime.spawn(async move {
         let mut shutdown = shared.shutdown.subscribe();
         loop {
             tokio::select! {
@@ -232,7 +254,7 @@ pub(crate) fn watch(path: &Path, shared: Arc<Shared>) -> Option<notify::Recommen
             tokio::time::sleep(DEBOUNCE).await;
             while rx.try_recv().is_ok() {}
             let shared = shared.clone();
-            let _ = tokio::task::spawn_blocking(move || reload(&shared, true)).await;
+            let _ = tokio::task::spawn_blocking(move || changed(&shared)).await;
         }
     });
     Some(watcher)

@@ -185,6 +185,53 @@ impl Decision {
         self.apply(&mut map);
         map
     }
+
+    /// Whether `other` answers the same request the same way: the same CORS
+    /// headers written (values included), and the same status for an answer
+    /// made here. Compares the decisions' fields, building no header map: a
+    /// gateway can decide a request under two policies and compare them on
+    /// every request.
+    ///
+    /// ```
+    /// use corsgate_policy::{CorsConfig, Policy};
+    /// use http::{HeaderMap, Method};
+    ///
+    /// let one = Policy::compile(&CorsConfig::new().allow_origins("https://app.example.com")).unwrap();
+    /// let same = Policy::compile(&CorsConfig::new().allow_origins("https://app.example.com")).unwrap();
+    /// let any = Policy::compile(&CorsConfig::new().allow_origins("*")).unwrap();
+    /// let mut request = HeaderMap::new();
+    /// request.insert("origin", "https://app.example.com".parse().unwrap());
+    /// let decision = one.decide(&Method::GET, &request);
+    /// assert!(decision.answers_like(&same.decide(&Method::GET, &request)));
+    /// // `*` instead of the origin echoed: another header value.
+    /// assert!(!decision.answers_like(&any.decide(&Method::GET, &request)));
+    /// ```
+    pub fn answers_like(&self, other: &Decision) -> bool {
+        fn origin(d: &Decision) -> (AllowOrigin, Option<&HeaderValue>) {
+            match d.allow_origin {
+                AllowOrigin::Echo => (d.allow_origin, d.origin.as_ref()),
+                kind => (kind, None),
+            }
+        }
+        fn reason(d: &Decision) -> Option<crate::RejectionReason> {
+            d.debug_reason
+                .then(|| d.rejection.as_ref().map(|r| r.reason))
+                .flatten()
+        }
+        fn max_age(d: &Decision) -> Option<&HeaderValue> {
+            d.template.as_ref().and_then(|t| t.max_age())
+        }
+        self.respond == other.respond
+            && origin(self) == origin(other)
+            && self.allow_credentials == other.allow_credentials
+            && self.allow_methods == other.allow_methods
+            && self.allow_headers == other.allow_headers
+            && max_age(self) == max_age(other)
+            && self.expose == other.expose
+            && self.allow_private_network == other.allow_private_network
+            && reason(self) == reason(other)
+            && self.vary == other.vary
+    }
 }
 
 /// The length of an answer made here: none said on a 204, which has no content

@@ -148,6 +148,11 @@ pub struct ServeArgs {
     /// process may run on). With 1, everything runs on one thread.
     #[arg(long, value_name = "N")]
     pub threads: Option<std::num::NonZeroUsize>,
+    /// A candidate configuration that decides every CORS request beside the
+    /// live one and is never enforced; GET /shadow on the admin listener shows
+    /// where they differ. Wins over the file's `shadow_config`.
+    #[arg(long, value_name = "FILE")]
+    pub shadow: Option<PathBuf>,
 }
 
 #[cfg(feature = "tools")]

@@ -72,6 +72,9 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     if let Some(admin) = args.admin_listen {
         options = options.admin_listen(admin);
     }
+    if let Some(shadow) = &args.shadow {
+        options = options.shadow(shadow.clone());
+    }
     let format = args.log_format;
     let result = runtime.block_on(async move {
         let banner = banner(&gateway, demo, format);
