@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suites need when it is missing, and nothing else:
-#   - Chromium (Debian package `chromium`) for the real-browser CORS suite,
+#   - Chromium and Firefox (Debian packages `chromium`, `firefox-esr`) for the
+#     real-browser CORS suite,
 #   - curl, to run the commands the demo prints exactly as printed,
 #   - nginx and wrk for the comparison benchmarks (installed only, never started),
 #   - the Node driver of the browser harness (browser/node_modules, via `npm ci`),
@@ -59,14 +60,22 @@ need /usr/bin/man man-db
 need /usr/bin/dpkg-deb dpkg
 need /usr/bin/strip binutils
 need /usr/bin/pebble pebble
+# Firefox for the real-browser suite (driven headless over WebDriver BiDi by
+# puppeteer-core from browser/node_modules; no geckodriver, no display).
+need /usr/bin/firefox-esr firefox-esr
 
 if ! command -v npm >/dev/null 2>&1; then
   echo "install-test-deps: npm is missing (Node >= 20 is needed for browser/)" >&2
   exit 1
 fi
-if [ ! -d browser/node_modules/playwright-core ] ||
+# Every dependency browser/package.json names (one driver module per engine).
+browser_modules_present() {
+  node -e 'const d = require("./browser/package.json").dependencies || {};
+    process.exit(Object.keys(d).every((m) => require("fs").existsSync("browser/node_modules/" + m)) ? 0 : 1)'
+}
+if ! browser_modules_present ||
   [ browser/package-lock.json -nt browser/node_modules ]; then
-  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --prefix browser --no-audit --no-fund --loglevel=error >/dev/null
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1 npm ci --prefix browser --no-audit --no-fund --loglevel=error >/dev/null
   touch browser/node_modules
   echo "installed browser/node_modules (npm ci)"
 else

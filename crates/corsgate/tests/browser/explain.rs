@@ -3,14 +3,16 @@
 use std::path::Path;
 use std::process::Command;
 
+use corsgate_explain::Engine;
 use serde_json::Value;
 
 use crate::harness::{Initiator, Request};
 
 const BIN: &str = env!("CARGO_BIN_EXE_corsgate");
 
-/// `corsgate explain --format json` for what the page at `origin` sent.
-pub(crate) fn explain(config: &Path, origin: &str, request: &Request) -> Value {
+/// `corsgate explain --browser ENGINE --format json` for what the page at
+/// `origin` sent.
+pub(crate) fn explain(config: &Path, origin: &str, request: &Request, engine: Engine) -> Value {
     let mut command = Command::new(BIN);
     command
         .arg("explain")
@@ -27,6 +29,7 @@ pub(crate) fn explain(config: &Path, origin: &str, request: &Request) -> Value {
                 Initiator::Xhr => "xhr",
             },
         ])
+        .args(["--browser", engine.as_str()])
         .args(["--format", "json"]);
     for (name, value) in &request.headers {
         command.arg("--header").arg(format!("{name}:{value}"));
@@ -44,8 +47,8 @@ pub(crate) fn explain(config: &Path, origin: &str, request: &Request) -> Value {
             String::from_utf8_lossy(&output.stdout)
         )
     });
-    // Exit 0 allowed (or same-origin), 1 blocked.
-    let blocked = value["verdict"] == "blocked";
+    // Exit 0 allowed (or same-origin), 1 blocked (by the standard or the engine).
+    let blocked = value["verdict"] == "blocked" || value["engines"][0]["verdict"] == "blocked";
     assert_eq!(code == Some(1), blocked, "exit code {code:?} for {value}");
     value
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use corsgate_explain::Engine;
 use serde_json::{Value, json};
 
 /// The checkout's `browser/` folder.
@@ -13,18 +14,47 @@ pub(crate) fn browser_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../browser")
 }
 
-const INSTALL: &str = "run `bash scripts/install-test-deps.sh` (it installs Debian's chromium and \
-                       runs `npm ci` in browser/); the browser suite never skips";
+/// The Debian package, the executable (and the environment variable naming
+/// another) and the npm module of each engine's driver.
+fn install(engine: Engine) -> (&'static str, &'static str, &'static str, &'static str) {
+    match engine {
+        Engine::Chromium => (
+            "chromium",
+            "/usr/bin/chromium",
+            "CHROMIUM",
+            "playwright-core",
+        ),
+        Engine::Firefox => (
+            "firefox-esr",
+            "/usr/bin/firefox-esr",
+            "FIREFOX",
+            "puppeteer-core",
+        ),
+        Engine::Webkit => (
+            "webkit2gtk-driver",
+            "/usr/bin/WebKitWebDriver",
+            "WEBKIT_DRIVER",
+            "webdriverio",
+        ),
+    }
+}
 
-/// Fails, never skips, when Chromium, Node or the harness's driver are missing.
-pub(crate) fn require_browser() {
-    let chromium = std::env::var_os("CHROMIUM")
+/// Fails, never skips, when an engine, Node or the harness's driver for it is
+/// missing, with the command that installs it.
+pub(crate) fn require_browser(engine: Engine) {
+    let (package, default, var, module) = install(engine);
+    let how = format!(
+        "run `bash scripts/install-test-deps.sh` (it installs Debian's {package} and runs \
+         `npm ci` in browser/); the browser suite never skips"
+    );
+    let executable = std::env::var_os(var)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+        .unwrap_or_else(|| PathBuf::from(default));
     assert!(
-        chromium.exists(),
-        "Chromium is missing ({} does not exist): {INSTALL}",
-        chromium.display()
+        executable.exists(),
+        "{} is missing ({} does not exist): {how}",
+        engine.title(),
+        executable.display()
     );
     let node = Command::new("node")
         .arg("--version")
@@ -33,39 +63,81 @@ pub(crate) fn require_browser() {
         .status();
     assert!(
         node.is_ok_and(|s| s.success()),
-        "Node.js is missing (`node --version` failed): {INSTALL}"
+        "Node.js is missing (`node --version` failed): {how}"
     );
-    let driver = browser_dir().join("node_modules/playwright-core");
+    let driver = browser_dir().join("node_modules").join(module);
     assert!(
         driver.exists(),
-        "the harness's driver is missing ({} does not exist): {INSTALL}",
+        "the harness's driver for {} is missing ({} does not exist): {how}",
+        engine.title(),
         driver.display()
+    );
+    let file = browser_dir().join(format!("drivers/{engine}.mjs"));
+    assert!(
+        file.exists(),
+        "the harness has no driver {}",
+        file.display()
     );
 }
 
-/// The two ways Chromium runs in the suite.
+/// The settings a browser runs with in the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// Chromium as shipped.
+    /// The browser as shipped.
     Default,
-    /// `--enable-features=CorsNonWildcardRequestHeadersSupport`: Chromium's
-    /// spec-strict handling of `Authorization` under a wildcard.
+    /// The engine's spec-strict handling of `Authorization` under a wildcard
+    /// `Access-Control-Allow-Headers` (Chromium's
+    /// `CorsNonWildcardRequestHeadersSupport`, Firefox's
+    /// `network.cors_preflight.authorization_covered_by_wildcard = false`).
     Strict,
 }
 
 impl Mode {
-    pub(crate) fn browser_args(self) -> Vec<&'static str> {
-        match self {
-            Mode::Default => Vec::new(),
-            Mode::Strict => vec!["--enable-features=CorsNonWildcardRequestHeadersSupport"],
-        }
-    }
-
     pub(crate) fn label(self) -> &'static str {
         match self {
             Mode::Default => "default",
             Mode::Strict => "strict",
         }
+    }
+}
+
+/// One harness run: an engine with its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub(crate) engine: Engine,
+    pub(crate) mode: Mode,
+}
+
+impl Run {
+    /// The modes an engine runs in: strict only where the engine has a switch.
+    pub(crate) fn modes(engine: Engine) -> Vec<Mode> {
+        match engine {
+            Engine::Chromium | Engine::Firefox => vec![Mode::Default, Mode::Strict],
+            Engine::Webkit => vec![Mode::Default],
+        }
+    }
+
+    pub(crate) fn browser_args(self) -> Vec<&'static str> {
+        match (self.engine, self.mode) {
+            (Engine::Chromium, Mode::Strict) => {
+                vec!["--enable-features=CorsNonWildcardRequestHeadersSupport"]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub(crate) fn prefs(self) -> Value {
+        match (self.engine, self.mode) {
+            (Engine::Firefox, Mode::Strict) => {
+                json!({"network.cors_preflight.authorization_covered_by_wildcard": false})
+            }
+            _ => json!({}),
+        }
+    }
+
+    /// `chromium-default`, `firefox-strict`, …
+    pub(crate) fn label(self) -> String {
+        format!("{}-{}", self.engine, self.mode.label())
     }
 }
 
@@ -81,7 +153,8 @@ pub(crate) enum Initiator {
 pub(crate) enum Expect {
     /// The promise resolves (the `load` event fires) with this status.
     Allowed(u16),
-    /// The request fails with this `corsErrorStatus.corsError`.
+    /// The request fails; Chromium reports this `corsErrorStatus.corsError`
+    /// (the other engines have no such structured reason).
     Blocked(&'static str),
 }
 
@@ -108,6 +181,9 @@ pub(crate) struct Request {
     pub(crate) body: Option<String>,
     pub(crate) read: Vec<String>,
     pub(crate) expect: Expect,
+    /// Where an engine does otherwise than `expect` (with the reason beside it
+    /// where it is set).
+    pub(crate) except: Vec<(Engine, Expect)>,
     pub(crate) explain: Explain,
 }
 
@@ -122,6 +198,7 @@ impl Request {
             body: None,
             read: Vec::new(),
             expect: Expect::Allowed(200),
+            except: Vec::new(),
             explain: Explain::Predicts(config.to_owned()),
         }
     }
@@ -195,6 +272,21 @@ impl Request {
     pub(crate) fn blocked(mut self, cors_error: &'static str) -> Step {
         self.expect = Expect::Blocked(cors_error);
         Step::Request(self)
+    }
+
+    /// `engine` does this instead of what the step's `allowed`/`blocked` says.
+    #[allow(dead_code)]
+    pub(crate) fn except(mut self, engine: Engine, expect: Expect) -> Self {
+        self.except.push((engine, expect));
+        self
+    }
+
+    /// What `engine` must do with the request.
+    pub(crate) fn expect_in(&self, engine: Engine) -> &Expect {
+        self.except
+            .iter()
+            .find(|(e, _)| *e == engine)
+            .map_or(&self.expect, |(_, expect)| expect)
     }
 
     /// The credentials mode as `corsgate explain` takes it.
@@ -328,15 +420,17 @@ impl Scenario {
     }
 }
 
-/// Runs the harness once over `scenarios` with the browser flags of `mode`;
+/// Runs the harness once over `scenarios` in `run`'s engine and settings;
 /// returns one result per scenario, in order. Fails after `limit`.
-pub(crate) fn run(dir: &Path, mode: Mode, scenarios: &[Scenario], limit: Duration) -> Vec<Value> {
-    let input = dir.join(format!("scenarios-{}.json", mode.label()));
-    let output = dir.join(format!("results-{}.jsonl", mode.label()));
-    let log = dir.join(format!("harness-{}.log", mode.label()));
+pub(crate) fn run(dir: &Path, run: Run, scenarios: &[Scenario], limit: Duration) -> Vec<Value> {
+    let input = dir.join(format!("scenarios-{}.json", run.label()));
+    let output = dir.join(format!("results-{}.jsonl", run.label()));
+    let log = dir.join(format!("harness-{}.log", run.label()));
     let total = limit.saturating_sub(Duration::from_secs(10));
     let document = json!({
-        "browserArgs": mode.browser_args(),
+        "engine": run.engine.as_str(),
+        "browserArgs": run.browser_args(),
+        "prefs": run.prefs(),
         "stepTimeoutMs": 8000,
         "settleMs": 150,
         "totalTimeoutMs": total.as_millis() as u64,
@@ -360,8 +454,8 @@ pub(crate) fn run(dir: &Path, mode: Mode, scenarios: &[Scenario], limit: Duratio
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "the harness ({} mode) did not finish within {limit:?}; its log:\n{}",
-                mode.label(),
+                "the harness ({}) did not finish within {limit:?}; its log:\n{}",
+                run.label(),
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
@@ -370,8 +464,8 @@ pub(crate) fn run(dir: &Path, mode: Mode, scenarios: &[Scenario], limit: Duratio
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         status.success(),
-        "the harness ({} mode) failed with {status}:\n{stderr}",
-        mode.label()
+        "the harness ({}) failed with {status}:\n{stderr}",
+        run.label()
     );
     let text = std::fs::read_to_string(&output).unwrap();
     let results: Vec<Value> = text
@@ -401,7 +495,7 @@ pub(crate) struct Outcome<'a> {
     pub(crate) scenario: &'a Scenario,
     pub(crate) result: &'a Value,
     pub(crate) env: &'a crate::servers::Env,
-    pub(crate) mode: Mode,
+    pub(crate) run: Run,
 }
 
 impl<'a> Outcome<'a> {
@@ -409,14 +503,50 @@ impl<'a> Outcome<'a> {
         StepView(&self.result["steps"][index])
     }
 
-    /// Requests that reached the spy upstream under this path prefix.
+    /// The engine that ran the scenario.
+    pub(crate) fn engine(&self) -> Engine {
+        self.run.engine
+    }
+
+    /// Requests that reached the spy upstream under this path prefix, from
+    /// this run's engine (the engines run at the same time against the same
+    /// upstream; each is known by its `User-Agent`).
     pub(crate) fn upstream(&self, prefix: &str) -> Vec<crate::support::Seen> {
         self.env
             .spy
             .requests()
             .into_iter()
             .filter(|s| s.uri.path().starts_with(prefix))
+            .filter(|s| {
+                let agent = s
+                    .headers
+                    .get("user-agent")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                engine_of(agent) == Some(self.run.engine)
+            })
             .collect()
+    }
+}
+
+/// Whether the engine reuses a preflight within its `Access-Control-Max-Age`.
+/// Firefox 153 ESR sent the preflight again for every request in the suite,
+/// `max_age` or not; so it did with no automation attached (a plain headless
+/// `firefox-esr` with a fresh profile, three identical `PUT`s, three preflights).
+pub(crate) fn caches_preflights(engine: Engine) -> bool {
+    engine != Engine::Firefox
+}
+
+/// The engine a `User-Agent` belongs to.
+pub(crate) fn engine_of(agent: &str) -> Option<Engine> {
+    if agent.contains("Firefox/") {
+        Some(Engine::Firefox)
+    } else if agent.contains("Chrome/") {
+        Some(Engine::Chromium)
+    } else if agent.contains("AppleWebKit/") {
+        Some(Engine::Webkit)
+    } else {
+        None
     }
 }
 
@@ -466,11 +596,23 @@ impl<'a> StepView<'a> {
             .unwrap_or_default()
     }
 
-    /// Chromium's "Access to fetch at ... has been blocked by CORS policy" line.
-    pub(crate) fn cors_message(&self) -> Option<&'a str> {
+    /// The console lines about CORS that `engine` printed for this step, in
+    /// order: what `corsgate explain --browser ENGINE` predicts as
+    /// `console_messages`.
+    pub(crate) fn cors_messages(&self, engine: Engine) -> Vec<&'a str> {
         self.console()
             .into_iter()
-            .find(|m| m.starts_with("Access to ") && m.contains("blocked by CORS policy"))
+            .filter(|m| match engine {
+                // "Access to fetch at … has been blocked by CORS policy: …"
+                // (then a generic "Failed to load resource: net::ERR_FAILED").
+                Engine::Chromium => {
+                    m.starts_with("Access to ") && m.contains("blocked by CORS policy")
+                }
+                // "Cross-Origin Request Blocked: …", one or two lines.
+                Engine::Firefox => m.starts_with("Cross-Origin Request Blocked:"),
+                Engine::Webkit => true,
+            })
+            .collect()
     }
 
     pub(crate) fn requests(&self) -> Vec<Wire<'a>> {
