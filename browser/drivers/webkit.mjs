@@ -89,7 +89,11 @@ function controlScript() {
         case 'eval':
           return { ok: true, value: await (0, eval)(cmd.expression) };
         case 'navigate':
-          location.href = cmd.url;
+          // No new history entry: window.close() stays allowed.
+          location.replace(cmd.url);
+          return null;
+        case 'close':
+          window.close();
           return null;
         default:
           return { ok: true };
@@ -546,6 +550,14 @@ class Browser {
   }
 
   async close() {
+    // Closing its only window makes MiniBrowser quit and reap its web and
+    // network processes; a signal would leave them to an init that may not.
+    if (this.child && !this.exited && this.held) {
+      const exited = new Promise((r) => this.child.once('exit', r));
+      this.queue.push({ id: ++this.seq, type: 'close' });
+      this.flush();
+      await Promise.race([exited, sleep(5000)]);
+    }
     await stop(this.child, 'MiniBrowser');
     for (const w of this.markWaiters.values()) w();
     this.markWaiters.clear();
