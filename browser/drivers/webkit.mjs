@@ -23,10 +23,15 @@
 //    origin under /__corsgate_harness__/, which the proxy answers itself:
 //    same-origin, so no CORS of its own and nothing that reaches a server.
 //
-// Isolation: every scenario gets a fresh MiniBrowser process with a fresh HOME
-// (cookies, caches, the preflight cache all start empty). Start-up costs about
-// a second on two busy cores, so the next scenario's browser is started while
-// the current one runs.
+// Isolation: a MiniBrowser process has one cookie jar, one preflight cache and
+// one HTTP cache, and starting one costs one to three seconds of two busy cores
+// (three processes). So a browser runs the next scenario too when nothing in it
+// can reach that scenario: no cookie was ever set or sent in it, and none of
+// the scenario's URLs was answered in it (documents answered with no-store
+// aside), so no cached preflight or response can apply; the proxy sees all
+// of that. Any other scenario (and every one with `eval` or `cookie` steps,
+// or after a step that timed out) gets a fresh process with a fresh HOME,
+// started ahead of time while the current one runs.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -46,7 +51,7 @@ const CONTROL_HOST = 'corsgate-harness.invalid';
 const READY_TIMEOUT_MS = 20_000;
 // How many browsers start ahead of the scenario that needs them: start-up is
 // most of a scenario's time, and waits on its subprocesses as much as on CPU.
-const PRELAUNCH = Math.max(1, Number(process.env.HARNESS_WEBKIT_PRELAUNCH || 2));
+const PRELAUNCH = Math.max(1, Number(process.env.HARNESS_WEBKIT_PRELAUNCH || 1));
 const MARK = 'corsgate-harness-mark ';
 const DEBUG = !!process.env.HARNESS_DEBUG_WEBKIT;
 const log = (...a) => process.stderr.write(`harness: webkit: ${a.join(' ')}\n`);
@@ -226,6 +231,34 @@ class Browser {
     this.lastDocument = null;
     this.exited = false;
     this.output = '';
+    // What an earlier scenario in this browser may have left behind (see
+    // mayRun): URLs whose answers WebKit may have cached, and whether its
+    // cookie jar may hold anything.
+    this.cached = new Set();
+    this.dirty = false;
+  }
+
+  // Whether `scenario` can run in this browser as in a fresh one: nothing
+  // in the cookie jar (no cookie was ever set or sent here), and none of the
+  // scenario's URLs answered here before, except documents answered with
+  // no-store; so no preflight-cache or HTTP-cache entry can apply to it.
+  mayRun(scenario) {
+    if (this.dirty || this.failure || this.exited || !this.held) return false;
+    const urls = [scenario.pageUrl];
+    for (const step of scenario.steps || []) {
+      // eval can do anything, cookies leave the jar dirty: a fresh browser.
+      if (['eval', 'cookie'].includes(step.kind)) return false;
+      urls.push(step.url, ...(step.urls || []));
+    }
+    return urls.filter(Boolean).every((u) => !this.cached.has(u));
+  }
+
+  // Empties the records for the next scenario, once the page has printed
+  // everything the last one caused.
+  async reset() {
+    await this.command({ type: 'mark' });
+    this.requests = [];
+    this.console = [];
   }
 
   async start() {
@@ -336,6 +369,9 @@ class Browser {
   // answering belongs to the step that was running.
   command(cmd) {
     if (this.failure) return Promise.reject(this.failure);
+    // A command still running (its step timed out): the page is in an
+    // unknown state, not one to hand to another scenario.
+    if (this.pending) this.dirty = true;
     const id = ++this.seq;
     const done = new Promise((resolve, reject) => (this.pending = { id, resolve, reject }));
     this.queue.push({ id, ...cmd });
@@ -438,6 +474,7 @@ class Browser {
     const step = this.step;
     this.requests.push({ step, record });
     const document = req.headers['sec-fetch-dest'] === 'document';
+    if ('cookie' in req.headers) this.dirty = true;
     const upstream = http.request({
       host: address,
       port: url.port || 80,
@@ -450,6 +487,8 @@ class Browser {
     upstream.on('response', (up) => {
       record.status = up.statusCode;
       record.statusText = up.statusMessage;
+      if ('set-cookie' in up.headers) this.dirty = true;
+      if (!(document && /no-store/i.test(up.headers['cache-control'] || ''))) this.cached.add(req.url);
       record.responseHeaders = headerMap(up.rawHeaders);
       if (up.headers.location && up.statusCode >= 300 && up.statusCode < 400) {
         record.redirectedTo = new URL(up.headers.location, req.url).href;
@@ -504,6 +543,8 @@ class Browser {
       wireHeaders: true,
     };
     this.requests.push({ step: this.step, record });
+    this.cached.add(req.url);
+    if ('cookie' in req.headers) this.dirty = true;
     const port = Number(url.port || 80);
     const up = net.connect({ host: address, port });
     up.on('error', (e) => {
@@ -611,6 +652,7 @@ function session(b) {
     evaluate: (fn, arg) => b.command({ type: 'call', fn: String(fn), arg }),
     evaluateExpression: (expression) => b.command({ type: 'eval', expression }),
     async addCookies(cookies) {
+      b.dirty = true;
       for (const c of cookies) {
         let origin;
         let path = c.path || '/';
@@ -683,30 +725,51 @@ export async function launch({ browserArgs = [], prefs = {} } = {}) {
   };
   const warm = [];
   const closing = new Set();
+  const retire = (b) => {
+    const done = b.close().catch((e) => log(`closing MiniBrowser ${b.id}: ${e.message}`));
+    closing.add(done);
+    done.finally(() => closing.delete(done));
+  };
   const topUp = () => {
     while (warm.length < PRELAUNCH) warm.push(start());
   };
   topUp();
+  let current = null; // the browser of the last scenario, while it may be reused
+  let launched = 0;
+  let reused = 0;
   return {
     engine,
     version: version(xvfb.display),
     executablePath: MINIBROWSER,
     display: xvfb.display,
-    async newScenario() {
-      if (!warm.length) topUp();
-      const b = await warm.shift();
-      topUp();
+    async newScenario({ scenario } = {}) {
+      let b = current;
+      current = null;
+      if (b && scenario && b.mayRun(scenario)) {
+        await b.reset();
+        reused++;
+      } else {
+        if (b) retire(b);
+        if (!warm.length) topUp();
+        b = await warm.shift();
+        topUp();
+        launched++;
+      }
       const s = session(b);
-      // The runner goes on with the next scenario while this browser exits.
+      // The runner goes on with the next scenario while this browser is
+      // either kept for it or exits.
       s.close = () => {
-        const done = b.close().catch((e) => log(`closing MiniBrowser ${b.id}: ${e.message}`));
-        closing.add(done);
-        done.finally(() => closing.delete(done));
+        if (scenario && !b.failure) current = b;
+        else retire(b);
         return Promise.resolve();
       };
       return s;
     },
+    stats: () => ({ launched, reused }),
     async close() {
+      log(`${launched} browser(s) for ${launched + reused} scenario(s)`);
+      if (current) retire(current);
+      current = null;
       const left = await Promise.all(warm.splice(0).map((w) => w.catch(() => null)));
       await Promise.all(left.filter(Boolean).map((b) => b.close()));
       await Promise.all([...closing]);
