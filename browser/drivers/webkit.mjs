@@ -56,6 +56,20 @@ const MARK = 'corsgate-harness-mark ';
 const DEBUG = !!process.env.HARNESS_DEBUG_WEBKIT;
 const log = (...a) => process.stderr.write(`harness: webkit: ${a.join(' ')}\n`);
 
+// Every process this driver started and that still runs: if the harness exits
+// without closing the driver (an exception, process.exit), they go with it.
+// (A SIGKILL of the harness leaves them; the runner's own time limit closes
+// the driver well before the suite's kill.)
+const running = new Set();
+function track(child) {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 // What MiniBrowser prints for a console message (WebKit's
 // PageConsoleClient): `[URL:LINE:COLUMN: ]CONSOLE [SOURCE ]LEVEL TEXT`.
 const CONSOLE_LINE = /^(?:(\S+):(\d+):(\d+): )?CONSOLE (?:([A-Z][A-Z ]*?) )?(LOG|INFO|WARN|ERROR|DEBUG) (.*)$/;
@@ -140,11 +154,14 @@ const controlTag = (origin) => `<script src="${origin}${CONTROL}control.js"></sc
 // runs beside each other never race for a number.
 
 async function startXvfb() {
-  const x = spawn(XVFB, ['-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', '1280x800x24'], {
-    stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
-  });
+  const x = track(
+    spawn(XVFB, ['-displayfd', '3', '-nolisten', 'tcp', '-screen', '0', '1280x800x24'], {
+      stdio: ['ignore', 'ignore', 'pipe', 'pipe'],
+    }),
+  );
   let stderr = '';
   x.stderr.on('data', (d) => (stderr += d));
+  let early;
   const display = await new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`Xvfb did not start within 10 s: ${stderr}`)), 10_000);
@@ -159,12 +176,13 @@ async function startXvfb() {
       clearTimeout(timer);
       reject(new Error(`could not start ${XVFB}: ${e.message}`));
     });
-    x.on('exit', (code) => {
+    early = (code) => {
       clearTimeout(timer);
       reject(new Error(`Xvfb exited (${code}): ${stderr}`));
-    });
+    };
+    x.once('exit', early);
   });
-  x.removeAllListeners('exit');
+  x.removeListener('exit', early);
   return { process: x, display };
 }
 
@@ -273,7 +291,7 @@ class Browser {
     });
     const port = this.proxy.address().port;
     const hello = this.waitHello();
-    this.child = spawn(
+    this.child = track(spawn(
       MINIBROWSER,
       [
         '--enable-write-console-messages-to-stdout=true',
@@ -294,7 +312,7 @@ class Browser {
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
-    );
+    ));
     this.child.on('error', (e) => this.fail(new Error(`could not start ${MINIBROWSER}: ${e.message}`)));
     this.child.on('exit', (code, signal) => {
       this.exited = true;
