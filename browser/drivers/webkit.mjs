@@ -48,7 +48,7 @@ const XVFB = process.env.XVFB || '/usr/bin/Xvfb';
 const CONTROL = '/__corsgate_harness__/';
 // The host an opaque-origin (data:) page reaches the proxy's control endpoint on.
 const CONTROL_HOST = 'corsgate-harness.invalid';
-const READY_TIMEOUT_MS = 20_000;
+const READY_TIMEOUT_MS = 30_000;
 // How many browsers start ahead of the scenario that needs them: start-up is
 // most of a scenario's time, and waits on its subprocesses as much as on CPU.
 const PRELAUNCH = Math.max(1, Number(process.env.HARNESS_WEBKIT_PRELAUNCH || 1));
@@ -309,6 +309,9 @@ class Browser {
           XDG_CACHE_HOME: join(this.home, '.cache'),
           XDG_DATA_HOME: join(this.home, '.local/share'),
           NO_AT_BRIDGE: '1',
+          // Blank pages need no accelerated compositing, which under Xvfb
+          // would be OpenGL in software on the CPU the tests share.
+          WEBKIT_DISABLE_COMPOSITING_MODE: '1',
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -368,7 +371,10 @@ class Browser {
   waitHello() {
     return new Promise((resolve, reject) => {
       if (this.failure) return reject(this.failure);
-      const timer = setTimeout(() => reject(new Error(`MiniBrowser's page did not load within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new Error(`MiniBrowser's page did not load within ${READY_TIMEOUT_MS} ms; its output: ${this.output.slice(-1000)}`)),
+        READY_TIMEOUT_MS,
+      );
       this.helloWaiters.push({
         resolve: (v) => {
           clearTimeout(timer);
@@ -769,7 +775,14 @@ export async function launch({ browserArgs = [], prefs = {} } = {}) {
       } else {
         if (b) retire(b);
         if (!warm.length) topUp();
-        b = await warm.shift();
+        try {
+          b = await warm.shift();
+        } catch (e) {
+          // One more try: on two cores shared with other work a start-up can
+          // stall past the limit once in a while.
+          log(`${e.message}; starting another MiniBrowser`);
+          b = await start();
+        }
         topUp();
         launched++;
       }
