@@ -44,7 +44,7 @@ use servers::Env;
 const RUN_LIMIT: Duration = Duration::from_secs(240);
 
 /// The engines the suite runs every scenario in.
-const ENGINES: [Engine; 2] = [Engine::Chromium, Engine::Firefox];
+const ENGINES: [Engine; 3] = [Engine::Chromium, Engine::Firefox, Engine::Webkit];
 
 /// Response headers JavaScript may always read (Fetch: CORS-safelisted
 /// response-header names).
