@@ -1,6 +1,6 @@
 //! The real-browser conformance suite: headless browsers of every engine
-//! (Debian's `chromium` and `firefox-esr`, driven by `browser/harness.mjs` and
-//! its drivers) send cross-origin requests from blank pages on loopback
+//! (Debian's `chromium`, `firefox-esr` and WebKitGTK's MiniBrowser, driven by
+//! `browser/harness.mjs` and its drivers) send cross-origin requests from blank pages on loopback
 //! origins to corsgate gateways in front of a spy upstream, and each browser's
 //! verdict is asserted — resolved or blocked, status, readable headers,
 //! preflights, what reached the upstream, the console messages. For every
