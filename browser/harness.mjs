@@ -137,7 +137,7 @@ async function runScenario(scenario, index, defaults) {
   const result = { name, engine: browser.engine, engineVersion: browser.version, steps: [], console: [] };
   const settleMs = scenario.settleMs ?? defaults.settleMs;
   const session = await withTimeout(
-    browser.newScenario({ contextOptions: scenario.contextOptions || {} }),
+    browser.newScenario({ contextOptions: scenario.contextOptions || {}, scenario }),
     15_000,
     'creating browser context',
   );

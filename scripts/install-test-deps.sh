@@ -63,6 +63,11 @@ need /usr/bin/pebble pebble
 # Firefox for the real-browser suite (driven headless over WebDriver BiDi by
 # puppeteer-core from browser/node_modules; no geckodriver, no display).
 need /usr/bin/firefox-esr firefox-esr
+# WebKit for the browser suite (browser/drivers/webkit.mjs): WebKitGTK's
+# MiniBrowser (in libwebkit2gtk-4.1-0, which webkit2gtk-driver pulls in) under
+# a virtual X display of its own.
+need /usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser webkit2gtk-driver
+need /usr/bin/Xvfb xvfb
 
 if ! command -v npm >/dev/null 2>&1; then
   echo "install-test-deps: npm is missing (Node >= 20 is needed for browser/)" >&2

@@ -456,6 +456,7 @@ pub fn explain(
         origin: &request.origin,
         method: &method,
         unsafe_headers: &unsafe_names,
+        page_headers: &request.headers,
         credentials: request.credentials,
         initiator: request.initiator,
         preflight: preflight

@@ -1,6 +1,6 @@
 //! The real-browser conformance suite: headless browsers of every engine
-//! (Debian's `chromium` and `firefox-esr`, driven by `browser/harness.mjs` and
-//! its drivers) send cross-origin requests from blank pages on loopback
+//! (Debian's `chromium`, `firefox-esr` and WebKitGTK's MiniBrowser, driven by
+//! `browser/harness.mjs` and its drivers) send cross-origin requests from blank pages on loopback
 //! origins to corsgate gateways in front of a spy upstream, and each browser's
 //! verdict is asserted — resolved or blocked, status, readable headers,
 //! preflights, what reached the upstream, the console messages. For every
@@ -44,7 +44,7 @@ use servers::Env;
 const RUN_LIMIT: Duration = Duration::from_secs(240);
 
 /// The engines the suite runs every scenario in.
-const ENGINES: [Engine; 2] = [Engine::Chromium, Engine::Firefox];
+const ENGINES: [Engine; 3] = [Engine::Chromium, Engine::Firefox, Engine::Webkit];
 
 /// Response headers JavaScript may always read (Fetch: CORS-safelisted
 /// response-header names).

@@ -94,14 +94,19 @@ fn all_engines_by_default_each_in_its_own_words() {
     );
     assert!(firefox["cors_error"].is_null());
 
-    // WebKit: no model yet, and explain says so instead of guessing.
+    // WebKit: the preflight's status before its missing
+    // Access-Control-Allow-Origin, then the API's own line.
     let webkit = &engines[2];
-    assert!(webkit["verdict"].is_null(), "{webkit}");
-    assert_eq!(webkit["console_messages"], serde_json::json!([]));
-    assert!(
-        webkit["note"].as_str().unwrap().contains("not available"),
-        "{webkit}"
+    assert_eq!(webkit["verdict"], "blocked");
+    assert_eq!(
+        webkit["console_messages"],
+        serde_json::json!([
+            "Preflight response is not successful. Status code: 403",
+            "Fetch API cannot load https://api.example.com/api/x due to access control checks.",
+        ])
     );
+    assert_eq!(webkit["js_error"], "Load failed");
+    assert!(webkit["cors_error"].is_null());
 }
 
 #[test]
@@ -188,7 +193,8 @@ fn human_output_names_each_engine() {
     for line in [
         "Chromium: blocked",
         "Firefox: blocked",
-        "WebKit: no prediction",
+        "WebKit: blocked",
+        "Preflight response is not successful. Status code: 403",
         "fetch() rejects with: TypeError: NetworkError when attempting to fetch resource.",
     ] {
         assert!(ran.stdout.contains(line), "{line}:\n{}", ran.stdout);

@@ -109,6 +109,9 @@ pub struct BrowserExchange<'a> {
     /// The request headers that are not CORS-safelisted, lowercase and sorted:
     /// those the preflight asks for.
     pub unsafe_headers: &'a [String],
+    /// The headers as the page set them, in its order and spelling (WebKit
+    /// names the first refused one as it finds it there).
+    pub page_headers: &'a [(String, String)],
     /// The request's credentials mode.
     pub credentials: Credentials,
     /// `fetch()` or `XMLHttpRequest`.
