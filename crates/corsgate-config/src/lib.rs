@@ -31,12 +31,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corsgate_policy::{ConfigLayer, CorsConfig, Diagnostic, DiagnosticKind, Policy};
-use http::uri::Scheme;
 
 use canonical::{EscapedSlashes, PathCase, PathRules};
 pub use load::{Located, Summary};
 use model::{FileConfig, RouteCors};
-pub use table::{Route, RouteMatch, RouteTable, Upstream, path_has_prefix};
+pub use table::{Route, RouteMatch, RouteTable, Transport, Upstream, path_has_prefix};
 use trust::Cidr;
 
 /// The configuration `corsgate serve` runs when given no file: a demo API behind a
@@ -317,7 +316,9 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
             }
             Some(text) => parse_upstream(text, &format!("{at}.upstream"), &mut diagnostics),
         };
-        if let (Some(Upstream::Http { authority }), Some(settings)) = (&upstream, &settings) {
+        let upstream =
+            tls::compile_upstream_tls(upstream, route.upstream_tls.as_ref(), &at, &mut diagnostics);
+        if let (Some(Upstream::Http { authority, .. }), Some(settings)) = (&upstream, &settings) {
             if selfloop::reaches_listener(authority, settings.listen) {
                 diagnostics.push(self_loop(&at, route, &server, settings.listen));
             }
@@ -751,29 +752,37 @@ fn parse_upstream(text: &str, path: &str, diagnostics: &mut Vec<Diagnostic>) -> 
     let Ok(uri) = text.parse::<http::Uri>() else {
         return fail(
             diagnostics,
-            "not a URL; write the upstream as http://host:port",
+            "not a URL; write the upstream as http://host:port (or https://, h2c://)",
         );
     };
-    if uri.scheme() != Some(&Scheme::HTTP) {
-        return fail(
-            diagnostics,
-            "the upstream is reached over plain http (http://host:port); put TLS in front of corsgate, not behind it",
-        );
-    }
+    let transport = match uri.scheme_str() {
+        Some("http") => Transport::Http1,
+        Some("https") => Transport::Https(tls::UpstreamTls::default()),
+        // HTTP/2 without TLS, with prior knowledge (RFC 9113 section 3.3):
+        // gRPC services behind the gateway on a private network.
+        Some("h2c") => Transport::H2c,
+        _ => {
+            return fail(
+                diagnostics,
+                "an upstream is http://host:port (HTTP/1.1), https://host:port (TLS; HTTP/2 or HTTP/1.1 by ALPN) or h2c://host:port (HTTP/2 without TLS)",
+            );
+        }
+    };
     if uri
         .path_and_query()
         .is_some_and(|p| p.as_str() != "/" && !p.as_str().is_empty())
     {
         return fail(
             diagnostics,
-            "an upstream is http://host:port without a path; use strip_prefix to change request paths",
+            "an upstream is scheme://host:port without a path; use strip_prefix to change request paths",
         );
     }
     match uri.authority() {
         Some(authority) if !authority.as_str().contains('@') => Some(Upstream::Http {
             authority: authority.clone(),
+            transport,
         }),
-        _ => fail(diagnostics, "an upstream is http://host:port"),
+        _ => fail(diagnostics, "an upstream is scheme://host:port"),
     }
 }
 
@@ -1151,6 +1160,7 @@ fn effective_config(
                 host: r.host.clone(),
                 upstream: written.and_then(|w| w.upstream.clone()),
                 strip_prefix: Some(r.strip_prefix),
+                upstream_tls: written.and_then(|w| w.upstream_tls.clone()),
                 cors: Some(match &r.policy {
                     _ if written.is_some_and(|w| matches!(w.cors, Some(RouteCors::Closed(_)))) => {
                         RouteCors::Closed(corsgate_policy::Closed::Closed)

@@ -257,8 +257,16 @@ pub fn parse(text: &str) -> Parsed<'_> {
                     "tls" => checker.nested::<super::model::TlsConfig>(
                         value,
                         path,
-                        &["acme"],
-                        |checker, _, value, path| {
+                        &["acme", "hsts"],
+                        |checker, key, value, path| {
+                            if key == "hsts" {
+                                return checker.nested::<super::model::HstsConfig>(
+                                    value,
+                                    path,
+                                    &[],
+                                    |_, _, v, _| Some(v.clone()),
+                                );
+                            }
                             checker.nested::<super::model::AcmeConfig>(
                                 value,
                                 path,
@@ -405,8 +413,12 @@ impl<'i> Checker<'_, 'i> {
             let replaced = self.nested::<super::model::RouteConfig>(
                 item,
                 &at,
-                &["cors"],
-                |checker, _, value, path| match value.get_ref() {
+                &["cors", "upstream_tls"],
+                |checker, key, value, path| match value.get_ref() {
+                    _ if key == "upstream_tls" => checker
+                        .nested::<super::model::UpstreamTlsConfig>(value, path, &[], |_, _, v, _| {
+                            Some(v.clone())
+                        }),
                     // "off", "closed" or a policy name: names are resolved when
                     // the file is compiled, where every [policies.NAME] is known.
                     DeValue::String(_) => Some(value.clone()),
@@ -503,6 +515,8 @@ fn unknown_key_message(name: &str, table: &str) -> String {
         "server.cors" => POLICY_KEYS,
         "server.tls" => super::model::TLS_KEYS,
         "server.tls.acme" => super::model::ACME_KEYS,
+        "server.tls.hsts" => super::model::HSTS_KEYS,
+        t if t.ends_with("upstream_tls") => super::model::UPSTREAM_TLS_KEYS,
         t if t.starts_with("policies.") => POLICY_KEYS,
         t if t.ends_with("cors") => &route_cors_keys,
         _ => ROUTE_KEYS,

@@ -136,7 +136,29 @@ pub struct TlsConfig {
     /// `[server.tls.acme]`: certificates from an ACME CA. Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acme: Option<AcmeConfig>,
+    /// `[server.tls.hsts]`: `Strict-Transport-Security` on every response
+    /// over TLS. Default: none (no header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hsts: Option<HstsConfig>,
 }
+
+/// `[server.tls.hsts]`: HTTP Strict Transport Security (RFC 6797).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HstsConfig {
+    /// `max-age`, in seconds; required (0 tells browsers to forget the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<i64>,
+    /// `includeSubDomains`. Default `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_subdomains: Option<bool>,
+    /// `preload`. Default `false`; needs `include_subdomains` and a year of `max_age`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preload: Option<bool>,
+}
+
+/// Keys of `[server.tls.hsts]`.
+pub const HSTS_KEYS: &[&str] = &["max_age", "include_subdomains", "preload"];
 
 /// `[server.tls.acme]`: automatic certificates (RFC 8555).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -191,7 +213,7 @@ pub struct CertificateConfig {
 }
 
 /// Keys of `[server.tls]`.
-pub const TLS_KEYS: &[&str] = &["certificates", "redirect_listen", "acme"];
+pub const TLS_KEYS: &[&str] = &["certificates", "redirect_listen", "acme", "hsts"];
 
 /// `[[route]]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -213,7 +235,40 @@ pub struct RouteConfig {
     /// (or a named policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<RouteCors>,
+    /// `[route.upstream_tls]`: how an `https://` upstream is verified, and the
+    /// client certificate shown to it. Default: the system's roots, no
+    /// client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_tls: Option<UpstreamTlsConfig>,
 }
+
+/// `[route.upstream_tls]`: TLS to an `https://` upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM file of the CA(s) the upstream's certificate must chain to,
+    /// instead of the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// PEM chain of the client certificate shown to the upstream (mTLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<String>,
+    /// PEM private key of `client_cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<String>,
+    /// The name sent as SNI and verified in the upstream's certificate.
+    /// Default: the upstream URL's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+/// Keys of `[route.upstream_tls]`.
+pub const UPSTREAM_TLS_KEYS: &[&str] = &[
+    "ca_file",
+    "client_cert_file",
+    "client_key_file",
+    "server_name",
+];
 
 /// A route's `cors` key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -340,7 +395,14 @@ pub const REGISTRY_KEYS: &[&str] = &[
 ];
 
 /// Keys of `[[route]]`.
-pub const ROUTE_KEYS: &[&str] = &["path", "host", "upstream", "strip_prefix", "cors"];
+pub const ROUTE_KEYS: &[&str] = &[
+    "path",
+    "host",
+    "upstream",
+    "strip_prefix",
+    "cors",
+    "upstream_tls",
+];
 
 /// Where the value of one CORS key of a route comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -43,13 +43,48 @@ pub struct Route {
 /// Where a route's requests go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upstream {
-    /// `http://host:port`.
+    /// `http://host:port`, `https://host:port` or `h2c://host:port`.
     Http {
         /// Host and port the requests are sent to.
         authority: Authority,
+        /// How: the URL's scheme, and for `https://` the route's `upstream_tls`.
+        transport: Transport,
     },
     /// The built-in demo API.
     Demo,
+}
+
+/// How the gateway speaks to an upstream: the scheme of its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// `http://`: HTTP/1.1 over TCP, connections pooled.
+    Http1,
+    /// `h2c://`: HTTP/2 over TCP with prior knowledge (RFC 9113 section 3.3),
+    /// one multiplexed connection.
+    H2c,
+    /// `https://`: TLS, then HTTP/2 or HTTP/1.1 as the upstream picks by ALPN.
+    Https(crate::tls::UpstreamTls),
+}
+
+impl Transport {
+    /// The URL scheme: `http`, `h2c` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Transport::Http1 => "http",
+            Transport::H2c => "h2c",
+            Transport::Https(_) => "https",
+        }
+    }
+
+    /// The port of an upstream URL written without one: 443 for `https://`,
+    /// 80 otherwise (RFC 9110 section 4.2).
+    pub fn default_port(&self) -> u16 {
+        match self {
+            Transport::Https(_) => 443,
+            Transport::Http1 | Transport::H2c => 80,
+        }
+    }
 }
 
 impl Route {

@@ -27,6 +27,40 @@ pub struct TlsSettings {
     /// `[server.tls.acme]`: a certificate from an ACME CA, beside (or instead
     /// of) `certificates`.
     pub acme: Option<AcmeSettings>,
+    /// `[server.tls.hsts]`: the `Strict-Transport-Security` header of every
+    /// response over TLS; `None` (the default): no header.
+    pub hsts: Option<Hsts>,
+}
+
+/// `[server.tls.hsts]`, compiled (RFC 6797).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hsts {
+    /// `max-age`, in seconds.
+    pub max_age: u64,
+    /// `includeSubDomains`: every subdomain is https-only too.
+    pub include_subdomains: bool,
+    /// `preload`: consent to be listed in the browsers' built-in HSTS lists.
+    pub preload: bool,
+    /// The header's value, made once.
+    pub header: http::HeaderValue,
+}
+
+/// One year: what the browsers' preload list requires of `max-age`.
+pub const HSTS_PRELOAD_MIN_AGE: u64 = 365 * 24 * 3600;
+
+/// TLS to one `https://` upstream (`[route.upstream_tls]`), as written; the
+/// gateway reads the files. Relative paths are read from the configuration
+/// file's directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// The CA(s) the upstream's certificate must chain to; `None`: the
+    /// system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// The client certificate shown to the upstream (mTLS).
+    pub client_cert: Option<CertificateFiles>,
+    /// The name sent as SNI and checked against the upstream's certificate;
+    /// `None`: the host of the upstream URL.
+    pub server_name: Option<String>,
 }
 
 /// Let's Encrypt's production directory, the default `directory`.
@@ -161,11 +195,196 @@ pub(crate) fn compile(
         .acme
         .as_ref()
         .and_then(|acme| compile_acme(acme, redirect_listen, diagnostics));
+    let hsts = tls
+        .hsts
+        .as_ref()
+        .and_then(|hsts| compile_hsts(hsts, diagnostics));
     let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
     (errors_after == errors_before).then_some(TlsSettings {
         certificates,
         redirect_listen,
         acme,
+        hsts,
+    })
+}
+
+/// `[server.tls.hsts]`. `max_age` is required: how long browsers refuse
+/// cleartext for the host is a choice to make, not a default to inherit.
+/// `preload` is refused without what the browsers' preload list requires
+/// (`include_subdomains` and a `max_age` of at least a year): such a header
+/// asks for a listing the list would refuse.
+fn compile_hsts(
+    hsts: &crate::model::HstsConfig,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Hsts> {
+    let errors_before = diagnostics.iter().filter(|d| d.is_error()).count();
+    let include_subdomains = hsts.include_subdomains.unwrap_or(false);
+    let preload = hsts.preload.unwrap_or(false);
+    let max_age = match hsts.max_age {
+        None => {
+            diagnostics.push(Diagnostic::error(
+                DiagnosticKind::File,
+                "server.tls.hsts",
+                "[server.tls.hsts] needs max_age, in seconds: start small (max_age = 300) and raise it to a year (31536000) once every subdomain serves https",
+            ));
+            0
+        }
+        Some(age) => match u64::try_from(age) {
+            Ok(age) => age,
+            Err(_) => {
+                diagnostics.push(
+                    Diagnostic::error(
+                        DiagnosticKind::File,
+                        "server.tls.hsts.max_age",
+                        "max_age is a number of seconds, 0 or more (0 tells browsers to forget the host's HSTS)",
+                    )
+                    .with_value(age.to_string()),
+                );
+                0
+            }
+        },
+    };
+    if preload && !include_subdomains {
+        diagnostics.push(Diagnostic::error(
+            DiagnosticKind::File,
+            "server.tls.hsts.preload",
+            "the browsers' preload list takes only hosts that send includeSubDomains: set include_subdomains = true (every subdomain must then serve https), or remove preload",
+        ));
+    }
+    if preload && hsts.max_age.is_some() && max_age < HSTS_PRELOAD_MIN_AGE {
+        diagnostics.push(
+            Diagnostic::error(
+                DiagnosticKind::File,
+                "server.tls.hsts.max_age",
+                "the browsers' preload list takes only a max_age of a year or more: use max_age = 31536000, or remove preload",
+            )
+            .with_value(max_age.to_string()),
+        );
+    }
+    let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
+    if errors_after != errors_before {
+        return None;
+    }
+    let mut value = format!("max-age={max_age}");
+    if include_subdomains {
+        value.push_str("; includeSubDomains");
+    }
+    if preload {
+        value.push_str("; preload");
+    }
+    let header = http::HeaderValue::from_str(&value).ok()?;
+    Some(Hsts {
+        max_age,
+        include_subdomains,
+        preload,
+        header,
+    })
+}
+
+/// Puts `[route.upstream_tls]` into an `https://` upstream, or refuses it on
+/// any other. `at` is the route (`route[2]`).
+pub(crate) fn compile_upstream_tls(
+    upstream: Option<crate::Upstream>,
+    written: Option<&crate::model::UpstreamTlsConfig>,
+    at: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<crate::Upstream> {
+    use crate::{Transport, Upstream};
+    let Some(written) = written else {
+        return upstream;
+    };
+    let Some(Upstream::Http {
+        authority,
+        transport: Transport::Https(_),
+    }) = upstream
+    else {
+        if upstream.is_some() {
+            diagnostics.push(Diagnostic::error(
+                DiagnosticKind::File,
+                format!("{at}.upstream_tls"),
+                "upstream_tls is for an https:// upstream; this route's upstream is not one: write upstream = \"https://host:port\", or remove upstream_tls",
+            ));
+        }
+        return None;
+    };
+    let errors_before = diagnostics.iter().filter(|d| d.is_error()).count();
+    let path = |key: &str, value: &Option<String>, diagnostics: &mut Vec<Diagnostic>| match value
+        .as_deref()
+    {
+        Some(p) if !p.trim().is_empty() => Some(PathBuf::from(p)),
+        Some(p) => {
+            diagnostics.push(
+                Diagnostic::error(
+                    DiagnosticKind::File,
+                    format!("{at}.upstream_tls.{key}"),
+                    format!("{key} names a PEM file (a path, relative to the configuration file's directory)"),
+                )
+                .with_value(p),
+            );
+            None
+        }
+        None => None,
+    };
+    let ca_file = path("ca_file", &written.ca_file, diagnostics);
+    let cert = path("client_cert_file", &written.client_cert_file, diagnostics);
+    let key = path("client_key_file", &written.client_key_file, diagnostics);
+    let client_cert = match (cert, key) {
+        (Some(cert_file), Some(key_file)) => Some(CertificateFiles {
+            cert_file,
+            key_file,
+        }),
+        (None, None) => None,
+        (Some(_), None) if written.client_key_file.is_none() => {
+            diagnostics.push(Diagnostic::error(
+                DiagnosticKind::File,
+                format!("{at}.upstream_tls.client_cert_file"),
+                "a client certificate needs its key: add client_key_file = \"client.key\"",
+            ));
+            None
+        }
+        (None, Some(_)) if written.client_cert_file.is_none() => {
+            diagnostics.push(Diagnostic::error(
+                DiagnosticKind::File,
+                format!("{at}.upstream_tls.client_key_file"),
+                "a client key needs its certificate: add client_cert_file = \"client.pem\"",
+            ));
+            None
+        }
+        _ => None,
+    };
+    let server_name = match written.server_name.as_deref() {
+        None => None,
+        Some(name) => {
+            let fixed = name.trim_end_matches('.').to_ascii_lowercase();
+            let dns = !fixed.is_empty()
+                && fixed.len() <= 253
+                && fixed
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && !fixed.split('.').any(str::is_empty);
+            if fixed.parse::<std::net::IpAddr>().is_ok() || dns {
+                Some(fixed)
+            } else {
+                diagnostics.push(
+                    Diagnostic::error(
+                        DiagnosticKind::File,
+                        format!("{at}.upstream_tls.server_name"),
+                        "a DNS name such as \"api.internal.example\" (a non-ASCII name in its xn-- form) or an IP address, without port",
+                    )
+                    .with_value(name),
+                );
+                None
+            }
+        }
+    };
+    let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
+    (errors_after == errors_before).then_some(Upstream::Http {
+        authority,
+        transport: Transport::Https(UpstreamTls {
+            ca_file,
+            client_cert,
+            server_name,
+        }),
     })
 }
 
@@ -361,6 +580,11 @@ impl TlsSettings {
                 cache_dir: Some(a.cache_dir.display().to_string()),
                 challenge: Some(a.challenge.as_str().to_owned()),
                 renew_before: Some(humantime::format_duration(a.renew_before).to_string()),
+            }),
+            hsts: self.hsts.as_ref().map(|h| crate::model::HstsConfig {
+                max_age: i64::try_from(h.max_age).ok(),
+                include_subdomains: Some(h.include_subdomains),
+                preload: Some(h.preload),
             }),
         }
     }

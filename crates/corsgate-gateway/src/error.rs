@@ -41,6 +41,9 @@ pub enum Error {
     /// `[server.tls]`: a certificate or key could not be loaded (the message
     /// names the file and what is wrong with it).
     Tls(String),
+    /// `[route.upstream_tls]`: a CA file or client certificate of an
+    /// `https://` upstream could not be loaded (every problem, one a line).
+    UpstreamTls(String),
     /// Another failure of the operating system (reading a bound address).
     Io(io::Error),
     /// The client registry's database cannot be opened or is too new.
@@ -81,6 +84,7 @@ impl fmt::Display for Error {
                  point it at an http:// upstream, or use a build with the demo feature"
             ),
             Error::Tls(message) => write!(f, "[server.tls]: {message}"),
+            Error::UpstreamTls(message) => write!(f, "TLS to upstreams: {message}"),
             Error::Io(err) => write!(f, "{err}"),
             Error::Registry { database, .. } => {
                 write!(f, "cannot open the client registry {database}")
@@ -95,7 +99,10 @@ impl std::error::Error for Error {
             Error::Listen { source, .. } => Some(source),
             Error::Io(err) => Some(err),
             Error::Registry { source, .. } => Some(source),
-            Error::FileDescriptors { .. } | Error::NoDemo { .. } | Error::Tls(_) => None,
+            Error::FileDescriptors { .. }
+            | Error::NoDemo { .. }
+            | Error::Tls(_)
+            | Error::UpstreamTls(_) => None,
         }
     }
 }

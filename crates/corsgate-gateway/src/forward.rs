@@ -54,7 +54,21 @@ pub(crate) async fn forward(
     parts.uri = Uri::from(path_and_query);
     parts.version = Version::HTTP_11;
 
+    // `TE: trailers` says the client takes trailers; gRPC servers look for it
+    // (and HTTP/2 allows no other TE, RFC 9113 section 8.2.2). TE is
+    // hop-by-hop, so the gateway says it again for itself: it passes trailers
+    // on to such a client.
+    let trailers = parts.headers.get_all(http::header::TE).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+    });
     headers::strip_hop_by_hop(&mut parts.headers);
+    if trailers {
+        parts
+            .headers
+            .insert(http::header::TE, HeaderValue::from_static("trailers"));
+    }
     if websocket {
         // Only the protocol this gateway knows how to tunnel: never the rest of
         // the client's list (`h2c, websocket`), which the upstream might pick.
@@ -231,6 +245,15 @@ fn upstream_failed(route: &Route, authority: &Authority, err: &UpstreamError) ->
         } else {
             GatewayErrorKind::BodyUnreadable.into()
         };
+    }
+    if err.is_tls() {
+        tracing::warn!(
+            route = route.name.as_str(),
+            upstream = authority.as_str(),
+            error = %ErrorChain(err),
+            "TLS handshake with the upstream failed"
+        );
+        return GatewayErrorKind::UpstreamTls.into();
     }
     if err.is_busy() {
         tracing::warn!(

@@ -55,11 +55,15 @@ pub enum GatewayErrorKind {
     WebSocketLimit,
     /// `502`: a `builtin:demo` route in a build without the demo.
     NoDemo,
+    /// `502`: the TLS handshake with an `https://` upstream failed (its
+    /// certificate not trusted, or not for its name; a client certificate
+    /// required and not configured).
+    UpstreamTls,
 }
 
 impl GatewayErrorKind {
     /// Every kind, in metric-slot order.
-    pub const ALL: [GatewayErrorKind; 15] = [
+    pub const ALL: [GatewayErrorKind; 16] = [
         GatewayErrorKind::BadTarget,
         GatewayErrorKind::Connect,
         GatewayErrorKind::NoRoute,
@@ -75,6 +79,7 @@ impl GatewayErrorKind {
         GatewayErrorKind::UnexpectedUpgrade,
         GatewayErrorKind::WebSocketLimit,
         GatewayErrorKind::NoDemo,
+        GatewayErrorKind::UpstreamTls,
     ];
 
     /// The slot of this kind's counter: its place in [`Self::ALL`].
@@ -95,6 +100,7 @@ impl GatewayErrorKind {
             GatewayErrorKind::UnexpectedUpgrade => 12,
             GatewayErrorKind::WebSocketLimit => 13,
             GatewayErrorKind::NoDemo => 14,
+            GatewayErrorKind::UpstreamTls => 15,
         }
     }
 
@@ -114,7 +120,8 @@ impl GatewayErrorKind {
             GatewayErrorKind::Loop => StatusCode::LOOP_DETECTED,
             GatewayErrorKind::UpstreamFailed
             | GatewayErrorKind::UnexpectedUpgrade
-            | GatewayErrorKind::NoDemo => StatusCode::BAD_GATEWAY,
+            | GatewayErrorKind::NoDemo
+            | GatewayErrorKind::UpstreamTls => StatusCode::BAD_GATEWAY,
             GatewayErrorKind::UpstreamBusy | GatewayErrorKind::WebSocketLimit => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -140,6 +147,7 @@ impl GatewayErrorKind {
             GatewayErrorKind::UnexpectedUpgrade => "unexpected-upgrade",
             GatewayErrorKind::WebSocketLimit => "websocket-limit",
             GatewayErrorKind::NoDemo => "no-demo",
+            GatewayErrorKind::UpstreamTls => "upstream-tls",
         }
     }
 
@@ -189,6 +197,9 @@ impl GatewayErrorKind {
             }
             GatewayErrorKind::NoDemo => {
                 "502 Bad Gateway: this build of corsgate has no built-in demo\n"
+            }
+            GatewayErrorKind::UpstreamTls => {
+                "502 Bad Gateway: the TLS handshake with the upstream failed (its certificate is not trusted or not for its name, or it wants a client certificate); the gateway's log says why\n"
             }
         }
     }

@@ -46,6 +46,7 @@ mod shadow;
 mod tls;
 mod tunnel;
 mod upstream;
+mod upstream_tls;
 mod via;
 
 use std::net::SocketAddr;
@@ -62,13 +63,14 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use accept::AcceptErrors;
 use body::RequestBody;
 use conn::{Limits, StreamExec, serve_connection};
-use corsgate_config::{GatewayConfig, Settings, Upstream};
+use corsgate_config::{GatewayConfig, Settings, Transport, Upstream};
 pub use error::Error;
 pub use gateway_error::GatewayErrorKind;
 use metrics::{Metrics, RouteStats};
 pub use reload::ReloadOutcome;
 pub use tls::{EXPIRY_WARNING, check_certificates};
-use upstream::{Pool, PoolSettings};
+use upstream::{Pool, PoolSettings, Protocol};
+pub use upstream_tls::check_upstream_tls;
 
 /// Boxed error of a body: only allocated when something fails.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -168,6 +170,16 @@ impl Options {
         self
     }
 
+    /// The directory relative paths of the configuration (certificates, CA
+    /// files) are read from: the configuration file's.
+    fn config_dir(&self) -> PathBuf {
+        self.config_path
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), std::path::Path::to_owned)
+    }
+
     fn override_addresses(&self, gateway: &mut GatewayConfig) {
         if let Some(listen) = self.listen {
             gateway.settings.listen = listen;
@@ -193,7 +205,14 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    fn new(gateway: GatewayConfig, metrics: &Arc<Metrics>, previous: Option<&Snapshot>) -> Self {
+    /// `connectors`: the TLS of each `https://` route, by route index
+    /// ([`upstream_tls::connectors`]).
+    fn new(
+        gateway: GatewayConfig,
+        metrics: &Arc<Metrics>,
+        previous: Option<&Snapshot>,
+        connectors: &[Option<Arc<upstream_tls::Connector>>],
+    ) -> Self {
         let settings = &gateway.settings;
         let len = gateway
             .routes
@@ -215,14 +234,34 @@ impl Snapshot {
             .map(|p| p.pools.iter().flatten().cloned().collect())
             .unwrap_or_default();
         for route in &gateway.routes {
-            let Upstream::Http { authority } = &route.upstream else {
+            let Upstream::Http {
+                authority,
+                transport,
+            } = &route.upstream
+            else {
                 continue;
             };
-            let pool = match known.iter().find(|p| p.serves(authority, &pool_settings)) {
+            let protocol = match transport {
+                Transport::H2c => Protocol::H2c,
+                Transport::Https(_) => match connectors.get(route.index).cloned().flatten() {
+                    Some(connector) => Protocol::Https(connector),
+                    // Loaded for every https route before this: not reached.
+                    None => continue,
+                },
+                _ => Protocol::Http1,
+            };
+            let found = known
+                .iter()
+                .find(|p| p.serves(authority, &pool_settings, &protocol));
+            let pool = match found {
                 Some(pool) => pool.clone(),
                 None => {
-                    let pool =
-                        Arc::new(Pool::new(authority.clone(), pool_settings, metrics.clone()));
+                    let pool = Arc::new(Pool::with_protocol(
+                        authority.clone(),
+                        pool_settings,
+                        protocol,
+                        metrics.clone(),
+                    ));
                     known.push(pool.clone());
                     pool
                 }
@@ -347,17 +386,11 @@ impl Server {
         // balancer must not see the port open while routes are still set up.
         let metrics = Arc::new(Metrics::with_log_drops(options.log_lines_dropped));
         let tls = match &settings.tls {
-            Some(tls) => {
-                let base = options
-                    .config_path
-                    .as_deref()
-                    .and_then(std::path::Path::parent)
-                    .filter(|dir| !dir.as_os_str().is_empty())
-                    .map_or_else(|| PathBuf::from("."), std::path::Path::to_owned);
-                Some(tls::Tls::new(tls, base, metrics.clone())?)
-            }
+            Some(tls) => Some(tls::Tls::new(tls, options.config_dir(), metrics.clone())?),
             None => None,
         };
+        let connectors = upstream_tls::connectors(&gateway, &options.config_dir())
+            .map_err(|found| Error::UpstreamTls(upstream_tls::one_a_line(&found)))?;
         let redirect = match settings.tls.as_ref().and_then(|t| t.redirect_listen) {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -372,7 +405,7 @@ impl Server {
         };
         let registry =
             registry_admin::open(&gateway.settings, options.config_path.as_deref()).await?;
-        let snapshot = Snapshot::new(gateway, &metrics, None);
+        let snapshot = Snapshot::new(gateway, &metrics, None, &connectors);
         let listener =
             TcpListener::bind(settings.listen)
                 .await

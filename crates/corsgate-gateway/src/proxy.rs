@@ -376,7 +376,7 @@ async fn dispatch(
             drop(request);
             Err(GatewayErrorKind::NoDemo.into())
         }
-        Upstream::Http { authority } => {
+        Upstream::Http { authority, .. } => {
             Ok(super::forward::forward(ctx, route, authority, request).await?)
         }
     }
@@ -408,6 +408,16 @@ fn respond(
     };
     let cors = ctx.policy.map(|_| &ctx.decision);
     finish(&mut response, cors, &ctx.request_id, answered_by_engine);
+    // RFC 6797 section 7.2: only over a secure transport; this gateway's
+    // value replaces an upstream's (browsers read the first one only, 8.1).
+    if ctx.conn.https {
+        let tls = ctx.snapshot.gateway.settings.tls.as_ref();
+        if let Some(hsts) = tls.and_then(|t| t.hsts.as_ref()) {
+            response
+                .headers_mut()
+                .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.header.clone());
+        }
+    }
     if let Some(arrived) = ctx.arrived {
         let (cors, reason) = match (ctx.policy, ctx.decision.rejection()) {
             (None, _) => ("off", ""),
@@ -420,7 +430,7 @@ fn respond(
         let upstream = match ctx.route.map(|r| &r.upstream) {
             None => UpstreamName::None,
             Some(Upstream::Demo) => UpstreamName::Demo,
-            Some(Upstream::Http { authority }) => UpstreamName::Http(authority.clone()),
+            Some(Upstream::Http { authority, .. }) => UpstreamName::Http(authority.clone()),
         };
         let record = AccessRecord {
             arrived,
@@ -445,7 +455,7 @@ fn upstream_name(route: Option<&Route>) -> Cow<'static, str> {
     match route.map(|r| &r.upstream) {
         None => Cow::Borrowed(""),
         Some(Upstream::Demo) => Cow::Borrowed("builtin:demo"),
-        Some(Upstream::Http { authority }) => Cow::Owned(authority.as_str().to_owned()),
+        Some(Upstream::Http { authority, .. }) => Cow::Owned(authority.as_str().to_owned()),
     }
 }
 

@@ -84,7 +84,12 @@ fn reload_live(shared: &Arc<Shared>, only_if_changed: bool) -> ReloadOutcome {
         Ok(text) => text,
         Err(outcome) => return outcome,
     };
-    if last.as_deref() == Some(text.as_str()) {
+    // SIGHUP also reads the CA files and client certificates of https://
+    // upstreams again: a rotated client certificate takes effect without an
+    // edit to the configuration.
+    let unchanged = last.as_deref() == Some(text.as_str())
+        && (only_if_changed || !super::upstream_tls::changed(shared));
+    if unchanged {
         // Nothing to compile or swap: the running configuration is this file.
         // Said in the log, so that an operator who expected a change looks at
         // the file they edited (another path, an unsaved buffer).
@@ -151,7 +156,22 @@ fn reload_live(shared: &Arc<Shared>, only_if_changed: bool) -> ReloadOutcome {
         tracing::warn!("max_connections changed: restart corsgate to apply it");
     }
     let routes = gateway.routes.len();
-    let snapshot = Snapshot::new(gateway, &shared.metrics, Some(&previous));
+    // The CA files and client certificates of https:// upstreams: a file
+    // that does not load refuses the whole file, as an error in it would.
+    let connectors = match super::upstream_tls::connectors(&gateway, &shared.options.config_dir()) {
+        Ok(connectors) => connectors,
+        Err(found) => {
+            let errors = found.len();
+            let parsed = config::load::parse(&text);
+            for problem in found {
+                tracing::error!("{name}:{}", parsed.source.locate(problem));
+            }
+            tracing::error!(file = %name, "reload failed: an upstream's TLS files do not load; the previous configuration keeps running");
+            shared.metrics.reloaded(false);
+            return ReloadOutcome::Invalid { errors };
+        }
+    };
+    let snapshot = Snapshot::new(gateway, &shared.metrics, Some(&previous), &connectors);
     shared.snapshot.store(Arc::new(snapshot));
     *last = Some(text);
     shared.metrics.reloaded(true);

@@ -77,9 +77,9 @@ pub(crate) struct CertInfo {
 #[derive(Debug)]
 pub(crate) struct LoadError {
     /// `cert_file` or `key_file`.
-    key: &'static str,
-    file: String,
-    message: String,
+    pub(crate) key: &'static str,
+    pub(crate) file: String,
+    pub(crate) message: String,
 }
 
 impl std::fmt::Display for LoadError {
@@ -552,7 +552,7 @@ pub(crate) fn after_config_reload(shared: &Arc<Shared>) {
 ///
 /// ```
 /// use corsgate_config::tls::TlsSettings;
-/// let settings = TlsSettings { certificates: vec![], redirect_listen: None, acme: None };
+/// let settings = TlsSettings { certificates: vec![], redirect_listen: None, acme: None, hsts: None };
 /// let found = corsgate_gateway::check_certificates(&settings, std::path::Path::new("."), std::time::SystemTime::now());
 /// assert!(found.is_empty());
 /// ```

@@ -1,5 +1,6 @@
 //! Connections to upstreams: HTTP/1.1, kept alive in one pool per upstream and
-//! reused request after request.
+//! reused request after request; HTTP/2 (`h2c://`, or `https://` when the
+//! upstream picks `h2` by ALPN), one multiplexed connection per upstream.
 //!
 //! Each route holds its upstream's pool, so a request finds it without a lookup.
 //! A request takes the most recently returned idle connection that is ready for
@@ -14,6 +15,13 @@
 //! either; then it is refused (`503`). Idle connections are capped
 //! (`max_idle_per_upstream`, the least recently used goes first) and closed
 //! once unused for `upstream_idle_timeout`.
+//!
+//! HTTP/2 needs no pool: every request is a stream of the one connection,
+//! opened by the first request (the others wait for it rather than open
+//! their own) and opened again once the upstream closes it. It holds one
+//! permit; how many streams run at once is the upstream's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`. An `https://` upstream that picks
+//! `http/1.1` is pooled as an `http://` one, over TLS.
 //!
 //! The pool is generic over the request body and knows nothing of the
 //! gateway's body types: what it needs of a body, how far it has been sent, it
@@ -31,17 +39,60 @@ use http::{Request, Response};
 use http_body::Body;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 use super::metrics::Metrics;
+use super::upstream_tls::{ALPN_H2, Connector};
 use super::{BoxError, after};
 use corsgate_config::Settings;
 
-/// The port of an `http://` upstream written without one (RFC 9110 §4.2.1).
+/// The port of an `http://` or `h2c://` upstream written without one (RFC
+/// 9110 §4.2.1).
 const HTTP_DEFAULT_PORT: u16 = 80;
+/// The port of an `https://` upstream written without one (RFC 9110 §4.2.2).
+const HTTPS_DEFAULT_PORT: u16 = 443;
+
+/// How often an idle HTTP/2 upstream connection is pinged, and how long the
+/// answer may take: a connection that died silently (a dropped NAT entry, a
+/// host gone) is found and replaced before requests wait on it.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a pool speaks to its upstream: the scheme of the upstream's URL.
+#[derive(Debug, Clone)]
+pub(crate) enum Protocol {
+    /// `http://`: HTTP/1.1 over TCP.
+    Http1,
+    /// `h2c://`: HTTP/2 over TCP, prior knowledge (RFC 9113 section 3.3).
+    H2c,
+    /// `https://`: TLS; HTTP/2 or HTTP/1.1 as ALPN agrees.
+    Https(Arc<Connector>),
+}
+
+impl PartialEq for Protocol {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Protocol::Http1, Protocol::Http1) | (Protocol::H2c, Protocol::H2c) => true,
+            (Protocol::Https(a), Protocol::Https(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Protocol {
+    /// The URI scheme of a request sent over HTTP/2 (`:scheme`).
+    fn scheme(&self) -> http::uri::Scheme {
+        match self {
+            Protocol::Https(_) => http::uri::Scheme::HTTPS,
+            Protocol::Http1 | Protocol::H2c => http::uri::Scheme::HTTP,
+        }
+    }
+}
 
 /// What a request body must be for the pool to send it.
 pub(crate) trait SendBody:
@@ -139,6 +190,15 @@ impl PoolSettings {
 pub(crate) struct Pool<B> {
     authority: Authority,
     settings: PoolSettings,
+    protocol: Protocol,
+    /// The HTTP/2 connection, once one is open.
+    h2: Mutex<Option<H2Conn<B>>>,
+    /// Held while an HTTP/2 connection is opened, so that the requests that
+    /// arrive meanwhile wait for it instead of opening their own.
+    h2_connecting: tokio::sync::Mutex<()>,
+    /// An `https://` upstream whose last new connection picked `http/1.1`:
+    /// its requests go to the HTTP/1.1 pool without waiting on the gate above.
+    speaks_http1: std::sync::atomic::AtomicBool,
     /// One permit per open connection, held by the connection's task until the
     /// socket closes.
     permits: Arc<Semaphore>,
@@ -162,6 +222,30 @@ struct Idle<B> {
     since: Instant,
 }
 
+/// The HTTP/2 connection to an upstream: where streams are opened, and the
+/// task that drives it.
+struct H2Conn<B> {
+    sender: http2::SendRequest<B>,
+    task: AbortHandle,
+}
+
+impl<B> Drop for H2Conn<B> {
+    /// A connection replaced in its pool, or whose pool went with a reload,
+    /// closes once its streams end: hyper ends its task when the last sender
+    /// is gone. Aborted only if already closed.
+    fn drop(&mut self) {
+        if self.sender.is_closed() {
+            self.task.abort();
+        }
+    }
+}
+
+/// A new connection: HTTP/1.1 (pooled) or HTTP/2 (shared).
+enum Connected<B> {
+    Http1(Conn<B>),
+    Http2(H2Conn<B>),
+}
+
 impl<B> fmt::Debug for Pool<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pool")
@@ -172,10 +256,26 @@ impl<B> fmt::Debug for Pool<B> {
 }
 
 impl<B: SendBody> Pool<B> {
+    /// A pool to an `http://` upstream.
+    #[cfg_attr(not(any(test, feature = "bench")), allow(dead_code))]
     pub(crate) fn new(authority: Authority, settings: PoolSettings, metrics: Arc<Metrics>) -> Self {
+        Self::with_protocol(authority, settings, Protocol::Http1, metrics)
+    }
+
+    /// A pool to an upstream spoken to with `protocol`.
+    pub(crate) fn with_protocol(
+        authority: Authority,
+        settings: PoolSettings,
+        protocol: Protocol,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Pool {
             authority,
             settings,
+            protocol,
+            h2: Mutex::new(None),
+            h2_connecting: tokio::sync::Mutex::new(()),
+            speaks_http1: std::sync::atomic::AtomicBool::new(false),
             permits: Arc::new(Semaphore::new(settings.max_connections)),
             returned: Notify::new(),
             idle: Mutex::new(Vec::new()),
@@ -186,8 +286,18 @@ impl<B: SendBody> Pool<B> {
     /// Whether this pool connects and keeps connections the way a route of a
     /// new configuration would: then it survives the reload, connections
     /// included.
-    pub(crate) fn serves(&self, authority: &Authority, settings: &PoolSettings) -> bool {
-        self.authority == *authority && self.settings == *settings
+    pub(crate) fn serves(
+        &self,
+        authority: &Authority,
+        settings: &PoolSettings,
+        protocol: &Protocol,
+    ) -> bool {
+        self.authority == *authority && self.settings == *settings && self.protocol == *protocol
+    }
+
+    /// Whether this pool shakes hands with TLS as `connector` would.
+    pub(crate) fn connects_with(&self, connector: &Connector) -> bool {
+        matches!(&self.protocol, Protocol::Https(own) if **own == *connector)
     }
 
     pub(crate) fn authority(&self) -> &Authority {
@@ -207,12 +317,60 @@ impl<B: SendBody> Pool<B> {
         mut request: Request<B>,
         progress: Option<Arc<Progress>>,
     ) -> Result<(Response<Incoming>, Checkout<B>), UpstreamError> {
+        // A WebSocket handshake (the only request forwarded with `Upgrade`)
+        // needs an HTTP/1.1 connection of its own (RFC 6455; RFC 8441's
+        // HTTP/2 form is not spoken to upstreams).
+        let upgrade = request.headers().contains_key(http::header::UPGRADE);
+        if upgrade && matches!(self.protocol, Protocol::H2c) {
+            return Err(UpstreamError::Http2Upgrade);
+        }
         let mut deadline = None;
+        let mut retried_h2 = false;
         loop {
+            let h2_possible = !upgrade
+                && match self.protocol {
+                    Protocol::Http1 => false,
+                    Protocol::H2c => true,
+                    Protocol::Https(_) => !self.speaks_http1.load(Ordering::Relaxed),
+                };
+            let mut gate = None;
+            if h2_possible {
+                if let Some(sender) = self.live_h2() {
+                    match self.send_h2(sender, request, progress.clone()).await {
+                        Err((Some(unsent), _)) if !retried_h2 => {
+                            retried_h2 = true;
+                            request = unsent;
+                            continue;
+                        }
+                        other => return other.map_err(|(_, err)| err),
+                    }
+                }
+                gate = Some(self.h2_connecting.lock().await);
+                // Opened by another request while this one waited.
+                if let Some(sender) = self.live_h2() {
+                    drop(gate);
+                    return self
+                        .send_h2(sender, request, progress)
+                        .await
+                        .map_err(|(_, err)| err);
+                }
+            }
             let (Conn { mut sender, task }, reused) = match self.checkout(&mut deadline).await? {
                 Ready::Idle(conn) => (conn, true),
-                Ready::Permit(permit) => (self.connect(permit).await?, false),
+                Ready::Permit(permit) => match self.connect(permit, upgrade).await? {
+                    Connected::Http1(conn) => (conn, false),
+                    Connected::Http2(conn) => {
+                        let sender = conn.sender.clone();
+                        *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
+                        drop(gate);
+                        return self
+                            .send_h2(sender, request, progress)
+                            .await
+                            .map_err(|(_, err)| err);
+                    }
+                },
             };
+            drop(gate);
             if let Err(err) = sender.ready().await {
                 if reused {
                     continue;
@@ -223,7 +381,7 @@ impl<B: SendBody> Pool<B> {
                 Ok(response) => {
                     let checkout = Checkout {
                         pool: self.clone(),
-                        conn: Conn { sender, task },
+                        conn: Some(Conn { sender, task }),
                         progress,
                     };
                     return Ok((response, checkout));
@@ -235,6 +393,80 @@ impl<B: SendBody> Pool<B> {
                     _ => return Err(UpstreamError::Http(err.into_error())),
                 },
             }
+        }
+    }
+
+    /// The HTTP/2 connection, if one is open and not closing.
+    fn live_h2(&self) -> Option<http2::SendRequest<B>> {
+        let mut slot = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|c| c.sender.is_closed()) {
+            *slot = None;
+        }
+        slot.as_ref().map(|c| c.sender.clone())
+    }
+
+    /// A request as a stream of the HTTP/2 connection. The request comes back
+    /// when the connection refused it unsent (closing, or gone): then another
+    /// connection may take it.
+    #[allow(clippy::type_complexity)]
+    async fn send_h2(
+        self: &Arc<Self>,
+        mut sender: http2::SendRequest<B>,
+        mut request: Request<B>,
+        progress: Option<Arc<Progress>>,
+    ) -> Result<(Response<Incoming>, Checkout<B>), (Option<Request<B>>, UpstreamError)> {
+        // RFC 9113 section 8.3.1: `:scheme` and `:authority` from the
+        // absolute URI; the authority is the Host the upstream would have got
+        // over HTTP/1.1, and no Host header goes with it (section 8.3.1: they
+        // must not differ).
+        let authority = request
+            .headers_mut()
+            .remove(http::header::HOST)
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .unwrap_or_else(|| self.authority.clone());
+        let mut parts = std::mem::take(request.uri_mut()).into_parts();
+        parts.scheme = Some(self.protocol.scheme());
+        parts.authority = Some(authority);
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        match http::Uri::from_parts(parts) {
+            Ok(uri) => *request.uri_mut() = uri,
+            Err(_) => return Err((None, UpstreamError::BadTarget)),
+        }
+        *request.version_mut() = http::Version::HTTP_2;
+        if let Err(err) = sender.ready().await {
+            self.forget_h2(&sender);
+            return Err((Some(request), UpstreamError::Http(err)));
+        }
+        match sender.try_send_request(request).await {
+            Ok(response) => Ok((
+                response,
+                Checkout {
+                    pool: self.clone(),
+                    conn: None,
+                    progress,
+                },
+            )),
+            Err(mut err) => {
+                let unsent = err.take_message();
+                if unsent.is_some() {
+                    self.forget_h2(&sender);
+                }
+                Err((unsent, UpstreamError::Http(err.into_error())))
+            }
+        }
+    }
+
+    /// Drops the HTTP/2 connection of `sender` from the pool, if it is still
+    /// the pool's: the next request opens another.
+    fn forget_h2(&self, sender: &http2::SendRequest<B>) {
+        let mut slot = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot
+            .as_ref()
+            .is_some_and(|c| c.sender.is_closed() || sender.is_closed())
+        {
+            *slot = None;
         }
     }
 
@@ -331,14 +563,24 @@ impl<B: SendBody> Pool<B> {
             .len()
     }
 
-    async fn connect(&self, permit: OwnedSemaphorePermit) -> Result<Conn<B>, UpstreamError> {
+    /// Opens a connection: TCP, TLS for `https://`, then HTTP/1.1 or HTTP/2.
+    /// `http1_only` (a WebSocket handshake) offers only `http/1.1` by ALPN.
+    async fn connect(
+        &self,
+        permit: OwnedSemaphorePermit,
+        http1_only: bool,
+    ) -> Result<Connected<B>, UpstreamError> {
         let host = self.authority.host();
         // An IPv6 literal comes bracketed in an authority.
         let host = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
-        let port = self.authority.port_u16().unwrap_or(HTTP_DEFAULT_PORT);
+        let default_port = match self.protocol {
+            Protocol::Https(_) => HTTPS_DEFAULT_PORT,
+            Protocol::Http1 | Protocol::H2c => HTTP_DEFAULT_PORT,
+        };
+        let port = self.authority.port_u16().unwrap_or(default_port);
         let timeout = self.settings.connect_timeout;
         let stream = match tokio::time::timeout(timeout, TcpStream::connect((host, port))).await {
             Ok(Ok(stream)) => stream,
@@ -354,6 +596,46 @@ impl<B: SendBody> Pool<B> {
             }
         };
         let _ = stream.set_nodelay(true);
+        match &self.protocol {
+            Protocol::Http1 => Ok(Connected::Http1(Self::http1(stream, permit).await?)),
+            Protocol::H2c => Ok(Connected::Http2(Self::http2(stream, permit).await?)),
+            Protocol::Https(connector) => {
+                // The handshake has a connect_timeout of its own.
+                let stream = match tokio::time::timeout(
+                    timeout,
+                    connector.connect(stream, http1_only),
+                )
+                .await
+                {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(err)) => return Err(UpstreamError::Tls(err)),
+                    Err(_elapsed) => {
+                        return Err(UpstreamError::Tls(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!(
+                                "no TLS handshake within connect_timeout ({})",
+                                humantime::format_duration(timeout)
+                            ),
+                        )));
+                    }
+                };
+                if stream.get_ref().1.alpn_protocol() == Some(ALPN_H2) {
+                    self.speaks_http1.store(false, Ordering::Relaxed);
+                    Ok(Connected::Http2(Self::http2(stream, permit).await?))
+                } else {
+                    if !http1_only {
+                        self.speaks_http1.store(true, Ordering::Relaxed);
+                    }
+                    Ok(Connected::Http1(Self::http1(stream, permit).await?))
+                }
+            }
+        }
+    }
+
+    async fn http1<T>(stream: T, permit: OwnedSemaphorePermit) -> Result<Conn<B>, UpstreamError>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let (sender, connection) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -367,6 +649,28 @@ impl<B: SendBody> Pool<B> {
         })
         .abort_handle();
         Ok(Conn { sender, task })
+    }
+
+    async fn http2<T>(stream: T, permit: OwnedSemaphorePermit) -> Result<H2Conn<B>, UpstreamError>
+    where
+        T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_PING_INTERVAL)
+            .keep_alive_timeout(H2_PING_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Http)?;
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "upstream HTTP/2 connection ended with an error");
+            }
+        })
+        .abort_handle();
+        Ok(H2Conn { sender, task })
     }
 }
 
@@ -382,7 +686,8 @@ enum Ready<B> {
 /// [`abandon`]: Checkout::abandon
 pub(crate) struct Checkout<B: SendBody> {
     pool: Arc<Pool<B>>,
-    conn: Conn<B>,
+    /// `None` for a stream of an HTTP/2 connection, which is the pool's.
+    conn: Option<Conn<B>>,
     /// How far the request body has got; `None` for a request without one.
     progress: Option<Arc<Progress>>,
 }
@@ -396,7 +701,8 @@ impl<B: SendBody> Checkout<B> {
         if self.progress.as_ref().is_some_and(|p| !p.is_done()) {
             return self.abandon();
         }
-        let Checkout { pool, mut conn, .. } = self;
+        let Checkout { pool, conn, .. } = self;
+        let Some(mut conn) = conn else { return };
         if conn.sender.is_closed() {
             return;
         }
@@ -425,6 +731,8 @@ impl<B: SendBody> Checkout<B> {
     /// also abandons the client's body.
     pub(crate) fn abandon(self) {
         let Checkout { conn, progress, .. } = self;
+        // An HTTP/2 stream ends alone; the connection stays.
+        let Some(conn) = conn else { return };
         let Some(progress) = progress.filter(|p| !p.is_done()) else {
             return;
         };
@@ -477,6 +785,15 @@ pub(crate) enum UpstreamError {
     Busy(usize),
     /// The exchange failed on an open connection (or the request body did).
     Http(hyper::Error),
+    /// The TLS handshake with an `https://` upstream failed (its certificate
+    /// not trusted or not for its name, no client certificate where one is
+    /// required, no common version), or did not finish in time.
+    Tls(io::Error),
+    /// A WebSocket handshake to an `h2c://` upstream, which has no HTTP/1.1
+    /// connection to carry it.
+    Http2Upgrade,
+    /// The request's target could not be written as an HTTP/2 `:authority`.
+    BadTarget,
 }
 
 impl UpstreamError {
@@ -486,6 +803,28 @@ impl UpstreamError {
 
     pub(crate) fn is_busy(&self) -> bool {
         matches!(self, UpstreamError::Busy(_))
+    }
+
+    /// A failed handshake, or a TLS alert after it: with TLS 1.3 the client's
+    /// handshake is done before the upstream has checked its certificate,
+    /// so a missing or refused client certificate arrives as an alert on
+    /// the first read.
+    pub(crate) fn is_tls(&self) -> bool {
+        if matches!(self, UpstreamError::Tls(_)) {
+            return true;
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(cause) = source {
+            // io::Error::source skips the error it wraps: look inside.
+            let inner = cause
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref);
+            if cause.is::<rustls::Error>() || inner.is_some_and(|e| e.is::<rustls::Error>()) {
+                return true;
+            }
+            source = cause.source();
+        }
+        false
     }
 }
 
@@ -498,6 +837,11 @@ impl fmt::Display for UpstreamError {
                 "all {max} connections (max_upstream_connections) busy for upstream_queue_timeout"
             ),
             UpstreamError::Http(_) => f.write_str("HTTP exchange failed"),
+            UpstreamError::Tls(_) => f.write_str("TLS handshake failed"),
+            UpstreamError::Http2Upgrade => {
+                f.write_str("a WebSocket handshake cannot go to an h2c:// upstream (HTTP/2 only)")
+            }
+            UpstreamError::BadTarget => f.write_str("the request's host is no HTTP/2 authority"),
         }
     }
 }
@@ -506,8 +850,9 @@ impl std::error::Error for UpstreamError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             UpstreamError::Connect(err) => Some(err),
-            UpstreamError::Busy(_) => None,
+            UpstreamError::Busy(_) | UpstreamError::Http2Upgrade | UpstreamError::BadTarget => None,
             UpstreamError::Http(err) => Some(err),
+            UpstreamError::Tls(err) => Some(err),
         }
     }
 }

@@ -253,6 +253,13 @@ async fn provoke(kind: GatewayErrorKind) -> Option<(Gw, Parsed, &'static str)> {
             let answer = exchange(gw.addr, &get("/x", APP, "")).await;
             (gw, answer, APP)
         }
+        K::UpstreamTls => {
+            // An https:// upstream that answers in cleartext: no handshake.
+            let spy = Spy::ok().await;
+            let gw = gateway(&spy.url().replace("http://", "https://"), "").await;
+            let answer = exchange(gw.addr, &get("/x", APP, "")).await;
+            (gw, answer, APP)
+        }
         other => panic!("{other:?}: no way to provoke this kind in tests/phases.rs; add one"),
     };
     Some(answer)

@@ -145,18 +145,22 @@ fn foreign(text: &str) -> Option<(&'static str, &'static str)> {
 /// certificate, chain parses), and those expiring within 14 days, located at
 /// their `cert_file`/`key_file` in the file.
 fn certificates(checked: &mut config::Checked, text: &str, file: &Path) {
-    let Some(tls) = checked
-        .gateway
-        .as_ref()
-        .and_then(|g| g.settings.tls.clone())
-    else {
+    let Some(gateway) = checked.gateway.as_ref() else {
         return;
     };
     let base = file
         .parent()
         .filter(|dir| !dir.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let found = corsgate_gateway::check_certificates(&tls, base, std::time::SystemTime::now());
+    // The CA files and client certificates of https:// upstreams too.
+    let mut found = corsgate_gateway::check_upstream_tls(gateway, base);
+    if let Some(tls) = &gateway.settings.tls {
+        found.extend(corsgate_gateway::check_certificates(
+            tls,
+            base,
+            std::time::SystemTime::now(),
+        ));
+    }
     if found.is_empty() {
         return;
     }

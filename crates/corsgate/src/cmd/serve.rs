@@ -53,6 +53,27 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
             if errors == 1 { "" } else { "s" }
         );
     };
+    if let Some(path) = &args.config {
+        // The CA files and client certificates of https:// upstreams, every
+        // problem at its line, as `check` reports them.
+        let base = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let found = corsgate_gateway::check_upstream_tls(&gateway, base);
+        if !found.is_empty() {
+            let parsed = config::load::parse(&text);
+            let mut stderr = std::io::stderr().lock();
+            for problem in &found {
+                writeln!(stderr, "{name}:{}", parsed.source.locate(problem.clone()))?;
+            }
+            bail!(
+                "{name}: an upstream's TLS files do not load ({} error{}); nothing started",
+                found.len(),
+                if found.len() == 1 { "" } else { "s" }
+            );
+        }
+    }
     for problem in &gateway.warnings {
         tracing::warn!("{name}:{problem}");
     }
@@ -180,7 +201,10 @@ fn banner(
                 path: r.path.clone(),
                 host: r.host.clone(),
                 upstream: match &r.upstream {
-                    Upstream::Http { authority } => format!("http://{authority}"),
+                    Upstream::Http {
+                        authority,
+                        transport,
+                    } => format!("{}://{authority}", transport.scheme()),
                     Upstream::Demo => "builtin:demo".to_owned(),
                 },
                 cors_off: r.policy.is_none(),

@@ -35,6 +35,7 @@ pub mod bodyspy;
 pub mod pebble;
 pub mod rawup;
 pub mod tls;
+pub mod tlsup;
 
 /// Longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);

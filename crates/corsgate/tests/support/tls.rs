@@ -82,6 +82,25 @@ impl TestCa {
         }
     }
 
+    /// A client certificate (clientAuth) for `name`, valid from yesterday
+    /// for `days`: what an upstream that requires mTLS checks.
+    pub fn client_leaf(&self, name: &str, days: i64) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(days);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            chain_pem: format!("{}{}", cert.pem(), self.pem),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+            spki_pin: String::new(),
+        }
+    }
+
     /// A client configuration that trusts this authority only.
     pub fn client(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
         client_trusting(self.der.clone(), alpn)
