@@ -20,6 +20,7 @@
 #   bench/gateway.sh --duration 5 --runs 1   # a quick look
 #   bench/gateway.sh --access-log    # both servers write an access log line per request
 #   bench/gateway.sh --shadow        # corsgate also evaluates a shadow configuration
+#   bench/gateway.sh --tls           # both servers terminate TLS, same certificate
 #
 # Options: --duration SECONDS (1-30, default 10), --runs N (1-5, default 3),
 # --connections N (1-256, default 32), --record, --no-build, --corsgate PATH
@@ -30,6 +31,10 @@
 # configuration identical to the live one, the worst case: every request is
 # decided twice and compared, with no divergence; checked through /shadow and
 # corsgate_shadow_requests_total on an admin listener of its own).
+# --tls (corsgate and nginx both terminate TLS 1.3
+# with the same ECDSA P-256 certificate, made with openssl at start; wrk speaks
+# https with keep-alive, and a third case, (c) handshakes, sends each preflight
+# on a new connection with a full handshake: `Connection: close`).
 # Needs nginx, wrk, taskset, curl and python3 (scripts/install-test-deps.sh
 # installs nginx and wrk).
 set -euo pipefail
@@ -41,6 +46,7 @@ connections=32
 record=false
 access_log=false
 shadow=false
+tls=false
 build=true
 corsgate=
 command_line="bench/gateway.sh${*:+ $*}"
@@ -58,6 +64,7 @@ while [ $# -gt 0 ]; do
         --record) record=true ;;
         --access-log) access_log=true ;;
         --shadow) shadow=true ;;
+        --tls) tls=true ;;
         --no-build) build=false ;;
         --corsgate) [ -x "${2:-}" ] || { echo "--corsgate needs an executable" >&2; exit 2; }; corsgate=$(realpath "$2"); shift ;;
         -h | --help) usage; exit 0 ;;
@@ -128,6 +135,26 @@ if $access_log; then
         { echo "nginx.conf: no 'access_log off;' line to turn on" >&2; exit 2; }
 fi
 
+scheme=http
+if $tls; then
+    command -v openssl >/dev/null || { echo "--tls needs openssl" >&2; exit 2; }
+    scheme=https
+    # One certificate for both servers: ECDSA P-256, as an ACME CA issues by
+    # default, for the address wrk connects to.
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+        -keyout "$work/tls.key" -out "$work/tls.pem" 2>/dev/null
+    chmod 644 "$work/tls.key"
+    printf '\n[server.tls]\ncertificates = [{ cert_file = "%s", key_file = "%s" }]\n' \
+        "$work/tls.pem" "$work/tls.key" >>"$work/corsgate.toml"
+    # TLS 1.2 and 1.3 on both, as corsgate; with wrk both negotiate 1.3.
+    # Session resumption is each server's default (wrk does not resume).
+    sed -i "s#^        listen 127.0.0.1:$nginx_port reuseport;#        listen 127.0.0.1:$nginx_port reuseport ssl;\n        ssl_certificate $work/tls.pem;\n        ssl_certificate_key $work/tls.key;\n        ssl_protocols TLSv1.2 TLSv1.3;#" \
+        "$work/nginx.conf"
+    grep -q "ssl_certificate $work/tls.pem;" "$work/nginx.conf" ||
+        { echo "nginx.conf: no 'listen @LISTEN@ reuseport;' line to add TLS to" >&2; exit 2; }
+fi
+
 clk_tck=$(getconf CLK_TCK)
 
 # Waits up to 5 s for a TCP port on 127.0.0.1 to accept connections.
@@ -182,7 +209,9 @@ peak_rss_kib() {
 # The answers the benchmark counts on, checked once per server before any load.
 check_answers() { # NAME PORT
     local name=$1 port=$2 head
-    head=$(curl -sS -o /dev/null -D - -X OPTIONS "http://127.0.0.1:$port/api/items" \
+    local tls_args=()
+    $tls && [ "$name" != direct ] && tls_args=(--cacert "$work/tls.pem")
+    head=$(curl -sS --http1.1 "${tls_args[@]}" -o /dev/null -D - -X OPTIONS "$(url_of "$name" "$port")" \
         -H 'Origin: https://app.example.com' \
         -H 'Access-Control-Request-Method: PUT' \
         -H 'Access-Control-Request-Headers: authorization,content-type' | tr -d '\r')
@@ -194,7 +223,7 @@ check_answers() { # NAME PORT
         grep -qi '^access-control-max-age: 3600$' <<<"$head" &&
         grep -qi '^vary: .*origin' <<<"$head" ||
         { printf '%s: unexpected preflight answer:\n%s\n' "$name" "$head" >&2; exit 1; }
-    head=$(curl -sS -o "$work/body" -D - "http://127.0.0.1:$port/api/items" \
+    head=$(curl -sS --http1.1 "${tls_args[@]}" -o "$work/body" -D - "$(url_of "$name" "$port")" \
         -H 'Origin: https://app.example.com' | tr -d '\r')
     grep -q '^HTTP/1.1 200' <<<"$head" &&
         grep -qi '^access-control-allow-origin: https://app.example.com$' <<<"$head" &&
@@ -202,6 +231,16 @@ check_answers() { # NAME PORT
         grep -qi '^vary: .*origin' <<<"$head" &&
         grep -q '"items"' "$work/body" ||
         { printf '%s: unexpected GET answer:\n%s\n' "$name" "$head" >&2; exit 1; }
+}
+
+# The URL of a server: https for corsgate and nginx with --tls, http for the
+# upstream (direct).
+url_of() { # SERVER PORT
+    if [ "$1" = direct ]; then
+        echo "http://127.0.0.1:$2/api/items"
+    else
+        echo "$scheme://127.0.0.1:$2/api/items"
+    fi
 }
 
 # Starts the server under test on core 0; sets server_pids (the processes whose
@@ -266,7 +305,7 @@ run() { # CASE SERVER RUN
         curl -sS "http://127.0.0.1:$admin_port/shadow" | grep -q '"generation": 1' ||
             { echo "corsgate: the shadow configuration is not running" >&2; exit 1; }
     fi
-    url="http://127.0.0.1:$port/api/items"
+    url=$(url_of "$server" "$port")
     # Warm-up: connections, pools and caches, outside the measured window.
     taskset -c "$CLIENT_CORE" wrk -t1 -c"$connections" -d1s -s "bench/gateway/$case.lua" "$url" >/dev/null
     before=$(cpu_ticks "${server_pids[@]}")
@@ -329,7 +368,9 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 echo "gateway benchmark: ${duration}s x $runs runs x 5 (case, server) pairs, $connections connections" >&2
 for n in $(seq "$runs"); do
-    for case in preflight get; do
+    cases="preflight get"
+    $tls && cases="preflight get handshake"
+    for case in $cases; do
         servers="corsgate nginx"
         [ "$case" = get ] && servers="corsgate nginx direct"
         for server in $servers; do
@@ -352,6 +393,9 @@ machine="$work/machine.md"
     echo "- $("$nginx" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(rustc -V)"
     echo "- started $started_at; load average $load_before before, $load_after after (the machine is shared: other processes may run on either core)"
     echo "- ${duration} s per run after a 1 s warm-up, $runs runs, $connections connections, one wrk thread"
+    if $tls; then
+        echo "- TLS on both servers: $(openssl version | cut -d' ' -f1-2) for wrk and nginx, rustls (aws-lc-rs) for corsgate; an ECDSA P-256 certificate; TLS 1.3 negotiated; (c) opens a connection with a full handshake per request"
+    fi
     if $access_log; then
         echo "- access logs on: corsgate's (text, to a file) and nginx's (combined, to a file)"
     else

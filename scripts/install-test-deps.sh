@@ -68,6 +68,9 @@ need /usr/bin/firefox-esr firefox-esr
 # a virtual X display of its own.
 need /usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser webkit2gtk-driver
 need /usr/bin/Xvfb xvfb
+# The system's root store (tests/upstream_tls.rs: an https:// upstream without
+# ca_file is verified against it, and a test CA is not in it).
+need /usr/sbin/update-ca-certificates ca-certificates
 
 if ! command -v npm >/dev/null 2>&1; then
   echo "install-test-deps: npm is missing (Node >= 20 is needed for browser/)" >&2

@@ -11,6 +11,7 @@ import sys
 CASES = {
     "preflight": "(a) allowed preflights, answered by the proxy",
     "get": "(b) allowed GETs, proxied to the upstream",
+    "handshake": "(c) preflights, each on a new TLS connection (--tls)",
 }
 SERVERS = ["corsgate", "nginx", "direct"]
 SERVER_NAMES = {"corsgate": "corsgate", "nginx": "nginx", "direct": "upstream directly"}
