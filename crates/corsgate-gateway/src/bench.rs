@@ -1,6 +1,7 @@
 //! The upstream pool on its own, for `benches/pool.rs` (cargo feature `bench`,
 //! off by default): the bench compares it with hyper-util's pooled client on
-//! the same loopback upstream (`bench/pool.sh`). Not an API.
+//! the same loopback upstream (`bench/pool.sh`). And the listener's TLS
+//! configuration, for `examples/tls_handshake.rs`. Not an API.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,4 +62,27 @@ impl PoolClient {
         checkout.release();
         Ok(body)
     }
+}
+
+/// The rustls configuration of an https listener serving one certificate
+/// (PEM files), built as `[server.tls]` builds it.
+pub fn tls_server_config(
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+) -> Result<Arc<rustls::ServerConfig>, crate::Error> {
+    let settings = corsgate_config::tls::TlsSettings {
+        certificates: vec![corsgate_config::tls::CertificateFiles {
+            cert_file: cert_file.to_owned(),
+            key_file: key_file.to_owned(),
+        }],
+        redirect_listen: None,
+        acme: None,
+        hsts: None,
+    };
+    let tls = crate::tls::Tls::new(
+        &settings,
+        std::path::PathBuf::from("."),
+        Arc::new(Metrics::default()),
+    )?;
+    Ok(tls.server_config())
 }

@@ -56,13 +56,21 @@ pub(crate) async fn forward(
 
     // `TE: trailers` says the client takes trailers; gRPC servers look for it
     // (and HTTP/2 allows no other TE, RFC 9113 section 8.2.2). TE is
-    // hop-by-hop, so the gateway says it again for itself: it passes trailers
-    // on to such a client.
-    let trailers = parts.headers.get_all(http::header::TE).iter().any(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
-    });
+    // hop-by-hop, so to the upstreams gRPC runs on (HTTP/2 ones) the gateway
+    // says it again for itself: it passes trailers on to such a client.
+    let http2 = matches!(
+        route.upstream,
+        corsgate_config::Upstream::Http {
+            transport: corsgate_config::Transport::H2c | corsgate_config::Transport::Https(_),
+            ..
+        }
+    );
+    let trailers = http2
+        && parts.headers.get_all(http::header::TE).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+        });
     headers::strip_hop_by_hop(&mut parts.headers);
     if trailers {
         parts

@@ -361,6 +361,12 @@ impl Tls {
         })
     }
 
+    /// The rustls configuration handshakes are made with.
+    #[cfg(feature = "bench")]
+    pub(crate) fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.acceptor.config().clone()
+    }
+
     /// Loads the certificates again (from `settings`, which a configuration
     /// reload may have changed) and swaps them in if every one loads. With
     /// `settled`, the files are read twice a debounce apart and must agree: a
