@@ -280,10 +280,11 @@ fn time(at: SystemTime) -> String {
 
 /// `GET /routes`.
 fn routes(snapshot: &Snapshot) -> Value {
-    let routes: Vec<Value> = snapshot
-        .gateway
-        .routes
-        .iter()
+    // In file order (the table keeps them in matching order).
+    let mut list: Vec<&corsgate_config::Route> = snapshot.gateway.routes.iter().collect();
+    list.sort_by_key(|route| route.index);
+    let routes: Vec<Value> = list
+        .into_iter()
         .map(|route| {
             let upstream = match &route.upstream {
                 corsgate_config::Upstream::Http { authority } => format!("http://{authority}"),
