@@ -226,7 +226,7 @@ function renderRefusals(log) {
       'tr',
       null,
       td(entry.count_error ? `${entry.count} ±${entry.count_error}` : entry.count, 'num'),
-      td(entry.route, 'mono'),
+      td(entry.route, 'mono nowrap'),
       td(entry.origin, 'mono origin'),
       td(entry.reason, 'mono'),
       el('td', null, el('div', { cls: 'mono', text: requestText(entry.last) }), el('div', { cls: 'muted', text: `id ${entry.last.request_id}` })),
