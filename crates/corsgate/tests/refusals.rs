@@ -779,3 +779,66 @@ async fn refusal_log_stays_bounded_under_a_flood_of_distinct_origins() {
         "the gateway exited"
     );
 }
+
+/// Every series the Grafana dashboard and the documented alert query, and
+/// every label value they name, is one the gateway exports.
+#[tokio::test]
+async fn grafana_dashboard_and_alert_query_only_exported_series() {
+    let gw = Gw::start(&config("", CORS, &route("/api", "http://127.0.0.1:9", ""))).await;
+    let metrics = send("GET", &gw.admin_url("/metrics"), &[]).await.text();
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let dashboard: Value =
+        serde_json::from_str(&std::fs::read_to_string(docs.join("grafana/corsgate.json")).unwrap())
+            .unwrap();
+    let mut exprs: Vec<String> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    for annotation in dashboard["annotations"]["list"].as_array().unwrap() {
+        if let Some(expr) = annotation["expr"].as_str() {
+            exprs.push(expr.to_owned());
+        }
+    }
+    assert!(exprs.len() > 10, "{exprs:?}");
+    let page = std::fs::read_to_string(docs.join("dashboard.md")).unwrap();
+    let alert = page
+        .split("```yaml")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the alert rule in docs/dashboard.md");
+    exprs.push(alert.to_owned());
+    for expr in &exprs {
+        for (at, _) in expr.match_indices("corsgate_") {
+            let name: String = expr[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            assert!(
+                metrics.contains(&format!("\n{name}{{")) || metrics.contains(&format!("\n{name} ")),
+                "{name} (in {expr}) is not exported"
+            );
+        }
+        for label in ["decision", "kind", "result", "reason"] {
+            for (at, _) in expr.match_indices(&format!("{label}=\"")) {
+                let values = expr[at + label.len() + 2..].split('"').next().unwrap();
+                for value in values.split('|') {
+                    assert!(
+                        metrics.contains(&format!("{label}=\"{value}\"")),
+                        "{label}=\"{value}\" (in {expr}) is never exported"
+                    );
+                }
+            }
+            for (at, _) in expr.match_indices(&format!("{label}=~\"")) {
+                let values = expr[at + label.len() + 3..].split('"').next().unwrap();
+                for value in values.split('|') {
+                    assert!(
+                        metrics.contains(&format!("{label}=\"{value}\"")),
+                        "{label}=~ {value} (in {expr}) is never exported"
+                    );
+                }
+            }
+        }
+    }
+}
