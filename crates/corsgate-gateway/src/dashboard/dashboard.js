@@ -319,6 +319,12 @@ async function explain(event) {
     const parts = [verdict];
     if (result.route) parts.push(el('div', { cls: 'muted', text: `route: ${result.route}` }));
     if (result.console_message) parts.push(el('div', null, 'Chromium prints: ', el('span', { cls: 'mono', text: result.console_message })));
+    for (const engine of result.engines || []) {
+      const line = el('div', { cls: 'muted' }, `${engine.engine}: ${engine.verdict || 'not predicted'}`);
+      if ((engine.console_messages || []).length) line.append(' — ', el('span', { cls: 'mono', text: engine.console_messages[0] }));
+      else if (engine.note) line.append(` (${engine.note})`);
+      parts.push(line);
+    }
     if ((result.fixes || []).length) parts.push(renderFix({ verdict: result.verdict, fixes: result.fixes }));
     for (const note of result.notes || []) parts.push(el('div', { cls: 'muted', text: `note: ${note}` }));
     const raw = el('details', null, el('summary', { text: 'JSON' }), el('pre', { cls: 'mono', text: JSON.stringify(result, null, 2) }));
