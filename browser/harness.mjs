@@ -127,6 +127,11 @@ async function runStep(session, step, timeoutMs) {
     case 'eval':
       // An expression (or an async IIFE) evaluated in the page.
       return { ok: true, value: await session.evaluateExpression(step.expression) };
+    case 'screenshot':
+      // A PNG of the page as it is now, at step.path (fullPage: the whole page).
+      mkdirSync(dirname(step.path), { recursive: true });
+      await session.screenshot(step.path, !!step.fullPage);
+      return { ok: true, path: step.path };
     default:
       return { ok: false, error: `unknown step kind ${JSON.stringify(kind)}` };
   }

@@ -264,6 +264,7 @@ function session(context, page, rec) {
     },
     evaluate: (fn, arg) => page.evaluate(fn, arg),
     evaluateExpression: (expression) => page.evaluate(expression),
+    screenshot: (path, fullPage) => page.screenshot({ path, fullPage }),
     addCookies: (cookies) => context.addCookies(cookies),
     cookies: (urls) => context.cookies(urls),
     settle: (_step, _result, ms) => sleep(ms),

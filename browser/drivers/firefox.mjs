@@ -250,6 +250,7 @@ function session(context, page, rec, forget) {
     },
     evaluate: (fn, arg) => page.evaluate(fn, arg),
     evaluateExpression: (expression) => page.evaluate(expression),
+    screenshot: (path, fullPage) => page.screenshot({ path, fullPage }),
     addCookies: (cookies) => page.setCookie(...cookies),
     cookies: (urls) => page.cookies(...urls),
     async settle(step, result, ms) {

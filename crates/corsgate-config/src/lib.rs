@@ -57,6 +57,10 @@ pub struct GatewayConfig {
     pub effective: FileConfig,
     /// What `check` would print as warnings; the file still loads.
     pub warnings: Vec<Located>,
+    /// The file as written, before defaults and inheritance: where explain's
+    /// fixes go (a key a route sets itself, or one it inherits), for the
+    /// admin listener's `/explain` and `/refusals`.
+    pub source: FileConfig,
 }
 
 /// Listener, timeout and limit settings.
@@ -206,6 +210,7 @@ pub fn check(text: &str) -> Checked {
     }
     if let Some(gateway) = &mut gateway {
         gateway.warnings = problems.clone();
+        gateway.source = parsed.config.unwrap_or_default();
     }
     Checked { gateway, problems }
 }
@@ -477,6 +482,8 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
         routes,
         effective,
         warnings: Vec::new(),
+        // Moved in by `check`, which owns the parsed file.
+        source: FileConfig::default(),
     };
     (Some(gateway), diagnostics)
 }

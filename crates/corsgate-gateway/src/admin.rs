@@ -40,6 +40,8 @@ const ADMIN_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves until aborted: the admin listener outlives the main one during a
 /// drain, so that `/readyz` can say the gateway is going away.
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    // The dashboard's per-interval history, for as long as this listener runs.
+    let _history = super::dashboard::History::start(&shared);
     let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
     let mut accept_errors = AcceptErrors::new(
         "admin accept failed (out of file descriptors? see RLIMIT_NOFILE and max_connections)",
@@ -65,7 +67,11 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                     // The registry's endpoints first (registry_admin.rs).
                     let response = match super::registry_admin::route(&shared, request).await {
                         Ok(response) => response,
-                        Err(request) => answer(&shared, &request),
+                        // The dashboard and its data (dashboard/mod.rs).
+                        Err(request) => match super::dashboard::route(&shared, request).await {
+                            Ok(response) => response,
+                            Err(request) => answer(&shared, &request),
+                        },
                     };
                     Ok::<_, Infallible>(response)
                 }

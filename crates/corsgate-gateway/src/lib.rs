@@ -30,6 +30,7 @@ mod admin;
 pub mod bench;
 mod body;
 mod conn;
+mod dashboard;
 #[cfg(feature = "demo")]
 mod demo;
 mod error;
@@ -40,6 +41,7 @@ mod headers;
 mod identify;
 mod metrics;
 mod proxy;
+mod refusals;
 mod registry_admin;
 mod reload;
 mod shadow;
@@ -349,6 +351,10 @@ pub(crate) struct Shared {
     pub(crate) registry: Option<Arc<corsgate_registry::Registry>>,
     /// The shadow configuration, when one is asked for (shadow.rs).
     pub(crate) shadow: shadow::Shadow,
+    /// Recent refusals, for `GET /refusals` and the dashboard.
+    pub(crate) refusals: refusals::RefusalLog,
+    /// The dashboard's request history and explain's cache key.
+    pub(crate) dashboard: dashboard::State,
 }
 
 impl Shared {
@@ -448,6 +454,8 @@ impl Server {
             tls,
             registry,
             shadow: shadow::Shadow::default(),
+            refusals: refusals::RefusalLog::default(),
+            dashboard: dashboard::State::default(),
         });
         shadow::start(&shared);
         Ok(Server {

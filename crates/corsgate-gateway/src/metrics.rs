@@ -492,6 +492,65 @@ impl Metrics {
     }
 }
 
+/// Requests counted for one route, summed over the CORS classes: what the
+/// admin dashboard shows (`GET /stats`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct RequestCounts {
+    pub(crate) allowed: u64,
+    pub(crate) pass: u64,
+    /// One count per [`RejectionReason::ALL`], in its order.
+    pub(crate) rejected: [u64; REASONS],
+}
+
+impl RequestCounts {
+    /// Adds `other` to these counts.
+    pub(crate) fn add(&mut self, other: &RequestCounts) {
+        self.allowed += other.allowed;
+        self.pass += other.pass;
+        for (mine, theirs) in self.rejected.iter_mut().zip(other.rejected) {
+            *mine += theirs;
+        }
+    }
+}
+
+impl RouteStats {
+    /// This route's counts so far (relaxed reads: a scrape's view).
+    pub(crate) fn counts(&self) -> RequestCounts {
+        let mut counts = RequestCounts::default();
+        for class in 0..CLASSES.len() {
+            let at = |slot: usize| {
+                self.requests
+                    .get(class * SLOTS + slot)
+                    .map_or(0, |c| c.load(Relaxed))
+            };
+            counts.allowed += at(ALLOWED);
+            counts.pass += at(PASS);
+            for (i, count) in counts.rejected.iter_mut().enumerate() {
+                *count += at(2 + i);
+            }
+        }
+        counts
+    }
+}
+
+impl Metrics {
+    /// Every route's counts, in the order routes were first seen, then
+    /// `unmatched`.
+    pub(crate) fn request_counts(&self) -> Vec<(String, RequestCounts)> {
+        let mut routes: Vec<Arc<RouteStats>> = self
+            .routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .list
+            .clone();
+        routes.push(self.unmatched.clone());
+        routes
+            .iter()
+            .map(|r| (r.name.clone(), r.counts()))
+            .collect()
+    }
+}
+
 /// The metrics of `[server.tls]`; rendered only when it is configured.
 #[derive(Debug, Default)]
 struct TlsMetrics {

@@ -277,6 +277,7 @@ fn decide(ctx: &mut RequestCtx<'_>, request: &Request<Incoming>, decided: Option
             request,
             &ctx.request_id,
         );
+        ctx.conn.shared.refusals.record(ctx, request);
     }
 }
 

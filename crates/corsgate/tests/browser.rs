@@ -21,6 +21,8 @@
 
 mod support;
 
+#[path = "browser/dashboard.rs"]
+mod dashboard;
 #[path = "browser/explain.rs"]
 mod explain;
 #[path = "browser/harness.rs"]
