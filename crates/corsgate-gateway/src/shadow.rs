@@ -124,6 +124,9 @@ struct Divergences {
 pub(crate) struct Shadow {
     current: ArcSwapOption<Candidate>,
     source: Mutex<Source>,
+    /// The candidate file asked for, for the admin listener: kept apart from
+    /// `source`, which a reload holds through its debounce and compile.
+    asked: Mutex<Option<PathBuf>>,
     divergences: Mutex<Divergences>,
     /// Requests the candidate decided, since start.
     evaluated: AtomicU64,
@@ -382,10 +385,9 @@ impl Shadow {
 
     /// Whether a shadow configuration is asked for (loaded or not).
     fn configured(&self) -> Option<PathBuf> {
-        self.source
+        self.asked
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .path
             .clone()
     }
 }
@@ -452,6 +454,11 @@ pub(crate) fn after_live_reload(shared: &Arc<Shared>, reread: bool) {
             tracing::info!(file = %old.display(), "shadow configuration no longer asked for: its evaluation stops");
         }
         source.path = wanted.clone();
+        *shared
+            .shadow
+            .asked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = wanted.clone();
         source.text = None;
         source.watcher = None;
         shared.shadow.current.store(None);

@@ -664,3 +664,22 @@ async fn with_an_admin_token_shadow_needs_it() {
     let answer = send("GET", &url, &[("authorization", "Bearer s3cret-token")]).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
 }
+
+#[test]
+fn an_empty_shadow_config_is_refused_with_its_place() {
+    let text = "[server]\nshadow_config = \"\"\n\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n";
+    let checked = corsgate_config::check(text);
+    assert!(checked.gateway.is_none());
+    let lines: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with("2:17: server.shadow_config: error"),
+        "{lines:#?}"
+    );
+    let text = text.replace("\"\"", "\"candidate.toml\"");
+    let gateway = corsgate_config::check(&text).gateway.unwrap();
+    assert_eq!(
+        gateway.settings.shadow_config.as_deref(),
+        Some(std::path::Path::new("candidate.toml"))
+    );
+}
