@@ -287,7 +287,10 @@ fn routes(snapshot: &Snapshot) -> Value {
         .into_iter()
         .map(|route| {
             let upstream = match &route.upstream {
-                corsgate_config::Upstream::Http { authority } => format!("http://{authority}"),
+                corsgate_config::Upstream::Http {
+                    authority,
+                    transport,
+                } => format!("{}://{authority}", transport.scheme()),
                 corsgate_config::Upstream::Demo => "builtin:demo".to_owned(),
             };
             let cors = match &route.policy {
