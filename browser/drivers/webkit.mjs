@@ -715,6 +715,10 @@ function session(b) {
       // been read, and is the step's.
       await b.command({ type: 'mark' });
     },
+    // MiniBrowser without WebDriver has no way to hand out its pixels.
+    async screenshot() {
+      throw new Error('the WebKit driver takes no screenshots (MiniBrowser without WebDriver has no API for it)');
+    },
     requests: (step) => b.requestsOf(step),
     console: () => b.console.map((c) => ({ ...c })),
     close: () => b.close(),
