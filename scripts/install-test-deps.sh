@@ -81,8 +81,10 @@ browser_modules_present() {
   node -e 'const d = require("./browser/package.json").dependencies || {};
     process.exit(Object.keys(d).every((m) => require("fs").existsSync("browser/node_modules/" + m)) ? 0 : 1)'
 }
+# A node_modules that is a symlink is shared with other checkouts: never wiped
+# by `npm ci` from here while it has every package.
 if ! browser_modules_present ||
-  [ browser/package-lock.json -nt browser/node_modules ]; then
+  { [ ! -L browser/node_modules ] && [ browser/package-lock.json -nt browser/node_modules ]; }; then
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1 npm ci --prefix browser --no-audit --no-fund --loglevel=error >/dev/null
   touch browser/node_modules
   echo "installed browser/node_modules (npm ci)"
