@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::harness::{self, Mode, Scenario, Step};
+use corsgate_explain::Engine;
+
+use crate::harness::{self, Mode, Run, Scenario, Step};
 use crate::support::{self, Gw, Spy, TempDir, config, route};
 
 /// What the hostile page's origin says, as far as an `Origin` header can
@@ -29,7 +31,7 @@ fn wait_then(test: &str, value: &str) -> Step {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_chromium_shows_refusals_fixes_and_explain_as_text() {
-    harness::require_browser();
+    harness::require_browser(Engine::Chromium);
     let spy = Spy::ok().await;
     let cors = "allow_origins = [\"https://app.example.com\"]\nallow_methods = [\"PUT\"]\n";
     let gw = Gw::start(&config("", cors, &route("/api", &spy.url(), ""))).await;
@@ -87,7 +89,15 @@ async fn dashboard_in_chromium_shows_refusals_fixes_and_explain_as_text() {
     let dir = TempDir::new("dashboard-browser");
     let path = dir.path().to_owned();
     let results = tokio::task::spawn_blocking(move || {
-        harness::run(&path, Mode::Default, &[scenario], Duration::from_secs(60))
+        harness::run(
+            &path,
+            Run {
+                engine: Engine::Chromium,
+                mode: Mode::Default,
+            },
+            &[scenario],
+            Duration::from_secs(60),
+        )
     })
     .await
     .unwrap();
