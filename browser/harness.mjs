@@ -129,6 +129,7 @@ async function runStep(session, step, timeoutMs) {
       return { ok: true, value: await session.evaluateExpression(step.expression) };
     case 'screenshot':
       // A PNG of the page as it is now, at step.path (fullPage: the whole page).
+      if (!session.screenshot) return { ok: false, error: `the ${browser.engine} driver takes no screenshot` };
       mkdirSync(dirname(step.path), { recursive: true });
       await session.screenshot(step.path, !!step.fullPage);
       return { ok: true, path: step.path };
