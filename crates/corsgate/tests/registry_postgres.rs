@@ -328,4 +328,22 @@ async fn an_invalid_origin_written_by_hand_drops_only_that_entry() {
     assert!(!allowed(&gw, "https://App.example.com", "byhand").await);
     assert_eq!(metric(&gw, "corsgate_registry_invalid_entries").await, "1");
     assert_eq!(metric(&gw, "corsgate_registry_origins").await, "1");
+    // The command line finds it too, straight in the database.
+    let url = pg.url("registry");
+    let check = tokio::task::spawn_blocking(move || {
+        support::binary::run(
+            &["registry", "check", "--database", &url],
+            Duration::from_secs(15),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(check.code, Some(1), "{check:?}");
+    assert!(
+        check
+            .stdout
+            .contains("clients[\"byhand\"].allowed_origins[0]"),
+        "{check:?}"
+    );
+    assert!(check.stdout.contains("1 clients, 1 invalid stored origins"));
 }
