@@ -168,6 +168,10 @@ async fn each_change_through_the_admin_api_decides_the_next_request() {
 
     let list = s.clients(&["list"]).await;
     assert_eq!(ok(&list), "spa\tMy SPA\thttps://two.example\n");
+    let json = s.clients(&["list", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_str(ok(&json)).unwrap();
+    assert_eq!(json["clients"][0]["id"], "spa");
+    assert!(json["revision"].as_i64().unwrap() >= 3, "{json}");
     let get = s.clients(&["get", "spa"]).await;
     let got: serde_json::Value = serde_json::from_str(ok(&get)).unwrap();
     assert_eq!(

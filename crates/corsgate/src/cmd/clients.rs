@@ -308,17 +308,22 @@ impl Registry {
         Ok(Registry::Admin(Admin::new(url, token)?))
     }
 
-    fn list(&self) -> Result<Vec<ClientRecord>> {
+    /// Every client, and the registry revision they are at.
+    fn list(&self) -> Result<(i64, Vec<ClientRecord>)> {
         match self {
-            Registry::Direct(store) => Ok(store.load().map_err(anyhow::Error::new)?.clients),
+            Registry::Direct(store) => {
+                let loaded = store.load().map_err(anyhow::Error::new)?;
+                Ok((loaded.revision, loaded.clients))
+            }
             Registry::Admin(admin) => {
                 let answer = admin.send(Method::GET, "/clients", None, None)?;
                 if answer.status != StatusCode::OK {
                     return Err(answer.problem());
                 }
                 let mut body = answer.json()?;
-                serde_json::from_value(body["clients"].take())
-                    .context("the admin API's client list is not what this corsgate reads")
+                let clients = serde_json::from_value(body["clients"].take())
+                    .context("the admin API's client list is not what this corsgate reads")?;
+                Ok((body["revision"].as_i64().unwrap_or_default(), clients))
             }
         }
     }
@@ -621,10 +626,13 @@ fn read_import(file: &Path, format: ImportFormat) -> Result<Result<Vec<Exported>
 pub fn run_clients(command: &ClientsCommand, out: &mut dyn Write) -> Result<Outcome> {
     match command {
         ClientsCommand::List { target, json } => {
-            let mut clients = Registry::open(target, false)?.list()?;
+            let (revision, mut clients) = Registry::open(target, false)?.list()?;
             clients.sort_by(|a, b| a.id.cmp(&b.id));
             if *json {
-                serde_json::to_writer_pretty(&mut *out, &clients)?;
+                serde_json::to_writer_pretty(
+                    &mut *out,
+                    &serde_json::json!({"revision": revision, "clients": clients}),
+                )?;
                 writeln!(out)?;
             } else {
                 for client in &clients {
@@ -785,7 +793,7 @@ pub fn run_clients(command: &ClientsCommand, out: &mut dyn Write) -> Result<Outc
             Ok(Outcome::Clean)
         }
         ClientsCommand::Export { target } => {
-            let mut clients = Registry::open(target, false)?.list()?;
+            let (_, mut clients) = Registry::open(target, false)?.list()?;
             clients.sort_by(|a, b| a.id.cmp(&b.id));
             let exported: Vec<serde_json::Value> = clients
                 .into_iter()
