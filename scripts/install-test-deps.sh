@@ -71,6 +71,19 @@ need /usr/bin/Xvfb xvfb
 # The system's root store (tests/upstream_tls.rs: an https:// upstream without
 # ca_file is verified against it, and a test CA is not in it).
 need /usr/sbin/update-ca-certificates ca-certificates
+# The client registry on PostgreSQL (crates/corsgate/tests/registry_postgres.rs
+# starts its own server from Debian's package: initdb and postgres as the
+# `postgres` user the package creates, on a loopback port, in a fresh directory).
+if compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
+  echo "found $(compgen -G "/usr/lib/postgresql/*/bin/postgres" | sort -V | tail -n 1)"
+else
+  apt_install postgresql
+  compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || {
+    echo "install-test-deps: installed postgresql but no /usr/lib/postgresql/*/bin/postgres" >&2
+    exit 1
+  }
+  echo "installed postgresql"
+fi
 
 if ! command -v npm >/dev/null 2>&1; then
   echo "install-test-deps: npm is missing (Node >= 20 is needed for browser/)" >&2

@@ -382,6 +382,9 @@ pub struct RegistryConfig {
     /// Longest wait between retries while the database is down. Default `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_max: Option<String>,
+    /// File holding the PostgreSQL password (never in the URL). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
 }
 
 /// Keys of `[registry]`.
@@ -392,6 +395,7 @@ pub const REGISTRY_KEYS: &[&str] = &[
     "require_at_start",
     "auto_migrate",
     "retry_max",
+    "password_file",
 ];
 
 /// Keys of `[[route]]`.

@@ -16,6 +16,52 @@ pub enum Database {
     /// A SQLite file; a relative path is relative to the configuration
     /// file's folder (the gateway resolves it).
     Sqlite(PathBuf),
+    /// A PostgreSQL database, which several gateways can share.
+    Postgres {
+        /// `postgres://USER@HOST:PORT/DBNAME?…`, without a password.
+        url: String,
+        /// The file holding the password (relative: to the configuration
+        /// file's folder).
+        password_file: Option<PathBuf>,
+    },
+}
+
+impl Database {
+    /// As written in `[registry] database` (never with a password).
+    pub fn url(&self) -> String {
+        match self {
+            Database::Sqlite(path) => format!("sqlite:{}", path.display()),
+            Database::Postgres { url, .. } => url.clone(),
+        }
+    }
+}
+
+/// Checks a `postgres://` URL: refused with a password in it (`/config`,
+/// logs and process listings show the URL; the password goes in
+/// `password_file`), and with an `sslmode` that asks for TLS (this build
+/// connects without TLS).
+fn check_postgres_url(text: &str) -> Result<(), String> {
+    let url = url::Url::parse(text).map_err(|e| {
+        format!("not a PostgreSQL URL ({e}); use \"postgres://USER@HOST:5432/DBNAME\"")
+    })?;
+    if url.password().is_some() {
+        return Err(
+            "a password in the URL is shown by /config, logs and process listings; remove it and put it in password_file".into(),
+        );
+    }
+    for (key, value) in url.query_pairs() {
+        if key == "password" {
+            return Err(
+                "a password in the URL is shown by /config, logs and process listings; remove it and put it in password_file".into(),
+            );
+        }
+        if key == "sslmode" && !matches!(&*value, "disable" | "prefer") {
+            return Err(format!(
+                "sslmode={value}: this corsgate connects to PostgreSQL without TLS; use sslmode=disable over a private network or a loopback tunnel"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `[registry]`, checked.
@@ -50,15 +96,39 @@ pub(crate) fn settings(
         .or_else(|| text.strip_prefix("sqlite:"))
         .filter(|p| !p.is_empty())
     {
+        if config.password_file.is_some() {
+            diagnostics.push(
+                Diagnostic::error(
+                    DiagnosticKind::File,
+                    "registry.password_file",
+                    "password_file is for a postgres:// database; a SQLite file has no password",
+                )
+                .with_value(config.password_file.as_deref().unwrap_or_default()),
+            );
+        }
         Some(Database::Sqlite(PathBuf::from(path)))
+    } else if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+        match check_postgres_url(text) {
+            Ok(()) => Some(Database::Postgres {
+                url: text.to_owned(),
+                password_file: config.password_file.as_ref().map(PathBuf::from),
+            }),
+            Err(why) => {
+                diagnostics.push(
+                    Diagnostic::error(DiagnosticKind::File, "registry.database", why)
+                        .with_value(text),
+                );
+                None
+            }
+        }
     } else {
-        let why = if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            "this build stores the registry in SQLite only; use \"sqlite:corsgate-registry.db\""
-        } else {
-            "a database is \"sqlite:PATH\", such as \"sqlite:corsgate-registry.db\" (next to this file)"
-        };
         diagnostics.push(
-            Diagnostic::error(DiagnosticKind::File, "registry.database", why).with_value(text),
+            Diagnostic::error(
+                DiagnosticKind::File,
+                "registry.database",
+                "a database is \"sqlite:PATH\", such as \"sqlite:corsgate-registry.db\" (next to this file), or \"postgres://USER@HOST:5432/DBNAME\"",
+            )
+            .with_value(text),
         );
         None
     };
@@ -136,14 +206,19 @@ impl RegistrySettings {
     pub(crate) fn effective(&self) -> RegistryConfig {
         let secs = |d: Duration| humantime::format_duration(d).to_string();
         RegistryConfig {
-            database: Some(match &self.database {
-                Database::Sqlite(path) => format!("sqlite:{}", path.display()),
-            }),
+            database: Some(self.database.url()),
             poll_interval: Some(secs(self.poll_interval)),
             snapshot_file: self.snapshot_file.as_ref().map(|p| p.display().to_string()),
             require_at_start: Some(self.require_at_start),
             auto_migrate: Some(self.auto_migrate),
             retry_max: Some(secs(self.retry_max)),
+            password_file: match &self.database {
+                Database::Postgres {
+                    password_file: Some(path),
+                    ..
+                } => Some(path.display().to_string()),
+                _ => None,
+            },
         }
     }
 }
@@ -208,7 +283,7 @@ clients = { identify = ["basic", "form"] }
             "{found:?}"
         );
         let found = problems(&format!(
-            "[registry]\ndatabase = \"postgres://db/x\"\npoll_intervall = \"1s\"\n{ROUTE}"
+            "[registry]\ndatabase = \"postgres://u:secret@db/x\"\npoll_intervall = \"1s\"\n{ROUTE}"
         ));
         assert!(
             found
@@ -220,6 +295,42 @@ clients = { identify = ["basic", "form"] }
             found
                 .iter()
                 .any(|p| p.starts_with("3:") && p.contains("did you mean \"poll_interval\"")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_postgres_database_without_a_password_in_its_url() {
+        let text = format!(
+            "[registry]\ndatabase = \"postgres://corsgate@127.0.0.1:5432/corsgate?sslmode=disable\"\npassword_file = \"db-password\"\n{ROUTE}"
+        );
+        let checked = crate::check(&text);
+        assert!(!checked.has_errors(), "{:?}", problems(&text));
+        let registry = checked.gateway.unwrap().settings.registry.unwrap();
+        assert_eq!(
+            registry.database,
+            super::Database::Postgres {
+                url: "postgres://corsgate@127.0.0.1:5432/corsgate?sslmode=disable".into(),
+                password_file: Some("db-password".into()),
+            }
+        );
+        for (database, expected) in [
+            ("postgres://u:secret@db/x", "password_file"),
+            ("postgres://u@db/x?password=secret", "password_file"),
+            ("postgres://u@db/x?sslmode=verify-full", "without TLS"),
+            ("mysql://u@db/x", "postgres://USER@HOST"),
+        ] {
+            let found = problems(&format!("[registry]\ndatabase = \"{database}\"\n{ROUTE}"));
+            assert!(
+                found
+                    .iter()
+                    .any(|p| p.starts_with("2:") && p.contains(expected)),
+                "{database}: {found:?}"
+            );
+        }
+        let found = problems(&format!("[registry]\npassword_file = \"pw\"\n{ROUTE}"));
+        assert!(
+            found.iter().any(|p| p.contains("registry.password_file")),
             "{found:?}"
         );
     }

@@ -65,10 +65,28 @@ pub(crate) async fn open(
             })
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
-            opened.map_err(|(path, source)| Error::Registry {
+            Arc::new(opened.map_err(|(path, source)| Error::Registry {
                 database: path.display().to_string(),
                 source,
-            })?
+            })?) as Arc<dyn corsgate_registry::Store>
+        }
+        #[cfg(feature = "postgres")]
+        Database::Postgres { url, password_file } => {
+            open_postgres(
+                url,
+                password_file.as_deref().map(resolve),
+                registry.auto_migrate,
+            )
+            .await?
+        }
+        #[cfg(not(feature = "postgres"))]
+        Database::Postgres { url, .. } => {
+            return Err(Error::Registry {
+                database: url.clone(),
+                source: StoreError::Unavailable(
+                    "this corsgate was built without PostgreSQL (cargo feature `postgres`)".into(),
+                ),
+            });
         }
         _ => return Ok(None),
     };
@@ -77,9 +95,48 @@ pub(crate) async fn open(
         poll_interval: registry.poll_interval,
         retry_max: registry.retry_max,
     };
-    let registry = Registry::start(Arc::new(store), options).await;
+    let registry = Registry::start(store, options).await;
     registry.spawn_refresher();
     Ok(Some(registry))
+}
+
+/// Opens a PostgreSQL registry and tries it at once: a database that is too
+/// new, or not migrated while `auto_migrate` is off, stops `serve`; one that
+/// cannot be reached does not (the snapshot file, if any, serves meanwhile).
+#[cfg(feature = "postgres")]
+async fn open_postgres(
+    url: &str,
+    password_file: Option<PathBuf>,
+    migrate: bool,
+) -> Result<Arc<dyn corsgate_registry::Store>, Error> {
+    let failed = |source: StoreError| Error::Registry {
+        database: url.to_owned(),
+        source,
+    };
+    let password = match &password_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                failed(StoreError::Unavailable(format!(
+                    "password_file {}: {e}",
+                    path.display()
+                )))
+            })?;
+            Some(text.trim_end_matches(['\r', '\n']).to_owned())
+        }
+        None => None,
+    };
+    let url_owned = url.to_owned();
+    let opened = tokio::task::spawn_blocking(move || {
+        let store =
+            corsgate_registry::PostgresStore::new(&url_owned, password.as_deref(), migrate)?;
+        match store.connect() {
+            Ok(()) | Err(StoreError::Unavailable(_)) => Ok(store),
+            Err(err) => Err(err),
+        }
+    })
+    .await
+    .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+    Ok(Arc::new(opened.map_err(failed)?))
 }
 
 /// Whether `/readyz` may say ready: the registry, when required at start,
@@ -134,6 +191,13 @@ pub(crate) fn metrics(shared: &Shared) -> String {
         "Whether the last contact with the registry database worked.",
         u8::from(status.database_up).to_string(),
     );
+    if let Some(up) = status.listener_up {
+        gauge(
+            "corsgate_registry_listener_up",
+            "Whether the registry's change listener (PostgreSQL LISTEN) is connected.",
+            u8::from(up).to_string(),
+        );
+    }
     gauge(
         "corsgate_registry_last_success_timestamp_seconds",
         "When the registry was last read from its database.",

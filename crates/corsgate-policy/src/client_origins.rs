@@ -213,53 +213,49 @@ impl ClientOrigins {
             public_suffix: false,
         };
         let mut compiler = Compiler::new(&[]);
-        // Only the diagnostics are kept: the set is rebuilt below from the
-        // entries without an error.
-        let _ = compiler.origins(Some(&list), path, &switches);
+        // Each entry parsed once, by the compiler, which also reports it.
+        let patterns = compiler.origin_patterns(Some(&list), path, &switches);
         let mut diagnostics = compiler.diagnostics;
         // "the other entries have no effect" is not true of a client's list,
         // where `*` is refused.
         diagnostics.retain(|d| !(d.kind() == Kind::Redundant && d.value() == Some("*")));
-        let bad: HashSet<String, RandomState> = diagnostics
+        // Entries with an error are left out; rare, so their paths are only
+        // spelled out when there is one.
+        let bad: HashSet<&str, RandomState> = diagnostics
             .iter()
             .filter(|d| d.is_error())
-            .map(|d| d.path().to_owned())
+            .map(Diagnostic::path)
             .collect();
         let mut out = ClientOrigins::default();
-        let mut seen: HashSet<String, RandomState> = HashSet::default();
-        for (i, item) in list.items().iter().enumerate() {
-            let at = format!("{path}[{i}]");
-            if bad.contains(&at) {
+        let mut refused = Vec::new();
+        for (i, pattern) in patterns {
+            if !bad.is_empty() && bad.contains(format!("{path}[{i}]").as_str()) {
                 continue;
             }
-            let Ok(pattern) = item.parse::<OriginPattern>() else {
-                continue;
-            };
             if matches!(pattern.kind(), PatternKind::Any) {
-                diagnostics.push(
+                refused.push(
                     Diagnostic::error(
                         Kind::ClientWildcard,
-                        at,
+                        format!("{path}[{i}]"),
                         "\"*\" would let every site use this client; list the client's own origins",
                     )
-                    .with_value(item.as_str()),
+                    .with_value(list.items().get(i).map_or("*", String::as_str)),
                 );
                 continue;
             }
-            if seen.insert(pattern.to_string()) {
-                out.insert(pattern);
-            }
+            out.insert(pattern);
         }
+        diagnostics.extend(refused);
         (out, diagnostics)
     }
 
     /// The union of several sets: the origins a preflight is allowed with.
     pub fn union<'a>(sets: impl IntoIterator<Item = &'a ClientOrigins>) -> ClientOrigins {
         let mut out = ClientOrigins::default();
-        let mut seen: HashSet<String, RandomState> = HashSet::default();
+        let mut seen: HashSet<&OriginPattern, RandomState> = HashSet::default();
         for set in sets {
             for pattern in &set.patterns {
-                if seen.insert(pattern.to_string()) {
+                if seen.insert(pattern) {
                     out.insert(pattern.clone());
                 }
             }

@@ -468,6 +468,24 @@ impl<'a> Compiler<'a> {
 
     pub(crate) fn origins(&mut self, list: Option<&List>, path: &str, sw: &Switches) -> OriginSet {
         let mut set = OriginSet::default();
+        for (_, pattern) in self.origin_patterns(list, path, sw) {
+            set.insert(&pattern);
+        }
+        set
+    }
+
+    /// Parses and checks each entry of an origin list once: the diagnostics
+    /// go to the compiler, the patterns (with their index in the list,
+    /// duplicates left out) to the caller. Entries with an error are among
+    /// them too, except those that do not parse; a caller that keeps going
+    /// despite errors (a client's list) leaves those out itself.
+    pub(crate) fn origin_patterns(
+        &mut self,
+        list: Option<&List>,
+        path: &str,
+        sw: &Switches,
+    ) -> Vec<(usize, OriginPattern)> {
+        let mut set = Vec::new();
         let Some(list) = list else { return set };
         // Hashed: a list search per entry made long lists quadratic (a million
         // origins never finished compiling).
@@ -583,7 +601,7 @@ impl<'a> Compiler<'a> {
                 }
                 _ => {}
             }
-            set.insert(&pattern);
+            set.push((i, pattern));
         }
         set
     }

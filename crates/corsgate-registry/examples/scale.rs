@@ -69,6 +69,9 @@ fn main() {
         took,
         (after.saturating_sub(before)) / 1024
     );
+    for problem in snapshot.invalid().iter().take(3) {
+        eprintln!("invalid: {problem}");
+    }
     drop(snapshot);
     std::fs::remove_dir_all(&dir).ok();
 }

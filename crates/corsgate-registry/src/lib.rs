@@ -6,8 +6,9 @@
 //! their union for preflights), swapped atomically; requests load the current
 //! one lock-free. It is read again after every write made through the
 //! [`Registry`] (before the write returns, so a write is seen by the next
-//! request), and by a periodic poll of the registry's revision (writes made by
-//! another process). While the database is down the last good snapshot stays,
+//! request), on PostgreSQL's `LISTEN/NOTIFY` and after every reconnection of
+//! the listener (writes made by other gateways), and by a periodic poll of the
+//! registry's revision (writes made by another process). While the database is down the last good snapshot stays,
 //! and it can be written to a file so that a node can start with the database
 //! down.
 //!
@@ -29,12 +30,14 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "postgres")]
+mod postgres;
 mod snapshot;
 mod sqlite;
 mod store;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -42,9 +45,11 @@ use arc_swap::ArcSwap;
 use corsgate_policy::{ClientOrigins, Diagnostic};
 use serde::Serialize;
 
+#[cfg(feature = "postgres")]
+pub use postgres::{CHANNEL, POSTGRES_SCHEMA_VERSION, PostgresStore};
 pub use snapshot::{Client, RegistrySnapshot, Source};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
-pub use store::{ClientRecord, ClientWrite, Loaded, Store, StoreError, Written};
+pub use store::{ChangeFeed, ClientRecord, ClientWrite, Loaded, Store, StoreError, Written};
 
 /// How the registry runs.
 #[derive(Debug, Clone)]
@@ -80,24 +85,32 @@ pub enum Trigger {
     Poll,
     /// `POST /registry/reload` or `corsgate registry reload`.
     Manual,
+    /// A notification from the database (PostgreSQL's `NOTIFY`).
+    Notify,
+    /// The listener (re)connected: what it may have missed meanwhile.
+    Reconnect,
 }
 
 impl Trigger {
     /// Every trigger, for metric label sets.
-    pub const ALL: [Trigger; 4] = [
+    pub const ALL: [Trigger; 6] = [
         Trigger::Start,
         Trigger::Write,
         Trigger::Poll,
         Trigger::Manual,
+        Trigger::Notify,
+        Trigger::Reconnect,
     ];
 
-    /// `start`, `write`, `poll` or `manual`.
+    /// `start`, `write`, `poll`, `manual`, `notify` or `reconnect`.
     pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Start => "start",
             Trigger::Write => "write",
             Trigger::Poll => "poll",
             Trigger::Manual => "manual",
+            Trigger::Notify => "notify",
+            Trigger::Reconnect => "reconnect",
         }
     }
 }
@@ -241,7 +254,7 @@ pub fn validate(id: &str, name: &str, origins: &[String]) -> Result<Vec<String>,
 
 /// Loads by (trigger, result).
 #[derive(Debug, Default)]
-struct LoadCounts([[AtomicU64; 3]; 4]);
+struct LoadCounts([[AtomicU64; 3]; 6]);
 
 impl LoadCounts {
     fn count(&self, trigger: Trigger, result: LoadResult) {
@@ -279,7 +292,7 @@ struct Health {
 /// The registry's state, for `GET /registry`, `/readyz` and metrics.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
-    /// `sqlite`.
+    /// `sqlite` or `postgres`.
     pub backend: &'static str,
     /// The snapshot's database instance.
     pub instance: String,
@@ -300,6 +313,10 @@ pub struct Status {
     /// The last database error, while it is down.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Whether the change listener (PostgreSQL's `LISTEN`) is connected;
+    /// absent for a store without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener_up: Option<bool>,
 }
 
 /// The registry: a store and the snapshot of it that requests read.
@@ -313,6 +330,10 @@ pub struct Registry {
     /// One load at a time: a write's load and a poll's never interleave their
     /// swaps out of order.
     loading: tokio::sync::Mutex<()>,
+    /// The change listener: 0 none, 1 down, 2 up.
+    listener: AtomicU8,
+    /// Dropped with the registry: its background tasks end then.
+    alive: tokio::sync::watch::Sender<()>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -338,6 +359,8 @@ impl Registry {
             health: Mutex::new(Health::default()),
             loads: LoadCounts::default(),
             loading: tokio::sync::Mutex::new(()),
+            listener: AtomicU8::new(0),
+            alive: tokio::sync::watch::channel(()).0,
         });
         if registry.reload(Trigger::Start).await == LoadResult::Failure {
             if let Some(path) = &registry.options.snapshot_file {
@@ -420,6 +443,35 @@ impl Registry {
                 .map_or(0, |d| d.as_secs()),
             database_up: self.database_up(),
             last_error: health.last_error.clone(),
+            listener_up: self.listener_up(),
+        }
+    }
+
+    /// Whether the change listener is connected; `None` without one.
+    pub fn listener_up(&self) -> Option<bool> {
+        match self.listener.load(Ordering::Relaxed) {
+            0 => None,
+            state => Some(state == 2),
+        }
+    }
+
+    /// Records the listener's state; logs once per transition.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    fn set_listener(&self, up: bool, why: Option<&str>) {
+        let before = self
+            .listener
+            .swap(if up { 2 } else { 1 }, Ordering::Relaxed);
+        match (before, up) {
+            (2, false) => tracing::warn!(
+                error = why.unwrap_or_default(),
+                "registry change listener disconnected; reconnecting"
+            ),
+            (0, false) => tracing::warn!(
+                error = why.unwrap_or_default(),
+                "registry change listener cannot connect; retrying"
+            ),
+            (0 | 1, true) => tracing::info!("registry change listener connected"),
+            _ => {}
         }
     }
 
@@ -563,17 +615,36 @@ impl Registry {
 
     /// Compares the database's revision with the snapshot's every
     /// `poll_interval`, and reloads when they differ; while the database is
-    /// down, retries from 1 s, doubling up to `retry_max`. Runs until the
-    /// returned task is aborted.
+    /// down, retries from 1 s, doubling up to `retry_max`. With a store that
+    /// has a [change feed](Store::change_feed), also listens for changes:
+    /// a reload on every notification and after every (re)connection, the
+    /// poll staying as the safety net. Runs until the registry is dropped or
+    /// the returned task is aborted.
     pub fn spawn_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let registry = Arc::downgrade(self);
         let interval = self.options.poll_interval;
         let retry_max = self.options.retry_max;
+        let mut alive = self.alive.subscribe();
+        #[cfg(feature = "postgres")]
+        let listener = self.store.change_feed().map(|feed| {
+            self.listener.store(1, Ordering::Relaxed);
+            tokio::spawn(postgres::listen(
+                Arc::downgrade(self),
+                feed.postgres,
+                retry_max,
+                self.alive.subscribe(),
+            ))
+        });
         tokio::spawn(async move {
+            #[cfg(feature = "postgres")]
+            let _listener = AbortOnDrop(listener);
             let mut wait = interval;
             let mut failures: u32 = 0;
             loop {
-                tokio::time::sleep(wait).await;
+                tokio::select! {
+                    _ = alive.changed() => return,
+                    () = tokio::time::sleep(wait) => {}
+                }
                 let Some(registry) = registry.upgrade() else {
                     return;
                 };
@@ -604,5 +675,18 @@ impl Registry {
                 }
             }
         })
+    }
+}
+
+/// Aborts a task when dropped: the listener ends with the refresher.
+#[cfg(feature = "postgres")]
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+#[cfg(feature = "postgres")]
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }

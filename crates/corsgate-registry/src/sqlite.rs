@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use crate::store::{ClientRecord, ClientWrite, Loaded, Store, StoreError, Written};
+use crate::store::{ClientRecord, ClientWrite, Loaded, Store, StoreError, Written, parse_origins};
 
 /// The migrations, in order: migration `n` (from 1) takes the schema from
 /// version `n - 1` to `n` (`PRAGMA user_version`).
@@ -110,16 +110,6 @@ fn stamp(conn: &Connection) -> rusqlite::Result<(String, i64)> {
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )
-}
-
-/// A stored `allowed_origins` value: a JSON array of strings. Anything else
-/// is kept as one entry of its own, so that it is reported and skipped like
-/// any invalid origin instead of hiding the client.
-fn parse_origins(text: &str) -> Vec<String> {
-    match serde_json::from_str::<Vec<String>>(text) {
-        Ok(list) => list,
-        Err(_) => vec![text.to_owned()],
-    }
 }
 
 /// Bumps the registry revision inside `tx`: the row lock also serializes

@@ -119,4 +119,32 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a client, bumping the registry revision; `if_match` as for
     /// [`put`](Store::put). Returns the new revision.
     fn delete(&self, id: &str, if_match: Option<i64>) -> Result<i64, StoreError>;
+
+    /// How the database tells of a committed change as it happens
+    /// (PostgreSQL's `LISTEN/NOTIFY`), when it can; `None` (the default):
+    /// changes made elsewhere are found by the poll alone.
+    fn change_feed(&self) -> Option<ChangeFeed> {
+        None
+    }
+}
+
+/// Where a store's change notifications come from; see
+/// [`Store::change_feed`].
+#[derive(Debug, Clone)]
+pub struct ChangeFeed {
+    /// The connection the listener opens.
+    #[cfg(feature = "postgres")]
+    pub(crate) postgres: tokio_postgres::Config,
+    #[cfg(not(feature = "postgres"))]
+    pub(crate) _none: (),
+}
+
+/// A stored `allowed_origins` value: a JSON array of strings. Anything else
+/// is kept as one entry of its own, so that it is reported and skipped like
+/// any invalid origin instead of hiding the client.
+pub(crate) fn parse_origins(text: &str) -> Vec<String> {
+    match serde_json::from_str::<Vec<String>>(text) {
+        Ok(list) => list,
+        Err(_) => vec![text.to_owned()],
+    }
 }

@@ -79,9 +79,9 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
-    /// Read and write the OAuth2 clients of the registry and their origins, in
-    /// its database (a gateway on the same file applies a change within its
-    /// poll_interval).
+    /// Read and write the OAuth2 clients of the registry and their origins,
+    /// through a gateway's admin API (--admin URL) or in the database itself;
+    /// import them from Ory Hydra, export them.
     #[command(subcommand)]
     Clients(crate::cmd::clients::ClientsCommand),
     /// The registry's database: status, migrate, check its stored origins.

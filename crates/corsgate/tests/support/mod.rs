@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 pub mod binary;
 pub mod bodyspy;
 pub mod pebble;
+pub mod postgres;
 pub mod rawup;
 pub mod tls;
 pub mod tlsup;
