@@ -9,8 +9,8 @@
 # warm-up of 200 connections that each make one proxied GET and close (so that
 # the upstream pools and the allocator's first growth are in the baseline),
 # then VmRSS of the server's processes; then N connections, each with one
-# proxied GET answered 200 with the CORS headers, all held open; then VmRSS
-# again. The growth divided by N is the cost of one idle connection. VmHWM
+# proxied GET answered 200 with the CORS headers, all held open; one second
+# later, VmRSS again. The growth divided by N is the cost of one idle connection. VmHWM
 # (peak) growth is reported beside it. Memory does not depend on the machine's
 # load, so the numbers hold on a shared machine (only the time taken moves).
 #
@@ -184,8 +184,12 @@ start() { # corsgate | nginx; sets server_pids and port
     started+=("${server_pids[@]}")
     wait_port "$port"
     if [ "$1" = nginx ]; then
-        local worker
-        worker=$(cat "/proc/${server_pids[0]}/task/${server_pids[0]}/children")
+        local worker= i
+        for i in $(seq 50); do
+            worker=$(cat "/proc/${server_pids[0]}/task/${server_pids[0]}/children")
+            [ -n "$worker" ] && break
+            sleep 0.1
+        done
         [ -n "$worker" ] || { echo "nginx started no worker" >&2; exit 1; }
         server_pids+=($worker)
     fi
@@ -213,6 +217,9 @@ run() { # N PROTO SERVER
     echo go >&"${CLIENT[1]}"
     read -r line <&"${CLIENT[0]}" || true
     read -r _ ok failed took <<<"$line"
+    # Idle for a second before the reading: corsgate lets go of an HTTP/1.1
+    # connection's buffers once it has been idle for 100 ms.
+    sleep 1
     rss1=$(status_kib VmRSS "${server_pids[@]}")
     hwm1=$(status_kib VmHWM "${server_pids[@]}")
     if [ "$server" = corsgate ]; then
