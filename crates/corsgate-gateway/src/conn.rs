@@ -25,7 +25,7 @@ use http::{HeaderValue, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
@@ -47,6 +47,13 @@ const MAX_CLOSE_GRACE: Duration = Duration::from_secs(10);
 const EARLY_RESETS_FLOOR: u64 = 100;
 /// Longest an HTTP/2 keep-alive PING waits for its ACK.
 const MAX_PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an HTTP/1.1 connection stays idle before hyper is let go (see
+/// [`Release`]), in milliseconds. Not at once: a client that sends its next
+/// request right after each response (a busy keep-alive connection) would make
+/// the gateway set up a hyper connection per request, about a third more
+/// instructions per proxied request; a connection idle this long is one that
+/// waits for its user.
+const RELEASE_AFTER_MS: u64 = 100;
 
 /// Milliseconds since the process started, plus one: 0 means "never".
 fn now_ms() -> u64 {
@@ -102,6 +109,22 @@ pub(crate) struct ConnState {
     abort: AtomicBool,
     /// Wakes the driver for `close_requested`.
     signals: Arc<Signals>,
+    /// Requests handed to the service whose response body hyper has not
+    /// dropped yet, and how many have been dropped so far: when hyper may be
+    /// let go between HTTP/1.1 requests (see [`Release`]).
+    exchanges: AtomicUsize,
+    exchanges_ended: AtomicU64,
+    /// A response switched protocols: the socket is the tunnel's.
+    upgraded: AtomicBool,
+    /// The socket told hyper the client closed, at a message boundary.
+    released: AtomicBool,
+    /// The last request handed to the service came with a body: hyper may
+    /// still be reading it after its response, so it is not let go before
+    /// the next request (whose head it reads only after that body).
+    body_pending: AtomicBool,
+    /// [`now_ms`] from when hyper may be let go, once at a message boundary;
+    /// 0: not at one. The driver's timer polls hyper then.
+    release_due: AtomicU64,
     created: u64,
     /// Counts the closes this connection's own guards decide.
     metrics: Arc<Metrics>,
@@ -120,6 +143,12 @@ impl ConnState {
             closing: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             signals: Arc::new(Signals::default()),
+            exchanges: AtomicUsize::new(0),
+            exchanges_ended: AtomicU64::new(0),
+            upgraded: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+            release_due: AtomicU64::new(0),
+            body_pending: AtomicBool::new(false),
             created: now_ms(),
             metrics,
         }
@@ -237,6 +266,26 @@ impl Drop for InFlight {
     }
 }
 
+/// One request from the service's call to the drop of its response body (or
+/// of its future, if it ends without a response).
+struct Exchange {
+    conn: Arc<ConnState>,
+}
+
+impl Exchange {
+    fn open(conn: &Arc<ConnState>) -> Self {
+        conn.exchanges.fetch_add(1, Relaxed);
+        Exchange { conn: conn.clone() }
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        self.conn.exchanges.fetch_sub(1, Relaxed);
+        self.conn.exchanges_ended.fetch_add(1, Relaxed);
+    }
+}
+
 /// Counts a request that ends before its response head as an early reset.
 struct Answered {
     conn: Arc<ConnState>,
@@ -264,9 +313,63 @@ impl Drop for Answered {
 
 /// The client socket, noting for the send timer whether writes make progress.
 /// hyper has no write timeout of its own.
+///
+/// On cleartext HTTP/1.1 it also lets hyper go between requests: hyper keeps a
+/// read buffer (8 to 16 KiB), a write buffer (8 KiB) and room for a request's
+/// future for as long as its connection lives, so an idle keep-alive
+/// connection would cost some 25 KiB. Once every request handed to hyper has
+/// its response written and flushed, and the client has sent nothing more,
+/// the socket tells hyper the client closed: at that message boundary hyper
+/// ends the connection cleanly (it shuts down nothing: see `poll_shutdown`),
+/// the driver takes the socket back and waits for the next request on the
+/// bare socket. See [`Release`].
 struct ProgressIo {
     stream: ClientStream,
     conn: Arc<ConnState>,
+    /// Bytes read before hyper took over (the first bytes, read to tell
+    /// HTTP/1.1 from HTTP/2), handed to hyper before the socket's.
+    prefix: Option<Bytes>,
+    /// Cleartext HTTP/1.1 only.
+    release: Option<Release>,
+}
+
+/// When a [`ProgressIo`] may let hyper go: every condition below, checked when
+/// hyper asks for more bytes.
+///
+/// - hyper was handed a request since it took the socket, and every request's
+///   response body has been dropped by hyper (`ConnState::exchanges` is 0):
+///   hyper drops a body once its last bytes are in its write buffer;
+/// - a flush went through since the last exchange ended, with no write after
+///   it: hyper flushes the socket only once its write buffer is empty, so no
+///   response byte is left in it;
+/// - the last request came without a body: hyper may read a request's body
+///   after its response (an upstream may answer before the upload ends), and
+///   an end of input in the middle of a body would let hyper end the
+///   connection as cleanly as at a boundary (it gives up on the body and
+///   closes its read side), so that the rest of the body would be read as a
+///   request. hyper reads the next request's head only once the body before it
+///   has been read whole: after that request, hyper may go again;
+/// - no response switched protocols (the socket is the tunnel's then), and the
+///   connection is not closing;
+/// - the socket has nothing to read: a request already there (pipelined, or
+///   sent as soon as the response arrived) is served by the same hyper.
+///
+/// hyper ends the connection cleanly (`Ok`) only when the end of input comes
+/// at a message boundary with nothing buffered. Anywhere else (a pipelined
+/// request whose head came in part, a request body the service did not read)
+/// it fails, and the driver closes the connection: the client gets no answer
+/// to the part it sent, and like any client whose connection closes with a
+/// request outstanding it may retry it (RFC 9112, section 9.3.2). The next
+/// request never starts on bytes whose framing hyper had begun to read.
+#[derive(Debug)]
+struct Release {
+    /// `ConnState::requests` when hyper took the socket.
+    requests_before: u64,
+    /// `ConnState::exchanges_ended` at the last flush with no write after it;
+    /// `u64::MAX` after a write.
+    flushed_after: u64,
+    /// hyper was told the client closed.
+    released: bool,
 }
 
 impl Drop for ProgressIo {
@@ -280,23 +383,105 @@ impl Drop for ProgressIo {
     }
 }
 
-impl AsyncRead for ProgressIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
 impl ProgressIo {
+    fn new(stream: ClientStream, conn: Arc<ConnState>) -> Self {
+        ProgressIo {
+            stream,
+            conn,
+            prefix: None,
+            release: None,
+        }
+    }
+
     fn note<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         match &poll {
             Poll::Pending => self.conn.write_blocked(),
             Poll::Ready(_) => self.conn.wrote(),
         }
         poll
+    }
+
+    fn wrote_to_hyper(&mut self) {
+        if let Some(release) = &mut self.release {
+            release.flushed_after = u64::MAX;
+        }
+    }
+
+    /// Whether hyper may be let go now (see [`Release`]), the socket aside.
+    fn at_boundary(&self) -> bool {
+        let Some(release) = &self.release else {
+            return false;
+        };
+        let conn = &self.conn;
+        !release.released
+            && conn.requests.load(Relaxed) > release.requests_before
+            && conn.exchanges.load(Relaxed) == 0
+            && release.flushed_after == conn.exchanges_ended.load(Relaxed)
+            && !conn.body_pending.load(Relaxed)
+            && !conn.upgraded.load(Relaxed)
+            && !conn.closing.load(Relaxed)
+            && !conn.close_requested.load(Relaxed)
+    }
+
+    /// When hyper may be let go: [`RELEASE_AFTER_MS`] after the last
+    /// response ended.
+    fn release_due(&self) -> u64 {
+        let last = self.conn.last_activity.load(Relaxed).max(1);
+        last.saturating_add(RELEASE_AFTER_MS)
+    }
+
+    /// Hands the socket to a new hyper connection, which may be let go.
+    fn arm(&mut self) {
+        self.release = Some(Release {
+            requests_before: self.conn.requests.load(Relaxed),
+            flushed_after: u64::MAX,
+            released: false,
+        });
+    }
+
+    /// Whether hyper was told the client closed.
+    fn released(&self) -> bool {
+        self.release.as_ref().is_some_and(|r| r.released)
+    }
+}
+
+impl AsyncRead for ProgressIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(prefix) = &mut self.prefix {
+            let n = prefix.len().min(buf.remaining());
+            buf.put_slice(&prefix.split_to(n));
+            if prefix.is_empty() {
+                self.prefix = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if self.released() {
+            return Poll::Ready(Ok(()));
+        }
+        if self.at_boundary() {
+            let poll = Pin::new(&mut self.stream).poll_read(cx, buf);
+            if !poll.is_pending() {
+                return poll;
+            }
+            let due = self.release_due();
+            if now_ms() < due {
+                // Not idle long enough: the driver polls hyper again then.
+                self.conn.release_due.store(due, Relaxed);
+                return Poll::Pending;
+            }
+            // Nothing to read: the end of input, as far as this hyper
+            // connection knows.
+            if let Some(release) = &mut self.release {
+                release.released = true;
+            }
+            self.conn.released.store(true, Relaxed);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
@@ -306,6 +491,7 @@ impl AsyncWrite for ProgressIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.wrote_to_hyper();
         let poll = Pin::new(&mut self.stream).poll_write(cx, buf);
         self.note(poll)
     }
@@ -315,6 +501,7 @@ impl AsyncWrite for ProgressIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.wrote_to_hyper();
         let poll = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         self.note(poll)
     }
@@ -324,10 +511,27 @@ impl AsyncWrite for ProgressIo {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let poll = Pin::new(&mut self.stream).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = poll {
+            let ended = self.conn.exchanges_ended.load(Relaxed);
+            if let Some(release) = &mut self.release {
+                release.flushed_after = ended;
+            }
+            if self.at_boundary() {
+                // hyper may not ask for bytes again before the client sends
+                // some: the driver polls it once more when it is due.
+                self.conn.release_due.store(self.release_due(), Relaxed);
+            }
+        }
+        poll
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.released() {
+            // hyper ends the connection it was told the client closed: the
+            // socket stays open for the client's next request.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
@@ -447,6 +651,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         record: Option<Arc<StreamRecord>>,
+        exchange: Option<Exchange>,
     }
 }
 
@@ -546,7 +751,7 @@ enum Closing {
     Deadline,
 }
 
-/// How a connection's driver ended.
+/// How a hyper connection's driver ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ended {
     /// The connection ended, or was forced closed at shutdown.
@@ -555,15 +760,22 @@ enum Ended {
     SendTimeout,
     /// Closing, the client kept the connection past its deadline.
     CloseDeadline,
+    /// HTTP/1.1: hyper was let go at a message boundary (see [`Release`]); the
+    /// socket waits for the client's next request.
+    Released,
 }
+
+/// The HTTP/2 connection preface (RFC 9113, section 3.4): how a cleartext
+/// client with prior knowledge starts.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Serves one client connection until it ends, times out, or is forced closed.
 pub(crate) async fn serve_connection(
     shared: Arc<Shared>,
     stream: TcpStream,
     remote: SocketAddr,
-    shutdown: watch::Receiver<bool>,
-    forced: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+    mut forced: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
     shared.metrics.connection_opened();
@@ -573,6 +785,7 @@ pub(crate) async fn serve_connection(
     // The TLS handshake counts against the header read timeout, as the request
     // head that follows it does: a client that stalls either is dropped then.
     let opened = tokio::time::Instant::now();
+    let first_deadline = opened + limits.header_timeout;
     let stream = match &shared.tls {
         None => ClientStream::Plain(stream),
         Some(tls) => match tls
@@ -594,8 +807,12 @@ pub(crate) async fn serve_connection(
             .unwrap_or(HeaderValue::from_static("unknown")),
         https: stream.is_tls(),
     });
-    let service = service_fn(move |request| {
+    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
         let admission = ctx.conn.admit();
+        let exchange = Exchange::open(&ctx.conn);
+        ctx.conn
+            .body_pending
+            .store(!request.body().is_end_stream(), Relaxed);
         let answered = Answered {
             conn: ctx.conn.clone(),
             done: admission == Admission::Refused,
@@ -610,9 +827,12 @@ pub(crate) async fn serve_connection(
                 drop(request);
                 return Err(refused());
             }
-            let mut response = proxy::handle(ctx, request).await;
+            let mut response = proxy::handle(ctx.clone(), request).await;
             answered.finish();
-            if last_h1 && response.status() != StatusCode::SWITCHING_PROTOCOLS {
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                // The socket is the tunnel's from now on.
+                ctx.conn.upgraded.store(true, Relaxed);
+            } else if last_h1 {
                 // The client learns that this connection ends after this
                 // response, before it sends another request on it (RFC 9112,
                 // section 9.6); hyper closes it after the response.
@@ -621,32 +841,212 @@ pub(crate) async fn serve_connection(
                     .insert(CONNECTION, HeaderValue::from_static("close"));
             }
             let record = STREAM.try_with(Arc::clone).ok();
-            Ok::<_, h2::Error>(response.map(|inner| Watched { inner, record }))
+            Ok::<_, h2::Error>(response.map(|inner| Watched {
+                inner,
+                record,
+                exchange: Some(exchange),
+            }))
         }
     });
-    let io = ProgressIo {
-        stream,
-        conn: state.clone(),
+    let mut io = ProgressIo::new(stream, state.clone());
+    let http1 = match &io.stream {
+        // HTTP/2 over TLS is told by the same preface, read by hyper.
+        ClientStream::Tls(_) => false,
+        ClientStream::Plain(_) => {
+            match first_bytes(&mut io, first_deadline, &mut shutdown, &mut forced).await {
+                Some(http1) => http1,
+                None => {
+                    shared.metrics.connection_closed();
+                    return;
+                }
+            }
+        }
     };
-    let conn = snapshot
-        .http
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
+    let outcome = if http1 {
+        // One hyper connection per stretch of requests, none while idle.
+        let mut deadline = first_deadline;
+        loop {
+            io.arm();
+            state.released.store(false, Relaxed);
+            // Boxed: hyper's connection and the driver's timers exist while
+            // requests come, not in the task of an idle connection.
+            let (ended, back) = Box::pin(async {
+                let mut conn = snapshot
+                    .http1
+                    .serve_connection(TokioIo::new(io), service.clone())
+                    .with_upgrades();
+                let ended = drive(
+                    Pin::new(&mut conn),
+                    |conn| conn.graceful_shutdown(),
+                    &state,
+                    limits,
+                    deadline,
+                    shutdown.clone(),
+                    forced.clone(),
+                    remote,
+                )
+                .await;
+                let back = match ended {
+                    Ended::Released => conn
+                        .into_parts()
+                        .map(|parts| (parts.io.into_inner(), parts.read_buf)),
+                    _ => None,
+                };
+                (ended, back)
+            })
+            .await;
+            let Some((back, buffered)) = back else {
+                break ended;
+            };
+            io = back;
+            // hyper ends cleanly with nothing buffered; were it otherwise, the
+            // bytes it read would be the next request's first. An empty buffer
+            // goes now: it still holds hyper's read buffer.
+            io.prefix = (!buffered.is_empty()).then_some(buffered);
+            if io.prefix.is_none()
+                && !wait_for_request(&io, &state, limits, &mut shutdown, &mut forced).await
+            {
+                break Ended::Closed;
+            }
+            // The next request's head has `header_read_timeout` from now; the
+            // idle timer starts over.
+            state.touch();
+            deadline = tokio::time::Instant::now() + limits.idle_timeout;
+        }
+    } else {
+        Box::pin(async {
+            let conn = snapshot
+                .http
+                .serve_connection_with_upgrades(TokioIo::new(io), service);
+            tokio::pin!(conn);
+            drive(
+                conn.as_mut(),
+                |conn| conn.graceful_shutdown(),
+                &state,
+                limits,
+                first_deadline,
+                shutdown,
+                forced,
+                remote,
+            )
+            .await
+        })
+        .await
+    };
+    match outcome {
+        Ended::Closed | Ended::Released => {}
+        Ended::SendTimeout => {
+            tracing::debug!(%remote, "client connection reset: it took no response bytes within send_timeout");
+            shared.metrics.client_closed(ClientClose::SendTimeout);
+            state.abort.store(true, Relaxed);
+        }
+        Ended::CloseDeadline => {
+            tracing::debug!(%remote, "client connection closed: it did not end after GOAWAY");
+            shared.metrics.client_closed(ClientClose::CloseDeadline);
+        }
+    }
+    // The connection (and its socket) drops at the end of this scope.
+    shared.metrics.connection_closed();
+}
+
+/// Reads a cleartext connection's first bytes into `io.prefix`, as many as it
+/// takes to tell HTTP/2 with prior knowledge (the 24-byte preface) from
+/// HTTP/1.1 (any other first bytes): `Some(true)` for HTTP/1.1. `None` when the
+/// client closes, sends nothing before `deadline` (the header read timeout),
+/// or the gateway shuts down first.
+async fn first_bytes(
+    io: &mut ProgressIo,
+    deadline: tokio::time::Instant,
+    shutdown: &mut watch::Receiver<bool>,
+    forced: &mut watch::Receiver<bool>,
+) -> Option<bool> {
+    let ClientStream::Plain(tcp) = &mut io.stream else {
+        return Some(false);
+    };
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut n = 0;
+    let http1 = loop {
+        let read = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => return None,
+            _ = forced.wait_for(|stop| *stop) => return None,
+            () = tokio::time::sleep_until(deadline) => return None,
+            read = tcp.read(&mut buf[n..]) => read,
+        };
+        match read {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => n += read,
+        }
+        if buf[..n] != H2_PREFACE[..n] {
+            break true;
+        }
+        if n == buf.len() {
+            break false;
+        }
+    };
+    io.prefix = Some(Bytes::copy_from_slice(&buf[..n]));
+    Some(http1)
+}
+
+/// Waits, hyper-less, for an idle HTTP/1.1 connection's next request: `true`
+/// once the socket has bytes (or an end) to read; `false` at `idle_timeout`
+/// after the last request, or at shutdown (an idle connection has nothing to
+/// drain).
+async fn wait_for_request(
+    io: &ProgressIo,
+    state: &ConnState,
+    limits: Limits,
+    shutdown: &mut watch::Receiver<bool>,
+    forced: &mut watch::Receiver<bool>,
+) -> bool {
+    let idle_for = state.idle_for().map_or(Duration::ZERO, |(idle, _)| idle);
+    let left = limits.idle_timeout.saturating_sub(idle_for);
+    tokio::select! {
+        biased;
+        _ = shutdown.wait_for(|stop| *stop) => false,
+        _ = forced.wait_for(|stop| *stop) => false,
+        ready = io.stream.tcp().readable() => ready.is_ok(),
+        () = tokio::time::sleep(left) => false,
+    }
+}
+
+/// Drives one hyper connection until it ends, times out, is forced closed,
+/// or (HTTP/1.1) lets the socket go at a message boundary.
+#[allow(clippy::too_many_arguments)]
+async fn drive<C, E>(
+    mut conn: Pin<&mut C>,
+    graceful_shutdown: impl Fn(Pin<&mut C>),
+    state: &ConnState,
+    limits: Limits,
+    idle_deadline: tokio::time::Instant,
+    shutdown: watch::Receiver<bool>,
+    forced: watch::Receiver<bool>,
+    remote: SocketAddr,
+) -> Ended
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     // Shutdown, forced close and the timers rarely fire, while the connection
     // wakes this task several times per request: they are polled only when
     // their own waker fired, not on every wake-up of the task.
     let mut forced = std::pin::pin!(stopped(forced));
     let mut stop = std::pin::pin!(stopped(shutdown));
-    let mut idle = std::pin::pin!(tokio::time::sleep_until(opened + limits.header_timeout));
+    let mut idle = std::pin::pin!(tokio::time::sleep_until(idle_deadline));
     let mut send = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     // The `write_blocked_since` the send timer is set for; 0: not set.
     let mut send_for = 0u64;
     let mut close_by = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    // HTTP/1.1: when hyper is to be polled to let it go; 0: not set.
+    let mut release = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    let mut release_for = 0u64;
     let signals = state.signals.clone();
+    // Every signal is polled once, to register.
+    signals.fire();
     let signals_waker = Waker::from(signals.clone());
     let mut task_waker: Option<Waker> = None;
     let mut closing = Closing::Open;
-    let outcome = std::future::poll_fn(|cx| {
+    std::future::poll_fn(|cx| {
         if !task_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             task_waker = Some(cx.waker().clone());
             signals.set_task(cx.waker().clone());
@@ -655,6 +1055,11 @@ pub(crate) async fn serve_connection(
         while signals.take() {
             if forced.as_mut().poll(&mut signal_cx).is_ready() {
                 return Poll::Ready(Ended::Closed);
+            }
+            if release_for != 0 && release.as_mut().poll(&mut signal_cx).is_ready() {
+                // Due, or moved later by the requests since: hyper is polled
+                // below, and the timer set again if it is still not due.
+                release_for = 0;
             }
             if send_for != 0 && send.as_mut().poll(&mut signal_cx).is_ready() {
                 if state.write_blocked_since.load(Relaxed) == send_for {
@@ -682,7 +1087,7 @@ pub(crate) async fn serve_connection(
                 // Finish the request in flight (HTTP/1.1) or the open streams
                 // (HTTP/2, after GOAWAY), then close.
                 closing = Closing::Shutdown;
-                conn.as_mut().graceful_shutdown();
+                graceful_shutdown(conn.as_mut());
                 continue;
             }
             if idle.as_mut().poll(&mut signal_cx).is_ready() {
@@ -712,7 +1117,7 @@ pub(crate) async fn serve_connection(
                 // PING that h2 sends with its first GOAWAY).
                 closing = Closing::Deadline;
                 state.closing.store(true, Relaxed);
-                conn.as_mut().graceful_shutdown();
+                graceful_shutdown(conn.as_mut());
                 close_by
                     .as_mut()
                     .reset(tokio::time::Instant::now() + limits.close_grace());
@@ -720,10 +1125,25 @@ pub(crate) async fn serve_connection(
             }
         }
         if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-            if let Err(err) = result {
-                tracing::debug!(%remote, error = %err, "client connection ended with an error");
+            match result {
+                Err(err) => {
+                    tracing::debug!(%remote, error = %err, "client connection ended with an error");
+                }
+                Ok(()) if closing == Closing::Open && state.released.load(Relaxed) => {
+                    return Poll::Ready(Ended::Released);
+                }
+                Ok(()) => {}
             }
             return Poll::Ready(Ended::Closed);
+        }
+        let due = state.release_due.swap(0, Relaxed);
+        if due != 0 && release_for == 0 {
+            release_for = due;
+            let left = Duration::from_millis(due.saturating_sub(now_ms()));
+            release.as_mut().reset(tokio::time::Instant::now() + left);
+            if release.as_mut().poll(&mut signal_cx).is_ready() {
+                signals.wake_by_ref();
+            }
         }
         // Writes to the client blocked: the send timer runs from then.
         let blocked = state.write_blocked_since.load(Relaxed);
@@ -740,19 +1160,5 @@ pub(crate) async fn serve_connection(
         }
         Poll::Pending
     })
-    .await;
-    match outcome {
-        Ended::Closed => {}
-        Ended::SendTimeout => {
-            tracing::debug!(%remote, "client connection reset: it took no response bytes within send_timeout");
-            shared.metrics.client_closed(ClientClose::SendTimeout);
-            state.abort.store(true, Relaxed);
-        }
-        Ended::CloseDeadline => {
-            tracing::debug!(%remote, "client connection closed: it did not end after GOAWAY");
-            shared.metrics.client_closed(ClientClose::CloseDeadline);
-        }
-    }
-    // The connection (and its socket) drops at the end of this scope.
-    shared.metrics.connection_closed();
+    .await
 }

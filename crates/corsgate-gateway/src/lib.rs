@@ -202,6 +202,9 @@ pub(crate) struct Snapshot {
     /// same upstream share its pool.
     pub(crate) pools: Vec<Option<Arc<Pool<RequestBody>>>>,
     pub(crate) http: auto::Builder<StreamExec>,
+    /// HTTP/1.1 alone, for cleartext connections once the first bytes show it
+    /// is not HTTP/2: served one stretch of requests at a time (see conn.rs).
+    pub(crate) http1: hyper::server::conn::http1::Builder,
     /// The limits of the connections accepted while this snapshot is current.
     pub(crate) limits: Limits,
 }
@@ -273,6 +276,7 @@ impl Snapshot {
             }
         }
         let http = http_builder(settings, metrics);
+        let http1 = http1_builder(settings);
         let limits = Limits {
             idle_timeout: settings.idle_timeout,
             header_timeout: header_timeout(settings),
@@ -284,6 +288,7 @@ impl Snapshot {
             stats,
             pools,
             http,
+            http1,
             limits,
         }
     }
@@ -302,12 +307,28 @@ fn header_timeout(settings: &Settings) -> Duration {
     settings.idle_timeout.min(MAX_HEADER_READ_TIMEOUT)
 }
 
+/// hyper refuses heads past its buffer with a bare 431. Give it room beyond
+/// max_header_bytes, so that the gateway sees most oversized heads itself and
+/// answers them with the route's CORS headers.
+fn hyper_buffer_limit(settings: &Settings) -> usize {
+    settings.max_header_bytes.saturating_mul(2).max(16 * 1024)
+}
+
+/// The HTTP/1.1 settings of [`http_builder`], for connections served by
+/// HTTP/1.1 alone.
+fn http1_builder(settings: &Settings) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout(settings))
+        .max_buf_size(hyper_buffer_limit(settings))
+        .keep_alive(true);
+    builder
+}
+
 fn http_builder(settings: &Settings, metrics: &Arc<Metrics>) -> auto::Builder<StreamExec> {
     let mut builder = auto::Builder::new(StreamExec::new(settings.send_timeout, metrics.clone()));
-    // hyper refuses heads past its buffer with a bare 431. Give it room beyond
-    // max_header_bytes, so that the gateway sees most oversized heads itself and
-    // answers them with the route's CORS headers.
-    let hard_limit = settings.max_header_bytes.saturating_mul(2).max(16 * 1024);
+    let hard_limit = hyper_buffer_limit(settings);
     builder
         .http1()
         .timer(TokioTimer::new())

@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# 10,000 concurrent clients: wrk holds 10,000 keep-alive connections, each
+# sending proxied GETs (bench/gateway/get.lua) one after the other, through
+# corsgate and through nginx configured as the same CORS proxy (bench/gateway/),
+# to the same upstream, on loopback. Reports, per server: requests/s, errors
+# (connect, read, write, timeout, non-2xx), p50/p99 latency, server CPU time
+# per request and peak RSS (VmHWM; nginx: master + worker).
+#
+#   bench/c10k.sh                      # 10,000 connections, 10 s per run, 3 runs
+#   bench/c10k.sh --duration 5 --runs 1
+#
+# Options: --connections N (100-10000, default 10000), --duration S (1-30,
+# default 10), --runs N (1-5, default 3), --no-build, --corsgate PATH.
+# Pinning as bench/gateway.sh: the servers and the upstream on core 0, wrk
+# (two threads) on core 1. Every process raises its descriptor limit to the
+# hard limit. Each proxied request in flight holds a client socket and an
+# upstream socket, so a server needs about 2 x N descriptors: where the hard
+# limit is lower (20,000 on some machines), N is lowered to what fits, and the
+# report says so. Runs alternate corsgate, nginx. Needs nginx, wrk, taskset,
+# curl and python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+connections=10000
+duration=10
+runs=3
+build=true
+corsgate=
+command_line="bench/c10k.sh${*:+ $*}"
+
+usage() { sed -n "2,$(( $(grep -n "^set -euo" "$0" | cut -d: -f1) - 1 ))p" "$0"; }
+bounded() { # NAME VALUE MIN MAX
+    [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] && [ "$2" -le "$4" ] ||
+        { echo "$1 must be a whole number from $3 to $4" >&2; exit 2; }
+}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --connections) bounded --connections "${2:-}" 100 10000; connections=$2; shift ;;
+        --duration) bounded --duration "${2:-}" 1 30; duration=$2; shift ;;
+        --runs) bounded --runs "${2:-}" 1 5; runs=$2; shift ;;
+        --no-build) build=false ;;
+        --corsgate) [ -x "${2:-}" ] || { echo "--corsgate needs an executable" >&2; exit 2; }; corsgate=$(realpath "$2"); shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+for tool in nginx wrk taskset curl python3; do
+    command -v "$tool" >/dev/null ||
+        { echo "$tool not found (scripts/install-test-deps.sh installs nginx and wrk)" >&2; exit 2; }
+done
+[ "$(nproc --all)" -ge 2 ] || { echo "needs two cores: the servers on core 0, wrk on core 1" >&2; exit 2; }
+SERVER_CORE=0
+CLIENT_CORE=1
+
+ulimit -n "$(ulimit -Hn)"
+fd_limit=$(ulimit -n)
+# corsgate's own check (fdlimit.rs): 2 per connection and 64 in reserve.
+fits=$(( (fd_limit - 64) / 2 ))
+asked=$connections
+[ "$connections" -le "$fits" ] || connections=$fits
+
+if $build; then
+    cargo build --quiet --release -p corsgate --bin corsgate --example bench_upstream
+fi
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+[ -n "$corsgate" ] || corsgate="$target_dir/release/corsgate"
+upstream_bin="$target_dir/release/examples/bench_upstream"
+[ -x "$upstream_bin" ] || upstream_bin="$(dirname "$corsgate")/examples/bench_upstream"
+nginx=$(command -v nginx)
+
+work=$(mktemp -d)
+chmod 755 "$work"
+started=()
+cleanup() {
+    local pid
+    for pid in "${started[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+read -r upstream_port corsgate_port nginx_port < <(python3 - <<'EOF'
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+EOF
+)
+upstream_addr="127.0.0.1:$upstream_port"
+sed -e "s#@LISTEN@#127.0.0.1:$corsgate_port#; s#@UPSTREAM@#$upstream_addr#" \
+    bench/gateway/corsgate.toml >"$work/corsgate.toml"
+sed -i "s#^max_requests_per_connection = .*#&\nmax_connections = $connections#" "$work/corsgate.toml"
+sed -e "s#@WORK@#$work#g; s#@LISTEN@#127.0.0.1:$nginx_port#; s#@UPSTREAM@#$upstream_addr#" \
+    -e "s#^    worker_connections 1024;#    worker_connections $(( 2 * connections + 64 ));#" \
+    -e "s#^worker_processes 1;#&\nworker_rlimit_nofile $fd_limit;#" \
+    bench/gateway/nginx.conf >"$work/nginx.conf"
+grep -q "worker_rlimit_nofile" "$work/nginx.conf" ||
+    { echo "bench/gateway/nginx.conf changed: cannot raise its limits" >&2; exit 2; }
+clk_tck=$(getconf CLK_TCK)
+
+wait_port() {
+    local i
+    for i in $(seq 50); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on 127.0.0.1:$1 after 5 s" >&2
+    return 1
+}
+
+stop() {
+    local pid i
+    for pid in "$@"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "$@"; do
+        for i in $(seq 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    started=()
+}
+
+cpu_ticks() {
+    local pid total=0 fields
+    for pid in "$@"; do
+        fields=$(sed 's/^.*) //' "/proc/$pid/stat")
+        set -- $fields
+        total=$((total + ${12} + ${13}))
+    done
+    echo "$total"
+}
+
+peak_rss_kib() {
+    local pid total=0
+    for pid in "$@"; do
+        total=$((total + $(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")))
+    done
+    echo "$total"
+}
+
+upstream_pid=
+server_pids=()
+start() { # corsgate | nginx
+    taskset -c "$SERVER_CORE" "$upstream_bin" "$upstream_addr" >"$work/upstream.log" 2>&1 &
+    upstream_pid=$!
+    started+=("$upstream_pid")
+    wait_port "$upstream_port"
+    case "$1" in
+        corsgate)
+            RUST_LOG=warn taskset -c "$SERVER_CORE" "$corsgate" serve --config "$work/corsgate.toml" \
+                >"$work/corsgate.log" 2>&1 &
+            server_pids=($!)
+            port=$corsgate_port
+            ;;
+        nginx)
+            taskset -c "$SERVER_CORE" "$nginx" -p "$work" -c "$work/nginx.conf" >"$work/nginx.log" 2>&1 &
+            server_pids=($!)
+            port=$nginx_port
+            ;;
+    esac
+    started+=("${server_pids[@]}")
+    wait_port "$port"
+    if [ "$1" = nginx ]; then
+        local worker= i
+        for i in $(seq 50); do
+            worker=$(cat "/proc/${server_pids[0]}/task/${server_pids[0]}/children")
+            [ -n "$worker" ] && break
+            sleep 0.1
+        done
+        [ -n "$worker" ] || { echo "nginx started no worker" >&2; exit 1; }
+        server_pids+=($worker)
+    fi
+    # The answer the benchmark counts on, once, before any load.
+    curl -sS -o /dev/null -w '%{http_code}' -H 'Origin: https://app.example.com' \
+        "http://127.0.0.1:$port/api/items" | grep -q '^200$' ||
+        { echo "$1: the GET is not answered 200" >&2; exit 1; }
+}
+
+to_ms() {
+    python3 -c 'import sys; v=sys.argv[1]
+for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+    if v.endswith(unit):
+        print(float(v[:-len(unit)]) * scale); break
+else:
+    sys.exit("unknown duration: " + v)' "$1"
+}
+
+results="$work/results.tsv"
+run() { # SERVER RUN
+    local server=$1 n=$2 before after out requests rps p50 p99 rss errors non2xx cpu
+    start "$server"
+    # wrk opens its connections as it starts: the first second is the ramp.
+    taskset -c "$CLIENT_CORE" wrk -t2 -c"$connections" -d2s --timeout 10s \
+        -s bench/gateway/get.lua "http://127.0.0.1:$port/api/items" >"$work/warmup.txt" 2>&1 || true
+    before=$(cpu_ticks "${server_pids[@]}")
+    out=$(taskset -c "$CLIENT_CORE" wrk -t2 -c"$connections" -d"${duration}s" --timeout 10s --latency \
+        -s bench/gateway/get.lua "http://127.0.0.1:$port/api/items" 2>&1)
+    after=$(cpu_ticks "${server_pids[@]}")
+    rss=$(peak_rss_kib "${server_pids[@]}")
+    stop "${server_pids[@]}" "$upstream_pid"
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
+    # "Socket errors: connect 0, read 0, write 0, timeout 0"
+    errors=$(awk '/Socket errors:/ {gsub(",", ""); print $4 + $6 + $8 + $10}' <<<"$out")
+    non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+    cpu=$(python3 -c "print(($after - $before) / $clk_tck * 1e6 / max($requests, 1))")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$n" "$requests" "$rps" "${errors:-0}" \
+        "${non2xx:-0}" "$p50" "$p99" "$cpu" >>"$results"
+    printf '%s\n' "$rss" >"$work/rss-$server-$n"
+    printf '  %-8s run %s: %9.0f req/s  errors %s  non-2xx %s  p50 %7.2f ms  p99 %7.2f ms  %6.2f us CPU/req  peak %6.1f MiB\n' \
+        "$server" "$n" "$rps" "${errors:-0}" "${non2xx:-0}" "$p50" "$p99" "$cpu" \
+        "$(python3 -c "print($rss / 1024)")" >&2
+    grep -q "Socket errors" <<<"$out" && grep "Socket errors" <<<"$out" >&2 || true
+}
+
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+started_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+[ "$connections" = "$asked" ] ||
+    echo "RLIMIT_NOFILE hard limit $fd_limit holds $fits proxied connections: $connections instead of $asked" >&2
+echo "c10k: $connections connections, ${duration}s x $runs runs x 2 servers" >&2
+for n in $(seq "$runs"); do
+    for server in corsgate nginx; do
+        run "$server" "$n"
+    done
+done
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+echo "### $connections concurrent connections, proxied GETs"
+echo
+echo "| server | req/s | socket errors | non-2xx | p50 | p99 | CPU per request | peak RSS |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+python3 - "$results" "$work" <<'EOF'
+import statistics, sys, glob, os
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+for server in ("corsgate", "nginx"):
+    mine = [r for r in rows if r[0] == server]
+    med = lambda i: statistics.median(float(r[i]) for r in mine)
+    rss = statistics.median(float(open(p).read()) for p in glob.glob(os.path.join(sys.argv[2], f"rss-{server}-*")))
+    errors = sum(int(float(r[4])) for r in mine)
+    non2xx = sum(int(float(r[5])) for r in mine)
+    print(f"| {server} | {med(3):,.0f} | {errors} | {non2xx} | {med(6):.2f} ms | {med(7):.2f} ms | {med(8):.2f} µs | {rss / 1024:.1f} MiB |")
+EOF
+echo
+echo "- \`$command_line\`; medians of $runs runs (errors summed); started $started_at; load average $load_before before, $load_after after"
+echo "- $connections connections$([ "$connections" = "$asked" ] || echo " (asked $asked; RLIMIT_NOFILE $fd_limit holds $fits)"), wrk -t2 on core $CLIENT_CORE, servers and upstream on core $SERVER_CORE, ${duration} s per run after a 2 s ramp"
+echo "- $("$nginx" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); corsgate: $corsgate"
