@@ -323,8 +323,15 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
         };
         let upstream =
             tls::compile_upstream_tls(upstream, route.upstream_tls.as_ref(), &at, &mut diagnostics);
-        if let (Some(Upstream::Http { authority, .. }), Some(settings)) = (&upstream, &settings) {
-            if selfloop::reaches_listener(authority, settings.listen) {
+        if let (
+            Some(Upstream::Http {
+                authority,
+                transport,
+            }),
+            Some(settings),
+        ) = (&upstream, &settings)
+        {
+            if selfloop::reaches_listener_at(authority, transport.default_port(), settings.listen) {
                 diagnostics.push(self_loop(&at, route, &server, settings.listen));
             }
         }

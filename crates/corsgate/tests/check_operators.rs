@@ -49,6 +49,8 @@ fn an_upstream_that_is_the_gateways_own_listen_address_is_refused() {
         (Some("[::]:9000"), "http://localhost:9000"),
         (Some("[::1]:9000"), "http://[::]:9000"),
         (Some("127.0.0.1:80"), "http://127.0.0.1"),
+        (Some("127.0.0.1:443"), "https://localhost"),
+        (Some("127.0.0.1:80"), "h2c://127.0.0.1"),
         (None, "http://localhost:8080"),
     ] {
         let ran = check(&looping(listen, upstream));
@@ -74,6 +76,7 @@ fn an_upstream_on_another_port_or_host_is_not_a_loop() {
         ("127.0.0.1:8080", "http://127.0.0.1:8081"),
         ("127.0.0.1:8080", "http://127.0.0.2:8080"),
         ("127.0.0.1:8080", "http://127.0.0.1"),
+        ("127.0.0.1:80", "https://127.0.0.1"),
         ("0.0.0.0:8080", "http://[::1]:8080"),
         ("0.0.0.0:8080", "http://api.internal:8080"),
     ] {
