@@ -412,12 +412,7 @@ async fn authorize(
             ));
         }
     };
-    let given = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+    let given = bearer_token(headers);
     match given {
         Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
         _ => {
@@ -433,6 +428,28 @@ async fn authorize(
             Err(response)
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1;
+/// the scheme is case-insensitive), shared by every admin endpoint that needs
+/// the admin token.
+pub(crate) fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
+
+/// Whether a request body is declared as JSON (`application/json`, with or
+/// without parameters such as `charset`).
+pub(crate) fn is_json(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Compares without an early exit on the first differing byte, so that the
@@ -507,12 +524,7 @@ async fn put_client(
     id: &str,
     request: Request<Incoming>,
 ) -> Response<ResponseBody> {
-    let json = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    let json = is_json(request.headers());
     if !json {
         return problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -25,7 +25,7 @@ use corsgate_policy::{
     ClientIdentity, Decision, Diagnostic, DiagnosticKind, IdentifySource, Policy, RequestClass,
     classify,
 };
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
+use http::header::{CONTENT_TYPE, HOST, ORIGIN};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
@@ -780,12 +780,7 @@ fn refusal(shared: &Shared, headers: &HeaderMap) -> Option<Response<ResponseBody
             ));
         }
     };
-    let given = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+    let given = super::registry_admin::bearer_token(headers);
     match given {
         Some(token)
             if super::registry_admin::constant_time_eq(token.as_bytes(), expected.as_bytes()) =>

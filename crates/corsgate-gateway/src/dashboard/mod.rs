@@ -27,8 +27,8 @@ use bytes::Bytes;
 use corsgate_explain::{Credentials, Initiator, PageRequest};
 use corsgate_policy::RejectionReason;
 use http::header::{
-    ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, ORIGIN,
-    REFERRER_POLICY, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, ORIGIN, REFERRER_POLICY,
+    WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -212,12 +212,7 @@ async fn authorize(
             ));
         }
     };
-    let given = headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+    let given = super::registry_admin::bearer_token(headers);
     match given {
         Some(token)
             if super::registry_admin::constant_time_eq(token.as_bytes(), expected.as_bytes()) =>
@@ -589,12 +584,7 @@ async fn explain(snapshot: &Snapshot, request: Request<Incoming>) -> Response<Re
             );
         }
     }
-    let json = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+    let json = super::registry_admin::is_json(request.headers());
     if !json {
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
