@@ -475,7 +475,7 @@ pub(crate) fn max_age(evidence: &Exchange, value: &str) -> Option<Finding> {
             Severity::Info,
             format!("Access-Control-Max-Age {seconds} is above Chromium's cap"),
             format!(
-                "Chromium caps preflight caching at 7200 s (2 h) and Safari at 600 s; only Firefox keeps it {seconds} s. A policy change takes that long to reach Firefox users who cached the old answer."
+                "Chromium caps preflight caching at 7200 s (2 h) and Safari at 600 s; Firefox allows up to 86400 s, so {seconds} s is the longest a policy change can take to reach a Firefox that cached the old answer (Firefox 153 ESR did not reuse preflights at all in corsgate's browser suite)."
             ),
         ),
         Some(_) => return None,
