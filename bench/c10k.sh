@@ -20,6 +20,7 @@
 # curl and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 connections=10000
 duration=10
@@ -28,11 +29,6 @@ build=true
 corsgate=
 command_line="bench/c10k.sh${*:+ $*}"
 
-usage() { sed -n "2,$(( $(grep -n "^set -euo" "$0" | cut -d: -f1) - 1 ))p" "$0"; }
-bounded() { # NAME VALUE MIN MAX
-    [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] && [ "$2" -le "$4" ] ||
-        { echo "$1 must be a whole number from $3 to $4" >&2; exit 2; }
-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --connections) bounded --connections "${2:-}" 100 10000; connections=$2; shift ;;
@@ -46,153 +42,44 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-for tool in nginx wrk taskset curl python3; do
-    command -v "$tool" >/dev/null ||
-        { echo "$tool not found (scripts/install-test-deps.sh installs nginx and wrk)" >&2; exit 2; }
-done
+require_tools "scripts/install-test-deps.sh installs nginx and wrk" nginx wrk taskset curl python3
 [ "$(nproc --all)" -ge 2 ] || { echo "needs two cores: the servers on core 0, wrk on core 1" >&2; exit 2; }
 SERVER_CORE=0
 CLIENT_CORE=1
 
-ulimit -n "$(ulimit -Hn)"
-fd_limit=$(ulimit -n)
+raise_nofile
 # corsgate's own check (fdlimit.rs): 2 per connection and 64 in reserve.
 fits=$(( (fd_limit - 64) / 2 ))
 asked=$connections
 [ "$connections" -le "$fits" ] || connections=$fits
 
-if $build; then
-    cargo build --quiet --release -p corsgate --bin corsgate --example bench_upstream
-fi
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-[ -n "$corsgate" ] || corsgate="$target_dir/release/corsgate"
-upstream_bin="$target_dir/release/examples/bench_upstream"
-[ -x "$upstream_bin" ] || upstream_bin="$(dirname "$corsgate")/examples/bench_upstream"
-nginx=$(command -v nginx)
+bench_binaries
+bench_workdir
 
-work=$(mktemp -d)
-chmod 755 "$work"
-started=()
-cleanup() {
-    local pid
-    for pid in "${started[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-read -r upstream_port corsgate_port nginx_port < <(python3 - <<'EOF'
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-EOF
-)
+read -r upstream_port corsgate_port nginx_port < <(free_ports 3)
 upstream_addr="127.0.0.1:$upstream_port"
-sed -e "s#@LISTEN@#127.0.0.1:$corsgate_port#; s#@UPSTREAM@#$upstream_addr#" \
-    bench/gateway/corsgate.toml >"$work/corsgate.toml"
+corsgate_config "127.0.0.1:$corsgate_port" "$upstream_addr" >"$work/corsgate.toml"
 sed -i "s#^max_requests_per_connection = .*#&\nmax_connections = $connections#" "$work/corsgate.toml"
-sed -e "s#@WORK@#$work#g; s#@LISTEN@#127.0.0.1:$nginx_port#; s#@UPSTREAM@#$upstream_addr#" \
+nginx_config "$work" "127.0.0.1:$nginx_port" "$upstream_addr" \
     -e "s#^    worker_connections 1024;#    worker_connections $(( 2 * connections + 64 ));#" \
     -e "s#^worker_processes 1;#&\nworker_rlimit_nofile $fd_limit;#" \
-    bench/gateway/nginx.conf >"$work/nginx.conf"
+    >"$work/nginx.conf"
 grep -q "worker_rlimit_nofile" "$work/nginx.conf" ||
     { echo "bench/gateway/nginx.conf changed: cannot raise its limits" >&2; exit 2; }
 clk_tck=$(getconf CLK_TCK)
 
-wait_port() {
-    local i
-    for i in $(seq 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1 after 5 s" >&2
-    return 1
-}
-
-stop() {
-    local pid i
-    for pid in "$@"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "$@"; do
-        for i in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    started=()
-}
-
-cpu_ticks() {
-    local pid total=0 fields
-    for pid in "$@"; do
-        fields=$(sed 's/^.*) //' "/proc/$pid/stat")
-        set -- $fields
-        total=$((total + ${12} + ${13}))
-    done
-    echo "$total"
-}
-
-peak_rss_kib() {
-    local pid total=0
-    for pid in "$@"; do
-        total=$((total + $(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")))
-    done
-    echo "$total"
-}
-
 upstream_pid=
 server_pids=()
 start() { # corsgate | nginx
-    taskset -c "$SERVER_CORE" "$upstream_bin" "$upstream_addr" >"$work/upstream.log" 2>&1 &
-    upstream_pid=$!
-    started+=("$upstream_pid")
-    wait_port "$upstream_port"
+    start_upstream
     case "$1" in
-        corsgate)
-            RUST_LOG=warn taskset -c "$SERVER_CORE" "$corsgate" serve --config "$work/corsgate.toml" \
-                >"$work/corsgate.log" 2>&1 &
-            server_pids=($!)
-            port=$corsgate_port
-            ;;
-        nginx)
-            taskset -c "$SERVER_CORE" "$nginx" -p "$work" -c "$work/nginx.conf" >"$work/nginx.log" 2>&1 &
-            server_pids=($!)
-            port=$nginx_port
-            ;;
+        corsgate) start_corsgate warn ;;
+        nginx) start_nginx ;;
     esac
-    started+=("${server_pids[@]}")
-    wait_port "$port"
-    if [ "$1" = nginx ]; then
-        local worker= i
-        for i in $(seq 50); do
-            worker=$(cat "/proc/${server_pids[0]}/task/${server_pids[0]}/children")
-            [ -n "$worker" ] && break
-            sleep 0.1
-        done
-        [ -n "$worker" ] || { echo "nginx started no worker" >&2; exit 1; }
-        server_pids+=($worker)
-    fi
     # The answer the benchmark counts on, once, before any load.
     curl -sS -o /dev/null -w '%{http_code}' -H 'Origin: https://app.example.com' \
         "http://127.0.0.1:$port/api/items" | grep -q '^200$' ||
         { echo "$1: the GET is not answered 200" >&2; exit 1; }
-}
-
-to_ms() {
-    python3 -c 'import sys; v=sys.argv[1]
-for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
-    if v.endswith(unit):
-        print(float(v[:-len(unit)]) * scale); break
-else:
-    sys.exit("unknown duration: " + v)' "$1"
 }
 
 results="$work/results.tsv"

@@ -39,6 +39,7 @@
 # installs nginx and wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 duration=10
 runs=3
@@ -51,11 +52,6 @@ build=true
 corsgate=
 command_line="bench/gateway.sh${*:+ $*}"
 
-usage() { sed -n "2,$(( $(grep -n "^set -euo" "$0" | cut -d: -f1) - 1 ))p" "$0"; }
-bounded() { # NAME VALUE MIN MAX
-    [[ "$2" =~ ^[0-9]+$ ]] && [ "$2" -ge "$3" ] && [ "$2" -le "$4" ] ||
-        { echo "$1 must be a whole number from $3 to $4" >&2; exit 2; }
-}
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) bounded --duration "${2:-}" 1 30; duration=$2; shift ;;
@@ -73,52 +69,20 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-for tool in nginx wrk taskset curl python3; do
-    command -v "$tool" >/dev/null ||
-        { echo "$tool not found (scripts/install-test-deps.sh installs nginx and wrk)" >&2; exit 2; }
-done
+require_tools "scripts/install-test-deps.sh installs nginx and wrk" nginx wrk taskset curl python3
 [ "$(nproc --all)" -ge 2 ] || { echo "needs two cores: the servers on core 0, wrk on core 1" >&2; exit 2; }
 SERVER_CORE=0
 CLIENT_CORE=1
 
-if $build; then
-    cargo build --quiet --release -p corsgate --bin corsgate --example bench_upstream
-fi
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-[ -n "$corsgate" ] || corsgate="$target_dir/release/corsgate"
-upstream_bin="$target_dir/release/examples/bench_upstream"
-nginx=$(command -v nginx)
-
-work=$(mktemp -d)
-# nginx's worker may run as another user (nobody): it must read its temp paths.
-chmod 755 "$work"
-started=()
-cleanup() {
-    local pid
-    for pid in "${started[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_binaries
+bench_workdir
 
 # Four free loopback ports: the upstream, corsgate, nginx, corsgate's admin
 # listener (--shadow only).
-read -r upstream_port corsgate_port nginx_port admin_port < <(python3 - <<'EOF'
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-EOF
-)
+read -r upstream_port corsgate_port nginx_port admin_port < <(free_ports 4)
 upstream_addr="127.0.0.1:$upstream_port"
-sed -e "s#@LISTEN@#127.0.0.1:$corsgate_port#; s#@UPSTREAM@#$upstream_addr#" \
-    bench/gateway/corsgate.toml >"$work/corsgate.toml"
-sed -e "s#@WORK@#$work#g; s#@LISTEN@#127.0.0.1:$nginx_port#; s#@UPSTREAM@#$upstream_addr#" \
-    bench/gateway/nginx.conf >"$work/nginx.conf"
+corsgate_config "127.0.0.1:$corsgate_port" "$upstream_addr" >"$work/corsgate.toml"
+nginx_config "$work" "127.0.0.1:$nginx_port" "$upstream_addr" >"$work/nginx.conf"
 corsgate_log_level=warn
 shadow_args=()
 if $shadow; then
@@ -156,55 +120,6 @@ if $tls; then
 fi
 
 clk_tck=$(getconf CLK_TCK)
-
-# Waits up to 5 s for a TCP port on 127.0.0.1 to accept connections.
-wait_port() {
-    local i
-    for i in $(seq 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1 after 5 s" >&2
-    return 1
-}
-
-# Stops the given processes and waits for them, for at most 5 s.
-stop() {
-    local pid i
-    for pid in "$@"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "$@"; do
-        for i in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    started=()
-}
-
-# CPU time (utime + stime, clock ticks) of processes, all their threads included.
-cpu_ticks() {
-    local pid total=0 fields
-    for pid in "$@"; do
-        # The command name (field 2) may hold spaces: split after its ')'.
-        fields=$(sed 's/^.*) //' "/proc/$pid/stat")
-        set -- $fields
-        total=$((total + ${12} + ${13}))
-    done
-    echo "$total"
-}
-
-# Peak resident set size (VmHWM, KiB), summed over processes.
-peak_rss_kib() {
-    local pid total=0
-    for pid in "$@"; do
-        total=$((total + $(awk '/^VmHWM:/ {print $2}' "/proc/$pid/status")))
-    done
-    echo "$total"
-}
 
 # The answers the benchmark counts on, checked once per server before any load.
 check_answers() { # NAME PORT
@@ -248,47 +163,18 @@ url_of() { # SERVER PORT
 upstream_pid=
 server_pids=()
 start() { # corsgate | nginx | direct
-    taskset -c "$SERVER_CORE" "$upstream_bin" "$upstream_addr" >"$work/upstream.log" 2>&1 &
-    upstream_pid=$!
-    started+=("$upstream_pid")
-    wait_port "$upstream_port"
+    start_upstream
     case "$1" in
         corsgate)
             # warn: nothing is logged per request; info (--access-log): the access log.
-            RUST_LOG=$corsgate_log_level taskset -c "$SERVER_CORE" "$corsgate" serve --config "$work/corsgate.toml" \
-                "${shadow_args[@]}" >"$work/corsgate.log" 2>&1 &
-            server_pids=($!)
-            port=$corsgate_port
+            start_corsgate "$corsgate_log_level" "${shadow_args[@]}"
             ;;
-        nginx)
-            taskset -c "$SERVER_CORE" "$nginx" -p "$work" -c "$work/nginx.conf" >"$work/nginx.log" 2>&1 &
-            server_pids=($!)
-            port=$nginx_port
-            ;;
+        nginx) start_nginx ;;
         direct)
             server_pids=("$upstream_pid")
             port=$upstream_port
             ;;
     esac
-    [ "$1" = direct ] || started+=("${server_pids[@]}")
-    wait_port "$port"
-    if [ "$1" = nginx ]; then
-        # The master and its one worker.
-        local worker
-        worker=$(cat "/proc/${server_pids[0]}/task/${server_pids[0]}/children")
-        [ -n "$worker" ] || { echo "nginx started no worker" >&2; exit 1; }
-        server_pids+=($worker)
-    fi
-}
-
-# Converts a wrk duration (812.00us, 1.23ms, 2.00s) to milliseconds.
-to_ms() {
-    python3 -c 'import sys; v=sys.argv[1]
-for unit, scale in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
-    if v.endswith(unit):
-        print(float(v[:-len(unit)]) * scale); break
-else:
-    sys.exit("unknown duration: " + v)' "$1"
 }
 
 results="$work/results.tsv"
@@ -382,14 +268,9 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 machine="$work/machine.md"
 {
-    hypervisor=$(lscpu | sed -n 's/^Hypervisor vendor: *//p')
-    echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) cores${hypervisor:+, virtual machine ($hypervisor)}"
+    echo "- CPU: $(cpu_description)"
     echo "- kernel: $(uname -sr)"
-    if [ "$corsgate" = "$target_dir/release/corsgate" ]; then
-        echo "- corsgate built from $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo ' plus uncommitted changes under crates/') (release profile)"
-    else
-        echo "- corsgate binary: $corsgate"
-    fi
+    echo "- $(corsgate_description)"
     echo "- $("$nginx" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(rustc -V)"
     echo "- started $started_at; load average $load_before before, $load_after after (the machine is shared: other processes may run on either core)"
     echo "- ${duration} s per run after a 1 s warm-up, $runs runs, $connections connections, one wrk thread"

@@ -25,6 +25,7 @@
 # Needs nginx, taskset and python3 (scripts/install-test-deps.sh installs nginx).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 connection_counts="1000 10000"
 protos="h1 h2"
@@ -33,7 +34,6 @@ build=true
 corsgate=
 command_line="bench/idle.sh${*:+ $*}"
 
-usage() { sed -n "2,$(( $(grep -n "^set -euo" "$0" | cut -d: -f1) - 1 ))p" "$0"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --connections)
@@ -60,10 +60,7 @@ while [ $# -gt 0 ]; do
     shift
 done
 
-for tool in nginx taskset python3; do
-    command -v "$tool" >/dev/null ||
-        { echo "$tool not found (scripts/install-test-deps.sh installs nginx)" >&2; exit 2; }
-done
+require_tools "scripts/install-test-deps.sh installs nginx" nginx taskset python3
 SERVER_CORE=0
 CLIENT_CORE=$(( $(nproc --all) > 1 ? 1 : 0 ))
 
@@ -71,128 +68,39 @@ CLIENT_CORE=$(( $(nproc --all) > 1 ? 1 : 0 ))
 # soft limit to the hard one. corsgate counts two descriptors per client
 # connection (its own and an upstream's) plus 64, and accepts no more client
 # connections than fit: N above that is lowered, and the report says so.
-ulimit -n "$(ulimit -Hn)"
-fd_limit=$(ulimit -n)
+raise_nofile
 corsgate_fits=$(( (fd_limit - 64) / 2 ))
 
-if $build; then
-    cargo build --quiet --release -p corsgate --bin corsgate --example bench_upstream
-fi
-target_dir=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-[ -n "$corsgate" ] || corsgate="$target_dir/release/corsgate"
-upstream_bin="$target_dir/release/examples/bench_upstream"
-[ -x "$upstream_bin" ] || upstream_bin="$(dirname "$corsgate")/examples/bench_upstream"
-nginx=$(command -v nginx)
+bench_binaries
+bench_workdir
 
-work=$(mktemp -d)
-chmod 755 "$work"
-started=()
-cleanup() {
-    local pid
-    for pid in "${started[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-read -r upstream_port corsgate_port nginx_port nginx_h2_port < <(python3 - <<'EOF'
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-EOF
-)
+read -r upstream_port corsgate_port nginx_port nginx_h2_port < <(free_ports 4)
 upstream_addr="127.0.0.1:$upstream_port"
 # corsgate: the gateway benchmark's configuration; its listener speaks HTTP/1.1
 # and, with prior knowledge, HTTP/2 on the same port. max_connections: what the
 # descriptor limit holds (left at its default it would be lowered with a warning).
-sed -e "s#@LISTEN@#127.0.0.1:$corsgate_port#; s#@UPSTREAM@#$upstream_addr#" \
-    bench/gateway/corsgate.toml >"$work/corsgate.toml"
+corsgate_config "127.0.0.1:$corsgate_port" "$upstream_addr" >"$work/corsgate.toml"
 sed -i "s#^max_requests_per_connection = .*#&\nmax_connections = $(( corsgate_fits < 10000 ? corsgate_fits : 10000 ))#" \
     "$work/corsgate.toml"
 # nginx: the gateway benchmark's configuration, with room for 10,000 clients
 # and their upstream connections, and a second listener for HTTP/2 (nginx 1.22
 # speaks HTTP/2 on cleartext only with prior knowledge, on a port of its own).
-sed -e "s#@WORK@#$work#g; s#@LISTEN@#127.0.0.1:$nginx_port#; s#@UPSTREAM@#$upstream_addr#" \
+nginx_config "$work" "127.0.0.1:$nginx_port" "$upstream_addr" \
     -e "s#^    worker_connections 1024;#    worker_connections 20480;#" \
     -e "s#^worker_processes 1;#&\nworker_rlimit_nofile $fd_limit;#" \
     -e "s#^        listen 127.0.0.1:$nginx_port reuseport;#&\n        listen 127.0.0.1:$nginx_h2_port http2;#" \
-    bench/gateway/nginx.conf >"$work/nginx.conf"
+    >"$work/nginx.conf"
 grep -q "http2;" "$work/nginx.conf" && grep -q "worker_connections 20480" "$work/nginx.conf" ||
     { echo "bench/gateway/nginx.conf changed: cannot add the HTTP/2 listener" >&2; exit 2; }
-
-wait_port() {
-    local i
-    for i in $(seq 50); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on 127.0.0.1:$1 after 5 s" >&2
-    return 1
-}
-
-stop() {
-    local pid i
-    for pid in "$@"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "$@"; do
-        for i in $(seq 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    started=()
-}
-
-# A field of /proc/PID/status (KiB), summed over processes.
-status_kib() { # FIELD PID...
-    local field=$1 pid total=0
-    shift
-    for pid in "$@"; do
-        total=$((total + $(awk -v f="$field:" '$1 == f {print $2}' "/proc/$pid/status")))
-    done
-    echo "$total"
-}
 
 upstream_pid=
 server_pids=()
 start() { # corsgate | nginx; sets server_pids and port
-    taskset -c "$SERVER_CORE" "$upstream_bin" "$upstream_addr" >"$work/upstream.log" 2>&1 &
-    upstream_pid=$!
-    started+=("$upstream_pid")
-    wait_port "$upstream_port"
+    start_upstream
     case "$1" in
-        corsgate)
-            RUST_LOG=warn taskset -c "$SERVER_CORE" "$corsgate" serve --config "$work/corsgate.toml" \
-                >"$work/corsgate.log" 2>&1 &
-            server_pids=($!)
-            port=$corsgate_port
-            ;;
-        nginx)
-            taskset -c "$SERVER_CORE" "$nginx" -p "$work" -c "$work/nginx.conf" >"$work/nginx.log" 2>&1 &
-            server_pids=($!)
-            port=$nginx_port
-            ;;
+        corsgate) start_corsgate warn ;;
+        nginx) start_nginx ;;
     esac
-    started+=("${server_pids[@]}")
-    wait_port "$port"
-    if [ "$1" = nginx ]; then
-        local worker= i
-        for i in $(seq 50); do
-            worker=$(cat "/proc/${server_pids[0]}/task/${server_pids[0]}/children")
-            [ -n "$worker" ] && break
-            sleep 0.1
-        done
-        [ -n "$worker" ] || { echo "nginx started no worker" >&2; exit 1; }
-        server_pids+=($worker)
-    fi
 }
 
 results="$work/results.tsv"
@@ -259,12 +167,7 @@ while IFS=$'\t' read -r n proto server rss0 rss1 hwm0 hwm1 took; do
         "$(bc <<<"scale=3; ($rss1-$rss0)/$n")" "$(bc <<<"scale=3; ($hwm1-$hwm0)/$n")"
 done <"$results"
 echo
-hypervisor=$(lscpu | sed -n 's/^Hypervisor vendor: *//p')
 echo "- \`$command_line\`; started $started_at; load average $load_before before, $load_after after"
-echo "- CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc --all) cores${hypervisor:+, virtual machine ($hypervisor)}; kernel $(uname -sr)"
-if [ "$corsgate" = "$target_dir/release/corsgate" ]; then
-    echo "- corsgate built from $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo ' plus uncommitted changes under crates/') (release profile); $("$nginx" -v 2>&1 | sed 's/^nginx version: //')"
-else
-    echo "- corsgate binary: $corsgate; $("$nginx" -v 2>&1 | sed 's/^nginx version: //')"
-fi
+echo "- CPU: $(cpu_description); kernel $(uname -sr)"
+echo "- $(corsgate_description); $("$nginx" -v 2>&1 | sed 's/^nginx version: //')"
 echo "- servers on core $SERVER_CORE (corsgate on its single-threaded runtime, nginx with one worker; nginx's RSS is master + worker), the client on core $CLIENT_CORE; RLIMIT_NOFILE $fd_limit"

@@ -12,6 +12,7 @@
 # bench_upstream example (bench/gateway.sh builds both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 bin="$target_dir/release/corsgate"
@@ -19,16 +20,8 @@ upstream_bin="$target_dir/release/examples/bench_upstream"
 [ -x "$bin" ] && [ -x "$upstream_bin" ] ||
     { echo "build first: cargo build --release -p corsgate --bin corsgate --example bench_upstream" >&2; exit 2; }
 work=$(mktemp -d)
-read -r upstream_port port admin < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-PY
-)
-sed -e "s#@LISTEN@#127.0.0.1:$port#; s#@UPSTREAM@#127.0.0.1:$upstream_port#" \
-    bench/gateway/corsgate.toml >"$work/live.toml"
+read -r upstream_port port admin < <(free_ports 3)
+corsgate_config "127.0.0.1:$port" "127.0.0.1:$upstream_port" >"$work/live.toml"
 cp "$work/live.toml" "$work/candidate.toml"
 cat >"$work/client.py" <<'PY'
 # N requests on one keep-alive connection; exits non-zero on another status.

@@ -39,6 +39,21 @@ def median(runs, metric):
     return statistics.median(r[metric] for r in runs)
 
 
+def ratio(numerator, denominator):
+    """numerator / denominator, or None when the denominator is 0: CPU time is
+    read in clock ticks (10 ms each), so a short run can measure none at all."""
+    if denominator == 0:
+        return None
+    return numerator / denominator
+
+
+def times(value, bold=False):
+    if value is None:
+        return "n/a"
+    text = f"{value:.2f}×"
+    return f"**{text}**" if bold else text
+
+
 def cell(runs, metric, fmt):
     values = [r[metric] for r in runs]
     text = fmt.format(statistics.median(values))
@@ -83,14 +98,21 @@ def main():
             out.append("| " + " | ".join(row) + " |")
         if (case, "corsgate") in runs and (case, "nginx") in runs:
             c, n = runs[(case, "corsgate")], runs[(case, "nginx")]
-            ratio = {m: median(c, m) / median(n, m) for m, _, _ in METRICS}
-            ratios[case] = ratio
-            row = ["**corsgate / nginx**"] + [f"**{ratio[m]:.2f}×**" for m, _, _ in METRICS]
+            case_ratios = {m: ratio(median(c, m), median(n, m)) for m, _, _ in METRICS}
+            ratios[case] = case_ratios
+            row = ["**corsgate / nginx**"] + [times(case_ratios[m], bold=True) for m, _, _ in METRICS]
             if extra:
-                row.append(
-                    f"{median(c, 'upstream_cpu_us_per_req') / median(n, 'upstream_cpu_us_per_req'):.2f}×"
+                upstream = ratio(
+                    median(c, "upstream_cpu_us_per_req"), median(n, "upstream_cpu_us_per_req")
                 )
+                row.append(times(upstream))
             out.append("| " + " | ".join(row) + " |")
+            if any(v is None for v in case_ratios.values()):
+                out.append("")
+                out.append(
+                    "n/a: nginx measured 0 there (CPU time is counted in clock ticks of "
+                    "10 ms: the runs were too short to see any); run longer for a ratio."
+                )
         out.append("")
 
     targets = [
@@ -109,6 +131,9 @@ def main():
         if case not in ratios:
             continue
         value = ratios[case][metric]
+        if value is None:
+            out.append(f"| {text} | n/a | not measured (nginx measured 0) |")
+            continue
         met = value <= bound if op == "≤" else value >= bound
         out.append(f"| {text} | {value:.2f}× | {'met' if met else '**NOT met**'} |")
     out.append("")

@@ -17,8 +17,11 @@
 #![warn(missing_docs)]
 
 pub mod canonical;
+#[cfg(test)]
+mod doc_keys;
 pub mod load;
 pub mod model;
+mod read;
 pub mod registry;
 pub mod selfloop;
 mod table;
@@ -32,7 +35,7 @@ use std::time::Duration;
 
 use corsgate_policy::{ConfigLayer, CorsConfig, Diagnostic, DiagnosticKind, Policy};
 
-use canonical::{EscapedSlashes, PathCase, PathRules};
+use canonical::{PathCase, PathRules};
 pub use load::{Located, Summary};
 use model::{FileConfig, RouteCors};
 pub use table::{Route, RouteMatch, RouteTable, Transport, Upstream, path_has_prefix};
@@ -47,6 +50,39 @@ pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
 pub const STARTING_CONFIG: &str = include_str!("starting_point.toml");
 
 /// A compiled configuration: everything the gateway needs, validated.
+///
+/// ```
+/// use http::{HeaderMap, Method};
+///
+/// let checked = corsgate_config::check(r#"
+///     [server]
+///     listen = "127.0.0.1:8080"
+///
+///     [server.cors]
+///     allow_origins = ["https://app.example.com"]
+///
+///     [[route]]
+///     path = "/api"
+///     upstream = "http://127.0.0.1:9000"
+///
+///     [[route]]
+///     path = "/login"
+///     upstream = "http://127.0.0.1:9001"
+///     cors = "closed"
+/// "#);
+/// assert!(!checked.has_errors(), "{:?}", checked.problems);
+/// let gateway = checked.gateway.unwrap();
+/// assert_eq!(gateway.settings.listen.port(), 8080);
+///
+/// let mut request = HeaderMap::new();
+/// request.insert("origin", "https://app.example.com".parse().unwrap());
+/// let allowed = |path: &str| {
+///     let policy = gateway.routes.resolve(None, path).policy.unwrap();
+///     policy.decide(&Method::GET, &request).is_allowed()
+/// };
+/// assert!(allowed("/api/items"));
+/// assert!(!allowed("/login"));
+/// ```
 #[derive(Debug)]
 pub struct GatewayConfig {
     /// `[server]`: listeners, timeouts and limits.
@@ -387,8 +423,8 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
                             None
                         }
                         Some(named) => {
-                            let own = table.cors.keys_set();
-                            let from_policy = named.written.keys_set();
+                            let own = model::keys_set(&table.cors);
+                            let from_policy = model::keys_set(named.written);
                             if !from_policy.is_empty()
                                 && from_policy.iter().all(|key| own.contains(key))
                             {
@@ -800,162 +836,17 @@ fn parse_upstream(text: &str, path: &str, diagnostics: &mut Vec<Diagnostic>) -> 
     }
 }
 
+/// `[server]`: the scalar keys in [`server_scalars`], the lists and tables
+/// after them.
 fn settings(server: &model::ServerConfig, diagnostics: &mut Vec<Diagnostic>) -> Option<Settings> {
-    let mut settings = Settings::default();
     let errors_before = diagnostics.iter().filter(|d| d.is_error()).count();
-    let addr = |key: &str,
-                value: &Option<String>,
-                diagnostics: &mut Vec<Diagnostic>|
-     -> Option<SocketAddr> {
-        let text = value.as_ref()?;
-        match text.parse::<SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                diagnostics.push(
-                    Diagnostic::error(
-                        DiagnosticKind::File,
-                        format!("server.{key}"),
-                        "an address is IP:port, such as \"127.0.0.1:8080\" or \"[::1]:8080\"",
-                    )
-                    .with_value(text),
-                );
-                None
-            }
-        }
-    };
-    if let Some(listen) = addr("listen", &server.listen, diagnostics) {
-        settings.listen = listen;
-    }
-    settings.admin_listen = addr("admin_listen", &server.admin_listen, diagnostics);
-    let duration = |key: &str,
-                    value: &Option<String>,
-                    default: Duration,
-                    diagnostics: &mut Vec<Diagnostic>| {
-        let Some(text) = value else { return default };
-        match humantime::parse_duration(text) {
-            Ok(d) if !d.is_zero() => d,
-            _ => {
-                diagnostics.push(
-                    Diagnostic::error(
-                        DiagnosticKind::File,
-                        format!("server.{key}"),
-                        "a duration such as \"500ms\", \"5s\" or \"2m\", more than zero",
-                    )
-                    .with_value(text),
-                );
-                default
-            }
-        }
-    };
-    settings.connect_timeout = duration(
-        "connect_timeout",
-        &server.connect_timeout,
-        settings.connect_timeout,
-        diagnostics,
-    );
-    settings.response_timeout = duration(
-        "response_timeout",
-        &server.response_timeout,
-        settings.response_timeout,
-        diagnostics,
-    );
-    settings.idle_timeout = duration(
-        "idle_timeout",
-        &server.idle_timeout,
-        settings.idle_timeout,
-        diagnostics,
-    );
-    settings.shutdown_timeout = duration(
-        "shutdown_timeout",
-        &server.shutdown_timeout,
-        settings.shutdown_timeout,
-        diagnostics,
-    );
-    let count = |key: &str,
-                 value: Option<i64>,
-                 min: i64,
-                 max: i64,
-                 diagnostics: &mut Vec<Diagnostic>|
-     -> Option<u64> {
-        let v = value?;
-        if v < min || v > max {
-            diagnostics.push(
-                Diagnostic::error(
-                    DiagnosticKind::File,
-                    format!("server.{key}"),
-                    format!("a number from {min} to {max}"),
-                )
-                .with_value(v.to_string()),
-            );
-            return None;
-        }
-        u64::try_from(v).ok()
-    };
-    if let Some(v) = count(
-        "max_header_bytes",
-        server.max_header_bytes,
-        4096,
-        1 << 24,
-        diagnostics,
-    ) {
-        settings.max_header_bytes = usize::try_from(v).unwrap_or(settings.max_header_bytes);
-    }
-    if let Some(v) = count(
-        "max_connections",
-        server.max_connections,
-        1,
-        1 << 20,
-        diagnostics,
-    ) {
-        settings.max_connections = usize::try_from(v).unwrap_or(settings.max_connections);
-    }
-    if let Some(v) = count(
-        "max_body_bytes",
-        server.max_body_bytes,
-        0,
-        i64::MAX,
-        diagnostics,
-    ) {
-        settings.max_body_bytes = (v > 0).then_some(v);
-    }
-    let choice = |key: &str,
-                  value: &Option<String>,
-                  choices: &[&str],
-                  diagnostics: &mut Vec<Diagnostic>|
-     -> Option<usize> {
-        let text = value.as_ref()?;
-        let found = choices.iter().position(|c| c == text);
-        if found.is_none() {
-            diagnostics.push(
-                Diagnostic::error(
-                    DiagnosticKind::File,
-                    format!("server.{key}"),
-                    format!("one of {}", choices.join(", ")),
-                )
-                .with_value(text),
-            );
-        }
-        found
-    };
-    if let Some(i) = choice(
-        "escaped_slashes",
-        &server.escaped_slashes,
-        &["reject", "keep"],
-        diagnostics,
-    ) {
-        settings.path_rules.escaped_slashes = [EscapedSlashes::Reject, EscapedSlashes::Keep][i];
-    }
-    if let Some(i) = choice(
-        "path_case",
-        &server.path_case,
-        &["sensitive", "insensitive"],
-        diagnostics,
-    ) {
-        settings.path_rules.path_case = [PathCase::Sensitive, PathCase::Insensitive][i];
-    }
-    for (i, text) in server.trusted_proxies.iter().flatten().enumerate() {
+    let mut s = Settings::default();
+    let m = server;
+    server_scalars(m, &mut s, &mut read::Reader::new("server", diagnostics));
+    s.max_connections_configured = m.max_connections.is_some();
+    for (i, text) in m.trusted_proxies.iter().flatten().enumerate() {
         match Cidr::parse(text) {
-            Ok(cidr) => settings.trusted_proxies.push(cidr),
+            Ok(cidr) => s.trusted_proxies.push(cidr),
             Err(why) => diagnostics.push(
                 Diagnostic::error(
                     DiagnosticKind::File,
@@ -966,92 +857,13 @@ fn settings(server: &model::ServerConfig, diagnostics: &mut Vec<Diagnostic>) -> 
             ),
         }
     }
-    settings.body_timeout = duration(
-        "body_timeout",
-        &server.body_timeout,
-        settings.body_timeout,
-        diagnostics,
-    );
-    settings.upstream_body_timeout = duration(
-        "upstream_body_timeout",
-        &server.upstream_body_timeout,
-        settings.upstream_body_timeout,
-        diagnostics,
-    );
-    if let Some(v) = count(
-        "max_upstream_connections",
-        server.max_upstream_connections,
-        1,
-        1 << 20,
-        diagnostics,
-    ) {
-        settings.max_upstream_connections =
-            usize::try_from(v).unwrap_or(settings.max_upstream_connections);
+    if let Some(hosts) = &m.admin_hosts {
+        s.admin_hosts = admin_hosts(hosts, diagnostics);
     }
-    if let Some(v) = count(
-        "max_idle_per_upstream",
-        server.max_idle_per_upstream,
-        0,
-        1 << 20,
-        diagnostics,
-    ) {
-        settings.max_idle_per_upstream =
-            usize::try_from(v).unwrap_or(settings.max_idle_per_upstream);
+    if let Some(tls) = &m.tls {
+        s.tls = tls::compile(tls, s.listen, s.admin_listen, diagnostics);
     }
-    settings.upstream_idle_timeout = duration(
-        "upstream_idle_timeout",
-        &server.upstream_idle_timeout,
-        settings.upstream_idle_timeout,
-        diagnostics,
-    );
-    settings.upstream_queue_timeout = duration(
-        "upstream_queue_timeout",
-        &server.upstream_queue_timeout,
-        settings.upstream_queue_timeout,
-        diagnostics,
-    );
-    settings.websocket_idle_timeout = duration(
-        "websocket_idle_timeout",
-        &server.websocket_idle_timeout,
-        settings.websocket_idle_timeout,
-        diagnostics,
-    );
-    settings.send_timeout = duration(
-        "send_timeout",
-        &server.send_timeout,
-        settings.send_timeout,
-        diagnostics,
-    );
-    if let Some(v) = count(
-        "max_concurrent_streams",
-        server.max_concurrent_streams,
-        1,
-        100_000,
-        diagnostics,
-    ) {
-        settings.max_concurrent_streams =
-            u32::try_from(v).unwrap_or(settings.max_concurrent_streams);
-    }
-    if let Some(v) = count(
-        "max_requests_per_connection",
-        server.max_requests_per_connection,
-        1,
-        1_000_000_000,
-        diagnostics,
-    ) {
-        settings.max_requests_per_connection = v;
-    }
-    settings.max_connections_configured = server.max_connections.is_some();
-    if let Some(hosts) = &server.admin_hosts {
-        settings.admin_hosts = admin_hosts(hosts, diagnostics);
-    }
-    if let Some(access_log) = server.access_log {
-        settings.access_log = access_log;
-    }
-    if let Some(tls) = &server.tls {
-        settings.tls = tls::compile(tls, settings.listen, settings.admin_listen, diagnostics);
-    }
-    if let Some(path) = &server.shadow_config {
+    if let Some(path) = &m.shadow_config {
         // A path only: the file is read and checked by the gateway, which
         // knows where this file is (and reloads the candidate on its own).
         if path.trim().is_empty() {
@@ -1064,11 +876,40 @@ fn settings(server: &model::ServerConfig, diagnostics: &mut Vec<Diagnostic>) -> 
                 .with_value(path),
             );
         } else {
-            settings.shadow_config = Some(path.into());
+            s.shadow_config = Some(path.into());
         }
     }
     let errors_after = diagnostics.iter().filter(|d| d.is_error()).count();
-    (errors_after == errors_before).then_some(settings)
+    (errors_after == errors_before).then_some(s)
+}
+
+/// The scalar keys of `[server]`, one line each: how a kind of value is read
+/// and refused is its reader's (`read.rs`), a key's bounds are here, its
+/// default is [`Settings::default`]'s. Laid out as a table, so unformatted.
+#[rustfmt::skip]
+fn server_scalars(m: &model::ServerConfig, s: &mut Settings, r: &mut read::Reader<'_>) {
+    if let Some(listen) = r.address("listen", &m.listen) { s.listen = listen; }
+    s.admin_listen = r.address("admin_listen", &m.admin_listen);
+    r.duration("connect_timeout", &m.connect_timeout, &mut s.connect_timeout);
+    r.duration("response_timeout", &m.response_timeout, &mut s.response_timeout);
+    r.duration("idle_timeout", &m.idle_timeout, &mut s.idle_timeout);
+    r.duration("shutdown_timeout", &m.shutdown_timeout, &mut s.shutdown_timeout);
+    r.count("max_header_bytes", m.max_header_bytes, 4096..=1 << 24, &mut s.max_header_bytes);
+    r.count("max_connections", m.max_connections, 1..=1 << 20, &mut s.max_connections);
+    r.limit("max_body_bytes", m.max_body_bytes, &mut s.max_body_bytes);
+    r.choice("escaped_slashes", &m.escaped_slashes, &mut s.path_rules.escaped_slashes);
+    r.choice("path_case", &m.path_case, &mut s.path_rules.path_case);
+    r.duration("body_timeout", &m.body_timeout, &mut s.body_timeout);
+    r.duration("upstream_body_timeout", &m.upstream_body_timeout, &mut s.upstream_body_timeout);
+    r.count("max_upstream_connections", m.max_upstream_connections, 1..=1 << 20, &mut s.max_upstream_connections);
+    r.count("max_idle_per_upstream", m.max_idle_per_upstream, 0..=1 << 20, &mut s.max_idle_per_upstream);
+    r.duration("upstream_idle_timeout", &m.upstream_idle_timeout, &mut s.upstream_idle_timeout);
+    r.duration("upstream_queue_timeout", &m.upstream_queue_timeout, &mut s.upstream_queue_timeout);
+    r.duration("websocket_idle_timeout", &m.websocket_idle_timeout, &mut s.websocket_idle_timeout);
+    r.duration("send_timeout", &m.send_timeout, &mut s.send_timeout);
+    r.count("max_concurrent_streams", m.max_concurrent_streams, 1..=100_000, &mut s.max_concurrent_streams);
+    r.count("max_requests_per_connection", m.max_requests_per_connection, 1..=1_000_000_000, &mut s.max_requests_per_connection);
+    r.flag("access_log", m.access_log, &mut s.access_log);
 }
 
 /// `admin_hosts`: DNS names as a `Host` header carries them, lowercase,
@@ -1177,9 +1018,9 @@ fn effective_config(
                 upstream_tls: written.and_then(|w| w.upstream_tls.clone()),
                 cors: Some(match &r.policy {
                     _ if written.is_some_and(|w| matches!(w.cors, Some(RouteCors::Closed(_)))) => {
-                        RouteCors::Closed(corsgate_policy::Closed::Closed)
+                        RouteCors::Closed(model::Closed::Closed)
                     }
-                    None => RouteCors::Off(corsgate_policy::Off::Off),
+                    None => RouteCors::Off(model::Off::Off),
                     Some(policy) => RouteCors::from(policy.effective_config().clone()),
                 }),
             }

@@ -8,12 +8,12 @@
 
 use std::ops::Range;
 
-use corsgate_policy::{Diagnostic, DiagnosticKind, POLICY_KEYS, Severity};
+use corsgate_policy::{Diagnostic, DiagnosticKind, Severity};
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use super::model::{FileConfig, REGISTRY_KEYS, ROUTE_KEYS, SERVER_KEYS};
+use super::model::{FileConfig, POLICY_KEYS, REGISTRY_KEYS, ROUTE_KEYS, SERVER_KEYS};
 
 /// A diagnostic with its place in the file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -511,7 +511,7 @@ fn unknown_key_message(name: &str, table: &str) -> String {
         "" => &["server", "policies", "route", "registry"],
         "server" => SERVER_KEYS,
         "registry" => REGISTRY_KEYS,
-        t if t.ends_with("clients") => corsgate_policy::CLIENTS_KEYS,
+        t if t.ends_with("clients") => super::model::CLIENTS_KEYS,
         "server.cors" => POLICY_KEYS,
         "server.tls" => super::model::TLS_KEYS,
         "server.tls.acme" => super::model::ACME_KEYS,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use corsgate_policy::{Closed, CorsConfig, Off};
+use corsgate_policy::CorsConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole file.
@@ -289,6 +289,22 @@ pub enum RouteCors {
     Table(RouteCorsTable),
 }
 
+/// The string `"off"` of `cors = "off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Off {
+    /// `"off"`.
+    Off,
+}
+
+/// The string `"closed"` of `cors = "closed"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Closed {
+    /// `"closed"`.
+    Closed,
+}
+
 /// A route's own `cors` table: the policy it starts from, and its own keys.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RouteCorsTable {
@@ -358,6 +374,61 @@ pub const SERVER_KEYS: &[&str] = &[
     "admin_token_file",
     "shadow_config",
 ];
+
+/// Keys of a CORS policy table (`[server.cors]`, `[policies.NAME]`, a route's
+/// `cors`), in the order of the configuration reference: the fields of
+/// [`CorsConfig`].
+pub const POLICY_KEYS: &[&str] = &[
+    "allow_origins",
+    "allow_methods",
+    "allow_headers",
+    "expose_headers",
+    "allow_credentials",
+    "max_age",
+    "allow_private_network",
+    "on_disallowed",
+    "preflight_status",
+    "debug",
+    "dangerously_allow_null_origin",
+    "dangerously_allow_insecure_origins",
+    "dangerously_allow_public_suffix_wildcards",
+    "clients",
+];
+
+/// Keys of a policy's `clients` table: the fields of
+/// [`ClientsConfig`](corsgate_policy::ClientsConfig).
+pub const CLIENTS_KEYS: &[&str] = &[
+    "identify",
+    "preflight",
+    "unidentified",
+    "body_limit",
+    "jwt_claims",
+];
+
+/// Which keys a CORS table sets, in [`POLICY_KEYS`] order.
+pub fn keys_set(cors: &CorsConfig) -> Vec<&'static str> {
+    let set = [
+        cors.allow_origins.is_some(),
+        cors.allow_methods.is_some(),
+        cors.allow_headers.is_some(),
+        cors.expose_headers.is_some(),
+        cors.allow_credentials.is_some(),
+        cors.max_age.is_some(),
+        cors.allow_private_network.is_some(),
+        cors.on_disallowed.is_some(),
+        cors.preflight_status.is_some(),
+        cors.debug.is_some(),
+        cors.dangerously_allow_null_origin.is_some(),
+        cors.dangerously_allow_insecure_origins.is_some(),
+        cors.dangerously_allow_public_suffix_wildcards.is_some(),
+        cors.clients.is_some(),
+    ];
+    POLICY_KEYS
+        .iter()
+        .zip(set)
+        .filter_map(|(key, is_set)| is_set.then_some(*key))
+        .collect()
+}
 
 /// `[registry]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -431,7 +502,7 @@ impl FileConfig {
         let policy = match cors {
             Some(RouteCors::Off(_) | RouteCors::Closed(_)) => return KeySource::Route,
             Some(RouteCors::Table(table)) => {
-                if table.cors.keys_set().contains(&key) {
+                if keys_set(&table.cors).contains(&key) {
                     return KeySource::Route;
                 }
                 table.policy.as_deref()
@@ -443,13 +514,13 @@ impl FileConfig {
             if self
                 .policies
                 .get(name)
-                .is_some_and(|p| p.keys_set().contains(&key))
+                .is_some_and(|p| keys_set(p).contains(&key))
             {
                 return KeySource::Policy(name.to_owned());
             }
         }
         let server = self.server.as_ref().and_then(|s| s.cors.as_ref());
-        if server.is_some_and(|c| c.keys_set().contains(&key)) {
+        if server.is_some_and(|c| keys_set(c).contains(&key)) {
             KeySource::Server
         } else {
             KeySource::Default

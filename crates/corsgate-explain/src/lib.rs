@@ -4,6 +4,32 @@
 //! JavaScript can read, and the fix.
 //!
 //! `corsgate explain` prints it; the gateway's admin listener answers with it.
+//!
+//! ```
+//! use corsgate_explain::{Credentials, Initiator, PageRequest, Verdict, explain};
+//!
+//! let config = corsgate_config::check(r#"
+//!     [server.cors]
+//!     allow_origins = ["https://app.example.com"]
+//!
+//!     [[route]]
+//!     path = "/api"
+//!     upstream = "http://127.0.0.1:9000"
+//! "#).gateway.unwrap();
+//! let page = |origin: &str| PageRequest {
+//!     url: "https://api.example.com/api/items".into(),
+//!     origin: origin.into(),
+//!     method: "PUT".into(),
+//!     headers: vec![("content-type".into(), "application/json".into())],
+//!     credentials: Credentials::SameOrigin,
+//!     initiator: Initiator::Fetch,
+//! };
+//!
+//! // PUT is not listed: the preflight is refused, and the fix says what to add.
+//! let refused = explain(&config, &config.source, &page("https://app.example.com")).unwrap();
+//! assert_eq!(refused.verdict, Verdict::Blocked);
+//! assert!(refused.fixes.iter().any(|fix| fix.line.contains("PUT")));
+//! ```
 
 #![warn(missing_docs)]
 

@@ -10,7 +10,7 @@ use crate::client_origins::ClientsConfig;
 /// The policy keys of a `[server.cors]` or `[route.cors]` table.
 ///
 /// Every field is optional so that a route's table can override the default policy
-/// field by field (see [`CorsConfig::layered_over`]). A field left unset takes the
+/// field by field (see [`ConfigLayer`](crate::ConfigLayer)). A field left unset takes the
 /// safest useful default, documented on each field and in `docs/configuration.md`.
 ///
 /// Unknown keys are errors: a typo in a security policy must never be ignored.
@@ -87,24 +87,6 @@ pub struct CorsConfig {
     pub clients: Option<ClientsConfig>,
 }
 
-/// Every key of [`CorsConfig`], in the order of the configuration reference.
-pub const POLICY_KEYS: &[&str] = &[
-    "allow_origins",
-    "allow_methods",
-    "allow_headers",
-    "expose_headers",
-    "allow_credentials",
-    "max_age",
-    "allow_private_network",
-    "on_disallowed",
-    "preflight_status",
-    "debug",
-    "dangerously_allow_null_origin",
-    "dangerously_allow_insecure_origins",
-    "dangerously_allow_public_suffix_wildcards",
-    "clients",
-];
-
 impl CorsConfig {
     /// An empty configuration: every key unset.
     pub fn new() -> Self {
@@ -157,64 +139,6 @@ impl CorsConfig {
     pub fn debug(mut self, yes: bool) -> Self {
         self.debug = Some(yes);
         self
-    }
-
-    /// This configuration with every unset key taken from `base`: how a route's
-    /// `cors` table inherits from `[server.cors]`.
-    pub fn layered_over(&self, base: &CorsConfig) -> CorsConfig {
-        fn pick<T: Clone>(top: &Option<T>, base: &Option<T>) -> Option<T> {
-            top.clone().or_else(|| base.clone())
-        }
-        CorsConfig {
-            allow_origins: pick(&self.allow_origins, &base.allow_origins),
-            allow_methods: pick(&self.allow_methods, &base.allow_methods),
-            allow_headers: pick(&self.allow_headers, &base.allow_headers),
-            expose_headers: pick(&self.expose_headers, &base.expose_headers),
-            allow_credentials: pick(&self.allow_credentials, &base.allow_credentials),
-            max_age: pick(&self.max_age, &base.max_age),
-            allow_private_network: pick(&self.allow_private_network, &base.allow_private_network),
-            on_disallowed: pick(&self.on_disallowed, &base.on_disallowed),
-            preflight_status: pick(&self.preflight_status, &base.preflight_status),
-            debug: pick(&self.debug, &base.debug),
-            dangerously_allow_null_origin: pick(
-                &self.dangerously_allow_null_origin,
-                &base.dangerously_allow_null_origin,
-            ),
-            dangerously_allow_insecure_origins: pick(
-                &self.dangerously_allow_insecure_origins,
-                &base.dangerously_allow_insecure_origins,
-            ),
-            dangerously_allow_public_suffix_wildcards: pick(
-                &self.dangerously_allow_public_suffix_wildcards,
-                &base.dangerously_allow_public_suffix_wildcards,
-            ),
-            clients: pick(&self.clients, &base.clients),
-        }
-    }
-
-    /// Which keys this table sets, in [`POLICY_KEYS`] order.
-    pub fn keys_set(&self) -> Vec<&'static str> {
-        let set = [
-            self.allow_origins.is_some(),
-            self.allow_methods.is_some(),
-            self.allow_headers.is_some(),
-            self.expose_headers.is_some(),
-            self.allow_credentials.is_some(),
-            self.max_age.is_some(),
-            self.allow_private_network.is_some(),
-            self.on_disallowed.is_some(),
-            self.preflight_status.is_some(),
-            self.debug.is_some(),
-            self.dangerously_allow_null_origin.is_some(),
-            self.dangerously_allow_insecure_origins.is_some(),
-            self.dangerously_allow_public_suffix_wildcards.is_some(),
-            self.clients.is_some(),
-        ];
-        POLICY_KEYS
-            .iter()
-            .zip(set)
-            .filter_map(|(key, is_set)| is_set.then_some(*key))
-            .collect()
     }
 }
 
@@ -321,20 +245,4 @@ pub enum OnDisallowed {
     /// Answer `403` without calling the upstream. Browsers also send `Origin` on
     /// same-origin `POST`s, so list the API's own origin when using this.
     Reject,
-}
-
-/// The string `"off"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Off {
-    /// `"off"`.
-    Off,
-}
-
-/// The string `"closed"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Closed {
-    /// `"closed"`.
-    Closed,
 }

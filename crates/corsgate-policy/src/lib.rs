@@ -57,10 +57,10 @@ mod vary;
 pub use apply::is_access_control_header;
 pub use classify::{RequestClass, classify};
 pub use client_origins::{
-    CLIENTS_KEYS, ClientIdentity, ClientOrigins, ClientRules, ClientsConfig, IdentifySource,
-    PreflightRule, UnidentifiedRule,
+    ClientIdentity, ClientOrigins, ClientRules, ClientsConfig, IdentifySource, PreflightRule,
+    UnidentifiedRule,
 };
-pub use config::{Closed, CorsConfig, List, Off, OnDisallowed, POLICY_KEYS};
+pub use config::{CorsConfig, List, OnDisallowed};
 pub use decision::{
     ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, Decision,
     MAX_REQUEST_HEADER_NAMES, MAX_REQUEST_HEADERS_LEN, REASON_HEADER, Rejection, RejectionReason,
