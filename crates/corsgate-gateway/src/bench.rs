@@ -13,8 +13,8 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 
 use crate::BoxError;
-use crate::metrics::Metrics;
-use crate::upstream::{Pool, PoolSettings};
+use crate::observe::metrics::Metrics;
+use crate::upstream::pool::{Pool, PoolSettings};
 
 type Body = UnsyncBoxBody<Bytes, BoxError>;
 
@@ -79,7 +79,7 @@ pub fn tls_server_config(
         acme: None,
         hsts: None,
     };
-    let tls = crate::tls::Tls::new(
+    let tls = crate::listen::tls::Tls::new(
         &settings,
         std::path::PathBuf::from("."),
         Arc::new(Metrics::default()),

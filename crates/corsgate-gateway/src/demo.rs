@@ -15,8 +15,8 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
 
-use super::body::ResponseBody;
-use super::headers::X_REQUEST_ID;
+use crate::request::body::ResponseBody;
+use crate::request::headers::X_REQUEST_ID;
 
 /// Largest JSON body the demo reads.
 const MAX_DEMO_BODY: usize = 64 * 1024;

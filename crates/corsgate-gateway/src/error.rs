@@ -75,8 +75,8 @@ impl fmt::Display for Error {
                  ({} per proxied connection, client and upstream, plus {} in reserve), \
                  but the limit on open files (RLIMIT_NOFILE) is {limit}; raise it (LimitNOFILE={needed} in the \
                  systemd unit, or `ulimit -n {needed}` before starting) or lower server.max_connections to {fits}",
-                crate::fdlimit::FDS_PER_CONNECTION,
-                crate::fdlimit::FDS_RESERVE,
+                crate::listen::fdlimit::FDS_PER_CONNECTION,
+                crate::listen::fdlimit::FDS_RESERVE,
             ),
             Error::NoDemo { route } => write!(
                 f,

@@ -21,35 +21,19 @@
 
 #![warn(missing_docs)]
 
-mod accept;
-mod access_log;
-mod acme;
 mod admin;
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
-mod body;
-mod conn;
-mod dashboard;
 #[cfg(feature = "demo")]
 mod demo;
 mod error;
-mod fdlimit;
-mod forward;
-mod gateway_error;
-mod headers;
-mod identify;
-mod metrics;
-mod proxy;
-mod refusals;
-mod registry_admin;
+mod listen;
+mod observe;
 mod reload;
+mod request;
 mod shadow;
-mod tls;
-mod tunnel;
 mod upstream;
-mod upstream_tls;
-mod via;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,17 +46,17 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use accept::AcceptErrors;
-use body::RequestBody;
-use conn::{Limits, StreamExec, serve_connection};
 use corsgate_config::{GatewayConfig, Settings, Transport, Upstream};
 pub use error::Error;
-pub use gateway_error::GatewayErrorKind;
-use metrics::{Metrics, RouteStats};
+use listen::accept::AcceptErrors;
+use listen::conn::{Limits, StreamExec, serve_connection};
+pub use listen::tls::{EXPIRY_WARNING, check_certificates};
+use observe::metrics::{Metrics, RouteStats};
 pub use reload::ReloadOutcome;
-pub use tls::{EXPIRY_WARNING, check_certificates};
-use upstream::{Pool, PoolSettings, Protocol};
-pub use upstream_tls::check_upstream_tls;
+use request::body::RequestBody;
+pub use request::gateway_error::GatewayErrorKind;
+use upstream::pool::{Pool, PoolSettings, Protocol};
+pub use upstream::upstream_tls::check_upstream_tls;
 
 /// Boxed error of a body: only allocated when something fails.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -211,12 +195,12 @@ pub(crate) struct Snapshot {
 
 impl Snapshot {
     /// `connectors`: the TLS of each `https://` route, by route index
-    /// ([`upstream_tls::connectors`]).
+    /// ([`upstream::upstream_tls::connectors`]).
     fn new(
         gateway: GatewayConfig,
         metrics: &Arc<Metrics>,
         previous: Option<&Snapshot>,
-        connectors: &[Option<Arc<upstream_tls::Connector>>],
+        connectors: &[Option<Arc<upstream::upstream_tls::Connector>>],
     ) -> Self {
         let settings = &gateway.settings;
         let len = gateway
@@ -365,17 +349,17 @@ pub(crate) struct Shared {
     pub(crate) connections: Arc<Semaphore>,
     /// This gateway's `Via` entry, with its random token: how it knows a
     /// request that has come round a loop.
-    pub(crate) via: via::Via,
+    pub(crate) via: request::via::Via,
     /// `[server.tls]` as started: the listener speaks HTTPS.
-    pub(crate) tls: Option<tls::Tls>,
+    pub(crate) tls: Option<listen::tls::Tls>,
     /// The client registry of `[registry]`, opened at start.
     pub(crate) registry: Option<Arc<corsgate_registry::Registry>>,
     /// The shadow configuration, when one is asked for (shadow.rs).
     pub(crate) shadow: shadow::Shadow,
     /// Recent refusals, for `GET /refusals` and the dashboard.
-    pub(crate) refusals: refusals::RefusalLog,
+    pub(crate) refusals: observe::refusals::RefusalLog,
     /// The dashboard's request history and explain's cache key.
-    pub(crate) dashboard: dashboard::State,
+    pub(crate) dashboard: admin::dashboard::State,
 }
 
 impl Shared {
@@ -405,7 +389,7 @@ impl Server {
             });
         }
         let settings = gateway.settings.clone();
-        let max_connections = fdlimit::fit_max_connections(
+        let max_connections = listen::fdlimit::fit_max_connections(
             settings.max_connections,
             settings.max_connections_configured,
         )?;
@@ -413,11 +397,15 @@ impl Server {
         // balancer must not see the port open while routes are still set up.
         let metrics = Arc::new(Metrics::with_log_drops(options.log_lines_dropped));
         let tls = match &settings.tls {
-            Some(tls) => Some(tls::Tls::new(tls, options.config_dir(), metrics.clone())?),
+            Some(tls) => Some(listen::tls::Tls::new(
+                tls,
+                options.config_dir(),
+                metrics.clone(),
+            )?),
             None => None,
         };
-        let connectors = upstream_tls::connectors(&gateway, &options.config_dir())
-            .map_err(|found| Error::UpstreamTls(upstream_tls::one_a_line(&found)))?;
+        let connectors = upstream::upstream_tls::connectors(&gateway, &options.config_dir())
+            .map_err(|found| Error::UpstreamTls(upstream::upstream_tls::one_a_line(&found)))?;
         let redirect = match settings.tls.as_ref().and_then(|t| t.redirect_listen) {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -431,7 +419,7 @@ impl Server {
             None => None,
         };
         let registry =
-            registry_admin::open(&gateway.settings, options.config_path.as_deref()).await?;
+            admin::registry_admin::open(&gateway.settings, options.config_path.as_deref()).await?;
         let snapshot = Snapshot::new(gateway, &metrics, None, &connectors);
         let listener =
             TcpListener::bind(settings.listen)
@@ -471,12 +459,12 @@ impl Server {
             listen,
             admin: admin_addr,
             connections: Arc::new(Semaphore::new(max_connections)),
-            via: via::Via::random(),
+            via: request::via::Via::random(),
             tls,
             registry,
             shadow: shadow::Shadow::default(),
-            refusals: refusals::RefusalLog::default(),
-            dashboard: dashboard::State::default(),
+            refusals: observe::refusals::RefusalLog::default(),
+            dashboard: admin::dashboard::State::default(),
         });
         shadow::start(&shared);
         Ok(Server {
@@ -515,17 +503,17 @@ impl Server {
             shared,
             watch,
         } = self;
-        let admin = admin.map(|admin| tokio::spawn(admin::serve(admin, shared.clone())));
-        let redirect =
-            redirect.map(|redirect| tokio::spawn(tls::serve_redirect(redirect, shared.clone())));
+        let admin = admin.map(|admin| tokio::spawn(admin::server::serve(admin, shared.clone())));
+        let redirect = redirect
+            .map(|redirect| tokio::spawn(listen::tls::serve_redirect(redirect, shared.clone())));
         if watch {
-            tls::watch(&shared);
+            listen::tls::watch(&shared);
         }
         let acme = shared
             .tls
             .as_ref()
             .and_then(|t| t.acme.clone())
-            .map(|acme| tokio::spawn(acme::run(shared.clone(), acme)));
+            .map(|acme| tokio::spawn(listen::acme::run(shared.clone(), acme)));
         let pruner = tokio::spawn(prune_pools(shared.clone()));
         let _watcher = match (&shared.config_path, watch) {
             (Some(path), true) => reload::watch(path, shared.clone()),

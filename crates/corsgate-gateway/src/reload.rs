@@ -88,7 +88,7 @@ fn reload_live(shared: &Arc<Shared>, only_if_changed: bool) -> ReloadOutcome {
     // upstreams again: a rotated client certificate takes effect without an
     // edit to the configuration.
     let unchanged = last.as_deref() == Some(text.as_str())
-        && (only_if_changed || !super::upstream_tls::changed(shared));
+        && (only_if_changed || !crate::upstream::upstream_tls::changed(shared));
     if unchanged {
         // Nothing to compile or swap: the running configuration is this file.
         // Said in the log, so that an operator who expected a change looks at
@@ -100,7 +100,7 @@ fn reload_live(shared: &Arc<Shared>, only_if_changed: bool) -> ReloadOutcome {
             // But the certificates are read again: their files may have
             // changed while the configuration did not.
             drop(last);
-            super::tls::after_config_reload(shared);
+            crate::listen::tls::after_config_reload(shared);
         }
         return ReloadOutcome::Unchanged;
     }
@@ -158,7 +158,10 @@ fn reload_live(shared: &Arc<Shared>, only_if_changed: bool) -> ReloadOutcome {
     let routes = gateway.routes.len();
     // The CA files and client certificates of https:// upstreams: a file
     // that does not load refuses the whole file, as an error in it would.
-    let connectors = match super::upstream_tls::connectors(&gateway, &shared.options.config_dir()) {
+    let connectors = match crate::upstream::upstream_tls::connectors(
+        &gateway,
+        &shared.options.config_dir(),
+    ) {
         Ok(connectors) => connectors,
         Err(found) => {
             let errors = found.len();
@@ -177,7 +180,7 @@ fn reload_live(shared: &Arc<Shared>, only_if_changed: bool) -> ReloadOutcome {
     shared.metrics.reloaded(true);
     tracing::info!(file = %name, routes, warnings, "configuration reloaded");
     drop(last);
-    super::tls::after_config_reload(shared);
+    crate::listen::tls::after_config_reload(shared);
     ReloadOutcome::Applied { warnings }
 }
 

@@ -31,9 +31,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Shared;
-use super::access_log::capped;
-use super::body::ResponseBody;
-use super::proxy::RequestCtx;
+use crate::observe::access_log::capped;
+use crate::request::body::ResponseBody;
+use crate::request::proxy::RequestCtx;
 
 /// Divergences kept as samples for `GET /shadow`, the most recent ones.
 pub(crate) const RECENT: usize = 256;
@@ -236,8 +236,10 @@ fn decide_for_clients<B>(shared: &Shared, policy: &Policy, request: &Request<B>)
         return policy.decide(method, headers);
     }
     let named = rules.identify().iter().find_map(|source| match source {
-        IdentifySource::Basic => super::identify::basic_user(headers),
-        IdentifySource::BearerJwt => super::identify::jwt_client(headers, rules.jwt_claims()),
+        IdentifySource::Basic => crate::request::identify::basic_user(headers),
+        IdentifySource::BearerJwt => {
+            crate::request::identify::jwt_client(headers, rules.jwt_claims())
+        }
         _ => None,
     });
     let identity = match &named {
@@ -698,7 +700,7 @@ pub(crate) fn metrics(shared: &Shared) -> String {
         .collect::<std::collections::BTreeMap<_, _>>()
         .into_values()
         .collect();
-    routes.push(super::metrics::UNMATCHED.to_owned());
+    routes.push(crate::observe::metrics::UNMATCHED.to_owned());
     let mut gone: Vec<&String> = totals.keys().filter(|r| !routes.contains(r)).collect();
     gone.sort();
     let gone: Vec<String> = gone.into_iter().cloned().collect();
@@ -780,10 +782,13 @@ fn refusal(shared: &Shared, headers: &HeaderMap) -> Option<Response<ResponseBody
             ));
         }
     };
-    let given = super::registry_admin::bearer_token(headers);
+    let given = crate::admin::registry_admin::bearer_token(headers);
     match given {
         Some(token)
-            if super::registry_admin::constant_time_eq(token.as_bytes(), expected.as_bytes()) =>
+            if crate::admin::registry_admin::constant_time_eq(
+                token.as_bytes(),
+                expected.as_bytes(),
+            ) =>
         {
             None
         }

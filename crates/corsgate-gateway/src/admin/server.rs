@@ -24,9 +24,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 
-use super::Shared;
-use super::accept::AcceptErrors;
-use super::body::ResponseBody;
+use crate::Shared;
+use crate::listen::accept::AcceptErrors;
+use crate::request::body::ResponseBody;
 
 /// Most admin connections open at once. Scrapers and health checks need a
 /// few; past the cap, new connections wait in the listen backlog.
@@ -228,7 +228,7 @@ fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody
         "/metrics" => {
             let mut text = shared.metrics.render_shared().to_vec();
             text.extend_from_slice(super::registry_admin::metrics(shared).as_bytes());
-            text.extend_from_slice(super::shadow::metrics(shared).as_bytes());
+            text.extend_from_slice(crate::shadow::metrics(shared).as_bytes());
             let mut response = Response::new(ResponseBody::full(Bytes::from(text)));
             response.headers_mut().insert(
                 CONTENT_TYPE,
@@ -261,7 +261,7 @@ fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody
             }
         }
         // The shadow configuration's divergences (shadow.rs).
-        "/shadow" => super::shadow::document(shared, request.headers()),
+        "/shadow" => crate::shadow::document(shared, request.headers()),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /metrics, /healthz, /readyz or /config\n",

@@ -32,7 +32,7 @@ pub(crate) async fn tunnel(
     tokio::pin!(copy);
     loop {
         let quiet_since = start + Duration::from_millis(last.load(Relaxed));
-        let deadline = super::after(quiet_since, idle);
+        let deadline = crate::after(quiet_since, idle);
         if deadline <= tokio::time::Instant::now() {
             tracing::debug!(timeout = ?idle, "WebSocket tunnel idle for websocket_idle_timeout; closed");
             return;

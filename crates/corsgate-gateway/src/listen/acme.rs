@@ -25,8 +25,8 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject;
 
-use super::Shared;
 use super::tls::{CertInfo, Files, load, provider};
+use crate::Shared;
 
 /// ALPN protocol of the tls-alpn-01 challenge (RFC 8737 section 6.2).
 pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -260,7 +260,7 @@ pub(crate) async fn run(shared: Arc<Shared>, acme: Arc<AcmeState>) {
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = super::until_shutdown(&mut shutdown) => return,
+            () = crate::until_shutdown(&mut shutdown) => return,
         }
     }
 }

@@ -25,7 +25,7 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::Shared;
+use crate::Shared;
 
 /// Longest wait for a form body to identify its client: a client that stalls
 /// is not identified, and its body is forwarded as it comes.

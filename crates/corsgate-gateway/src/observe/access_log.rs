@@ -19,7 +19,7 @@ use http::uri::Authority;
 use http::{HeaderValue, Method, StatusCode, Uri};
 
 use super::metrics::RouteStats;
-use super::upstream::Progress;
+use crate::upstream::pool::Progress;
 
 /// Longest request value (host, path, request id, …) written in a log line.
 pub(crate) const MAX_LOGGED_VALUE: usize = 256;

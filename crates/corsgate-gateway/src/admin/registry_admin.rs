@@ -28,9 +28,9 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Shared;
-use super::body::ResponseBody;
-use super::error::Error;
+use crate::Shared;
+use crate::error::Error;
+use crate::request::body::ResponseBody;
 
 /// Largest body of a client write.
 const MAX_WRITE_BYTES: usize = 256 * 1024;
@@ -267,7 +267,7 @@ pub(crate) async fn route(
         None => request.headers().get(HOST).and_then(|h| h.to_str().ok()),
     };
     let admin_hosts = shared.snapshot.load().gateway.settings.admin_hosts.clone();
-    if !host.is_some_and(|h| super::admin::host_allowed(h, &admin_hosts)) {
+    if !host.is_some_and(|h| super::server::host_allowed(h, &admin_hosts)) {
         // The same answer as the other admin endpoints (DNS rebinding).
         return Err(request);
     }

@@ -11,12 +11,12 @@ use http::uri::{Authority, PathAndQuery};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use super::body::{BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody};
-use super::gateway_error::{GatewayError, GatewayErrorKind};
-use super::headers::{self, X_REQUEST_ID};
-use super::proxy::RequestCtx;
+use super::pool::UpstreamError;
 use super::tunnel::tunnel;
-use super::upstream::UpstreamError;
+use crate::request::body::{BodyTimeout, BodyTooLarge, ClientBodyError, RequestBody, ResponseBody};
+use crate::request::gateway_error::{GatewayError, GatewayErrorKind};
+use crate::request::headers::{self, X_REQUEST_ID};
+use crate::request::proxy::RequestCtx;
 use corsgate_config::Route;
 use corsgate_config::canonical;
 
@@ -101,7 +101,10 @@ pub(crate) async fn forward(
 
     let mut body = RequestBody::new(body, settings.max_body_bytes, settings.body_timeout);
     // What identify.rs read ahead to find the client goes first.
-    if let Some(read) = parts.extensions.remove::<super::identify::ReadAhead>() {
+    if let Some(read) = parts
+        .extensions
+        .remove::<crate::request::identify::ReadAhead>()
+    {
         body = body.with_prefix(read);
     }
     let progress = body.progress();

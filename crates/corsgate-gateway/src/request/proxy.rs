@@ -5,7 +5,7 @@
 //! 3. [`admit`]: what the gateway answers itself before any upstream is
 //!    asked (a loop, the head size, a preflight, no route, `CONNECT`, the
 //!    declared body size, a WebSocket's origin);
-//! 4. [`dispatch`]: the built-in demo, or [`forward`](super::forward::forward)
+//! 4. [`dispatch`]: the built-in demo, or [`forward`](crate::upstream::forward::forward)
 //!    to the upstream;
 //! 5. [`respond`]: the one way out. Upstream responses and the gateway's own
 //!    answers alike get the route's CORS decision and the request id here,
@@ -27,15 +27,15 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
-use super::Shared;
-use super::Snapshot;
-use super::access_log::{AccessRecord, Arrived, UpstreamName, capped};
 use super::body::{self, ResponseBody};
-use super::conn::{ConnState, InFlight};
 use super::gateway_error::{GatewayError, GatewayErrorKind};
 use super::headers::{self, X_CORSGATE_REASON, X_REQUEST_ID};
-use super::metrics::{RouteStats, UNMATCHED, Verdict};
-use super::upstream::Progress;
+use crate::Shared;
+use crate::Snapshot;
+use crate::listen::conn::{ConnState, InFlight};
+use crate::observe::access_log::{AccessRecord, Arrived, UpstreamName, capped};
+use crate::observe::metrics::{RouteStats, UNMATCHED, Verdict};
+use crate::upstream::pool::Progress;
 use corsgate_config::canonical::{
     self, CanonicalAuthority, PathRules, TargetRefusal, canonical_authority,
 };
@@ -172,7 +172,7 @@ async fn serve(
     };
     decide(&mut ctx, &request, decided);
     // The candidate of a shadow configuration decides too, never enforced.
-    super::shadow::evaluate(&ctx, &request, resolved.is_ok());
+    crate::shadow::evaluate(&ctx, &request, resolved.is_ok());
     let outcome = match resolved {
         Err(error) => Err(error.into()),
         Ok(()) => match admit(&mut ctx, request) {
@@ -350,7 +350,7 @@ fn admit(ctx: &mut RequestCtx<'_>, request: Request<Incoming>) -> Result<Request
 }
 
 /// Phase 4: the route's upstream answers: the built-in demo, or an HTTP
-/// upstream through [`forward`](super::forward::forward).
+/// upstream through [`forward`](crate::upstream::forward::forward).
 async fn dispatch(
     ctx: &mut RequestCtx<'_>,
     request: Request<Incoming>,
@@ -378,7 +378,7 @@ async fn dispatch(
             Err(GatewayErrorKind::NoDemo.into())
         }
         Upstream::Http { authority, .. } => {
-            Ok(super::forward::forward(ctx, route, authority, request).await?)
+            Ok(crate::upstream::forward::forward(ctx, route, authority, request).await?)
         }
     }
 }

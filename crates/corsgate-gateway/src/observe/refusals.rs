@@ -32,7 +32,7 @@ use http::{HeaderValue, Request};
 
 use super::access_log::capped;
 use super::metrics::RouteStats;
-use super::proxy::RequestCtx;
+use crate::request::proxy::RequestCtx;
 
 /// A header's value as text (most are ASCII: borrowed, not copied).
 fn text(value: Option<&HeaderValue>) -> Cow<'_, str> {

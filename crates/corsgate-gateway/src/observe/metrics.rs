@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::gateway_error::GatewayErrorKind;
+use crate::request::gateway_error::GatewayErrorKind;
 use corsgate_policy::{RejectionReason, RequestClass};
 
 const CLASSES: [RequestClass; 3] = [
@@ -274,7 +274,7 @@ impl Metrics {
     }
 
     /// The certificates now served, for `corsgate_tls_certificate_expiry_seconds`.
-    pub(crate) fn set_certificates(&self, infos: &[crate::tls::CertInfo]) {
+    pub(crate) fn set_certificates(&self, infos: &[crate::listen::tls::CertInfo]) {
         *self
             .tls
             .certificates
@@ -283,7 +283,7 @@ impl Metrics {
     }
 
     /// The ACME certificate now served.
-    pub(crate) fn set_acme_certificate(&self, info: Option<crate::tls::CertInfo>) {
+    pub(crate) fn set_acme_certificate(&self, info: Option<crate::listen::tls::CertInfo>) {
         *self.tls.acme.lock().unwrap_or_else(PoisonError::into_inner) = info;
     }
 
@@ -554,8 +554,8 @@ impl Metrics {
 /// The metrics of `[server.tls]`; rendered only when it is configured.
 #[derive(Debug, Default)]
 struct TlsMetrics {
-    certificates: Mutex<Vec<crate::tls::CertInfo>>,
-    acme: Mutex<Option<crate::tls::CertInfo>>,
+    certificates: Mutex<Vec<crate::listen::tls::CertInfo>>,
+    acme: Mutex<Option<crate::listen::tls::CertInfo>>,
     /// Orders that succeeded, failed.
     acme_orders: [AtomicU64; 2],
     handshake_failures: AtomicU64,

@@ -26,7 +26,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::tls::{self, Files};
+use crate::listen::tls::{self, Files};
 
 /// ALPN for HTTP/2 over TLS (RFC 9113 section 3.2).
 pub(crate) const ALPN_H2: &[u8] = b"h2";
@@ -342,7 +342,7 @@ pub(crate) fn connectors(
 
 /// Whether the TLS files of a running `https://` upstream no longer load as
 /// they did (changed, or broken: the reload that follows says which).
-pub(crate) fn changed(shared: &super::Shared) -> bool {
+pub(crate) fn changed(shared: &crate::Shared) -> bool {
     let snapshot = shared.snapshot.load();
     let Ok(found) = connectors(&snapshot.gateway, &shared.options.config_dir()) else {
         return true;

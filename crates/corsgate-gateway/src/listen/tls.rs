@@ -35,9 +35,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::Shared;
 use super::acme::{ACME_TLS_ALPN, AcmeState};
-use super::metrics::Metrics;
+use crate::Shared;
+use crate::observe::metrics::Metrics;
 
 /// A certificate that expires within this is a warning of `check`.
 pub const EXPIRY_WARNING: Duration = Duration::from_secs(14 * 24 * 3600);
@@ -467,7 +467,7 @@ pub(crate) fn watch(shared: &Arc<Shared>) {
     let mut watcher = match notify::recommended_watcher(
         move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
-            if !super::reload::is_complete_write(&event.kind) {
+            if !crate::reload::is_complete_write(&event.kind) {
                 return;
             }
             if event.paths.iter().any(|p| {
@@ -496,7 +496,7 @@ pub(crate) fn watch(shared: &Arc<Shared>) {
         let mut shutdown = shared.shutdown.subscribe();
         loop {
             tokio::select! {
-                () = super::until_shutdown(&mut shutdown) => break,
+                () = crate::until_shutdown(&mut shutdown) => break,
                 event = rx.recv() => if event.is_none() { break },
             }
             tokio::time::sleep(DEBOUNCE).await;
@@ -751,7 +751,7 @@ pub(crate) async fn serve_redirect(listener: tokio::net::TcpListener, shared: Ar
         };
         let _ = stream.set_nodelay(true);
         let settings = &shared.snapshot.load().gateway.settings;
-        let header_timeout = super::header_timeout(settings);
+        let header_timeout = crate::header_timeout(settings);
         let lifetime = header_timeout + settings.send_timeout;
         let port = shared.listen.port();
         let acme = shared.tls.as_ref().and_then(|t| t.acme.clone());

@@ -36,10 +36,10 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::body::ResponseBody;
-use super::metrics::RequestCounts;
-use super::refusals::{self, EntryView, Sample};
-use super::{Shared, Snapshot};
+use crate::observe::metrics::RequestCounts;
+use crate::observe::refusals::{self, EntryView, Sample};
+use crate::request::body::ResponseBody;
+use crate::{Shared, Snapshot};
 
 const INDEX_HTML: &str = include_str!("index.html");
 const DASHBOARD_JS: &str = include_str!("dashboard.js");
@@ -152,7 +152,7 @@ pub(crate) async fn route(
     };
     let snapshot = shared.snapshot.load_full();
     let settings = &snapshot.gateway.settings;
-    if !host.is_some_and(|h| super::admin::host_allowed(h, &settings.admin_hosts)) {
+    if !host.is_some_and(|h| super::server::host_allowed(h, &settings.admin_hosts)) {
         return Err(request);
     }
     let method = request.method().clone();

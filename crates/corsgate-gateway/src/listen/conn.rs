@@ -30,11 +30,11 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
-use super::BoxError;
-use super::Shared;
-use super::metrics::{ClientClose, Metrics};
-use super::proxy;
 use super::tls::ClientStream;
+use crate::BoxError;
+use crate::Shared;
+use crate::observe::metrics::{ClientClose, Metrics};
+use crate::request::proxy;
 
 /// How long a connection that is closing (GOAWAY sent) may take to finish, at
 /// most: then it is dropped whatever the client does. Requests still in flight

@@ -15,12 +15,12 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use super::access_log::AccessRecord;
-use super::conn::InFlight;
-use super::upstream::{Checkout, Progress};
+use crate::listen::conn::InFlight;
+use crate::observe::access_log::AccessRecord;
+use crate::upstream::pool::{Checkout, Progress};
 
-pub(crate) use super::BoxError;
-use super::after;
+pub(crate) use crate::BoxError;
+use crate::after;
 
 pin_project_lite::pin_project! {
     /// A response body: empty, a fixed text, or the upstream's body streamed.
@@ -352,7 +352,7 @@ pub(crate) struct RequestBody {
     /// `None` for a body that was empty from the start.
     progress: Option<Arc<Progress>>,
     /// What was read ahead to identify the client (`identify.rs`): sent first.
-    prefix: Option<crate::identify::ReadAhead>,
+    prefix: Option<crate::request::identify::ReadAhead>,
 }
 
 impl RequestBody {
@@ -369,7 +369,7 @@ impl RequestBody {
     }
 
     /// Sends `read` (what was read ahead of this body) before the rest.
-    pub(crate) fn with_prefix(mut self, read: crate::identify::ReadAhead) -> Self {
+    pub(crate) fn with_prefix(mut self, read: crate::request::identify::ReadAhead) -> Self {
         if read.is_empty() {
             return self;
         }
@@ -405,7 +405,7 @@ impl Body for RequestBody {
         if let Some(frame) = this
             .prefix
             .as_mut()
-            .and_then(crate::identify::ReadAhead::next)
+            .and_then(crate::request::identify::ReadAhead::next)
         {
             if let Some(data) = frame.data_ref() {
                 this.seen += data.len() as u64;
@@ -416,7 +416,7 @@ impl Body for RequestBody {
             if this
                 .prefix
                 .as_ref()
-                .is_some_and(crate::identify::ReadAhead::is_empty)
+                .is_some_and(crate::request::identify::ReadAhead::is_empty)
             {
                 this.prefix = None;
                 if this.inner.as_ref().is_some_and(Incoming::is_end_stream) {

@@ -46,9 +46,9 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
-use super::metrics::Metrics;
 use super::upstream_tls::{ALPN_H2, Connector};
-use super::{BoxError, after};
+use crate::observe::metrics::Metrics;
+use crate::{BoxError, after};
 use corsgate_config::Settings;
 
 /// The port of an `http://` or `h2c://` upstream written without one (RFC
