@@ -19,7 +19,7 @@
 //! the page writes them as text, never as markup; its Content-Security-Policy
 //! runs no script but its own.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -36,7 +36,7 @@ use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::observe::metrics::RequestCounts;
+use crate::observe::metrics::{RequestCounts, UNMATCHED};
 use crate::observe::refusals::{self, EntryView, Sample};
 use crate::request::body::ResponseBody;
 use crate::{Shared, Snapshot};
@@ -349,14 +349,28 @@ fn minus(now: &RequestCounts, before: &RequestCounts) -> RequestCounts {
 fn stats(shared: &Shared) -> Value {
     let now = SystemTime::now();
     let per_route = shared.metrics.request_counts();
+    // The routes of the configuration running, and `unmatched`: a route a
+    // reload removed keeps its counter (a route that comes back continues
+    // it), and its requests stay in the totals and the history, but it is no
+    // longer listed.
+    let snapshot = shared.snapshot.load();
+    let running: HashSet<&str> = snapshot
+        .gateway
+        .routes
+        .iter()
+        .map(|route| route.name.as_str())
+        .chain([UNMATCHED])
+        .collect();
     let mut totals = RequestCounts::default();
     let routes: Vec<Value> = per_route
         .iter()
-        .map(|(name, counts)| {
+        .filter_map(|(name, counts)| {
             totals.add(counts);
-            let mut value = counts_json(counts);
-            value["route"] = json!(name);
-            value
+            running.contains(name.as_str()).then(|| {
+                let mut value = counts_json(counts);
+                value["route"] = json!(name);
+                value
+            })
         })
         .collect();
     let points: Vec<(SystemTime, RequestCounts)> = shared
