@@ -38,7 +38,7 @@ use corsgate_policy::{ConfigLayer, CorsConfig, Diagnostic, DiagnosticKind, Polic
 use canonical::{PathCase, PathRules};
 pub use load::{Located, Summary};
 use model::{FileConfig, RouteCors};
-pub use table::{Route, RouteMatch, RouteTable, Transport, Upstream, path_has_prefix};
+pub use table::{Route, RouteMatch, RouteTable, Transport, Upstream};
 use trust::Cidr;
 
 /// The configuration `corsgate serve` runs when given no file: a demo API behind a

@@ -115,7 +115,7 @@ impl<'i> Source<'i> {
     }
 
     /// Line and column (from 1) of a byte offset; the column counts characters.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         // The last line starting at or before the offset.
         let line = self.line_starts.partition_point(|start| *start <= offset);
@@ -134,7 +134,7 @@ impl<'i> Source<'i> {
 
     /// The span of the deepest existing item along `path`
     /// (`route[2].cors.allow_origins[1]`).
-    pub fn span_of(&self, path: &str) -> Range<usize> {
+    pub(crate) fn span_of(&self, path: &str) -> Range<usize> {
         let mut span = self.root.span();
         let mut value: Option<&DeValue<'i>> = None;
         let mut table: Option<&DeTable<'i>> = Some(self.root.get_ref());

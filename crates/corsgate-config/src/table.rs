@@ -103,7 +103,7 @@ impl Route {
 
 /// Prefix match on segment boundaries: `/api` matches `/api`, `/api/` and
 /// `/api/x`, never `/apix`.
-pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
+pub(crate) fn path_has_prefix(path: &str, prefix: &str) -> bool {
     if prefix == "/" {
         return true;
     }

@@ -130,8 +130,7 @@ impl CorsLayer {
         Self::from_arc(Arc::new(policy))
     }
 
-    /// A layer sharing a policy.
-    pub fn from_arc(policy: Arc<Policy>) -> Self {
+    fn from_arc(policy: Arc<Policy>) -> Self {
         Self {
             source: Source::Fixed(policy),
         }
