@@ -14,7 +14,7 @@
 //! assert!(matched.route.is_some());
 //! ```
 
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 pub mod canonical;
 #[cfg(test)]
@@ -200,6 +200,7 @@ impl Default for Settings {
 }
 
 /// Every problem of a file, or the compiled gateway (with its warnings).
+#[derive(Debug)]
 pub struct Checked {
     /// The compiled configuration, when the file has no error.
     pub gateway: Option<GatewayConfig>,

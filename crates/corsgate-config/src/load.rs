@@ -102,6 +102,16 @@ pub struct Source<'i> {
     line_starts: Vec<usize>,
 }
 
+/// The size of the text, not the text or its parsed tree (a file can be large).
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("bytes", &self.text.len())
+            .field("lines", &self.line_starts.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'i> Source<'i> {
     fn new(text: &'i str, root: Spanned<DeTable<'i>>) -> Self {
         let line_starts = std::iter::once(0)
@@ -189,6 +199,7 @@ fn path_segments(path: &str) -> Vec<Segment<'_>> {
 
 /// The result of reading a file: the model (when it could be built) and every
 /// problem found so far, located.
+#[derive(Debug)]
 pub struct Parsed<'i> {
     /// The text read, with what locates a model path in it.
     pub source: Source<'i>,

@@ -79,7 +79,7 @@ impl Transport {
 
     /// The port of an upstream URL written without one: 443 for `https://`,
     /// 80 otherwise (RFC 9110 section 4.2).
-    pub fn default_port(&self) -> u16 {
+    pub(crate) fn default_port(&self) -> u16 {
         match self {
             Transport::Https(_) => 443,
             Transport::Http1 | Transport::H2c => 80,

@@ -35,7 +35,7 @@
         clippy::indexing_slicing
     )
 )]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 mod apply;
 mod classify;

@@ -28,7 +28,7 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! # });
 //! ```
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 #[cfg(feature = "postgres")]
 mod postgres;
