@@ -5,7 +5,12 @@
 # - corsgate-config (file -> model -> route table) is read by the gateway, the
 #   tools and the fuzzer: the same, and no CLI or application-error crate either;
 # - corsgate-explain (the browser simulation) is shared by `corsgate explain` and
-#   the gateway's admin listener: the same rules as corsgate-config.
+#   the gateway's admin listener: the same rules as corsgate-config;
+# - corsgate-policy also reads no file format: a policy is built in code or
+#   deserialized by its user with the serde format of their choice (the
+#   gateway's TOML file, its key lists and "off"/"closed" are corsgate-config's);
+# - corsgate-tower is middleware for any tower server: tower's two trait crates
+#   and nothing that picks a runtime, a server or a logger for its users.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runtime='tokio|async-std|smol|futures|hyper|hyper-util|tower|tower-http|axum|actix-web|reqwest|log|tracing|env_logger|slog'
@@ -20,6 +25,8 @@ check() {
   fi
   echo "$crate dependencies: $(echo "$tree" | tr '\n' ' ')"
 }
-check corsgate-policy "$runtime"
+fileformat='toml|toml_edit|toml_parser|serde_json|serde_yaml|saphyr'
+check corsgate-policy "$runtime|$fileformat"
+check corsgate-tower "$(echo "$runtime" | sed 's/|tower|/|/')|clap|anyhow"
 check corsgate-config "$runtime|clap|clap_builder|anyhow"
 check corsgate-explain "$runtime|clap|clap_builder|anyhow"

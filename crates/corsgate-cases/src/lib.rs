@@ -2,6 +2,8 @@
 //! that drives the engine tests, the tower tests, the gateway tests, the benchmarks
 //! and the fuzz seeds, so that every form of corsgate is held to the same answers.
 
+#![warn(missing_docs, missing_debug_implementations)]
+
 use corsgate_policy::{CorsConfig, Policy, RejectionReason};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 

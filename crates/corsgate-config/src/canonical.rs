@@ -299,7 +299,7 @@ pub fn strip_segments(path: &str, count: usize) -> &str {
 }
 
 /// How many segments a route prefix has (`/` has none).
-pub fn segment_count(prefix: &str) -> usize {
+pub(crate) fn segment_count(prefix: &str) -> usize {
     prefix.split('/').filter(|s| !s.is_empty()).count()
 }
 

@@ -14,7 +14,7 @@
 //! assert!(matched.route.is_some());
 //! ```
 
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 pub mod canonical;
 #[cfg(test)]
@@ -38,7 +38,7 @@ use corsgate_policy::{ConfigLayer, CorsConfig, Diagnostic, DiagnosticKind, Polic
 use canonical::{PathCase, PathRules};
 pub use load::{Located, Summary};
 use model::{FileConfig, RouteCors};
-pub use table::{Route, RouteMatch, RouteTable, Transport, Upstream, path_has_prefix};
+pub use table::{Route, RouteMatch, RouteTable, Transport, Upstream};
 use trust::Cidr;
 
 /// The configuration `corsgate serve` runs when given no file: a demo API behind a
@@ -200,6 +200,7 @@ impl Default for Settings {
 }
 
 /// Every problem of a file, or the compiled gateway (with its warnings).
+#[derive(Debug)]
 pub struct Checked {
     /// The compiled configuration, when the file has no error.
     pub gateway: Option<GatewayConfig>,

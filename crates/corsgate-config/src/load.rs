@@ -102,6 +102,16 @@ pub struct Source<'i> {
     line_starts: Vec<usize>,
 }
 
+/// The size of the text, not the text or its parsed tree (a file can be large).
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source")
+            .field("bytes", &self.text.len())
+            .field("lines", &self.line_starts.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<'i> Source<'i> {
     fn new(text: &'i str, root: Spanned<DeTable<'i>>) -> Self {
         let line_starts = std::iter::once(0)
@@ -115,7 +125,7 @@ impl<'i> Source<'i> {
     }
 
     /// Line and column (from 1) of a byte offset; the column counts characters.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         // The last line starting at or before the offset.
         let line = self.line_starts.partition_point(|start| *start <= offset);
@@ -134,7 +144,7 @@ impl<'i> Source<'i> {
 
     /// The span of the deepest existing item along `path`
     /// (`route[2].cors.allow_origins[1]`).
-    pub fn span_of(&self, path: &str) -> Range<usize> {
+    pub(crate) fn span_of(&self, path: &str) -> Range<usize> {
         let mut span = self.root.span();
         let mut value: Option<&DeValue<'i>> = None;
         let mut table: Option<&DeTable<'i>> = Some(self.root.get_ref());
@@ -189,6 +199,7 @@ fn path_segments(path: &str) -> Vec<Segment<'_>> {
 
 /// The result of reading a file: the model (when it could be built) and every
 /// problem found so far, located.
+#[derive(Debug)]
 pub struct Parsed<'i> {
     /// The text read, with what locates a model path in it.
     pub source: Source<'i>,

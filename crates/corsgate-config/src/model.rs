@@ -158,7 +158,7 @@ pub struct HstsConfig {
 }
 
 /// Keys of `[server.tls.hsts]`.
-pub const HSTS_KEYS: &[&str] = &["max_age", "include_subdomains", "preload"];
+pub(crate) const HSTS_KEYS: &[&str] = &["max_age", "include_subdomains", "preload"];
 
 /// `[server.tls.acme]`: automatic certificates (RFC 8555).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -189,7 +189,7 @@ pub struct AcmeConfig {
 }
 
 /// Keys of `[server.tls.acme]`.
-pub const ACME_KEYS: &[&str] = &[
+pub(crate) const ACME_KEYS: &[&str] = &[
     "domains",
     "contact",
     "directory",
@@ -213,7 +213,7 @@ pub struct CertificateConfig {
 }
 
 /// Keys of `[server.tls]`.
-pub const TLS_KEYS: &[&str] = &["certificates", "redirect_listen", "acme", "hsts"];
+pub(crate) const TLS_KEYS: &[&str] = &["certificates", "redirect_listen", "acme", "hsts"];
 
 /// `[[route]]`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -263,7 +263,7 @@ pub struct UpstreamTlsConfig {
 }
 
 /// Keys of `[route.upstream_tls]`.
-pub const UPSTREAM_TLS_KEYS: &[&str] = &[
+pub(crate) const UPSTREAM_TLS_KEYS: &[&str] = &[
     "ca_file",
     "client_cert_file",
     "client_key_file",
@@ -344,7 +344,7 @@ impl From<CorsConfig> for RouteCors {
 }
 
 /// Keys of `[server]`, for the configuration reference and suggestions.
-pub const SERVER_KEYS: &[&str] = &[
+pub(crate) const SERVER_KEYS: &[&str] = &[
     "listen",
     "admin_listen",
     "connect_timeout",
@@ -378,7 +378,7 @@ pub const SERVER_KEYS: &[&str] = &[
 /// Keys of a CORS policy table (`[server.cors]`, `[policies.NAME]`, a route's
 /// `cors`), in the order of the configuration reference: the fields of
 /// [`CorsConfig`].
-pub const POLICY_KEYS: &[&str] = &[
+pub(crate) const POLICY_KEYS: &[&str] = &[
     "allow_origins",
     "allow_methods",
     "allow_headers",
@@ -397,7 +397,7 @@ pub const POLICY_KEYS: &[&str] = &[
 
 /// Keys of a policy's `clients` table: the fields of
 /// [`ClientsConfig`](corsgate_policy::ClientsConfig).
-pub const CLIENTS_KEYS: &[&str] = &[
+pub(crate) const CLIENTS_KEYS: &[&str] = &[
     "identify",
     "preflight",
     "unidentified",
@@ -406,7 +406,7 @@ pub const CLIENTS_KEYS: &[&str] = &[
 ];
 
 /// Which keys a CORS table sets, in [`POLICY_KEYS`] order.
-pub fn keys_set(cors: &CorsConfig) -> Vec<&'static str> {
+pub(crate) fn keys_set(cors: &CorsConfig) -> Vec<&'static str> {
     let set = [
         cors.allow_origins.is_some(),
         cors.allow_methods.is_some(),
@@ -459,7 +459,7 @@ pub struct RegistryConfig {
 }
 
 /// Keys of `[registry]`.
-pub const REGISTRY_KEYS: &[&str] = &[
+pub(crate) const REGISTRY_KEYS: &[&str] = &[
     "database",
     "poll_interval",
     "snapshot_file",
@@ -470,7 +470,7 @@ pub const REGISTRY_KEYS: &[&str] = &[
 ];
 
 /// Keys of `[[route]]`.
-pub const ROUTE_KEYS: &[&str] = &[
+pub(crate) const ROUTE_KEYS: &[&str] = &[
     "path",
     "host",
     "upstream",

@@ -170,7 +170,7 @@ upstream = "http://127.0.0.1:9000"
             [
                 r#"3:10: server.listen: error: "localhost:8080": an address is IP:port, such as "127.0.0.1:8080" or "[::1]:8080""#,
                 r#"4:19: server.connect_timeout: error: "0s": a duration such as "500ms", "5s" or "2m", more than zero"#,
-                r#"5:16: server.idle_timeout: error: "30": a duration is a string with its unit; write "30s""#,
+                r#"5:16: server.idle_timeout: error: "30": a duration is a string with its unit; write "30s" for 30 seconds"#,
                 r#"6:20: server.max_header_bytes: error: "4095": a number from 4096 to 16777216"#,
                 r#"7:19: server.max_connections: error: "1048577": a number from 1 to 1048576"#,
                 r#"8:18: server.max_body_bytes: error: "-1": a number from 0 to 9223372036854775807"#,

@@ -83,7 +83,7 @@ pub struct RegistrySettings {
 }
 
 /// The default database, next to the configuration file.
-pub const DEFAULT_DATABASE: &str = "sqlite:corsgate-registry.db";
+pub(crate) const DEFAULT_DATABASE: &str = "sqlite:corsgate-registry.db";
 
 pub(crate) fn settings(
     config: &RegistryConfig,

@@ -9,8 +9,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use http::uri::Authority;
 
 /// Whether a connection to `upstream` (an `http://` or `h2c://` authority, port
-/// 80 when it names none) reaches a listener bound to `listen`; see
-/// [`reaches_listener_at`] for other schemes.
+/// 80 when it names none) reaches a listener bound to `listen` (the
+/// configuration's own check reads an `https://` upstream's port as 443).
 ///
 /// The host is read as the resolver the gateway connects through reads it:
 /// `localhost` (and `*.localhost`, RFC 6761 §6.3) is both loopback addresses,
@@ -34,7 +34,11 @@ pub fn reaches_listener(upstream: &Authority, listen: SocketAddr) -> bool {
 
 /// [`reaches_listener`] for an upstream whose scheme has `default_port` (443
 /// for `https://`, RFC 9110 §4.2.2) when the authority names none.
-pub fn reaches_listener_at(upstream: &Authority, default_port: u16, listen: SocketAddr) -> bool {
+pub(crate) fn reaches_listener_at(
+    upstream: &Authority,
+    default_port: u16,
+    listen: SocketAddr,
+) -> bool {
     let port = upstream.port_u16().unwrap_or(default_port);
     // Port 0 asks the system for a free port: no upstream can name it in advance.
     if listen.port() == 0 || port != listen.port() {

@@ -79,7 +79,7 @@ impl Transport {
 
     /// The port of an upstream URL written without one: 443 for `https://`,
     /// 80 otherwise (RFC 9110 section 4.2).
-    pub fn default_port(&self) -> u16 {
+    pub(crate) fn default_port(&self) -> u16 {
         match self {
             Transport::Https(_) => 443,
             Transport::Http1 | Transport::H2c => 80,
@@ -103,7 +103,7 @@ impl Route {
 
 /// Prefix match on segment boundaries: `/api` matches `/api`, `/api/` and
 /// `/api/x`, never `/apix`.
-pub fn path_has_prefix(path: &str, prefix: &str) -> bool {
+pub(crate) fn path_has_prefix(path: &str, prefix: &str) -> bool {
     if prefix == "/" {
         return true;
     }

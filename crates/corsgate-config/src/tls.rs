@@ -46,7 +46,7 @@ pub struct Hsts {
 }
 
 /// One year: what the browsers' preload list requires of `max-age`.
-pub const HSTS_PRELOAD_MIN_AGE: u64 = 365 * 24 * 3600;
+pub(crate) const HSTS_PRELOAD_MIN_AGE: u64 = 365 * 24 * 3600;
 
 /// TLS to one `https://` upstream (`[route.upstream_tls]`), as written; the
 /// gateway reads the files. Relative paths are read from the configuration
@@ -64,7 +64,7 @@ pub struct UpstreamTls {
 }
 
 /// Let's Encrypt's production directory, the default `directory`.
-pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+pub(crate) const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
 /// `[server.tls.acme]`, compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]

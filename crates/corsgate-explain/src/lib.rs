@@ -31,7 +31,7 @@
 //! assert!(refused.fixes.iter().any(|fix| fix.line.contains("PUT")));
 //! ```
 
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 pub mod browser;
 pub mod engines;

@@ -11,10 +11,10 @@ use crate::classify::RequestClass;
 use crate::template::PreflightTemplate;
 
 /// `Access-Control-Request-Private-Network` (Chrome's Private Network Access).
-pub const ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK: HeaderName =
+pub(crate) const ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK: HeaderName =
     HeaderName::from_static("access-control-request-private-network");
 /// `Access-Control-Allow-Private-Network`.
-pub const ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK: HeaderName =
+pub(crate) const ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK: HeaderName =
     HeaderName::from_static("access-control-allow-private-network");
 /// The most names a preflight may ask for in `Access-Control-Request-Headers`
 /// (all its lines together); one more and it is refused as

@@ -75,7 +75,7 @@ pub(crate) fn normalized_method(method: &str) -> Option<&'static str> {
 /// The CORS response headers a server sends to answer a request (Fetch §3.2.3):
 /// a page that sends one in its request has a bug, so `allow_headers` never
 /// lists them.
-pub fn is_cors_response_header(name: &str) -> bool {
+pub(crate) fn is_cors_response_header(name: &str) -> bool {
     const NAMES: &[&str] = &[
         "access-control-allow-origin",
         "access-control-allow-credentials",

@@ -35,7 +35,7 @@
         clippy::indexing_slicing
     )
 )]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 mod apply;
 mod classify;
@@ -62,9 +62,9 @@ pub use client_origins::{
 };
 pub use config::{CorsConfig, List, OnDisallowed};
 pub use decision::{
-    ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK, Decision,
-    MAX_REQUEST_HEADER_NAMES, MAX_REQUEST_HEADERS_LEN, REASON_HEADER, Rejection, RejectionReason,
+    Decision, MAX_REQUEST_HEADER_NAMES, MAX_REQUEST_HEADERS_LEN, REASON_HEADER, Rejection,
+    RejectionReason,
 };
 pub use diagnostic::{CompileError, Diagnostic, DiagnosticKind, Severity};
-pub use origin::{MAX_ORIGIN_LEN, OriginPattern, PatternError, PatternErrorKind};
+pub use origin::{OriginPattern, PatternError, PatternErrorKind};
 pub use policy::{ConfigLayer, MAX_AGE_CHROMIUM, MAX_AGE_LIMIT, Policy};

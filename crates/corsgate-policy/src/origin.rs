@@ -9,7 +9,7 @@ use std::fmt;
 
 /// Longest `Origin` value looked at; a longer one is malformed. A real origin is a
 /// scheme, a host of at most 253 bytes and a port, far below this.
-pub const MAX_ORIGIN_LEN: usize = 1024;
+pub(crate) const MAX_ORIGIN_LEN: usize = 1024;
 
 /// Longest scheme accepted in an origin or pattern.
 pub(crate) const MAX_SCHEME_LEN: usize = 64;

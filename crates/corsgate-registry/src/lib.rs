@@ -28,7 +28,7 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! # });
 //! ```
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -195,9 +195,9 @@ impl std::fmt::Display for WriteError {
 impl std::error::Error for WriteError {}
 
 /// The longest client id: what the schema accepts.
-pub const MAX_ID_LEN: usize = 255;
+pub(crate) const MAX_ID_LEN: usize = 255;
 /// The most origins one client may list.
-pub const MAX_ORIGINS: usize = 1000;
+pub(crate) const MAX_ORIGINS: usize = 1000;
 
 /// Checks a client before it is written: every problem at once, and the
 /// origins in the canonical form they are stored in.

@@ -32,7 +32,7 @@
 //! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 //! # }
 //! ```
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 use std::future::Future;
 use std::pin::Pin;
@@ -130,8 +130,7 @@ impl CorsLayer {
         Self::from_arc(Arc::new(policy))
     }
 
-    /// A layer sharing a policy.
-    pub fn from_arc(policy: Arc<Policy>) -> Self {
+    fn from_arc(policy: Arc<Policy>) -> Self {
         Self {
             source: Source::Fixed(policy),
         }

@@ -10,8 +10,10 @@ pub mod logwriter;
 /// Human or machine output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
+    /// Lines for a person to read.
     #[default]
     Human,
+    /// JSON, for scripts.
     Json,
 }
 
