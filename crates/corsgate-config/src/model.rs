@@ -456,6 +456,16 @@ pub struct RegistryConfig {
     /// File holding the PostgreSQL password (never in the URL). Default: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_file: Option<String>,
+    /// PEM CA certificates that verify a PostgreSQL server
+    /// (`sslmode=verify-full`). Default: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// PEM certificate chain corsgate presents to PostgreSQL. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<String>,
+    /// PEM private key of `client_cert_file`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<String>,
 }
 
 /// Keys of `[registry]`.
@@ -467,6 +477,9 @@ pub(crate) const REGISTRY_KEYS: &[&str] = &[
     "auto_migrate",
     "retry_max",
     "password_file",
+    "ca_file",
+    "client_cert_file",
+    "client_key_file",
 ];
 
 /// Keys of `[[route]]`.

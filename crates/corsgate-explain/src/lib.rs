@@ -34,6 +34,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod browser;
+pub mod clients;
 pub mod engines;
 
 use std::borrow::Cow;
@@ -44,6 +45,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Serialize;
 
 pub use browser::{CorsError, Credentials, Initiator, PreflightReason};
+pub use clients::{ClientExplanation, ClientInput, DecidedBy, SourceCheck};
 pub use engines::{Engine, EngineVerdict};
 
 use corsgate_config::canonical::{self, PathRules, TargetRefusal};
@@ -174,6 +176,10 @@ pub struct Explanation {
     pub fixes: Vec<Fix>,
     /// What else is worth knowing (dropped headers, closed routes, …).
     pub notes: Vec<String>,
+    /// On a client-scoped route: which source named which client, and which
+    /// list decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clients: Option<ClientExplanation>,
 }
 
 impl Explanation {
@@ -301,11 +307,80 @@ fn local_network_note(url_host: Option<&str>, origin: &str) -> Option<String> {
     ))
 }
 
-/// Simulates `request` against a compiled configuration.
+/// Simulates `request` against a compiled configuration. A client-scoped
+/// route is explained with an empty registry; see [`explain_with_clients`].
 pub fn explain(
     gateway: &GatewayConfig,
     raw: &FileConfig,
     request: &PageRequest,
+) -> Result<Explanation> {
+    explain_with_clients(gateway, raw, request, &ClientInput::default())
+}
+
+/// Whether the route that serves `url` is client-scoped (its `cors` table has
+/// `clients`): whether [`explain_with_clients`] needs a registry for it.
+pub fn is_client_scoped(gateway: &GatewayConfig, url: &str) -> bool {
+    let Ok(target) = parse_url(url, &gateway.settings.path_rules) else {
+        return false;
+    };
+    let Ok(path) = &target.path else {
+        return false;
+    };
+    gateway
+        .routes
+        .resolve(target.host.as_deref(), path)
+        .policy
+        .is_some_and(|p| p.clients().is_some())
+}
+
+/// Simulates `request` against a compiled configuration; on a client-scoped
+/// route, with the registry and the client input of `clients`.
+///
+/// ```
+/// use corsgate_explain::{ClientInput, Credentials, DecidedBy, Initiator, PageRequest, explain_with_clients};
+/// use corsgate_registry::{ClientRecord, Loaded, RegistrySnapshot, Source};
+///
+/// let text = r#"
+/// [registry]
+/// [[route]]
+/// path = "/oauth2/token"
+/// upstream = "http://127.0.0.1:4444"
+/// cors = { clients = { identify = ["form"] } }
+/// "#;
+/// let gateway = corsgate_config::check(text).gateway.unwrap();
+/// let raw = corsgate_config::load::parse(text).config.unwrap();
+/// let spa = ClientRecord {
+///     id: "spa".into(),
+///     name: String::new(),
+///     allowed_origins: vec!["https://spa.example".into()],
+///     revision: 1,
+///     updated_at: String::new(),
+/// };
+/// let loaded = Loaded { instance: "i".into(), revision: 1, clients: vec![spa] };
+/// let snapshot = RegistrySnapshot::build(loaded, Source::SnapshotFile);
+/// let request = PageRequest {
+///     url: "https://id.example/oauth2/token".into(),
+///     origin: "https://spa.example".into(),
+///     method: "POST".into(),
+///     headers: vec![("content-type".into(), "application/x-www-form-urlencoded".into())],
+///     credentials: Credentials::Omit,
+///     initiator: Initiator::Fetch,
+/// };
+/// let input = ClientInput {
+///     registry: Some((&snapshot, "clients.json")),
+///     body: Some(b"grant_type=authorization_code&client_id=spa"),
+///     ..ClientInput::default()
+/// };
+/// let e = explain_with_clients(&gateway, &raw, &request, &input).unwrap();
+/// let clients = e.clients.unwrap();
+/// assert_eq!(clients.named_by.as_deref(), Some("form"));
+/// assert_eq!(clients.decided_by, DecidedBy::ClientList);
+/// ```
+pub fn explain_with_clients(
+    gateway: &GatewayConfig,
+    raw: &FileConfig,
+    request: &PageRequest,
+    clients: &ClientInput<'_>,
 ) -> Result<Explanation> {
     let target = parse_url(&request.url, &gateway.settings.path_rules)?;
     let method = browser::normalize_method(&request.method);
@@ -325,6 +400,7 @@ pub fn explain(
         readable_headers: Vec::new(),
         fixes: Vec::new(),
         notes: Vec::new(),
+        clients: None,
     };
     if corsgate_policy::fetch::is_forbidden_method(&method)
         || Method::from_bytes(method.as_bytes()).is_err()
@@ -447,10 +523,18 @@ pub fn explain(
     }
     let method_value = Method::from_bytes(method.as_bytes())
         .map_err(|_| ExplainError::new(format!("{method:?} is not a method")))?;
+    let registry = clients::Registry::new(clients);
+    let rules = policy.clients();
+    if rules.is_some() && clients.registry.is_none() {
+        out.notes.push(
+            "the route is client-scoped and no registry was read: explained as an empty registry; give a configuration whose [registry] database exists, or --clients FILE (corsgate clients export)".into(),
+        );
+    }
 
     // The preflight corsgate answers, and the actual request as corsgate
     // decides it. Both are decided up front: an engine whose preflight checks
     // pass goes on to the actual request even where Chromium's fail.
+    let mut preflight_by = None;
     let preflight = if out.preflight_reasons.is_empty() {
         None
     } else {
@@ -469,12 +553,34 @@ pub fn explain(
                 })?,
             );
         }
-        let decision = policy.decide(&Method::OPTIONS, &pf);
+        let (decision, by) = match rules {
+            Some(_) => {
+                let (decision, by) = clients::decide_preflight(policy, &registry, &pf);
+                (decision, Some(by))
+            }
+            None => (policy.decide(&Method::OPTIONS, &pf), None),
+        };
+        preflight_by = by;
         let status = decision.response_status().unwrap_or(StatusCode::NO_CONTENT);
         let response = decision.headers();
         Some((pf, decision, status, response))
     };
-    let actual_decision = policy.decide(&method_value, &actual_headers);
+    let actual_decision = match rules {
+        Some(rules) => {
+            let (decision, mut explained) = clients::decide_actual(
+                policy,
+                rules,
+                &registry,
+                clients,
+                &method_value,
+                &actual_headers,
+            );
+            explained.preflight_decided_by = preflight_by;
+            out.clients = Some(explained);
+            decision
+        }
+        None => policy.decide(&method_value, &actual_headers),
+    };
     let actual_response = actual_decision.headers();
     let actual_status = actual_decision.response_status();
     let exchange = engines::BrowserExchange {
@@ -539,6 +645,7 @@ pub fn explain(
                 Some(&err),
                 request,
             );
+            client_fixes(&mut out, decision, true);
             return Ok(out);
         }
     }
@@ -580,9 +687,29 @@ pub fn explain(
                 Some(&err),
                 request,
             );
+            client_fixes(&mut out, &actual_decision, false);
         }
     }
     Ok(out)
+}
+
+/// On a client-scoped route, the registry write that makes the request work
+/// goes first: the static list opens the route to the origin for every
+/// client.
+fn client_fixes(out: &mut Explanation, decision: &Decision, preflight: bool) {
+    let Some(explained) = &out.clients else {
+        return;
+    };
+    let (fixes, notes) = clients::fixes(
+        explained,
+        decision.rejection().map(|r| r.reason()),
+        &out.origin,
+        preflight,
+    );
+    for (i, fix) in fixes.into_iter().enumerate() {
+        out.fixes.insert(i, fix);
+    }
+    out.notes.extend(notes);
 }
 
 /// The top-level verdict and Chromium's message and error name.
@@ -901,6 +1028,10 @@ pub fn render(e: &Explanation) -> String {
             "\nNo preflight: a simple request (safelisted method and headers)."
         );
     }
+    if let Some(c) = &e.clients {
+        let refused = e.actual.as_ref().is_some_and(|a| a.rejection.is_some());
+        render_clients(&mut s, c, refused);
+    }
     for (title, exchange) in [("Preflight", &e.preflight), ("Actual request", &e.actual)] {
         let Some(x) = exchange else { continue };
         let _ = writeln!(s, "\n{title}:");
@@ -973,6 +1104,56 @@ pub fn render(e: &Explanation) -> String {
         }
     }
     s
+}
+
+fn render_clients(s: &mut String, c: &ClientExplanation, refused: bool) {
+    let _ = writeln!(
+        s,
+        "\nClient-scoped route; registry: {} (revision {}, {} clients)",
+        c.registry, c.registry_revision, c.registry_clients
+    );
+    for source in &c.sources {
+        match &source.client {
+            Some(id) => {
+                let _ = writeln!(s, "  {}: names {id:?} ({})", source.source, source.detail);
+            }
+            None => {
+                let _ = writeln!(s, "  {}: nothing ({})", source.source, source.detail);
+            }
+        }
+    }
+    match (&c.client, &c.named_by) {
+        (Some(id), Some(by)) => {
+            let by = if by == "client" {
+                "given with --client"
+            } else {
+                by.as_str()
+            };
+            let known = if c.registered {
+                format!("registered, origins [{}]", c.client_origins.join(", "))
+            } else {
+                "not registered".to_owned()
+            };
+            let _ = writeln!(s, "  client: {id:?}, named by {by}; {known}");
+        }
+        _ if c.decided_by == DecidedBy::StaticList && !refused => {
+            let _ = writeln!(
+                s,
+                "  client: not read (the static list allows the origin; no source is read)"
+            );
+        }
+        _ => {
+            let _ = writeln!(s, "  client: none named");
+        }
+    }
+    if let Some(by) = c.preflight_decided_by {
+        let _ = writeln!(s, "  the preflight is decided by {}", by.describe());
+    }
+    let _ = writeln!(
+        s,
+        "  the actual request is decided by {}",
+        c.decided_by.describe()
+    );
 }
 
 #[cfg(test)]

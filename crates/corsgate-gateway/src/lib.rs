@@ -213,6 +213,9 @@ impl Snapshot {
         for route in &gateway.routes {
             if let Some(slot) = stats.get_mut(route.index) {
                 *slot = metrics.route(&route.name);
+                if route.policy.as_ref().is_some_and(|p| p.clients().is_some()) {
+                    slot.mark_client_scoped();
+                }
             }
         }
         // An upstream keeps its pool, and its open connections, across reloads

@@ -30,8 +30,11 @@
 //! ```
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod identify;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "postgres")]
+mod postgres_tls;
 mod snapshot;
 mod sqlite;
 mod store;
@@ -47,6 +50,8 @@ use serde::Serialize;
 
 #[cfg(feature = "postgres")]
 pub use postgres::{CHANNEL, POSTGRES_SCHEMA_VERSION, PostgresStore};
+#[cfg(feature = "postgres")]
+pub use postgres_tls::{PostgresTls, SslMode};
 pub use snapshot::{Client, RegistrySnapshot, Source};
 pub use sqlite::{SCHEMA_VERSION, SqliteStore};
 pub use store::{ChangeFeed, ClientRecord, ClientWrite, Loaded, Store, StoreError, Written};

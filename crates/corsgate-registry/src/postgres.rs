@@ -12,7 +12,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio_postgres::config::SslMode as DriverSslMode;
 use tokio_postgres::{AsyncMessage, Client, Config, IsolationLevel, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::postgres_tls::PostgresTls;
 
 use crate::store::{
     ChangeFeed, ClientRecord, ClientWrite, Loaded, Store, StoreError, Written, parse_origins,
@@ -41,9 +48,105 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// the store's connection, and with it every write, forever.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How to open a connection: the driver's settings and, with TLS, the
+/// connector.
+#[derive(Clone)]
+pub(crate) struct Connect {
+    config: Config,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl std::fmt::Debug for Connect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect")
+            .field("hosts", &self.config.get_hosts())
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection's driver: runs until the connection ends, with why; wakes
+/// `notified` on every notification.
+type Driver = Pin<Box<dyn Future<Output = String> + Send>>;
+
+fn driver<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notified: Option<Arc<tokio::sync::Notify>>,
+) -> Driver
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => {
+                    if let Some(wake) = &notified {
+                        wake.notify_one();
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return describe(&err),
+                None => return "connection closed".to_owned(),
+            }
+        }
+    })
+}
+
+impl Connect {
+    /// Connects (bounded by the connect timeout); the driver must be polled
+    /// for the client to work.
+    async fn open(
+        &self,
+        notified: Option<Arc<tokio::sync::Notify>>,
+    ) -> Result<(Client, Driver), StoreError> {
+        let connecting = async {
+            match &self.tls {
+                None => self
+                    .config
+                    .connect(NoTls)
+                    .await
+                    .map(|(client, connection)| (client, driver(connection, notified))),
+                Some(tls) => self
+                    .config
+                    .connect(tls.clone())
+                    .await
+                    .map(|(client, connection)| (client, driver(connection, notified))),
+            }
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| unavailable("connecting timed out"))?
+            .map_err(|e| unavailable(describe(&e)))
+    }
+}
+
+/// The URL without its `sslmode`: the mode comes from [`PostgresTls`]
+/// (the driver knows no `verify-full`).
+fn without_sslmode(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_owned();
+    };
+    if !parsed.query_pairs().any(|(k, _)| k == "sslmode") {
+        return url.to_owned();
+    }
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(k, _)| k != "sslmode")
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    parsed.into()
+}
+
 /// Clients in a PostgreSQL database.
 pub struct PostgresStore {
     config: Config,
+    tls: Option<MakeRustlsConnect>,
     migrate: bool,
     /// Drives the connection while the store waits on it. `None` only while
     /// dropping.
@@ -187,16 +290,29 @@ fn tuned(mut config: Config) -> Config {
 }
 
 impl PostgresStore {
-    /// Reads the URL (`postgres://USER@HOST:PORT/DBNAME?…`); connects on
-    /// first use, and then migrates when `migrate` (see
-    /// [`connect`](Self::connect) to find out at once).
-    pub fn new(url: &str, password: Option<&str>, migrate: bool) -> Result<Self, StoreError> {
-        let mut config: Config = url
+    /// Reads the URL (`postgres://USER@HOST:PORT/DBNAME?…`) and the TLS
+    /// files; connects on first use, and then migrates when `migrate` (see
+    /// [`connect`](Self::connect) to find out at once). The URL's `sslmode`
+    /// is not read: `tls` says how to connect.
+    pub fn new(
+        url: &str,
+        password: Option<&str>,
+        migrate: bool,
+        tls: &PostgresTls,
+    ) -> Result<Self, StoreError> {
+        let mut config: Config = without_sslmode(url)
             .parse()
             .map_err(|e: tokio_postgres::Error| unavailable(describe(&e)))?;
         if let Some(password) = password {
             config.password(password);
         }
+        let connector = tls.connector()?;
+        // TLS or nothing: never the clear after a refused TLS request.
+        config.ssl_mode(if connector.is_some() {
+            DriverSslMode::Require
+        } else {
+            DriverSslMode::Disable
+        });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("corsgate-registry-pg")
@@ -205,6 +321,7 @@ impl PostgresStore {
             .map_err(unavailable)?;
         Ok(PostgresStore {
             config: tuned(config),
+            tls: connector,
             migrate,
             runtime: Some(runtime),
             client: Mutex::new(None),
@@ -242,16 +359,11 @@ impl PostgresStore {
         for attempt in 0..2 {
             if slot.as_ref().is_none_or(Client::is_closed) {
                 *slot = None;
-                let (mut client, connection) = runtime
-                    .block_on(async {
-                        tokio::time::timeout(CONNECT_TIMEOUT, self.config.connect(NoTls)).await
-                    })
-                    .map_err(|_| unavailable("connecting timed out"))?
-                    .map_err(|e| unavailable(describe(&e)))?;
+                let (mut client, connection) =
+                    runtime.block_on(self.connect_settings().open(None))?;
                 runtime.spawn(async move {
-                    if let Err(err) = connection.await {
-                        tracing::debug!(error = %describe(&err), "registry database connection ended");
-                    }
+                    let why = connection.await;
+                    tracing::debug!(error = %why, "registry database connection ended");
                 });
                 if !self.prepared.load(Ordering::Relaxed) {
                     match runtime.block_on(async {
@@ -296,6 +408,13 @@ impl PostgresStore {
     /// The connection settings, with corsgate's additions (for the listener).
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub(crate) fn connect_settings(&self) -> Connect {
+        Connect {
+            config: self.config.clone(),
+            tls: self.tls.clone(),
+        }
     }
 }
 
@@ -422,7 +541,7 @@ impl Store for PostgresStore {
 
     fn change_feed(&self) -> Option<ChangeFeed> {
         Some(ChangeFeed {
-            postgres: self.config.clone(),
+            postgres: self.connect_settings(),
         })
     }
 }
@@ -434,30 +553,19 @@ impl Store for PostgresStore {
 /// are lost for good (PostgreSQL does not replay them).
 pub(crate) async fn listen(
     registry: Weak<Registry>,
-    config: Config,
+    connect: Connect,
     retry_max: Duration,
     mut alive: tokio::sync::watch::Receiver<()>,
 ) {
     let mut failures: u32 = 0;
     loop {
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls)).await;
-        match connected {
-            Ok(Ok((client, mut connection))) => {
-                let notified = Arc::new(tokio::sync::Notify::new());
-                let wake = notified.clone();
-                // The connection's messages: notifications wake the loop
-                // below (a stored permit folds a burst into one load); the
-                // end of the stream means the connection is gone.
-                let mut driver = tokio::spawn(async move {
-                    loop {
-                        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                            Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
-                            Some(Ok(_)) => {}
-                            Some(Err(err)) => return describe(&err),
-                            None => return "connection closed".to_owned(),
-                        }
-                    }
-                });
+        let notified = Arc::new(tokio::sync::Notify::new());
+        // The connection's messages: notifications wake the loop below (a
+        // stored permit folds a burst into one load); the end of the stream
+        // means the connection is gone.
+        match connect.open(Some(notified.clone())).await {
+            Ok((client, connection)) => {
+                let mut driver = tokio::spawn(connection);
                 let listening = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
                 if let Err(err) = listening {
                     driver.abort();
@@ -496,14 +604,9 @@ pub(crate) async fn listen(
                 }
                 drop(client);
             }
-            Ok(Err(err)) => {
+            Err(err) => {
                 if let Some(registry) = registry.upgrade() {
-                    registry.set_listener(false, Some(&describe(&err)));
-                }
-            }
-            Err(_) => {
-                if let Some(registry) = registry.upgrade() {
-                    registry.set_listener(false, Some("connecting timed out"));
+                    registry.set_listener(false, Some(&err.to_string()));
                 }
             }
         }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use crate::store::{ClientRecord, ClientWrite, Loaded, Store, StoreError, Written, parse_origins};
 
@@ -45,6 +45,32 @@ impl SqliteStore {
         };
         store.prepare(migrate)?;
         Ok(store)
+    }
+
+    /// Opens an existing registry file to read only: nothing is created,
+    /// migrated or written (not even the journal mode), so that a tool can
+    /// read the file a gateway serves. Its schema must be this build's.
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(unavailable)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(unavailable)?;
+        match version {
+            v if v > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+                found: v,
+                supported: SCHEMA_VERSION,
+            }),
+            v if v < SCHEMA_VERSION => Err(StoreError::NotMigrated),
+            _ => Ok(SqliteStore {
+                path: path.to_owned(),
+                conn: Mutex::new(conn),
+            }),
+        }
     }
 
     /// The file.

@@ -134,7 +134,7 @@ pub trait Store: Send + Sync + 'static {
 pub struct ChangeFeed {
     /// The connection the listener opens.
     #[cfg(feature = "postgres")]
-    pub(crate) postgres: tokio_postgres::Config,
+    pub(crate) postgres: crate::postgres::Connect,
     #[cfg(not(feature = "postgres"))]
     pub(crate) _none: (),
 }

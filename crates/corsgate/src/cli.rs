@@ -200,6 +200,18 @@ pub struct ExplainArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
+    /// On a client-scoped route: the OAuth2 client the request names, instead
+    /// of what the route's identification sources find.
+    #[arg(long, value_name = "ID")]
+    pub client: Option<String>,
+    /// The request body, read by the `form` source (with `--header
+    /// 'Content-Type: application/x-www-form-urlencoded'`).
+    #[arg(long, value_name = "BODY")]
+    pub data: Option<String>,
+    /// The registry from a file (`corsgate clients export`, or a gateway's
+    /// `snapshot_file`) instead of the configured database.
+    #[arg(long, value_name = "FILE", visible_alias = "registry-snapshot")]
+    pub clients: Option<PathBuf>,
 }
 
 #[cfg(feature = "tools")]

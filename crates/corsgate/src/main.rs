@@ -23,6 +23,11 @@ fn main() -> ExitCode {
         Command::Explain(args) => cmd::explain::run(
             args.config.as_deref(),
             &args.request(),
+            &cmd::explain::ClientArgs {
+                client: args.client.as_deref(),
+                data: args.data.as_deref(),
+                clients: args.clients.as_deref(),
+            },
             &args.engines(),
             args.format,
             &mut stdout,

@@ -347,3 +347,100 @@ async fn an_invalid_origin_written_by_hand_drops_only_that_entry() {
     );
     assert!(check.stdout.contains("1 clients, 1 invalid stored origins"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_from_its_snapshot_file_with_the_database_down_then_picks_the_database_up() {
+    let mut pg = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    pg.create_database("registry");
+    let spy = BodySpy::start().await;
+    let dir = TempDir::new("pg-snapshot-start");
+    let snapshot = dir.join("registry-snapshot.json");
+    let text = config(&dir, &pg.url("registry"), &spy.url()).replace(
+        "retry_max = \"1s\"",
+        &format!(
+            "retry_max = \"1s\"\nsnapshot_file = \"{}\"",
+            snapshot.display()
+        ),
+    );
+    // A first run writes the snapshot file with the database up.
+    {
+        let first = Gw::start(&text).await;
+        let revision = put_ok(&first, "spa", &["https://spa.example"]).await;
+        let started = Instant::now();
+        loop {
+            let written: Option<serde_json::Value> = std::fs::read(&snapshot)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            if written.is_some_and(|w| w["revision"].as_i64() == Some(revision)) {
+                break;
+            }
+            assert!(
+                started.elapsed() < support::WAIT,
+                "the snapshot file never held revision {revision}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    // A write the file does not have: made with the server on another port
+    // for a moment, where no gateway hears of it; then the server is left
+    // down.
+    let port = pg.port();
+    let elsewhere = free_port();
+    tokio::task::block_in_place(|| {
+        pg.stop();
+        pg.start_on(elsewhere);
+        pg.sql_on(
+            elsewhere,
+            "registry",
+            "BEGIN;
+             UPDATE corsgate_registry_meta SET revision = revision + 1;
+             INSERT INTO corsgate_clients (id, allowed_origins, revision)
+               VALUES ('late', '[\"https://late.example\"]',
+                       (SELECT revision FROM corsgate_registry_meta));
+             COMMIT;",
+        );
+        pg.stop();
+    });
+
+    // The database is down: the node starts from the file, ready, and
+    // decides with the file's clients.
+    let gw = Gw::start(&text).await;
+    let now = status(&gw).await;
+    assert_eq!(now["source"], "snapshot_file", "{now}");
+    assert_eq!(now["database_up"], false, "{now}");
+    assert_eq!(now["clients"], 1, "{now}");
+    assert_eq!(
+        send(&gw.admin_url("/readyz"), "GET", &[], "").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        metric(&gw, "corsgate_registry_source{source=\"snapshot_file\"}").await,
+        "1"
+    );
+    assert!(allowed(&gw, "https://spa.example", "spa").await);
+    let unknown = token_request(&gw, "https://late.example", "late").await;
+    assert_eq!(unknown.header("x-corsgate-reason"), Some("client-unknown"));
+    let write = put(&gw, "during", &["https://during.example"]).await;
+    assert_eq!(
+        write.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        write.text()
+    );
+
+    // The database comes back: the node reads it (with the write made
+    // meanwhile) without a restart, and writes work again.
+    tokio::task::block_in_place(|| pg.start_on(port));
+    wait_status(&gw, "the database read", |s| {
+        s["source"] == "database" && s["database_up"] == true && s["clients"] == 2
+    })
+    .await;
+    assert!(allowed(&gw, "https://late.example", "late").await);
+    assert!(allowed(&gw, "https://spa.example", "spa").await);
+    assert_eq!(
+        metric(&gw, "corsgate_registry_source{source=\"database\"}").await,
+        "1"
+    );
+    put_ok(&gw, "after", &["https://after.example"]).await;
+    assert!(allowed(&gw, "https://after.example", "after").await);
+}

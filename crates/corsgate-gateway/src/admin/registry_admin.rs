@@ -71,11 +71,30 @@ pub(crate) async fn open(
             })?) as Arc<dyn corsgate_registry::Store>
         }
         #[cfg(feature = "postgres")]
-        Database::Postgres { url, password_file } => {
+        Database::Postgres {
+            url,
+            password_file,
+            tls,
+        } => {
+            let tls = corsgate_registry::PostgresTls {
+                mode: match tls.mode {
+                    corsgate_config::registry::SslMode::Require => {
+                        corsgate_registry::SslMode::Require
+                    }
+                    corsgate_config::registry::SslMode::VerifyFull => {
+                        corsgate_registry::SslMode::VerifyFull
+                    }
+                    _ => corsgate_registry::SslMode::Disable,
+                },
+                ca_file: tls.ca_file.as_deref().map(resolve),
+                client_cert_file: tls.client_cert_file.as_deref().map(resolve),
+                client_key_file: tls.client_key_file.as_deref().map(resolve),
+            };
             open_postgres(
                 url,
                 password_file.as_deref().map(resolve),
                 registry.auto_migrate,
+                tls,
             )
             .await?
         }
@@ -108,6 +127,7 @@ async fn open_postgres(
     url: &str,
     password_file: Option<PathBuf>,
     migrate: bool,
+    tls: corsgate_registry::PostgresTls,
 ) -> Result<Arc<dyn corsgate_registry::Store>, Error> {
     let failed = |source: StoreError| Error::Registry {
         database: url.to_owned(),
@@ -128,7 +148,7 @@ async fn open_postgres(
     let url_owned = url.to_owned();
     let opened = tokio::task::spawn_blocking(move || {
         let store =
-            corsgate_registry::PostgresStore::new(&url_owned, password.as_deref(), migrate)?;
+            corsgate_registry::PostgresStore::new(&url_owned, password.as_deref(), migrate, &tls)?;
         match store.connect() {
             Ok(()) | Err(StoreError::Unavailable(_)) => Ok(store),
             Err(err) => Err(err),

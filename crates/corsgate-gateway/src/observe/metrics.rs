@@ -6,14 +6,14 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::request::gateway_error::GatewayErrorKind;
-use corsgate_policy::{RejectionReason, RequestClass};
+use corsgate_policy::{IdentifySource, RejectionReason, RequestClass};
 
 const CLASSES: [RequestClass; 3] = [
     RequestClass::NotCors,
@@ -97,6 +97,58 @@ impl ClientClose {
     }
 }
 
+/// What decided a request of a client-scoped route, for
+/// `corsgate_client_decisions_total`'s `via` label. A bounded set: the
+/// client id is never a label (ids are as many as the registry holds, and a
+/// request can name any id it likes); logs carry it instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientVia {
+    /// The route's static `allow_origins`: no source read.
+    Static,
+    /// A source named the client: its own list decided (or it is unknown).
+    Named(IdentifySource),
+    /// The union of every registered origin: a preflight, or an unidentified
+    /// request under `unidentified = "registered"`.
+    Union,
+    /// No source named a client (`unidentified = "deny"`).
+    None,
+}
+
+impl ClientVia {
+    /// Every value, in metric-slot order.
+    pub(crate) const ALL: [ClientVia; 6] = [
+        ClientVia::Static,
+        ClientVia::Named(IdentifySource::Basic),
+        ClientVia::Named(IdentifySource::Form),
+        ClientVia::Named(IdentifySource::BearerJwt),
+        ClientVia::Union,
+        ClientVia::None,
+    ];
+
+    /// The slot of this value's counters: its place in [`Self::ALL`]. A
+    /// source added later shares `none`'s until it has a slot of its own.
+    fn index(self) -> usize {
+        match self {
+            ClientVia::Static => 0,
+            ClientVia::Named(IdentifySource::Basic) => 1,
+            ClientVia::Named(IdentifySource::Form) => 2,
+            ClientVia::Named(IdentifySource::BearerJwt) => 3,
+            ClientVia::Union => 4,
+            ClientVia::Named(_) | ClientVia::None => 5,
+        }
+    }
+
+    /// The `via` label.
+    fn as_str(self) -> &'static str {
+        match self {
+            ClientVia::Static => "static",
+            ClientVia::Named(source) => source.as_str(),
+            ClientVia::Union => "union",
+            ClientVia::None => "none",
+        }
+    }
+}
+
 /// The counters of one route.
 #[derive(Debug)]
 pub(crate) struct RouteStats {
@@ -105,6 +157,11 @@ pub(crate) struct RouteStats {
     buckets: [AtomicU64; BUCKETS.len() + 1],
     upstream_count: AtomicU64,
     upstream_micros: AtomicU64,
+    /// Whether the route is (or was) client-scoped: its client decisions
+    /// are exported, at 0 from the start.
+    client_scoped: AtomicBool,
+    /// By [`ClientVia::index`], then allowed (0) or refused (1).
+    client_decisions: [AtomicU64; 2 * ClientVia::ALL.len()],
 }
 
 impl RouteStats {
@@ -115,7 +172,24 @@ impl RouteStats {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
             upstream_count: AtomicU64::new(0),
             upstream_micros: AtomicU64::new(0),
+            client_scoped: AtomicBool::new(false),
+            client_decisions: std::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+
+    /// Marks the route client-scoped: `corsgate_client_decisions_total` has
+    /// its label sets from now on, at 0 until counted.
+    pub(crate) fn mark_client_scoped(&self) {
+        self.client_scoped.store(true, Relaxed);
+    }
+
+    /// Counts one decision of a client-scoped route.
+    pub(crate) fn count_client(&self, via: ClientVia, allowed: bool) {
+        let slot = via.index() * 2 + usize::from(!allowed);
+        if let Some(counter) = self.client_decisions.get(slot) {
+            counter.fetch_add(1, Relaxed);
+        }
+        self.client_scoped.store(true, Relaxed);
     }
 
     /// The route's label.
@@ -421,6 +495,27 @@ impl Metrics {
         }
 
         out.push_str(
+            "# HELP corsgate_client_decisions_total Decisions of client-scoped routes, by what decided: the static list, the source that named the client (its own list), the union of registered origins, or no client.\n\
+             # TYPE corsgate_client_decisions_total counter\n",
+        );
+        for route in routes.iter().filter(|r| r.client_scoped.load(Relaxed)) {
+            let name = escape(&route.name);
+            for via in ClientVia::ALL {
+                for (i, decision) in ["allowed", "rejected"].iter().enumerate() {
+                    let count = route
+                        .client_decisions
+                        .get(via.index() * 2 + i)
+                        .map_or(0, |c| c.load(Relaxed));
+                    let _ = writeln!(
+                        out,
+                        "corsgate_client_decisions_total{{route=\"{name}\",via=\"{}\",decision=\"{decision}\"}} {count}",
+                        via.as_str()
+                    );
+                }
+            }
+        }
+
+        out.push_str(
             "# HELP corsgate_gateway_responses_total Responses the gateway made itself because a request could not be served.\n\
              # TYPE corsgate_gateway_responses_total counter\n",
         );
@@ -704,5 +799,40 @@ mod tests {
         }
         // The same name after a reload: the same counters.
         assert!(Arc::ptr_eq(&api, &metrics.route("0:/api")));
+    }
+
+    #[test]
+    fn client_decisions_only_for_client_scoped_routes_each_at_its_slot() {
+        let metrics = Metrics::default();
+        let token = metrics.route("0:/oauth2/token");
+        metrics.route("1:/api");
+        assert!(
+            !metrics
+                .render()
+                .contains("corsgate_client_decisions_total{")
+        );
+        token.mark_client_scoped();
+        let text = metrics.render();
+        for via in ClientVia::ALL {
+            for decision in ["allowed", "rejected"] {
+                assert!(text.contains(&format!(
+                    "corsgate_client_decisions_total{{route=\"0:/oauth2/token\",via=\"{}\",decision=\"{decision}\"}} 0",
+                    via.as_str()
+                )));
+            }
+        }
+        for (i, via) in ClientVia::ALL.iter().enumerate() {
+            assert_eq!(via.index(), i);
+        }
+        token.count_client(ClientVia::Named(IdentifySource::Form), false);
+        token.count_client(ClientVia::Union, true);
+        let text = metrics.render();
+        assert!(text.contains(
+            "corsgate_client_decisions_total{route=\"0:/oauth2/token\",via=\"form\",decision=\"rejected\"} 1\n"
+        ));
+        assert!(text.contains(
+            "corsgate_client_decisions_total{route=\"0:/oauth2/token\",via=\"union\",decision=\"allowed\"} 1\n"
+        ));
+        assert!(!text.contains("route=\"1:/api\",via="));
     }
 }

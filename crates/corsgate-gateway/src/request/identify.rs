@@ -13,12 +13,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::{Bytes, BytesMut};
 use corsgate_policy::{
-    ClientIdentity, ClientRules, Decision, IdentifySource, Policy, RequestClass, classify,
+    ClientIdentity, ClientRules, Decision, IdentifySource, Policy, RequestClass, UnidentifiedRule,
+    classify,
 };
+use corsgate_registry::identify::{self, FormClientId};
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
 use http::{HeaderMap, Method, Request};
 use http_body::{Body as _, Frame, SizeHint};
@@ -26,12 +26,11 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::Shared;
+use crate::observe::metrics::{ClientVia, RouteStats};
 
 /// Longest wait for a form body to identify its client: a client that stalls
 /// is not identified, and its body is forwarded as it comes.
 const READ_AHEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest bearer token looked at.
-const MAX_JWT_LEN: usize = 8 * 1024;
 
 /// The frames of a request body read to identify its client: forwarded first,
 /// byte for byte, before the rest of the body. Kept in the request's
@@ -77,11 +76,13 @@ pub(crate) struct Named {
 /// Decides on a request of a client-scoped route, with the registry (`None`
 /// on any other route). May read ahead (at most `body_limit` bytes) of a form
 /// body; what it read waits in the request's extensions as a [`ReadAhead`].
+/// Each decision is counted by what decided it (`stats`).
 pub(crate) async fn decide(
     shared: &Shared,
     policy: &Policy,
     max_body_bytes: Option<u64>,
     request: &mut Request<Incoming>,
+    stats: &RouteStats,
 ) -> Option<Decision> {
     let (Some(rules), Some(registry)) = (policy.clients(), shared.registry.as_ref()) else {
         return None;
@@ -91,18 +92,22 @@ pub(crate) async fn decide(
         // Preflights carry no client identity (no body, no credentials: Fetch
         // §4.8): the union of registered origins decides.
         let snapshot = registry.snapshot();
-        return Some(policy.decide_for_client(
+        let decision = policy.decide_for_client(
             request.method(),
             request.headers(),
             snapshot.registered(),
             ClientIdentity::Unidentified,
-        ));
+        );
+        stats.count_client(ClientVia::Union, decision.rejection().is_none());
+        return Some(decision);
     }
     // The static list first: its origins need no identification, and their
     // bodies are never held back.
     if let Some(origin) = request.headers().get(ORIGIN) {
         if policy.allows_origin(origin) {
-            return Some(policy.decide(request.method(), request.headers()));
+            let decision = policy.decide(request.method(), request.headers());
+            stats.count_client(ClientVia::Static, decision.rejection().is_none());
+            return Some(decision);
         }
     }
     let named = identify(rules, max_body_bytes, request).await;
@@ -120,6 +125,12 @@ pub(crate) async fn decide(
         snapshot.registered(),
         identity,
     );
+    let via = match &named {
+        Some(named) => ClientVia::Named(named.via),
+        None if rules.unidentified() == UnidentifiedRule::Registered => ClientVia::Union,
+        None => ClientVia::None,
+    };
+    stats.count_client(via, decision.rejection().is_none());
     if let Some(rejection) = decision.rejection() {
         // The client id goes to logs only, never to a metric label.
         tracing::info!(
@@ -158,73 +169,13 @@ async fn identify(
 /// The user of `Authorization: Basic`, percent-decoded as RFC 6749 §2.3.1
 /// asks clients to encode it.
 pub(crate) fn basic_user(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(AUTHORIZATION)?.as_bytes();
-    let (scheme, rest) = split_scheme(value)?;
-    if !scheme.eq_ignore_ascii_case(b"basic") {
-        return None;
-    }
-    let decoded = STANDARD.decode(rest.trim_ascii()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, _) = text.split_once(':')?;
-    let user = form_decode(user)?;
-    (!user.is_empty()).then_some(user)
-}
-
-fn split_scheme(value: &[u8]) -> Option<(&[u8], &[u8])> {
-    let space = value.iter().position(|b| *b == b' ')?;
-    Some((value.get(..space)?, value.get(space + 1..)?))
-}
-
-/// `application/x-www-form-urlencoded` decoding of one component: `+` is a
-/// space, `%XX` a byte; a stray `%` or bytes that are not UTF-8 make it
-/// unusable.
-fn form_decode(text: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut bytes = text.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hi = char::from(bytes.next()?).to_digit(16)?;
-                let lo = char::from(bytes.next()?).to_digit(16)?;
-                out.push(u8::try_from(hi * 16 + lo).ok()?);
-            }
-            _ => out.push(b),
-        }
-    }
-    String::from_utf8(out).ok()
+    identify::basic_user(headers.get(AUTHORIZATION)?.as_bytes())
 }
 
 /// The client claim of a bearer JWT's payload. The signature is not checked:
 /// see the module's documentation.
 pub(crate) fn jwt_client(headers: &HeaderMap, claims: &[String]) -> Option<String> {
-    let value = headers.get(AUTHORIZATION)?.as_bytes();
-    let (scheme, token) = split_scheme(value)?;
-    if !(scheme.eq_ignore_ascii_case(b"bearer") || scheme.eq_ignore_ascii_case(b"dpop")) {
-        return None;
-    }
-    let token = token.trim_ascii();
-    if token.len() > MAX_JWT_LEN {
-        return None;
-    }
-    let mut parts = token.split(|b| *b == b'.');
-    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
-    if parts.next().is_some() {
-        return None;
-    }
-    // base64url without padding (RFC 7515 §2); some issuers pad anyway.
-    let payload = payload
-        .strip_suffix(b"==")
-        .or_else(|| payload.strip_suffix(b"="))
-        .unwrap_or(payload);
-    let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let serde_json::Value::Object(map) = serde_json::from_slice(&json).ok()? else {
-        return None;
-    };
-    claims.iter().find_map(|claim| match map.get(claim) {
-        Some(serde_json::Value::String(id)) if !id.is_empty() => Some(id.clone()),
-        _ => None,
-    })
+    identify::jwt_client(headers.get(AUTHORIZATION)?.as_bytes(), claims)
 }
 
 /// Whether a request is a form POST (`application/x-www-form-urlencoded`,
@@ -234,12 +185,7 @@ fn is_form_post(method: &Method, headers: &HeaderMap) -> bool {
         && headers
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|media| {
-                media
-                    .trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
+            .is_some_and(identify::is_form_media_type)
 }
 
 /// `client_id` of a form body of at most `limit` bytes: read ahead, kept in
@@ -291,71 +237,8 @@ async fn form_client_id(request: &mut Request<Incoming>, limit: u64) -> Option<S
     if !read.is_empty() {
         request.extensions_mut().insert(read);
     }
-    let whole = whole?;
-    let mut found = None;
-    for (key, value) in url::form_urlencoded::parse(&whole) {
-        if key == "client_id" {
-            if found.is_some() {
-                // Two different readers could pick different ones: ambiguous.
-                return None;
-            }
-            found = Some(value.into_owned());
-        }
-    }
-    found.filter(|id| !id.is_empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn auth(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, value.parse().unwrap());
-        headers
-    }
-
-    #[test]
-    fn basic_user_is_percent_decoded() {
-        let b64 = |s: &str| STANDARD.encode(s);
-        assert_eq!(
-            basic_user(&auth(&format!("Basic {}", b64("my%3Aclient:secret")))),
-            Some("my:client".into())
-        );
-        assert_eq!(
-            basic_user(&auth(&format!("basic {}", b64("my+app:s")))),
-            Some("my app".into())
-        );
-        assert_eq!(
-            basic_user(&auth(&format!("Basic {}", b64("nocolon")))),
-            None
-        );
-        assert_eq!(
-            basic_user(&auth(&format!("Basic {}", b64("bad%zz:s")))),
-            None
-        );
-        assert_eq!(basic_user(&auth("Basic !!!")), None);
-        assert_eq!(basic_user(&auth("Bearer abc")), None);
-    }
-
-    #[test]
-    fn jwt_claims_in_order_and_malformed_tokens() {
-        let claims = ["client_id".to_owned(), "azp".to_owned()];
-        let jwt = |payload: &str| format!("Bearer e30.{}.sig", URL_SAFE_NO_PAD.encode(payload));
-        assert_eq!(
-            jwt_client(&auth(&jwt(r#"{"client_id":"spa","azp":"x"}"#)), &claims),
-            Some("spa".into())
-        );
-        assert_eq!(
-            jwt_client(&auth(&jwt(r#"{"azp":"kc"}"#)), &claims),
-            Some("kc".into())
-        );
-        assert_eq!(jwt_client(&auth(&jwt(r#"{"client_id":7}"#)), &claims), None);
-        assert_eq!(jwt_client(&auth(&jwt("[1]")), &claims), None);
-        assert_eq!(jwt_client(&auth("Bearer ory_at_opaque"), &claims), None);
-        assert_eq!(jwt_client(&auth("Bearer a.b.c.d"), &claims), None);
-        assert_eq!(jwt_client(&auth("Bearer a.!!.c"), &claims), None);
-        let long = format!("Bearer e30.{}.s", "A".repeat(MAX_JWT_LEN));
-        assert_eq!(jwt_client(&auth(&long), &claims), None);
+    match identify::form_client_id(&whole?) {
+        FormClientId::Found(id) => Some(id),
+        _ => None,
     }
 }

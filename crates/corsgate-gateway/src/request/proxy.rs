@@ -166,7 +166,7 @@ async fn serve(
     let decided = match (&resolved, ctx.policy) {
         (Ok(()), Some(policy)) => {
             let max_body = settings.max_body_bytes;
-            super::identify::decide(&conn.shared, policy, max_body, &mut request).await
+            super::identify::decide(&conn.shared, policy, max_body, &mut request, ctx.stats).await
         }
         _ => None,
     };

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use corsgate_config::registry::Database;
+use corsgate_config::registry::{Database, PostgresTls};
 use corsgate_registry::{
     ClientRecord, ClientWrite, Loaded, Problem, RegistrySnapshot, Source, SqliteStore, Store,
     StoreError, validate,
@@ -158,10 +158,20 @@ pub enum RegistryCommand {
 fn database(target: &Target) -> Result<(Database, Option<String>)> {
     if let Some(url) = &target.database {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            // The URL's sslmode, with the files libpq's variables name.
+            let mode = corsgate_config::registry::postgres_ssl_mode(url)
+                .map_err(|why| anyhow::anyhow!("--database {url:?}: {why}"))?;
+            let file = |name: &str| std::env::var_os(name).map(PathBuf::from);
             return Ok((
                 Database::Postgres {
                     url: url.clone(),
                     password_file: None,
+                    tls: PostgresTls {
+                        mode,
+                        ca_file: file("PGSSLROOTCERT"),
+                        client_cert_file: file("PGSSLCERT"),
+                        client_key_file: file("PGSSLKEY"),
+                    },
                 },
                 std::env::var("PGPASSWORD").ok(),
             ));
@@ -196,7 +206,18 @@ fn database(target: &Target) -> Result<(Database, Option<String>)> {
     let base = file.parent().unwrap_or(Path::new(""));
     match registry.database {
         Database::Sqlite(path) => Ok((Database::Sqlite(base.join(path)), None)),
-        Database::Postgres { url, password_file } => {
+        Database::Postgres {
+            url,
+            password_file,
+            tls,
+        } => {
+            let resolve = |p: Option<PathBuf>| p.map(|p| base.join(p));
+            let tls = PostgresTls {
+                mode: tls.mode,
+                ca_file: resolve(tls.ca_file),
+                client_cert_file: resolve(tls.client_cert_file),
+                client_key_file: resolve(tls.client_key_file),
+            };
             let password = match password_file {
                 Some(path) => {
                     let path = base.join(path);
@@ -210,6 +231,7 @@ fn database(target: &Target) -> Result<(Database, Option<String>)> {
                 Database::Postgres {
                     url,
                     password_file: None,
+                    tls,
                 },
                 password,
             ))
@@ -231,11 +253,26 @@ fn open(target: &Target, migrate: bool) -> Result<Box<dyn Store>> {
             Ok(Box::new(store))
         }
         #[cfg(feature = "postgres")]
-        Database::Postgres { url, .. } => {
-            let store = corsgate_registry::PostgresStore::new(&url, password.as_deref(), migrate)
-                .and_then(|store| store.connect().map(|()| store))
-                .map_err(anyhow::Error::new)
-                .with_context(|| format!("cannot open the registry {url}"))?;
+        Database::Postgres { url, tls, .. } => {
+            let tls = corsgate_registry::PostgresTls {
+                mode: match tls.mode {
+                    corsgate_config::registry::SslMode::Require => {
+                        corsgate_registry::SslMode::Require
+                    }
+                    corsgate_config::registry::SslMode::VerifyFull => {
+                        corsgate_registry::SslMode::VerifyFull
+                    }
+                    _ => corsgate_registry::SslMode::Disable,
+                },
+                ca_file: tls.ca_file,
+                client_cert_file: tls.client_cert_file,
+                client_key_file: tls.client_key_file,
+            };
+            let store =
+                corsgate_registry::PostgresStore::new(&url, password.as_deref(), migrate, &tls)
+                    .and_then(|store| store.connect().map(|()| store))
+                    .map_err(anyhow::Error::new)
+                    .with_context(|| format!("cannot open the registry {url}"))?;
             Ok(Box::new(store))
         }
         #[cfg(not(feature = "postgres"))]
@@ -245,6 +282,21 @@ fn open(target: &Target, migrate: bool) -> Result<Box<dyn Store>> {
         }
         _ => bail!("unsupported database"),
     }
+}
+
+/// The registry database of `target`, opened to read only: never created
+/// nor migrated (`corsgate explain`). Returns it with its URL.
+pub(crate) fn open_read_only(target: &Target) -> Result<(Box<dyn Store>, String)> {
+    let (database, _) = database(target)?;
+    let url = database.url();
+    if let Database::Sqlite(path) = &database {
+        let store = SqliteStore::open_read_only(path)
+            .map_err(anyhow::Error::new)
+            .with_context(|| format!("cannot read the registry {url}"))?;
+        return Ok((Box::new(store), url));
+    }
+    // PostgreSQL without migrations: a load reads in one transaction.
+    Ok((open(target, false)?, url))
 }
 
 /// A client as `export` prints it and `import` reads it:

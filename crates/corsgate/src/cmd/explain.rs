@@ -6,17 +6,91 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{anyhow, bail};
+use anyhow::{Context, anyhow, bail};
 use corsgate_config as config;
+use corsgate_registry::{ClientRecord, Loaded, RegistrySnapshot, Source};
 
 pub use corsgate_explain::*;
 
 use crate::{Format, Outcome};
 
+/// What `explain` takes for a client-scoped route.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientArgs<'a> {
+    /// `--client ID`.
+    pub client: Option<&'a str>,
+    /// `--data BODY`.
+    pub data: Option<&'a str>,
+    /// `--clients FILE`.
+    pub clients: Option<&'a Path>,
+}
+
+/// The registry a client-scoped route is explained with: `--clients FILE`
+/// (an export, or a gateway's snapshot file), else the configuration's
+/// `[registry]` database, opened read-only (never created or migrated).
+fn read_registry(
+    config_file: Option<&Path>,
+    args: &ClientArgs<'_>,
+    has_registry: bool,
+) -> anyhow::Result<Option<(RegistrySnapshot, String)>> {
+    if let Some(file) = args.clients {
+        let text =
+            std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let loaded = parse_clients_file(&text).with_context(|| {
+            format!(
+                "{}: not what `corsgate clients export` prints ([{{\"id\", \"name\", \"allowed_origins\"}}]) nor a registry snapshot_file",
+                file.display()
+            )
+        })?;
+        return Ok(Some((
+            RegistrySnapshot::build(loaded, Source::SnapshotFile),
+            file.display().to_string(),
+        )));
+    }
+    let Some(config_file) = config_file.filter(|p| *p != Path::new("-")) else {
+        return Ok(None);
+    };
+    if !has_registry {
+        return Ok(None);
+    }
+    let target = crate::cmd::clients::Target {
+        database: None,
+        config: Some(config_file.to_owned()),
+        admin: None,
+        token_file: None,
+    };
+    let (store, url) = crate::cmd::clients::open_read_only(&target)
+        .context("cannot read the registry for the client-scoped route (give --clients FILE to explain offline)")?;
+    let loaded = store
+        .load()
+        .map_err(anyhow::Error::new)
+        .with_context(|| format!("cannot read the registry {url}"))?;
+    Ok(Some((
+        RegistrySnapshot::build(loaded, Source::Database),
+        url,
+    )))
+}
+
+/// `corsgate clients export` output (a list of clients), or a gateway's
+/// snapshot file (`{"instance", "revision", "clients"}`).
+fn parse_clients_file(text: &[u8]) -> anyhow::Result<Loaded> {
+    let value: serde_json::Value = serde_json::from_slice(text)?;
+    if value.is_array() {
+        let clients: Vec<ClientRecord> = serde_json::from_value(value)?;
+        return Ok(Loaded {
+            instance: String::new(),
+            revision: 0,
+            clients,
+        });
+    }
+    Ok(serde_json::from_value(value)?)
+}
+
 /// `corsgate explain`: loads the configuration and prints the explanation.
 pub fn run(
     config_file: Option<&Path>,
     request: &PageRequest,
+    client_args: &ClientArgs<'_>,
     engines: &[Engine],
     format: Format,
     out: &mut dyn Write,
@@ -38,7 +112,27 @@ pub fn run(
         bail!(message);
     };
     let raw = config::load::parse(&text).config.unwrap_or_default();
-    let mut explanation = explain(&gateway, &raw, request)?;
+    let client_scoped = is_client_scoped(&gateway, &request.url);
+    let registry = if client_scoped {
+        read_registry(
+            config_file,
+            client_args,
+            gateway.settings.registry.is_some(),
+        )?
+    } else {
+        None
+    };
+    let input = ClientInput {
+        registry: registry.as_ref().map(|(s, from)| (s, from.as_str())),
+        client: client_args.client,
+        body: client_args.data.map(str::as_bytes),
+    };
+    let mut explanation = explain_with_clients(&gateway, &raw, request, &input)?;
+    if !client_scoped && (client_args.client.is_some() || client_args.clients.is_some()) {
+        explanation.notes.push(
+            "--client and --clients only matter on a client-scoped route (a cors table with clients); this route is not one".into(),
+        );
+    }
     explanation.retain_engines(engines);
     match format {
         Format::Json => {
