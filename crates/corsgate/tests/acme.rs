@@ -243,3 +243,123 @@ fn check_refuses_a_directory_ca_file_that_is_not_a_certificate() {
         ran.stdout
     );
 }
+
+/// A second name for the reload test.
+const OTHER: &str = "www.corsgate.test";
+
+/// The certificate served for `name`, once one verifies against `root` for
+/// that name (and differs from `not`).
+async fn wait_served_for(
+    gw: &Gw,
+    name: &str,
+    root: &CertificateDer<'static>,
+    not: Option<&[u8]>,
+    pebble: &Pebble,
+) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(conn) =
+            TlsConn::connect(gw.addr, name, client_trusting(root.clone(), &[b"h2"])).await
+        {
+            let der = conn.peer().to_vec();
+            if Some(der.as_slice()) != not {
+                return der;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no certificate for {name} served in time; pebble's log:\n{}",
+            pebble.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_orders_new_domains_and_from_a_new_directory_while_the_old_certificate_serves_and_refuses_a_new_challenge()
+ {
+    let dir = TempDir::new("acme-reload");
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let redirect: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let pebble = Pebble::start(dir.path(), listen.port(), redirect.port()).await;
+    let other_dir = TempDir::new("acme-reload-other-ca");
+    let other_ca = Pebble::start(other_dir.path(), listen.port(), redirect.port()).await;
+    let spy = Spy::ok().await;
+    let setup = Setup {
+        dir: &dir,
+        listen,
+        redirect: Some(redirect),
+        upstream: spy.url(),
+    };
+    let ca_file = pebble.api_ca_file.to_str().unwrap().to_owned();
+    let gw = setup
+        .start(&setup.config(&pebble.directory, &ca_file, ""))
+        .await;
+    let path = dir.join("corsgate.toml");
+    let reload = |text: String| {
+        std::fs::write(&path, text).unwrap();
+        gw.handle.reload()
+    };
+    let root = pebble.root().await;
+    let first = wait_served_for(&gw, DOMAIN, &root, None, &pebble).await;
+
+    // A second domain (and another contact): applied live; the certificate
+    // in place keeps serving its domain while the new one is ordered.
+    let two_domains = |text: String| {
+        text.replace(
+            &format!("domains = [\"{DOMAIN}\"]"),
+            &format!("domains = [\"{DOMAIN}\", \"{OTHER}\"]"),
+        )
+        .replace("mailto:ops@corsgate.test", "mailto:security@corsgate.test")
+    };
+    let text = two_domains(setup.config(&pebble.directory, &ca_file, ""));
+    assert!(text.contains(OTHER));
+    assert_eq!(
+        reload(text),
+        corsgate_gateway::ReloadOutcome::Applied { warnings: 0 }
+    );
+    assert!(
+        TlsConn::connect(gw.addr, DOMAIN, client_trusting(root.clone(), &[b"h2"]))
+            .await
+            .is_ok(),
+        "{DOMAIN} not served right after the reload"
+    );
+    let second = wait_served_for(&gw, OTHER, &root, None, &pebble).await;
+    assert_ne!(second, first);
+    assert_eq!(
+        wait_served_for(&gw, DOMAIN, &root, None, &pebble).await,
+        second,
+        "one certificate for both names"
+    );
+
+    // Another CA: a certificate from it is ordered at once, the current one
+    // serving until it is in.
+    let other_root = other_ca.root().await;
+    let other_ca_file = other_ca.api_ca_file.to_str().unwrap().to_owned();
+    let text = two_domains(setup.config(&other_ca.directory, &other_ca_file, ""));
+    assert_eq!(
+        reload(text.clone()),
+        corsgate_gateway::ReloadOutcome::Applied { warnings: 0 }
+    );
+    let third = wait_served_for(&gw, DOMAIN, &other_root, None, &other_ca).await;
+    assert_ne!(third, second);
+    let m = metrics(&gw).await;
+    assert!(
+        m.contains("corsgate_acme_orders_total{result=\"success\"} 3"),
+        "{m}"
+    );
+
+    // The challenge cannot change on a reload: the file is refused, and the
+    // running settings and certificate stay.
+    let refused = text.replace("cache_dir = ", "challenge = \"http-01\"\ncache_dir = ");
+    assert!(matches!(
+        reload(refused),
+        corsgate_gateway::ReloadOutcome::Invalid { errors: 1 }
+    ));
+    assert_eq!(
+        wait_served_for(&gw, DOMAIN, &other_root, None, &other_ca).await,
+        third
+    );
+    assert_eq!(reload(text), corsgate_gateway::ReloadOutcome::Unchanged);
+    stop(gw).await;
+}

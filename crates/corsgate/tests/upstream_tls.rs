@@ -580,3 +580,118 @@ fn hsts_combinations_the_preload_list_refuses_are_refused_at_load_time() {
         assert!(corsgate_config::check(&text).gateway.is_some(), "{hsts}");
     }
 }
+
+/// What an HTTP/2 upstream's connections did.
+#[derive(Debug, PartialEq, Eq)]
+enum ConnEvent {
+    Opened,
+    Closed,
+}
+
+/// A cleartext HTTP/2 upstream that reports each connection it accepts and
+/// each that ends. `/stream` answers one chunk at once and the rest when
+/// `finish` is notified; everything else answers `ok`.
+async fn h2_watched(
+    finish: std::sync::Arc<tokio::sync::Notify>,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<ConnEvent>,
+) {
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use support::tlsup::ChanBody;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            let finish = finish.clone();
+            let _ = tx.send(ConnEvent::Opened);
+            tokio::spawn(async move {
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let finish = finish.clone();
+                    async move {
+                        let (chunks, body) = ChanBody::new();
+                        let streaming = request.uri().path() == "/stream";
+                        tokio::spawn(async move {
+                            let _ = chunks.send(Frame::data(Bytes::from("first;"))).await;
+                            if streaming {
+                                finish.notified().await;
+                                let _ = chunks.send(Frame::data(Bytes::from("last"))).await;
+                            }
+                        });
+                        Ok::<_, std::convert::Infallible>(http::Response::new(body))
+                    }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                let _ = tx.send(ConnEvent::Closed);
+            });
+        }
+    });
+    (addr, rx)
+}
+
+async fn next_event(events: &mut tokio::sync::mpsc::UnboundedReceiver<ConnEvent>) -> ConnEvent {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("the upstream saw no connection open or close in time")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_upstream_connection_is_closed_after_upstream_idle_timeout_and_reopened() {
+    let finish = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (idle_addr, mut idle) = h2_watched(finish.clone()).await;
+    let (busy_addr, mut busy) = h2_watched(finish.clone()).await;
+    let dir = TempDir::new("h2-idle");
+    let text = config(&format!(
+        "{}{}",
+        route("/idle", &format!("h2c://{idle_addr}"), ""),
+        route("/stream", &format!("h2c://{busy_addr}"), "")
+    ))
+    .replace(
+        "admin_listen = \"127.0.0.1:0\"\n",
+        "admin_listen = \"127.0.0.1:0\"\nupstream_idle_timeout = \"1s\"\n",
+    );
+    let gw = start(&dir, &text).await;
+
+    // A stream that stays open longer than the idle timeout: its connection
+    // is busy, not idle.
+    let client = support::client();
+    let mut long = client
+        .request(
+            http::Request::get(gw.url("/stream"))
+                .body(http_body_util::Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .into_body();
+    assert_eq!(next_event(&mut busy).await, ConnEvent::Opened);
+    let first = next_frame(&mut long).await.unwrap().into_data().unwrap();
+    assert_eq!(first, "first;");
+
+    // The other upstream's connection, once its one exchange is over, is
+    // closed after upstream_idle_timeout (it answered HTTP/2 pings meanwhile).
+    assert_eq!(send("GET", &gw.url("/idle"), &[]).await.status, 200);
+    assert_eq!(next_event(&mut idle).await, ConnEvent::Opened);
+    assert_eq!(next_event(&mut idle).await, ConnEvent::Closed);
+
+    // The next request opens a new connection and is answered.
+    assert_eq!(send("GET", &gw.url("/idle"), &[]).await.status, 200);
+    assert_eq!(next_event(&mut idle).await, ConnEvent::Opened);
+
+    // The streaming connection was pruned in the same passes, yet it is
+    // still open and its stream still delivers.
+    assert!(busy.try_recv().is_err(), "the busy connection was closed");
+    finish.notify_one();
+    let rest = next_frame(&mut long).await.unwrap().into_data().unwrap();
+    assert_eq!(rest, "last");
+    assert!(next_frame(&mut long).await.is_none());
+    // Then it is idle, and closed in turn.
+    assert_eq!(next_event(&mut busy).await, ConnEvent::Closed);
+}

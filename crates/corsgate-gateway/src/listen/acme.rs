@@ -9,13 +9,23 @@
 //! The challenges are answered by the gateway itself: tls-alpn-01 (RFC 8737)
 //! by the certificate resolver, for handshakes that offer only `acme-tls/1`;
 //! http-01 by the redirect listener, at `/.well-known/acme-challenge/TOKEN`.
+//!
+//! A configuration reload changes the settings of the running task
+//! ([`AcmeState::reconfigure`]): new `domains` not covered by the certificate
+//! in place are ordered at once, a new `directory` (or `directory_ca_file`)
+//! orders a certificate from that CA at once, a new `contact` updates the
+//! account (RFC 8555 section 7.3.2); meanwhile the certificate in place keeps
+//! serving the names it has. The `challenge` cannot change on a reload (see
+//! [`live_change_refused`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwapOption;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
 use corsgate_config::tls::{AcmeChallenge, AcmeSettings, CertificateFiles};
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
@@ -46,7 +56,15 @@ const ISSUE_TIMEOUT: Duration = Duration::from_secs(120);
 /// The ACME side of the certificate resolver and of the redirect listener.
 #[derive(Debug)]
 pub(crate) struct AcmeState {
-    settings: AcmeSettings,
+    /// Replaced by a configuration reload.
+    settings: ArcSwap<AcmeSettings>,
+    /// Wakes the task after a reload changed the settings.
+    changed: tokio::sync::Notify,
+    /// The directory changed: the next certificate comes from the new CA,
+    /// ordered at once.
+    reorder: AtomicBool,
+    /// The contact changed: the account is updated.
+    contact_changed: AtomicBool,
     /// The directory relative paths are read from.
     base: PathBuf,
     /// The certificate issued (or read from the cache), once there is one.
@@ -61,7 +79,10 @@ pub(crate) struct AcmeState {
 impl AcmeState {
     pub(crate) fn new(settings: AcmeSettings, base: PathBuf) -> AcmeState {
         AcmeState {
-            settings,
+            settings: ArcSwap::from_pointee(settings),
+            changed: tokio::sync::Notify::new(),
+            reorder: AtomicBool::new(false),
+            contact_changed: AtomicBool::new(false),
             base,
             cert: ArcSwapOption::empty(),
             info: Mutex::new(None),
@@ -71,13 +92,46 @@ impl AcmeState {
     }
 
     /// The settings it runs with.
-    pub(crate) fn settings(&self) -> &AcmeSettings {
-        &self.settings
+    pub(crate) fn settings(&self) -> Arc<AcmeSettings> {
+        self.settings.load_full()
     }
 
-    /// Whether the certificate covers `name` (a lowercase SNI name).
+    /// Takes the settings of a reloaded configuration (whose `challenge` is
+    /// the running one: [`live_change_refused`] checked it) and wakes the
+    /// task if they differ.
+    pub(crate) fn reconfigure(&self, new: AcmeSettings) {
+        let old = self.settings();
+        if *old == new {
+            return;
+        }
+        tracing::info!(domains = ?new.domains, directory = %new.directory, "[server.tls.acme] changed: applied to the running ACME task");
+        let new = Arc::new(new);
+        // The settings first, then the flags: an order that ends meanwhile
+        // clears `reorder` only if it was made with the settings in force.
+        self.settings.store(new.clone());
+        if old.directory != new.directory || old.directory_ca_file != new.directory_ca_file {
+            self.reorder.store(true, Ordering::Release);
+        }
+        if old.contact != new.contact {
+            self.contact_changed.store(true, Ordering::Release);
+        }
+        self.changed.notify_one();
+    }
+
+    /// Whether the certificate in place names `name` (a lowercase SNI
+    /// name): after a reload changed `domains`, it serves the names it has
+    /// until the new one is issued.
     pub(crate) fn covers(&self, name: &str) -> bool {
-        self.settings.domains.iter().any(|d| d == name)
+        self.info
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|info| info.names.iter().any(|n| n == name))
+    }
+
+    /// Whether the certificate in place names every configured domain.
+    fn covers_all(&self, settings: &AcmeSettings) -> bool {
+        settings.domains.iter().all(|d| self.covers(d))
     }
 
     /// The issued certificate, if any.
@@ -112,16 +166,17 @@ impl AcmeState {
     }
 
     pub(crate) fn wants_tls_alpn(&self) -> bool {
-        self.settings.challenge == AcmeChallenge::TlsAlpn01
+        self.settings().challenge == AcmeChallenge::TlsAlpn01
     }
 
     fn cache_dir(&self) -> PathBuf {
-        resolve(&self.base, &self.settings.cache_dir)
+        resolve(&self.base, &self.settings().cache_dir)
     }
 
     /// The cache files of the certificate: named after its first domain.
     fn cert_files(&self) -> CertificateFiles {
-        let first = self.settings.domains.first().map_or("cert", String::as_str);
+        let settings = self.settings();
+        let first = settings.domains.first().map_or("cert", String::as_str);
         let dir = self.cache_dir();
         CertificateFiles {
             cert_file: dir.join(format!("{first}.pem")),
@@ -132,7 +187,7 @@ impl AcmeState {
     /// The account's cache file, one per directory URL.
     fn account_file(&self) -> PathBuf {
         let name: String = self
-            .settings
+            .settings()
             .directory
             .trim_start_matches("https://")
             .chars()
@@ -156,7 +211,7 @@ impl AcmeState {
         match load(&files, &bytes) {
             Ok(loaded)
                 if self
-                    .settings
+                    .settings()
                     .domains
                     .iter()
                     .all(|d| loaded.info.names.contains(d)) =>
@@ -225,15 +280,40 @@ pub(crate) async fn run(shared: Arc<Shared>, acme: Arc<AcmeState>) {
     let mut failures: u32 = 0;
     let mut shutdown = shared.shutdown.subscribe();
     loop {
-        let renew_before = i64::try_from(acme.settings.renew_before.as_secs()).unwrap_or(i64::MAX);
+        let settings = acme.settings();
+        if acme.contact_changed.swap(false, Ordering::AcqRel) {
+            update_contact(&acme).await;
+        }
+        // New domains after a reload: a cached certificate (in a new
+        // cache_dir, say) may cover them already.
+        if !acme.covers_all(&settings) && !acme.reorder.load(Ordering::Acquire) {
+            if let Some((key, info)) = acme.load_cached() {
+                tracing::info!(file = %info.file, "serving the cached ACME certificate, which covers every domain");
+                acme.install(key, info);
+                shared.metrics.set_acme_certificate(acme.info());
+            }
+        }
+        let renew_before = i64::try_from(settings.renew_before.as_secs()).unwrap_or(i64::MAX);
         let due = acme
             .info()
             .map_or(i64::MIN, |info| info.not_after.saturating_sub(renew_before));
+        // A reload that added a domain, or changed the CA: ordered at once,
+        // the certificate in place serving meanwhile.
+        let due = if acme.covers_all(&settings) && !acme.reorder.load(Ordering::Acquire) {
+            due
+        } else {
+            i64::MIN
+        };
         let now = unix_now();
         let wait = if due <= now {
             match tokio::time::timeout(ISSUE_TIMEOUT, issue(&acme)).await {
                 Ok(Ok((key, info))) => {
-                    tracing::info!(domains = ?acme.settings.domains, not_after = info.not_after, "ACME certificate issued");
+                    tracing::info!(domains = ?settings.domains, not_after = info.not_after, "ACME certificate issued");
+                    // Issued for these settings; a reload during the order
+                    // has set the flag again.
+                    if *acme.settings() == *settings {
+                        acme.reorder.store(false, Ordering::Release);
+                    }
                     acme.install(key, info);
                     shared.metrics.set_acme_certificate(acme.info());
                     shared.metrics.acme_issued(true);
@@ -251,7 +331,7 @@ pub(crate) async fn run(shared: Arc<Shared>, acme: Arc<AcmeState>) {
                         .min(BACKOFF_MAX);
                     failures = failures.saturating_add(1);
                     let serving = acme.certificate().is_some();
-                    tracing::error!(domains = ?acme.settings.domains, error = %error, retry_in = ?wait, serving_previous = serving, "ACME certificate order failed");
+                    tracing::error!(domains = ?settings.domains, error = %error, retry_in = ?wait, serving_previous = serving, "ACME certificate order failed");
                     wait
                 }
             }
@@ -260,6 +340,7 @@ pub(crate) async fn run(shared: Arc<Shared>, acme: Arc<AcmeState>) {
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
+            () = acme.changed.notified() => failures = 0,
             () = crate::until_shutdown(&mut shutdown) => return,
         }
     }
@@ -268,9 +349,15 @@ pub(crate) async fn run(shared: Arc<Shared>, acme: Arc<AcmeState>) {
 /// One order, from account to certificate; the certificate and key are
 /// written to the cache before they are served.
 async fn issue(acme: &AcmeState) -> Result<(Arc<CertifiedKey>, CertInfo), String> {
+    let settings = acme.settings();
+    if let Err(err) = std::fs::create_dir_all(acme.cache_dir()) {
+        return Err(format!(
+            "cannot create cache_dir {}: {err}",
+            acme.cache_dir().display()
+        ));
+    }
     let account = account(acme).await?;
-    let identifiers: Vec<Identifier> = acme
-        .settings
+    let identifiers: Vec<Identifier> = settings
         .domains
         .iter()
         .map(|d| Identifier::Dns(d.clone()))
@@ -279,7 +366,7 @@ async fn issue(acme: &AcmeState) -> Result<(Arc<CertifiedKey>, CertInfo), String
         .new_order(&NewOrder::new(&identifiers))
         .await
         .map_err(|e| format!("new order: {e}"))?;
-    let challenge_type = match acme.settings.challenge {
+    let challenge_type = match settings.challenge {
         AcmeChallenge::TlsAlpn01 => ChallengeType::TlsAlpn01,
         AcmeChallenge::Http01 => ChallengeType::Http01,
     };
@@ -293,14 +380,11 @@ async fn issue(acme: &AcmeState) -> Result<(Arc<CertifiedKey>, CertInfo), String
                 other => return Err(format!("authorization is {other:?}")),
             }
             let mut challenge = authz.challenge(challenge_type.clone()).ok_or_else(|| {
-                format!(
-                    "the CA offers no {} challenge",
-                    acme.settings.challenge.as_str()
-                )
+                format!("the CA offers no {} challenge", settings.challenge.as_str())
             })?;
             let domain = challenge.identifier().to_string();
             let key_authorization = challenge.key_authorization();
-            match acme.settings.challenge {
+            match settings.challenge {
                 AcmeChallenge::TlsAlpn01 => {
                     let cert = alpn_certificate(&domain, key_authorization.digest().as_ref())?;
                     acme.alpn
@@ -367,7 +451,8 @@ async fn issue(acme: &AcmeState) -> Result<(Arc<CertifiedKey>, CertInfo), String
 
 /// The account: from the cache, or created (and cached) on first use.
 async fn account(acme: &AcmeState) -> Result<Account, String> {
-    let builder = || match &acme.settings.directory_ca_file {
+    let settings = acme.settings();
+    let builder = || match &settings.directory_ca_file {
         Some(ca) => Account::builder_with_root(resolve(&acme.base, ca))
             .map_err(|e| format!("directory_ca_file: {e}")),
         None => Account::builder().map_err(|e| format!("https client: {e}")),
@@ -386,7 +471,7 @@ async fn account(acme: &AcmeState) -> Result<Account, String> {
             }
         }
     }
-    let contact: Vec<&str> = acme.settings.contact.iter().map(String::as_str).collect();
+    let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
     let (account, credentials) = builder()?
         .create(
             &NewAccount {
@@ -394,7 +479,7 @@ async fn account(acme: &AcmeState) -> Result<Account, String> {
                 terms_of_service_agreed: true,
                 only_return_existing: false,
             },
-            acme.settings.directory.clone(),
+            settings.directory.clone(),
             None,
         )
         .await
@@ -402,6 +487,66 @@ async fn account(acme: &AcmeState) -> Result<Account, String> {
     let json = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
     write_file(&path, &json, true).map_err(|e| format!("cannot cache the ACME account: {e}"))?;
     Ok(account)
+}
+
+/// The account's contact URLs set to the configured ones (RFC 8555 section
+/// 7.3.2); a failure is logged and tried again at the next reload.
+async fn update_contact(acme: &AcmeState) {
+    let settings = acme.settings();
+    let result = async {
+        let account = account(acme).await?;
+        let contact: Vec<&str> = settings.contact.iter().map(String::as_str).collect();
+        account
+            .update_contacts(&contact)
+            .await
+            .map_err(|e| format!("account update: {e}"))
+    };
+    match tokio::time::timeout(ISSUE_TIMEOUT, result).await {
+        Ok(Ok(())) => {
+            tracing::info!(contact = ?settings.contact, "ACME account contact updated");
+        }
+        Ok(Err(error)) => {
+            tracing::error!(contact = ?settings.contact, error = %error, "ACME account contact not updated");
+        }
+        Err(_) => {
+            tracing::error!(contact = ?settings.contact, "ACME account contact not updated in {ISSUE_TIMEOUT:?}");
+        }
+    }
+}
+
+/// Why a reload's `[server.tls.acme]` cannot replace the running one, as
+/// the `(key, message)` of the refusal; `None` when it can (or when there is
+/// no ACME on either side).
+///
+/// Refused: adding or removing the table (the ACME task, and the TLS
+/// listener's ALPN list with `acme-tls/1`, are set up at start), and a new
+/// `challenge` (tls-alpn-01 needs `acme-tls/1` in that list, http-01 needs
+/// the `redirect_listen` listener, both fixed at start).
+pub(crate) fn live_change_refused(
+    running: Option<&AcmeSettings>,
+    new: Option<&AcmeSettings>,
+) -> Option<(&'static str, String)> {
+    match (running, new) {
+        (None, None) => None,
+        (None, Some(_)) => Some((
+            "server.tls.acme",
+            "[server.tls.acme] added: ACME starts with corsgate (its task and the TLS listener's acme-tls/1 protocol are set up at start); restart corsgate to apply it".to_owned(),
+        )),
+        (Some(_), None) => Some((
+            "server.tls",
+            "[server.tls.acme] removed: its certificate would stop serving its domains on a reload; restart corsgate to apply it (or keep the table)".to_owned(),
+        )),
+        (Some(running), Some(new)) if running.challenge != new.challenge => Some((
+            "server.tls.acme.challenge",
+            format!(
+                "{:?} cannot replace {:?} on a reload (tls-alpn-01 needs acme-tls/1 in the TLS listener's protocols, http-01 the redirect_listen listener, both set up at start); restart corsgate to apply it, or keep challenge = {:?}",
+                new.challenge.as_str(),
+                running.challenge.as_str(),
+                running.challenge.as_str()
+            ),
+        )),
+        _ => None,
+    }
 }
 
 /// The self-signed certificate of a tls-alpn-01 challenge: the domain as its

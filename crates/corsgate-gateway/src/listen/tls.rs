@@ -529,11 +529,11 @@ pub(crate) fn after_config_reload(shared: &Arc<Shared>) {
         );
         return;
     };
-    let running_acme = tls.acme.as_ref().map(|a| a.settings());
-    if running_acme != settings.acme.as_ref() {
-        tracing::warn!(
-            "[server.tls.acme] changed: restart corsgate to apply it; the running ACME settings stay"
-        );
+    // Domains, contact, directory, cache_dir and renew_before apply live;
+    // the changes that cannot were refused before the reload was swapped in
+    // (refused_acme_change).
+    if let (Some(acme), Some(new)) = (&tls.acme, &settings.acme) {
+        acme.reconfigure(new.clone());
     }
     let changed =
         *tls.files.lock().unwrap_or_else(PoisonError::into_inner) != settings.certificates;
@@ -547,6 +547,20 @@ pub(crate) fn after_config_reload(shared: &Arc<Shared>) {
     {
         watch(shared);
     }
+}
+
+/// The refusal of a reloaded configuration whose `[server.tls.acme]` cannot
+/// replace the running one (see [`super::acme::live_change_refused`]), when
+/// both run https; `None` when it can.
+pub(crate) fn refused_acme_change(
+    shared: &Shared,
+    gateway: &corsgate_config::GatewayConfig,
+) -> Option<Diagnostic> {
+    let tls = shared.tls.as_ref()?;
+    let new = gateway.settings.tls.as_ref()?;
+    let running = tls.acme.as_ref().map(|a| a.settings());
+    let (at, message) = super::acme::live_change_refused(running.as_deref(), new.acme.as_ref())?;
+    Some(Diagnostic::error(DiagnosticKind::File, at, message))
 }
 
 /// `corsgate check`'s view of `[server.tls]`: every certificate loaded as

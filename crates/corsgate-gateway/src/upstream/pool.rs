@@ -20,7 +20,9 @@
 //! opened by the first request (the others wait for it rather than open
 //! their own) and opened again once the upstream closes it. It holds one
 //! permit; how many streams run at once is the upstream's
-//! `SETTINGS_MAX_CONCURRENT_STREAMS`. An `https://` upstream that picks
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`. Once it has carried no stream for
+//! `upstream_idle_timeout` it is closed, as an idle HTTP/1.1 connection is,
+//! and the next request opens another. An `https://` upstream that picks
 //! `http/1.1` is pooled as an `http://` one, over TLS.
 //!
 //! The pool is generic over the request body and knows nothing of the
@@ -222,11 +224,69 @@ struct Idle<B> {
     since: Instant,
 }
 
-/// The HTTP/2 connection to an upstream: where streams are opened, and the
-/// task that drives it.
+/// The HTTP/2 connection to an upstream: where streams are opened, the
+/// task that drives it, and how busy it is.
 struct H2Conn<B> {
     sender: http2::SendRequest<B>,
     task: AbortHandle,
+    activity: Arc<H2Activity>,
+}
+
+/// The streams of an HTTP/2 connection that have not ended, and since when
+/// it has carried none: what tells an idle connection apart.
+#[derive(Debug)]
+struct H2Activity {
+    open: std::sync::atomic::AtomicUsize,
+    idle_since: Mutex<Instant>,
+}
+
+impl H2Activity {
+    fn new() -> Arc<H2Activity> {
+        Arc::new(H2Activity {
+            open: std::sync::atomic::AtomicUsize::new(0),
+            idle_since: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Whether no stream is open and none has been for `timeout` at `now`.
+    fn idle_for(&self, timeout: Duration, now: Instant) -> bool {
+        self.open.load(Ordering::Acquire) == 0
+            && now.duration_since(
+                *self
+                    .idle_since
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            ) >= timeout
+    }
+}
+
+/// One stream of an HTTP/2 connection, from the moment a request takes the
+/// connection until its exchange ends (the response body read, or given up):
+/// counted open meanwhile.
+#[derive(Debug)]
+struct H2Stream(Arc<H2Activity>);
+
+impl H2Stream {
+    /// Counts a stream open; the caller holds the pool's `h2` lock, which
+    /// [`Pool::prune`] takes too, so a connection being taken for a request
+    /// is never closed as idle.
+    fn open(activity: &Arc<H2Activity>) -> H2Stream {
+        activity.open.fetch_add(1, Ordering::AcqRel);
+        H2Stream(activity.clone())
+    }
+}
+
+impl Drop for H2Stream {
+    fn drop(&mut self) {
+        // The time first, then the count: a prune that sees no stream open
+        // also sees when the last one ended.
+        *self
+            .0
+            .idle_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<B> Drop for H2Conn<B> {
@@ -335,8 +395,11 @@ impl<B: SendBody> Pool<B> {
                 };
             let mut gate = None;
             if h2_possible {
-                if let Some(sender) = self.live_h2() {
-                    match self.send_h2(sender, request, progress.clone()).await {
+                if let Some((sender, stream)) = self.live_h2() {
+                    match self
+                        .send_h2(sender, stream, request, progress.clone())
+                        .await
+                    {
                         Err((Some(unsent), _)) if !retried_h2 => {
                             retried_h2 = true;
                             request = unsent;
@@ -347,10 +410,10 @@ impl<B: SendBody> Pool<B> {
                 }
                 gate = Some(self.h2_connecting.lock().await);
                 // Opened by another request while this one waited.
-                if let Some(sender) = self.live_h2() {
+                if let Some((sender, stream)) = self.live_h2() {
                     drop(gate);
                     return self
-                        .send_h2(sender, request, progress)
+                        .send_h2(sender, stream, request, progress)
                         .await
                         .map_err(|(_, err)| err);
                 }
@@ -361,10 +424,11 @@ impl<B: SendBody> Pool<B> {
                     Connected::Http1(conn) => (conn, false),
                     Connected::Http2(conn) => {
                         let sender = conn.sender.clone();
+                        let stream = H2Stream::open(&conn.activity);
                         *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
                         drop(gate);
                         return self
-                            .send_h2(sender, request, progress)
+                            .send_h2(sender, stream, request, progress)
                             .await
                             .map_err(|(_, err)| err);
                     }
@@ -382,6 +446,7 @@ impl<B: SendBody> Pool<B> {
                     let checkout = Checkout {
                         pool: self.clone(),
                         conn: Some(Conn { sender, task }),
+                        _stream: None,
                         progress,
                     };
                     return Ok((response, checkout));
@@ -396,13 +461,15 @@ impl<B: SendBody> Pool<B> {
         }
     }
 
-    /// The HTTP/2 connection, if one is open and not closing.
-    fn live_h2(&self) -> Option<http2::SendRequest<B>> {
+    /// The HTTP/2 connection, if one is open and not closing, with a stream
+    /// counted open on it.
+    fn live_h2(&self) -> Option<(http2::SendRequest<B>, H2Stream)> {
         let mut slot = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
         if slot.as_ref().is_some_and(|c| c.sender.is_closed()) {
             *slot = None;
         }
-        slot.as_ref().map(|c| c.sender.clone())
+        slot.as_ref()
+            .map(|c| (c.sender.clone(), H2Stream::open(&c.activity)))
     }
 
     /// A request as a stream of the HTTP/2 connection. The request comes back
@@ -412,6 +479,7 @@ impl<B: SendBody> Pool<B> {
     async fn send_h2(
         self: &Arc<Self>,
         mut sender: http2::SendRequest<B>,
+        stream: H2Stream,
         mut request: Request<B>,
         progress: Option<Arc<Progress>>,
     ) -> Result<(Response<Incoming>, Checkout<B>), (Option<Request<B>>, UpstreamError)> {
@@ -445,6 +513,7 @@ impl<B: SendBody> Pool<B> {
                 Checkout {
                     pool: self.clone(),
                     conn: None,
+                    _stream: Some(stream),
                     progress,
                 },
             )),
@@ -552,6 +621,20 @@ impl<B: SendBody> Pool<B> {
         let timeout = self.settings.idle_timeout;
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         idle.retain(|e| !e.conn.sender.is_closed() && now.duration_since(e.since) < timeout);
+        drop(idle);
+        // The HTTP/2 connection, once it has carried no stream for the same
+        // time: dropping the pool's sender, the last one, makes hyper close
+        // it (a GOAWAY, then the socket; RFC 9113 section 6.8), and the
+        // next request opens a new one.
+        let mut h2 = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+        if h2
+            .as_ref()
+            .is_some_and(|c| c.sender.is_closed() || c.activity.idle_for(timeout, now))
+        {
+            let closing = h2.take();
+            drop(h2);
+            drop(closing);
+        }
     }
 
     /// Idle connections kept.
@@ -670,7 +753,11 @@ impl<B: SendBody> Pool<B> {
             }
         })
         .abort_handle();
-        Ok(H2Conn { sender, task })
+        Ok(H2Conn {
+            sender,
+            task,
+            activity: H2Activity::new(),
+        })
     }
 }
 
@@ -688,6 +775,8 @@ pub(crate) struct Checkout<B: SendBody> {
     pool: Arc<Pool<B>>,
     /// `None` for a stream of an HTTP/2 connection, which is the pool's.
     conn: Option<Conn<B>>,
+    /// The stream, for an HTTP/2 connection: open until this is dropped.
+    _stream: Option<H2Stream>,
     /// How far the request body has got; `None` for a request without one.
     progress: Option<Arc<Progress>>,
 }
