@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A short, bounded run of every cargo-fuzz target: each starts from its seeds
-# (fuzz/seeds/<target>) and runs for a few seconds, so that a target that no
+# (fuzz/seeds/<target>) and the corpus the campaigns kept (fuzz/corpus/<target>)
+# and runs for a few seconds, so that a target that no
 # longer builds, or an invariant the seeds already break, fails the test suite.
 # Campaigns that look for new bugs run longer: see fuzz/README.md.
 #
@@ -50,6 +51,7 @@ for target in "${targets[@]}"; do
     mkdir -p "$work/$target"
     corpora=("$work/$target")
     [ -d "seeds/$target" ] && corpora+=("seeds/$target")
+    [ -d "corpus/$target" ] && corpora+=("corpus/$target")
     echo "== fuzz $target (${seconds}s)"
     "${fuzz[@]}" run "${flags[@]}" "$target" "${corpora[@]}" -- \
         -max_total_time="$seconds" -print_final_stats=1 2>"$work/$target.log" || {
