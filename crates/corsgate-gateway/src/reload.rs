@@ -176,7 +176,7 @@ fn reload_live(shared: &Arc<Shared>, only_if_changed: bool) -> ReloadOutcome {
     };
     // A change of [server.tls.acme] that cannot apply live refuses the file,
     // as an error in it would: the running ACME settings and the file agree.
-    if let Some(problem) = super::tls::refused_acme_change(shared, &gateway) {
+    if let Some(problem) = crate::listen::tls::refused_acme_change(shared, &gateway) {
         let parsed = config::load::parse(&text);
         tracing::error!("{name}:{}", parsed.source.locate(problem));
         tracing::error!(file = %name, "reload failed: [server.tls.acme] cannot change that way on a reload; the previous configuration keeps running");
