@@ -84,6 +84,9 @@ else
   }
   echo "installed postgresql"
 fi
+# The benchmarks' report (crates/corsgate/tests/bench_scripts.rs runs
+# bench/gateway/report.py on a made-up run).
+need /usr/bin/python3 python3-minimal
 
 if ! command -v npm >/dev/null 2>&1; then
   echo "install-test-deps: npm is missing (Node >= 20 is needed for browser/)" >&2

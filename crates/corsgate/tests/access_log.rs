@@ -6,7 +6,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
 use http::{HeaderMap, HeaderValue, StatusCode};
 use support::binary::{Serve, Stderr};
@@ -17,8 +16,7 @@ const EVIL: &str = "https://evil.example";
 const CORS: &str = "allow_origins = [\"https://app.example.com\"]";
 
 fn start(dir: &TempDir, server_extra: &str, routes: &str, format: &str) -> Serve {
-    let file = dir.join("corsgate.toml");
-    std::fs::write(&file, config(server_extra, CORS, routes)).unwrap();
+    let file = dir.write("corsgate.toml", &config(server_extra, CORS, routes));
     Serve::start_args(
         &["--config", file.to_str().unwrap(), "--log-format", format],
         Stderr::Read,
@@ -213,29 +211,21 @@ async fn access_log_false_writes_no_request_lines() {
     );
 }
 
-async fn dropped(admin: SocketAddr) -> u64 {
-    let metrics = send("GET", &format!("http://{admin}/metrics"), &[])
-        .await
-        .text();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("corsgate_log_lines_dropped_total "))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
+const DROPPED: &str = "corsgate_log_lines_dropped_total";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_lines_go_through_the_bounded_buffer_and_drops_are_counted() {
     let spy = Spy::ok().await;
     let dir = TempDir::new("access-stall");
-    let file = dir.join("corsgate.toml");
-    std::fs::write(&file, config("", CORS, &route("/", &spy.url(), ""))).unwrap();
+    let file = dir.write(
+        "corsgate.toml",
+        &config("", CORS, &route("/", &spy.url(), "")),
+    );
     // Nobody reads the log pipe: it fills, then the log buffer of 1 MiB
     // (6,000 lines of about 350 bytes are twice that).
     let mut serve = Serve::start(&file, Stderr::Stalled);
     let (listen, admin) = serve.addresses();
-    assert_eq!(dropped(admin).await, 0);
+    assert_eq!(metrics::metric(admin, DROPPED).await, 0);
     let mut tasks = Vec::new();
     for worker in 0..4 {
         tasks.push(tokio::spawn(async move {
@@ -257,20 +247,5 @@ async fn access_lines_go_through_the_bounded_buffer_and_drops_are_counted() {
         task.await.unwrap();
     }
     // Every request was answered; the lines that did not fit were dropped.
-    wait_until_async(|| async { dropped(admin).await > 0 }).await;
-}
-
-async fn wait_until_async<F, Fut>(mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {WAIT:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    metrics::wait_metric(admin, DROPPED, |n| n > 0).await;
 }

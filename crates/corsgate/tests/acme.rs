@@ -41,9 +41,7 @@ impl Setup<'_> {
     }
 
     async fn start(&self, text: &str) -> Gw {
-        let path = self.dir.join("corsgate.toml");
-        std::fs::write(&path, text).unwrap();
-        Gw::from_file(&path, false).await
+        Gw::in_dir(self.dir, text, false).await
     }
 }
 
@@ -74,9 +72,7 @@ async fn wait_served(
 }
 
 async fn metrics(gw: &Gw) -> String {
-    support::send("GET", &gw.admin_url("/metrics"), &[])
-        .await
-        .text()
+    gw.metrics().await.text().to_owned()
 }
 
 async fn stop(mut gw: Gw) {
@@ -148,17 +144,8 @@ async fn tls_alpn_01_issues_then_a_restart_serves_the_cache_renews_and_keeps_ser
     // Due for renewal, and the CA is unreachable: the cached certificate
     // keeps serving, and the failure is counted.
     let gw = setup.start(&setup.config(&nowhere, &ca_file, renew)).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !metrics(&gw)
-        .await
-        .contains("corsgate_acme_orders_total{result=\"failure\"} 1")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no failed order counted"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gw.wait_metric("corsgate_acme_orders_total{result=\"failure\"}", |n| n >= 1)
+        .await;
     assert_eq!(wait_served(&gw, &pebble, &root, None).await, second);
     stop(gw).await;
 }

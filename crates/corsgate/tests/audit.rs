@@ -7,12 +7,12 @@
 mod server;
 mod support;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use corsgate::cmd::audit::{self, Options, Report, Severity};
 use corsgate_policy::{CorsConfig, Policy};
 use server::{Mistakes, TRUSTED};
+use support::binary::Cmd;
 
 fn options(url: &str, origins: &[&str]) -> Options {
     let mut options = Options::new(url);
@@ -621,13 +621,11 @@ async fn a_server_that_never_answers_ends_the_audit_within_the_timeout() {
     .await;
     let mut opts = options(&server.url(), &[TRUSTED]);
     opts.timeout = Duration::from_millis(500);
-    let started = Instant::now();
-    let err = audit::audit(&opts).await.unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    // Without its timeout the audit would wait forever: WAIT is a hang guard.
+    let err = tokio::time::timeout(support::WAIT, audit::audit(&opts))
+        .await
+        .expect("the audit did not end")
+        .unwrap_err();
     assert!(
         err.to_string().contains("no answer within the timeout"),
         "{err}"
@@ -656,25 +654,11 @@ async fn usage_errors() {
     }
 }
 
-fn corsgate_bin(args: &[&str]) -> (i32, String, String, Duration) {
-    let started = Instant::now();
-    let output = Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8(output.stdout).unwrap(),
-        String::from_utf8(output.stderr).unwrap(),
-        started.elapsed(),
-    )
-}
-
 /// The binary in its own thread, while this test's runtime keeps serving.
-async fn run_bin(args: Vec<String>) -> (i32, String, String, Duration) {
+async fn run_bin(args: Vec<String>) -> (i32, String, String) {
     tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        corsgate_bin(&args)
+        let ran = Cmd::new(args).run();
+        (ran.code.unwrap_or(-1), ran.stdout, ran.stderr)
     })
     .await
     .unwrap()
@@ -689,12 +673,12 @@ async fn binary_exit_codes_and_json() {
     })
     .await;
     let url = server.url();
-    let (code, stdout, _, _) = run_bin(vec!["audit".into(), url.clone()]).await;
+    let (code, stdout, _) = run_bin(vec!["audit".into(), url.clone()]).await;
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("[critical] reflected-origin"), "{stdout}");
     assert!(stdout.contains("    > origin: https://evil-"), "{stdout}");
 
-    let (code, stdout, _, _) = run_bin(vec![
+    let (code, stdout, _) = run_bin(vec![
         "audit".into(),
         url.clone(),
         "--format".into(),
@@ -725,11 +709,11 @@ async fn binary_exit_codes_and_json() {
         "--origin".into(),
         TRUSTED.into(),
     ];
-    let (code, stdout, _, _) = run_bin(base.clone()).await;
+    let (code, stdout, _) = run_bin(base.clone()).await;
     assert_eq!(code, 0, "{stdout}");
     let mut strict = base.clone();
     strict.extend(["--fail-on".into(), "low".into()]);
-    let (code, _, _, _) = run_bin(strict).await;
+    let (code, _, _) = run_bin(strict).await;
     assert_eq!(code, 1);
 }
 
@@ -739,12 +723,12 @@ async fn binary_errors_exit_2() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let (code, _, stderr, _) =
+    let (code, _, stderr) =
         run_bin(vec!["audit".into(), format!("http://127.0.0.1:{port}/")]).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("cannot audit"), "{stderr}");
 
-    let (code, _, stderr, _) = run_bin(vec!["audit".into(), "https://127.0.0.1/".into()]).await;
+    let (code, _, stderr) = run_bin(vec!["audit".into(), "https://127.0.0.1/".into()]).await;
     assert_eq!(code, 2);
     assert!(stderr.contains("https is not supported"), "{stderr}");
 
@@ -753,7 +737,9 @@ async fn binary_errors_exit_2() {
         ..Mistakes::default()
     })
     .await;
-    let (code, _, stderr, elapsed) = run_bin(vec![
+    // Without its timeout the command would run until the hang guard kills it
+    // (exit code -1 here); and it stops at the first unanswered request.
+    let (code, _, stderr) = run_bin(vec![
         "audit".into(),
         server.url(),
         "--timeout".into(),
@@ -761,15 +747,17 @@ async fn binary_errors_exit_2() {
     ])
     .await;
     assert_eq!(code, 2, "{stderr}");
-    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(stderr.contains("no answer within the timeout"), "{stderr}");
+    assert_eq!(server.requests(), 1);
 }
 
 // ---- nginx with the license-monitoring guide's configurations ----
 
 mod nginx {
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::process::{Child, Command, Stdio};
-    use std::time::Duration;
+
+    use super::support::{TempDir, eventually_blocking};
 
     pub(crate) const BINARY: &str = "/usr/sbin/nginx";
 
@@ -787,14 +775,6 @@ mod nginx {
         }
     }
 
-    pub(crate) struct TempDir(PathBuf);
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
     fn free_port() -> u16 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
@@ -808,14 +788,8 @@ mod nginx {
             Path::new(BINARY).exists(),
             "{BINARY} is missing: install nginx (scripts/install-test-deps.sh installs nginx-light)"
         );
-        let dir = std::env::temp_dir().join(format!(
-            "corsgate-audit-nginx-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let dir = TempDir(dir);
-        let d = dir.0.display();
+        let dir = TempDir::new("audit-nginx");
+        let d = dir.path().display();
         let port = free_port();
         let config = format!(
             "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
@@ -825,12 +799,12 @@ mod nginx {
              upstream license_monitor {{ server 127.0.0.1:{upstream}; }}\n{http_extra}\n  \
              server {{\n    listen 127.0.0.1:{port};\n{server}\n  }}\n}}\n"
         );
-        std::fs::write(dir.0.join("nginx.conf"), config).unwrap();
+        let conf = dir.write("nginx.conf", &config);
         let child = Command::new(BINARY)
             .arg("-p")
-            .arg(&dir.0)
+            .arg(dir.path())
             .arg("-c")
-            .arg(dir.0.join("nginx.conf"))
+            .arg(conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -840,18 +814,17 @@ mod nginx {
             port,
             _dir: dir,
         };
-        for _ in 0..100 {
+        eventually_blocking(&format!("nginx listening on 127.0.0.1:{port}"), || {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return nginx;
+                return Ok(());
             }
             if let Ok(Some(status)) = nginx.child.try_wait() {
-                let log =
-                    std::fs::read_to_string(nginx._dir.0.join("error.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(nginx._dir.join("error.log")).unwrap_or_default();
                 panic!("nginx exited ({status}): {log}");
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("nginx did not listen on 127.0.0.1:{port}");
+            Err("not yet".to_owned())
+        });
+        nginx
     }
 }
 

@@ -2,8 +2,11 @@
 //! `.expected` file (set UPDATE_EXPECT=1 to rewrite them after a deliberate change,
 //! then review the diff).
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use support::binary::Cmd;
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,17 +23,11 @@ fn fixtures(kind: &str) -> Vec<PathBuf> {
 }
 
 fn run_check(file: &Path, format: &str) -> (i32, String) {
-    let dir = file.parent().unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .current_dir(dir)
-        .args(["check", "--format", format])
-        .arg(file.file_name().unwrap())
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8(output.stdout).unwrap(),
-    )
+    let name = file.file_name().unwrap().to_str().unwrap();
+    let ran = Cmd::new(["check", "--format", format, name])
+        .current_dir(file.parent().unwrap())
+        .run();
+    (ran.code.unwrap_or(-1), ran.stdout)
 }
 
 fn compare(kind: &str, expected_code: i32) {
@@ -75,12 +72,9 @@ fn invalid_fixtures_are_refused_with_every_problem() {
 
 #[test]
 fn unreadable_file_exits_2() {
-    let output = Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .args(["check", "/nonexistent/corsgate.toml"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read"));
+    let ran = Cmd::new(["check", "/nonexistent/corsgate.toml"]).run();
+    assert_eq!(ran.code, Some(2));
+    assert!(ran.stderr.contains("cannot read"));
 }
 
 #[test]

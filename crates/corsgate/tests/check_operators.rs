@@ -8,19 +8,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use support::TempDir;
-use support::binary::{Ran, run};
+use support::binary::{Cmd, Ran, run};
 
 const LIMIT: Duration = Duration::from_secs(15);
 
-fn write(dir: &TempDir, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 fn check(text: &str) -> Ran {
     let dir = TempDir::new("check-operators");
-    let file = write(&dir, "corsgate.toml", text);
+    let file = dir.write("corsgate.toml", text);
     let ran = run(&["check", file.to_str().unwrap()], LIMIT);
     assert!(!ran.timed_out, "check hung: {ran:?}");
     ran
@@ -88,16 +82,14 @@ fn an_upstream_on_another_port_or_host_is_not_a_loop() {
 #[test]
 fn serve_refuses_to_start_on_a_file_whose_upstream_is_itself() {
     let dir = TempDir::new("check-operators-serve");
-    let file = write(
-        &dir,
+    let file = dir.write(
         "loop.toml",
         &looping(Some("127.0.0.1:0"), "http://127.0.0.1:0"),
     );
     // Port 0 is never a loop (the system picks the port): the file is valid.
     let ran = run(&["check", file.to_str().unwrap()], LIMIT);
     assert_eq!(ran.code, Some(0), "{ran:?}");
-    let file = write(
-        &dir,
+    let file = dir.write(
         "loop2.toml",
         &looping(Some("127.0.0.1:18080"), "http://localhost:18080"),
     );
@@ -178,7 +170,7 @@ fn every_example_of_the_docs_passes_check_without_a_warning() {
                 continue;
             }
             checked += 1;
-            let file = write(&dir, "example.toml", example);
+            let file = dir.write("example.toml", example);
             write_referenced_pem_files(&dir, example, &ca);
             let ran = run(&["check", file.to_str().unwrap()], LIMIT);
             // A warning only where the page shows that warning to its reader.
@@ -376,46 +368,12 @@ async fn audit_resolve_reaches_a_host_route_before_dns_exists() {
 /// Runs `corsgate ARGS` with `stdin` as standard input and `env` set, killed
 /// after `LIMIT` (a hang guard); (code, stdout, stderr).
 fn run_with(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
-    let mut command = Command::new(support::binary::BIN);
-    command
-        .args(args)
-        .env_remove("CORSGATE_CONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut command = Cmd::new(args).stdin(stdin).within(LIMIT);
     for (name, value) in env {
-        command.env(name, value);
+        command = command.env(name, value);
     }
-    let mut child = command.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let text = stdin.to_owned();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(text.as_bytes());
-    });
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            let _ = pipe.read_to_end(&mut out);
-            String::from_utf8_lossy(&out).into_owned()
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().unwrap()));
-    let err = reader(Box::new(child.stderr.take().unwrap()));
-    let deadline = std::time::Instant::now() + LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    writer.join().unwrap();
-    (status.code(), out.join().unwrap(), err.join().unwrap())
+    let ran = command.run();
+    (ran.code, ran.stdout, ran.stderr)
 }
 
 const VALID: &str = "[server.cors]\nallow_origins = [\"https://app.example.com\"]\n\n[[route]]\npath = \"/api\"\nupstream = \"http://127.0.0.1:9000\"\n";
@@ -448,7 +406,7 @@ fn check_and_explain_read_standard_input_for_a_dash() {
 #[test]
 fn c_and_corsgate_config_name_the_file_for_check_explain_and_serve() {
     let dir = TempDir::new("check-operators-env");
-    let file = write(&dir, "corsgate.toml", VALID);
+    let file = dir.write("corsgate.toml", VALID);
     let path = file.to_str().unwrap();
     let (code, out, _) = run_with(&["check", "-c", path], "", &[]);
     assert_eq!(code, Some(0), "{out}");
@@ -459,7 +417,7 @@ fn c_and_corsgate_config_name_the_file_for_check_explain_and_serve() {
     let (code, out, _) = run_with(&["check"], "", &[("CORSGATE_CONFIG", path)]);
     assert_eq!(code, Some(0), "{out}");
     // The file given on the command line wins over the environment.
-    let bad = write(&dir, "bad.toml", "[server\n");
+    let bad = dir.write("bad.toml", "[server\n");
     let (code, _, _) = run_with(
         &["check", bad.to_str().unwrap()],
         "",

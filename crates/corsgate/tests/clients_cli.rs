@@ -8,11 +8,10 @@ mod support;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
 use support::binary::{Ran, run};
 use support::bodyspy::BodySpy;
-use support::{Gw, TempDir, client, send_map};
+use support::registry::{self, token_request};
+use support::{Gw, TempDir};
 
 const TOKEN: &str = "clients-cli-token";
 
@@ -25,30 +24,10 @@ struct Setup {
 impl Setup {
     async fn start(name: &str) -> Setup {
         let dir = TempDir::new(name);
-        std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
         let spy = BodySpy::start().await;
-        let config = format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-admin_token_file = "{token}"
-
-[registry]
-database = "sqlite:{db}"
-
-[[route]]
-path = "/oauth2/token"
-upstream = "{up}"
-[route.cors]
-debug = true
-clients = {{ identify = ["form"] }}
-"#,
-            token = dir.join("token").display(),
-            db = dir.join("registry.db").display(),
-            up = spy.url(),
-        );
-        std::fs::write(dir.join("corsgate.toml"), &config).unwrap();
+        let config =
+            registry::token_route_config(&dir, TOKEN, &registry::sqlite(&dir), "", &spy.url());
+        dir.write("corsgate.toml", &config);
         let gw = Gw::start(&config).await;
         Setup { dir, gw, _spy: spy }
     }
@@ -66,21 +45,10 @@ clients = {{ identify = ["form"] }}
 
     /// The client's origin allowed on the token route, as decided now.
     async fn allowed(&self, origin: &str, client_id: &str) -> bool {
-        let mut headers = HeaderMap::new();
-        headers.insert("origin", HeaderValue::from_str(origin).unwrap());
-        headers.insert(
-            "content-type",
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        let answer = send_map(
-            &client(),
-            "POST",
-            &self.gw.url("/oauth2/token"),
-            headers,
-            Bytes::from(format!("client_id={client_id}")),
-        )
-        .await;
-        answer.header("access-control-allow-origin") == Some(origin)
+        token_request(&self.gw, origin, client_id)
+            .await
+            .header("access-control-allow-origin")
+            == Some(origin)
     }
 }
 

@@ -110,14 +110,9 @@ async fn effective_config_shows_closed_routes_as_closed() {
 }
 
 fn check(toml: &str) -> binary::Ran {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let file =
-        std::env::temp_dir().join(format!("corsgate-closed-{}-{n}.toml", std::process::id()));
-    std::fs::write(&file, toml).unwrap();
-    let ran = binary::run(&["check", file.to_str().unwrap()], Duration::from_secs(10));
-    let _ = std::fs::remove_file(&file);
-    ran
+    let dir = TempDir::new("closed");
+    let file = dir.write("corsgate.toml", toml);
+    binary::run(&["check", file.to_str().unwrap()], Duration::from_secs(10))
 }
 
 const ROUTE: &str = "[[route]]\npath = \"/login\"\nupstream = \"http://127.0.0.1:3000\"\n";

@@ -19,8 +19,9 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use support::binary::{Serve, Stderr};
-use support::{TempDir, WAIT, wait_until};
+use support::binary::{Serve, Stderr, status_kib};
+use support::metrics::metric;
+use support::{TempDir, WAIT, eventually, wait_until, wait_until_async, write_atomically};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -276,16 +277,6 @@ fn config(upstream: SocketAddr, max_age: u32, valid: bool) -> String {
     )
 }
 
-/// Field `name` of /proc/PID/status, in KiB.
-fn status_kib(pid: u32, name: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(name))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
-}
-
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -314,53 +305,18 @@ fn fd_counts(pid: u32) -> (usize, usize) {
 /// Waits until the process has no more sockets than `sockets` (its listeners,
 /// when idle) and no more other descriptors than `others`.
 async fn wait_for_fds(pid: u32, sockets: usize, others: usize) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("the descriptors of an idle gateway", || async {
         let (now_sockets, now_others) = fd_counts(pid);
         if now_sockets <= sockets && now_others <= others {
-            return;
+            return Ok(());
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
+        Err(format!(
             "{now_sockets} sockets and {now_others} other descriptors open, \
              {sockets} and {others} when idle: {:?}",
             fd_targets(pid)
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// The gateway's `corsgate_connections_open` gauge.
-async fn connections_open(admin: SocketAddr) -> i64 {
-    let stream = TcpStream::connect(admin).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let request = Request::get("/metrics")
-        .header("host", admin.to_string())
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let body = sender
-        .send_request(request)
-        .await
-        .unwrap()
-        .into_body()
-        .collect()
-        .await
-        .unwrap()
-        .to_bytes();
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix("corsgate_connections_open "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("no corsgate_connections_open in /metrics")
-}
-
-fn write_config(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(&tmp, path).unwrap();
+        ))
+    })
+    .await;
 }
 
 /// Runs `clients` for `load`, with the faults: a reload every 500 ms (valid
@@ -386,7 +342,7 @@ async fn load_with_faults(
         ticks.tick().await;
         n += 1;
         if n % 2 == 0 {
-            write_config(file, &config(upstream.addr, 600 + n, n % 4 == 0));
+            write_atomically(file, &config(upstream.addr, 600 + n, n % 4 == 0));
             serve.signal("HUP");
         }
         // Every 1.5 s the upstream changes: down (refusing connections,
@@ -421,7 +377,7 @@ async fn steady_load_through_reloads_and_upstream_restarts_loses_nothing_and_lea
     let mut upstream = Upstream::start().await;
     let dir = TempDir::new("endurance");
     let file = dir.join("corsgate.toml");
-    write_config(&file, &config(upstream.addr, 600, true));
+    write_atomically(&file, &config(upstream.addr, 600, true));
     let mut serve = Serve::start(&file, Stderr::Read);
     let (gateway, admin) = serve.addresses();
     let pid = serve.pid();
@@ -436,7 +392,7 @@ async fn steady_load_through_reloads_and_upstream_restarts_loses_nothing_and_lea
         "{:?}",
         warm.first_wrong.lock().unwrap()
     );
-    let rss_warm = status_kib(pid, "VmRSS:");
+    let rss_warm = status_kib(pid, "VmRSS");
     let (_, others_warm) = fd_counts(pid);
 
     let tally = load_with_faults(
@@ -476,8 +432,8 @@ async fn steady_load_through_reloads_and_upstream_restarts_loses_nothing_and_lea
 
     // Memory back near what the warm load needed; descriptors back to idle
     // once the clients are gone and the upstream's connections closed.
-    wait_until_async(|| async { connections_open(admin).await == 0 }).await;
-    let rss_after = status_kib(pid, "VmRSS:");
+    wait_until_async(|| async { metric(admin, "corsgate_connections_open").await == 0 }).await;
+    let rss_after = status_kib(pid, "VmRSS");
     eprintln!("endurance: RSS {rss_warm} KiB after the warm-up, {rss_after} KiB after the faults");
     assert!(
         rss_after <= rss_warm + rss_warm / 5 + 2048,
@@ -536,18 +492,6 @@ async fn load_with_faults_free(gateway: SocketAddr, load: Duration) -> Arc<Tally
     tally
 }
 
-/// Polls an async `condition` every 10 ms, failing the test after [`WAIT`].
-async fn wait_until_async<F: std::future::Future<Output = bool>>(mut condition: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// The faults for as long as `CORSGATE_SOAK_SECONDS` says (default 600), in
 /// rounds of at most a minute, the first one the warm-up: after each round,
 /// with the clients gone, the gateway's RSS and descriptors are read, and at
@@ -569,7 +513,7 @@ async fn soak() {
     let mut upstream = Upstream::start().await;
     let dir = TempDir::new("soak");
     let file = dir.join("corsgate.toml");
-    write_config(&file, &config(upstream.addr, 600, true));
+    write_atomically(&file, &config(upstream.addr, 600, true));
     // The log pipe is not read: hours of lines would fill the test's memory.
     // The gateway drops what its pipe cannot take, and counts it.
     let mut serve = Serve::start(&file, Stderr::Stalled);
@@ -601,8 +545,8 @@ async fn soak() {
         );
         totals.0 += tally.upstream.load(SeqCst);
         totals.1 += tally.gateway.load(SeqCst);
-        wait_until_async(|| async { connections_open(admin).await == 0 }).await;
-        let rss = status_kib(pid, "VmRSS:");
+        wait_until_async(|| async { metric(admin, "corsgate_connections_open").await == 0 }).await;
+        let rss = status_kib(pid, "VmRSS");
         let warm = *rss_warm.get_or_insert(rss);
         others_warm.get_or_insert(fd_counts(pid).1);
         println!(
@@ -615,7 +559,7 @@ async fn soak() {
             open_fds(pid),
         );
     }
-    let rss_end = status_kib(pid, "VmRSS:");
+    let rss_end = status_kib(pid, "VmRSS");
     let rss_warm = rss_warm.unwrap();
     upstream.kill().await;
     wait_for_fds(pid, sockets_idle, others_warm.unwrap()).await;

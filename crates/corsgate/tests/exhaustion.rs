@@ -5,13 +5,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use support::binary::{Serve, Stderr};
 use support::h2raw::{self, Event, H2};
+use support::raw::read_response;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -124,22 +124,11 @@ async fn read_until_closed(stream: &mut TcpStream) -> u64 {
 /// Waits until the admin listener's `/metrics` shows at least one client
 /// connection or stream the gateway closed for `reason`; returns the count.
 async fn client_closes(gw: &Gw, reason: &str) -> u64 {
-    let series = format!("corsgate_client_closes_total{{reason=\"{reason}\"}} ");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let text = send("GET", &gw.admin_url("/metrics"), &[]).await.text();
-        let count = text
-            .lines()
-            .find_map(|l| l.strip_prefix(series.as_str()))
-            .map(|v| v.trim().parse::<u64>().unwrap());
-        match count {
-            Some(n) if n >= 1 => return n,
-            Some(_) => {}
-            None => panic!("no series {series:?} in /metrics:\n{text}"),
-        }
-        assert!(Instant::now() < deadline, "{series:?} stayed at 0:\n{text}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    gw.wait_metric(
+        &format!("corsgate_client_closes_total{{reason=\"{reason}\"}}"),
+        |n| n >= 1,
+    )
+    .await
 }
 
 // E1: a client that stops reading a large response held its connection, the
@@ -182,13 +171,7 @@ async fn h2_stream_without_window_is_reset_at_send_timeout_with_its_upstream() {
         &route("/", &upstream.url(), ""),
     ))
     .await;
-    let mut h2 = H2::connect(gw.addr).await;
-    h2.handshake(&[(h2raw::SETTINGS_INITIAL_WINDOW_SIZE, 0)])
-        .await;
-    h2.start_reading();
-    h2.until(|f| f.kind == h2raw::SETTINGS && f.flags & h2raw::ACK == 0)
-        .await
-        .expect("no SETTINGS from the gateway");
+    let (mut h2, _) = H2::open(gw.addr, &[(h2raw::SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
     h2.send(&h2raw::settings_ack()).await;
     h2.send(&h2raw::get(1, "/big")).await;
     h2.until(|f| f.kind == h2raw::HEADERS && f.stream == 1)
@@ -254,12 +237,7 @@ async fn h2_client_that_never_acks_pings_is_closed() {
         &route("/", &spy.url(), ""),
     ))
     .await;
-    let mut h2 = H2::connect(gw.addr).await;
-    h2.handshake(&[]).await;
-    h2.start_reading();
-    h2.until(|f| f.kind == h2raw::SETTINGS && f.flags & h2raw::ACK == 0)
-        .await
-        .expect("no SETTINGS from the gateway");
+    let (mut h2, _) = H2::open(gw.addr, &[]).await;
     h2.send(&h2raw::settings_ack()).await;
     h2.send(&h2raw::get(1, "/slow")).await;
     wait_until(|| spy.arrived() == 1).await;
@@ -280,12 +258,7 @@ async fn h2_client_that_never_acks_pings_is_closed() {
 async fn h2_rapid_reset_gets_goaway_and_a_bounded_number_of_upstream_requests() {
     let spy = Spy::start(|_| Reply::ok().delay(Duration::from_secs(5))).await;
     let gw = Gw::start(&config("", "", &route("/", &spy.url(), ""))).await;
-    let mut h2 = H2::connect(gw.addr).await;
-    h2.handshake(&[]).await;
-    h2.start_reading();
-    h2.until(|f| f.kind == h2raw::SETTINGS && f.flags & h2raw::ACK == 0)
-        .await
-        .expect("no SETTINGS from the gateway");
+    let (mut h2, _) = H2::open(gw.addr, &[]).await;
     h2.send(&h2raw::settings_ack()).await;
     let mut goaway = None;
     let mut refused = 0;
@@ -344,13 +317,7 @@ async fn h2_rapid_reset_gets_goaway_and_a_bounded_number_of_upstream_requests() 
 #[tokio::test]
 async fn h2_settings_announce_max_concurrent_streams() {
     let gw = Gw::start(&config("", "", &route("/", "builtin:demo", ""))).await;
-    let mut h2 = H2::connect(gw.addr).await;
-    h2.handshake(&[]).await;
-    h2.start_reading();
-    let settings = h2
-        .until(|f| f.kind == h2raw::SETTINGS && f.flags & h2raw::ACK == 0)
-        .await
-        .expect("no SETTINGS from the gateway");
+    let (_h2, settings) = H2::open(gw.addr, &[]).await;
     assert!(
         settings
             .settings()
@@ -358,33 +325,6 @@ async fn h2_settings_announce_max_concurrent_streams() {
         "{:?}",
         settings.settings()
     );
-}
-
-/// Reads one HTTP/1.1 response with a `content-length` body; `None` on EOF.
-async fn read_response(stream: &mut TcpStream) -> Option<String> {
-    let mut data = Vec::new();
-    let mut byte = [0u8; 1];
-    while !data.ends_with(b"\r\n\r\n") {
-        match tokio::time::timeout(WAIT, stream.read(&mut byte))
-            .await
-            .unwrap()
-        {
-            Ok(1) => data.push(byte[0]),
-            _ => return None,
-        }
-    }
-    let head = String::from_utf8(data).unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await.unwrap();
-    Some(head)
 }
 
 // E3: one client connection may make `max_requests_per_connection` requests;
@@ -404,7 +344,7 @@ async fn keepalive_connection_is_closed_after_max_requests_per_connection() {
             .write_all(b"GET /x HTTP/1.1\r\nhost: localhost\r\n\r\n")
             .await
             .unwrap();
-        let head = read_response(&mut stream)
+        let (head, _) = read_response(&mut stream)
             .await
             .unwrap_or_else(|| panic!("no answer to request {n}"));
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -429,70 +369,25 @@ fn serve_under_nofile_limit(
     limit: &str,
     max_connections: Option<u32>,
 ) -> (Option<i32>, String, String) {
-    use std::io::Read;
     let dir = TempDir::new("nofile");
-    let file = dir.join("corsgate.toml");
     let extra = max_connections.map_or(String::new(), |n| format!("max_connections = {n}"));
-    std::fs::write(&file, config(&extra, "", &route("/", "builtin:demo", ""))).unwrap();
-    let mut child = Command::new("prlimit")
-        .arg(format!("--nofile={limit}"))
-        .arg(env!("CARGO_BIN_EXE_corsgate"))
-        .args(["serve", "--config"])
-        .arg(&file)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run prlimit");
-    let mut stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
-        }
-    });
-    let deadline = Instant::now() + WAIT;
-    let mut out = String::new();
-    let code = loop {
-        while let Ok(text) = rx.try_recv() {
-            out = text;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if out.contains("listening on") {
+    let file = dir.write(
+        "corsgate.toml",
+        &config(&extra, "", &route("/", "builtin:demo", "")),
+    );
+    let mut serve = Serve::start_under_nofile(&file, limit, Stderr::Read);
+    let code = match serve.line_or_exit("listening on") {
+        Some(status) => status.code(),
+        None => {
             // SIGTERM, not SIGKILL: logs leave through a queue of their own, and
             // only an orderly exit flushes what is still in it.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-            break None;
+            serve.signal("TERM");
+            serve.wait_exit();
+            None
         }
-        assert!(
-            Instant::now() < deadline,
-            "corsgate neither started nor exited: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    while let Ok(text) = rx.try_recv() {
-        out = text;
-    }
-    (code, out, err)
+    let err = serve.stderr_to_end().join("\n");
+    (code, serve.banner.join("\n"), err)
 }
 
 // E5: under a 1024 (here 256) descriptor limit, max_connections never engaged:
@@ -552,19 +447,7 @@ async fn admin_accept_failures_out_of_descriptors_are_logged_once_per_ten_second
     }
     // The gateway's listener takes its 8 first, so that the admin one is the
     // listener that runs out.
-    let metrics = format!("http://{admin}/metrics");
-    let deadline = Instant::now() + WAIT;
-    while !send("GET", &metrics, &[])
-        .await
-        .text()
-        .contains("\ncorsgate_connections_open 8\n")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the 8 connections were not accepted"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    metrics::wait_line(admin, "corsgate_connections_open 8").await;
     for _ in 0..64 {
         held.push(TcpStream::connect(admin).await.unwrap());
     }
@@ -592,12 +475,7 @@ async fn h2_connection_past_max_requests_per_connection_gets_goaway_and_refused_
         &route("/", &spy.url(), ""),
     ))
     .await;
-    let mut h2 = H2::connect(gw.addr).await;
-    h2.handshake(&[]).await;
-    h2.start_reading();
-    h2.until(|f| f.kind == h2raw::SETTINGS && f.flags & h2raw::ACK == 0)
-        .await
-        .expect("no SETTINGS from the gateway");
+    let (mut h2, _) = H2::open(gw.addr, &[]).await;
     let mut burst = h2raw::settings_ack();
     for id in [1, 3, 5] {
         burst.extend(h2raw::get(id, "/x"));

@@ -1,7 +1,11 @@
 //! `corsgate explain`: the simulated browser against compiled configurations.
 
+mod support;
+
 use corsgate::cmd::explain::{Credentials, Initiator, PageRequest, Verdict, explain};
 use corsgate_config as config;
+use support::TempDir;
+use support::binary::Cmd;
 
 const CONFIG: &str = r#"
 [server.cors]
@@ -267,26 +271,15 @@ fn forbidden_headers_are_dropped_like_the_browser_does() {
 
 #[test]
 fn binary_exit_codes() {
-    let dir = std::env::temp_dir().join(format!("corsgate-explain-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("c.toml");
-    std::fs::write(&file, CONFIG).unwrap();
+    let dir = TempDir::new("explain");
+    let file = dir.write("c.toml", CONFIG);
     let status = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_corsgate"))
-            .arg("explain")
-            .arg("--config")
-            .arg(&file)
-            .args(args)
-            .output()
-            .unwrap()
+        let mut all = vec!["explain", "--config", file.to_str().unwrap()];
+        all.extend_from_slice(args);
+        Cmd::new(all).run()
     };
     let allowed = status(&["--url", "https://api.example.com/api/x", "--origin", APP]);
-    assert_eq!(
-        allowed.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&allowed.stdout)
-    );
+    assert_eq!(allowed.code, Some(0), "{}", allowed.stdout);
     let blocked = status(&[
         "--url",
         "https://api.example.com/api/x",
@@ -295,11 +288,11 @@ fn binary_exit_codes() {
         "--format",
         "json",
     ]);
-    assert_eq!(blocked.status.code(), Some(1));
-    let json: serde_json::Value = serde_json::from_slice(&blocked.stdout).unwrap();
+    assert_eq!(blocked.code, Some(1));
+    let json: serde_json::Value = serde_json::from_str(&blocked.stdout).unwrap();
     assert_eq!(json["verdict"], "blocked");
     let usage = status(&["--url", "not a url", "--origin", APP]);
-    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(usage.code, Some(2));
 }
 
 #[test]
@@ -332,28 +325,19 @@ fn a_public_insecure_page_calling_loopback_gets_a_local_network_access_note() {
 
 /// `corsgate explain --origin ORIGIN` against [`CONFIG`]: exit code and stderr.
 fn explain_binary(origin: &str) -> (Option<i32>, String) {
-    let file = std::env::temp_dir().join(format!(
-        "corsgate-explain-origin-{}-{}.toml",
-        std::process::id(),
-        origin.len()
-    ));
-    std::fs::write(&file, CONFIG).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .args(["explain", "--config"])
-        .arg(&file)
-        .args([
-            "--url",
-            "https://api.example.com/api/items",
-            "--origin",
-            origin,
-        ])
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_file(&file);
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let dir = TempDir::new("explain-origin");
+    let file = dir.write("c.toml", CONFIG);
+    let ran = Cmd::new([
+        "explain",
+        "--config",
+        file.to_str().unwrap(),
+        "--url",
+        "https://api.example.com/api/items",
+        "--origin",
+        origin,
+    ])
+    .run();
+    (ran.code, ran.stderr)
 }
 
 #[test]

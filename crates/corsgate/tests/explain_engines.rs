@@ -32,8 +32,7 @@ cors = "off"
 const LIMIT: Duration = Duration::from_secs(10);
 
 fn explain(dir: &TempDir, args: &[&str]) -> (Option<i32>, Value) {
-    let file = dir.join("corsgate.toml");
-    std::fs::write(&file, CONFIG).unwrap();
+    let file = dir.write("corsgate.toml", &CONFIG);
     let file = file.to_str().unwrap().to_owned();
     let mut all = vec!["explain", "--config", &file, "--format", "json"];
     all.extend_from_slice(args);
@@ -184,8 +183,7 @@ fn an_unknown_engine_is_a_usage_error() {
 #[test]
 fn human_output_names_each_engine() {
     let dir = TempDir::new("explain-engines");
-    let file = dir.join("corsgate.toml");
-    std::fs::write(&file, CONFIG).unwrap();
+    let file = dir.write("corsgate.toml", &CONFIG);
     let mut args = vec!["explain", "--config", file.to_str().unwrap()];
     args.extend_from_slice(&REFUSED_PUT);
     let ran = run(&args, LIMIT);

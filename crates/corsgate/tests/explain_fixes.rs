@@ -254,8 +254,7 @@ fn a_fix_in_server_cors_lists_every_route_it_opens() {
 #[test]
 fn routes_are_labelled_with_host_and_path() {
     let dir = TempDir::new("explain-fixes");
-    let file = dir.join("corsgate.toml");
-    std::fs::write(&file, PLAIN).unwrap();
+    let file = dir.write("corsgate.toml", &PLAIN);
     let ran = run(
         &[
             "explain",

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use corsgate_cases::{CASES, Case};
@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode, Version};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite::{self, Message};
 
 const APP: &str = "https://app.example.com";
 const EVIL: &str = "https://evil.example";
@@ -267,13 +267,14 @@ async fn upstream_not_accepting_within_connect_timeout_is_a_502() {
         "connect_timeout = \"200ms\"",
     ))
     .await;
-    let started = Instant::now();
+    // Without connect_timeout the kernel would retry its SYN for minutes:
+    // `send` gives up after WAIT (a hang guard), far before that.
     let answer = send("GET", &gw.url("/items"), &[("origin", APP)]).await;
     assert_readable(&answer, 502);
-    let elapsed = started.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(150) && elapsed < Duration::from_secs(3),
-        "{elapsed:?}"
+    assert_eq!(
+        gw.metric("corsgate_gateway_responses_total{status=\"502\",kind=\"upstream-failed\"}")
+            .await,
+        1
     );
     drop(listener);
 }
@@ -286,10 +287,14 @@ async fn slow_upstream_is_a_504_the_page_can_read() {
         "response_timeout = \"200ms\"",
     ))
     .await;
-    let started = Instant::now();
+    // The upstream would answer 200 after 3 s: a 504 is the timeout's.
     let answer = send("GET", &gw.url("/slow"), &[("origin", APP)]).await;
     assert_readable(&answer, 504);
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        gw.metric("corsgate_gateway_responses_total{status=\"504\",kind=\"upstream-timeout\"}")
+            .await,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -644,113 +649,110 @@ async fn keep_alive_serves_several_requests_on_one_connection() {
 
 /// An upstream on raw sockets that counts its connections. It answers every
 /// request with a 200, and closes a connection after `per_connection` answers
-/// without announcing it, as an upstream's own idle timeout does.
-async fn counting_upstream(
-    per_connection: usize,
-) -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                for _ in 0..per_connection {
-                    // The requests here are GETs: a head, no body.
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        let mut chunk = [0u8; 1024];
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+/// without announcing it, as an upstream's own idle timeout does; then counts
+/// it closed once the gateway has closed its end too (it noticed).
+struct CountingUpstream {
+    addr: std::net::SocketAddr,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    closed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingUpstream {
+    async fn start(per_connection: usize) -> CountingUpstream {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let closed = std::sync::Arc::new(AtomicUsize::new(0));
+        let (count, ends) = (accepted.clone(), closed.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let ends = ends.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    for _ in 0..per_connection {
+                        // The requests here are GETs: a head, no body.
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let mut chunk = [0u8; 1024];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                        buf.drain(..end);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
                         }
                     }
-                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-                    buf.drain(..end);
-                    let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    if stream.write_all(answer).await.is_err() {
-                        return;
+                    // FIN, then wait for the gateway's: it has seen the close.
+                    let _ = stream.shutdown().await;
+                    let mut rest = [0u8; 1024];
+                    while let Ok(n) = stream.read(&mut rest).await {
+                        if n == 0 {
+                            break;
+                        }
                     }
-                }
-            });
+                    ends.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        CountingUpstream {
+            addr,
+            accepted,
+            closed,
         }
-    });
-    (addr, accepted)
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn closed(&self) -> usize {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_connections_are_kept_alive_and_reused() {
-    let (upstream, accepted) = counting_upstream(usize::MAX).await;
-    let gw = Gw::start(&spa_gateway_config(&format!("http://{upstream}"), "")).await;
+    let upstream = CountingUpstream::start(usize::MAX).await;
+    let gw = Gw::start(&spa_gateway_config(
+        &format!("http://{}", upstream.addr),
+        "",
+    ))
+    .await;
     for _ in 0..5 {
         let answer = send("GET", &gw.url("/items"), &[("origin", APP)]).await;
         assert_eq!(answer.status, 200);
         assert_eq!(answer.text(), "ok");
     }
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(upstream.accepted(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_closing_its_idle_connections_is_no_error() {
-    let (upstream, accepted) = counting_upstream(1).await;
-    let gw = Gw::start(&spa_gateway_config(&format!("http://{upstream}"), "")).await;
-    for _ in 0..3 {
+    let upstream = CountingUpstream::start(1).await;
+    let gw = Gw::start(&spa_gateway_config(
+        &format!("http://{}", upstream.addr),
+        "",
+    ))
+    .await;
+    for n in 1..=3 {
         let answer = send("GET", &gw.url("/items"), &[("origin", APP)]).await;
         assert_eq!(answer.status, 200);
         // The pooled connection is noticed closed, then a new one is opened.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        wait_until(|| upstream.closed() == n).await;
     }
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 3);
-}
-
-/// An upstream that accepts WebSocket handshakes and echoes every message.
-async fn websocket_echo() -> (
-    std::net::SocketAddr,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let count = count.clone();
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                ws.send(Message::text("welcome")).await.unwrap();
-                while let Some(Ok(message)) = ws.next().await {
-                    if message.is_text() || message.is_binary() {
-                        ws.send(message).await.unwrap();
-                    }
-                }
-            });
-        }
-    });
-    (addr, accepted)
+    assert_eq!(upstream.accepted(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_from_an_allowed_origin_is_proxied_both_ways() {
-    let (upstream, accepted) = websocket_echo().await;
-    let gw = Gw::start(&spa_gateway_config(&format!("http://{upstream}"), "")).await;
-    let mut request = format!("ws://{}/ws", gw.addr)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("origin", HeaderValue::from_static(APP));
-    let (mut ws, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
-        .await
-        .unwrap()
-        .unwrap();
+    let upstream = ws::WsEcho::start().await;
+    let gw = Gw::start(&spa_gateway_config(&upstream.url(), "")).await;
+    let (mut ws, response) = ws::connect(gw.addr, APP).await.unwrap();
     assert_eq!(response.status(), StatusCode::SWITCHING_PROTOCOLS);
     // Upstream → client.
     let first = tokio::time::timeout(WAIT, ws.next())
@@ -770,31 +772,22 @@ async fn websocket_from_an_allowed_origin_is_proxied_both_ways() {
         assert_eq!(echo.into_text().unwrap().as_str(), text);
     }
     ws.close(None).await.unwrap();
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(upstream.accepted(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_from_a_refused_origin_is_a_403() {
-    let (upstream, accepted) = websocket_echo().await;
-    let gw = Gw::start(&spa_gateway_config(&format!("http://{upstream}"), "")).await;
+    let upstream = ws::WsEcho::start().await;
+    let gw = Gw::start(&spa_gateway_config(&upstream.url(), "")).await;
     for origin in [EVIL, "null"] {
-        let mut request = format!("ws://{}/ws", gw.addr)
-            .into_client_request()
-            .unwrap();
-        request
-            .headers_mut()
-            .insert("origin", HeaderValue::from_str(origin).unwrap());
-        let result = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
-            .await
-            .unwrap();
-        match result {
+        match ws::connect(gw.addr, origin).await {
             Err(tungstenite::Error::Http(response)) => {
                 assert_eq!(response.status(), StatusCode::FORBIDDEN, "{origin}");
             }
             other => panic!("{origin}: expected a 403, got {other:?}"),
         }
     }
-    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(upstream.accepted(), 0);
 }
 
 fn reload_config(origin: &str, upstream: &str) -> String {
@@ -871,37 +864,22 @@ async fn a_changed_file_is_reloaded_without_a_signal() {
     assert_eq!(answer.header("access-control-allow-origin"), Some(a));
 
     write_atomically(&file, &reload_config(b, &spy.url()));
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let answer = send("GET", &gw.url("/"), &[("origin", b)]).await;
-        if answer.header("access-control-allow-origin") == Some(b) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the file change was not picked up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_async(|| async {
+        send("GET", &gw.url("/"), &[("origin", b)])
+            .await
+            .header("access-control-allow-origin")
+            == Some(b)
+    })
+    .await;
     // Rewritten in place, with an error: the policy stays.
     std::fs::write(&file, "[server\n").unwrap();
-    let metrics_url = gw.admin_url("/metrics");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let metrics = send("GET", &metrics_url, &[]).await.text();
-        if metrics.contains("corsgate_reloads_total{result=\"failure\"} 1\n") {
-            assert!(
-                metrics.contains("corsgate_reloads_total{result=\"success\"} 1\n"),
-                "{metrics}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the bad file was not seen:\n{metrics}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gw.wait_metric("corsgate_reloads_total{result=\"failure\"}", |n| n == 1)
+        .await;
+    assert_eq!(
+        gw.metric("corsgate_reloads_total{result=\"success\"}")
+            .await,
+        1
+    );
     let answer = send("GET", &gw.url("/"), &[("origin", b)]).await;
     assert_eq!(answer.header("access-control-allow-origin"), Some(b));
 }
@@ -909,7 +887,13 @@ async fn a_changed_file_is_reloaded_without_a_signal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_the_request_in_flight_and_refuses_new_ones() {
     let spy = Spy::start(|_| Reply::ok().delay(Duration::from_millis(700))).await;
-    let mut gw = Gw::start(&spa_gateway_config(&spy.url(), "shutdown_timeout = \"5s\"")).await;
+    // A drain that waited for the idle connection would last shutdown_timeout,
+    // longer than `stopped` waits (WAIT).
+    let mut gw = Gw::start(&spa_gateway_config(
+        &spy.url(),
+        "shutdown_timeout = \"60s\"",
+    ))
+    .await;
     // An idle keep-alive connection must not hold the drain up.
     let mut idle = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     idle.write_all(b"GET /warm HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -923,7 +907,6 @@ async fn shutdown_drains_the_request_in_flight_and_refuses_new_ones() {
         async move { send("GET", &url, &[("origin", APP)]).await }
     });
     spy.wait_for(2).await;
-    let started = Instant::now();
     gw.handle.shutdown();
     // While draining, /readyz says so.
     let ready = send("GET", &gw.admin_url("/readyz"), &[]).await;
@@ -931,11 +914,8 @@ async fn shutdown_drains_the_request_in_flight_and_refuses_new_ones() {
     let answer = slow.await.unwrap();
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.header("access-control-allow-origin"), Some(APP));
+    // Within WAIT: the drain did not wait for the idle connection.
     gw.stopped().await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "the drain waited for an idle connection"
-    );
     assert!(
         tokio::net::TcpStream::connect(gw.addr).await.is_err(),
         "still accepting after shutdown"
@@ -947,7 +927,8 @@ async fn shutdown_drains_the_request_in_flight_and_refuses_new_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_gives_up_on_requests_after_shutdown_timeout() {
-    let spy = Spy::start(|_| Reply::ok().delay(Duration::from_secs(5))).await;
+    // The request would last longer than `stopped` waits (WAIT).
+    let spy = Spy::start(|_| Reply::ok().delay(Duration::from_secs(60))).await;
     let mut gw = Gw::start(&spa_gateway_config(
         &spy.url(),
         "shutdown_timeout = \"200ms\"",
@@ -958,29 +939,38 @@ async fn shutdown_gives_up_on_requests_after_shutdown_timeout() {
         async move { send("GET", &url, &[]).await }
     });
     spy.wait_for(1).await;
-    let started = Instant::now();
     gw.handle.shutdown();
+    // Within WAIT: the gateway gave up on the request at shutdown_timeout.
     gw.stopped().await.unwrap();
-    assert!(started.elapsed() < Duration::from_secs(3));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_client_connections_are_closed_after_idle_timeout() {
     let spy = Spy::ok().await;
-    let gw = Gw::start(&spa_gateway_config(&spy.url(), "idle_timeout = \"300ms\"")).await;
+    let gw = Gw::start(&spa_gateway_config(&spy.url(), "idle_timeout = \"1s\"")).await;
     let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let started = Instant::now();
+    // Kept alive after an answer: a second request on it is answered too.
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let (head, _) = raw::read_response(&mut stream)
+            .await
+            .expect("the connection was closed right after an answer");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "{head}"
+        );
+    }
+    // Then idle: closed, with nothing more sent.
     let mut out = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut out))
         .await
         .expect("the idle connection was not closed")
         .unwrap();
-    assert!(String::from_utf8_lossy(&out).starts_with("HTTP/1.1 200"));
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1005,6 +995,8 @@ async fn connections_past_max_connections_wait_for_a_free_slot() {
             .await
         }
     });
+    // A window, not a synchronisation: that the second connection is not
+    // served has no event to wait for.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !second.is_finished(),

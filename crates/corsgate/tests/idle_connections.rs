@@ -8,18 +8,19 @@ mod support;
 use std::time::Duration;
 
 use support::binary::{Serve, Stderr};
+use support::raw::read_response;
 use support::rawup::{Mode, RawUp};
-use support::{Gw, Spy, TempDir, WAIT};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{Gw, Spy, TempDir, config, route};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const ORIGIN: &str = "https://app.example.com";
 
 fn gateway_config(upstream: &str) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\n\
-         [server.cors]\nallow_origins = [\"{ORIGIN}\"]\nallow_methods = [\"GET\", \"POST\"]\n\n\
-         [[route]]\npath = \"/\"\nupstream = \"{upstream}\"\n"
+    config(
+        "",
+        &format!("allow_origins = [\"{ORIGIN}\"]\nallow_methods = [\"GET\", \"POST\"]"),
+        &route("/", upstream, ""),
     )
 }
 
@@ -27,52 +28,10 @@ fn get(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: gw\r\nOrigin: {ORIGIN}\r\n\r\n")
 }
 
-/// Reads one response (head and `Content-Length` body); `None` if the
-/// connection ends first.
-async fn read_response(stream: &mut TcpStream) -> Option<(String, String)> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match tokio::time::timeout(WAIT, stream.read(&mut byte))
-            .await
-            .unwrap()
-        {
-            Ok(1) => head.push(byte[0]),
-            _ => return None,
-        }
-    }
-    let head = String::from_utf8(head).unwrap();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    tokio::time::timeout(WAIT, stream.read_exact(&mut body))
-        .await
-        .unwrap()
-        .ok()?;
-    Some((head, String::from_utf8(body).unwrap()))
-}
-
-fn vm_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 async fn start() -> (Spy, TempDir, Serve, std::net::SocketAddr) {
     let spy = Spy::ok().await;
     let dir = TempDir::new("idle");
-    let file = dir.join("corsgate.toml");
-    std::fs::write(&file, gateway_config(&spy.url())).unwrap();
-    let mut serve = Serve::start(&file, Stderr::Read);
+    let mut serve = Serve::start_in(&dir, &gateway_config(&spy.url()), Stderr::Read);
     let (listen, _admin) = serve.addresses();
     (spy, dir, serve, listen)
 }
@@ -97,7 +56,6 @@ async fn idle_keep_alive_connections_hold_no_request_buffers() {
     // 500: under the common soft limit of 1024 descriptors of this process.
     const N: u64 = 500;
     let (_spy, _dir, serve, listen) = start().await;
-    let pid = serve.pid();
     // Warm-up: the runtime, the upstream pool and the allocator's first
     // growth, to the same number of connections still within the 100 ms the
     // gateway waits before it lets go of an idle connection's buffers.
@@ -106,12 +64,12 @@ async fn idle_keep_alive_connections_hold_no_request_buffers() {
         warm.push(one_get(listen).await);
     }
     drop(warm);
-    let before = vm_rss_kib(pid);
+    let before = serve.rss_kib();
     let mut held = Vec::new();
     for _ in 0..N {
         held.push(one_get(listen).await);
     }
-    let after = vm_rss_kib(pid);
+    let after = serve.rss_kib();
     let per_connection = (after.saturating_sub(before)) as f64 / N as f64;
     eprintln!(
         "RSS {before} KiB -> {after} KiB with {N} idle connections: {per_connection:.2} KiB each"
@@ -205,10 +163,10 @@ async fn pipelined_split_and_body_requests_after_idle_are_answered_in_order() {
 #[tokio::test]
 async fn the_rest_of_a_body_after_an_early_response_is_never_read_as_a_request() {
     let up = RawUp::start(Mode::Early).await;
-    let gw = Gw::start(&support::config(
+    let gw = Gw::start(&config(
         "",
         &format!("allow_origins = [\"{ORIGIN}\"]"),
-        &support::route("/", &up.url(), ""),
+        &route("/", &up.url(), ""),
     ))
     .await;
     let mut stream = TcpStream::connect(gw.addr).await.unwrap();

@@ -5,8 +5,12 @@
 //! `corsgate check` — or, for the unsafe sources, the tool must say why not and
 //! exit 1.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use support::TempDir;
+use support::binary::{Cmd, Ran};
 
 use http::HeaderValue;
 
@@ -66,26 +70,11 @@ fn inputs(format: &str, ext: &str) -> Vec<PathBuf> {
     files
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+fn corsgate(dir: &Path, args: &[&str]) -> Ran {
+    Cmd::new(args).current_dir(dir).run()
 }
 
-fn corsgate(dir: &Path, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
-fn import(format: &str, file: &Path) -> Run {
+fn import(format: &str, file: &Path) -> Ran {
     let name = file.file_name().unwrap().to_str().unwrap();
     corsgate(file.parent().unwrap(), &["import", "--from", format, name])
 }
@@ -129,17 +118,17 @@ fn every_seed_example_imports_as_expected() {
             let unsafe_case = UNSAFE.iter().find(|(f, n, _)| f == format && *n == name);
             match unsafe_case {
                 None => {
-                    if run.code != 0 || checked.has_errors() {
+                    if run.code != Some(0) || checked.has_errors() {
                         failures.push(format!(
-                            "{format}/{name}: exit {}, expected 0 (passes check)\n{}",
+                            "{format}/{name}: exit {:?}, expected 0 (passes check)\n{}",
                             run.code, run.stderr
                         ));
                     }
                     assert!(run.stderr.contains("the output passes corsgate check"));
                 }
                 Some((_, _, why)) => {
-                    if run.code != 1 || !checked.has_errors() {
-                        failures.push(format!("{format}/{name}: exit {}, expected 1", run.code));
+                    if run.code != Some(1) || !checked.has_errors() {
+                        failures.push(format!("{format}/{name}: exit {:?}, expected 1", run.code));
                     }
                     if !run.stderr.contains(why)
                         || !run.stderr.contains("does not pass corsgate check")
@@ -160,8 +149,7 @@ fn every_seed_example_imports_as_expected() {
 /// The imported files pass the real `corsgate check`, warnings and all.
 #[test]
 fn imported_files_pass_corsgate_check() {
-    let dir = std::env::temp_dir().join(format!("corsgate-import-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("import-check");
     for (format, ext) in FORMATS {
         for file in inputs(format, ext) {
             let name = file.file_name().unwrap().to_str().unwrap();
@@ -169,13 +157,15 @@ fn imported_files_pass_corsgate_check() {
                 continue;
             }
             let run = import(format, &file);
-            let out = dir.join(format!("{format}-{name}.toml"));
+            let out = dir.join(&format!("{format}-{name}.toml"));
             std::fs::write(&out, &run.stdout).unwrap();
-            let check = corsgate(&dir, &["check", out.file_name().unwrap().to_str().unwrap()]);
-            assert_eq!(check.code, 0, "{format}/{name}:\n{}", check.stdout);
+            let check = corsgate(
+                dir.path(),
+                &["check", out.file_name().unwrap().to_str().unwrap()],
+            );
+            assert_eq!(check.code, Some(0), "{format}/{name}:\n{}", check.stdout);
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The notes a user needs (unsafe or lossy conversions), each produced where the source calls for it.
@@ -318,7 +308,7 @@ fn with_listen(toml: &str) -> String {
 #[test]
 fn an_import_whose_upstream_is_corsgates_own_listen_address_exits_1_with_the_fix() {
     let run = import("license-monitor", &root().join("license-monitor/full.toml"));
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
     for needed in [
         "full.toml: route[0].upstream: \"http://127.0.0.1:8080\" is corsgate's own listen address (127.0.0.1:8080 by default)",
         "by adding [server] listen = \"127.0.0.1:8081\"",
@@ -338,16 +328,13 @@ fn an_import_whose_upstream_is_corsgates_own_listen_address_exits_1_with_the_fix
     assert!(!checked.has_errors(), "{fixed}");
 
     // Other formats too: an nginx proxy_pass to the same address.
-    let dir = std::env::temp_dir().join(format!("corsgate-import-loop-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("loop.conf"),
+    let dir = TempDir::new("import-loop");
+    dir.write(
+        "loop.conf",
         "location /api/ { proxy_pass http://localhost:8080; add_header Access-Control-Allow-Origin https://app.example.com; }\n",
-    )
-    .unwrap();
-    let run = corsgate(&dir, &["import", "--from", "nginx", "loop.conf"]);
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    );
+    let run = corsgate(dir.path(), &["import", "--from", "nginx", "loop.conf"]);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(
         run.stderr
             .contains("\"http://localhost:8080\" is corsgate's own listen address"),
@@ -360,7 +347,7 @@ fn an_import_whose_upstream_is_corsgates_own_listen_address_exits_1_with_the_fix
 fn unreadable_or_foreign_files_exit_2() {
     let dir = root();
     let run = corsgate(&dir, &["import", "--from", "nexus", "missing.toml"]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("cannot read"), "{}", run.stderr);
 
     for (format, file, why) in [
@@ -374,22 +361,20 @@ fn unreadable_or_foreign_files_exit_2() {
         ("nginx", "kratos/custom-ui.yml", "not ended"),
     ] {
         let run = corsgate(&dir, &["import", "--from", format, file]);
-        assert_eq!(run.code, 2, "{format} {file}: {}", run.stderr);
+        assert_eq!(run.code, Some(2), "{format} {file}: {}", run.stderr);
         assert!(run.stderr.contains(why), "{format} {file}: {}", run.stderr);
         assert!(run.stdout.is_empty());
     }
 
-    let tmp = std::env::temp_dir().join(format!("corsgate-import-foreign-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    std::fs::write(tmp.join("kratos.yml"), "log:\n  level: info\n").unwrap();
-    let run = corsgate(&tmp, &["import", "--from", "kratos", "kratos.yml"]);
-    assert_eq!(run.code, 2);
+    let tmp = TempDir::new("import-foreign");
+    tmp.write("kratos.yml", "log:\n  level: info\n");
+    let run = corsgate(tmp.path(), &["import", "--from", "kratos", "kratos.yml"]);
+    assert_eq!(run.code, Some(2));
     assert!(
         run.stderr.contains("no serve.public.cors"),
         "{}",
         run.stderr
     );
-    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 /// Every note printed on stderr is also in the output as a comment, so that

@@ -3,39 +3,18 @@
 //! the routes by host and path, the policies (what they allow and refuse), the
 //! notes that state each product default, and the notes kept in the output.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod support;
+
+use support::binary::{Cmd, Ran};
 
 use corsgate_config::check;
 use http::HeaderValue;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 /// `corsgate import --from FORMAT -` with `manifest` on standard input.
-fn import(format: &str, manifest: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .args(["import", "--from", format, "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
+fn import(format: &str, manifest: &str) -> Ran {
+    Cmd::new(["import", "--from", format, "-"])
+        .stdin(manifest)
+        .run()
 }
 
 /// Asserts that the route for `host` and `path` allows and refuses these origins.
@@ -67,7 +46,7 @@ fn assert_origins(toml: &str, host: &str, path: &str, allowed: &[&str], refused:
 }
 
 /// Every note on stderr is in the output's comments too.
-fn assert_notes_in_output(run: &Run) {
+fn assert_notes_in_output(run: &Ran) {
     let comments: String = run
         .stdout
         .lines()
@@ -117,7 +96,7 @@ spec:
 #[test]
 fn ingress_nginx_enable_cors_alone_is_imported_in_the_safe_form_with_each_default_stated() {
     let run = import("ingress-nginx", ENABLE_CORS_ALONE);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(
         run.stderr
             .contains("the output passes corsgate check (0 warnings)"),
@@ -222,7 +201,7 @@ items:
 #[test]
 fn ingress_nginx_reads_kubectl_list_output_into_routes_by_host_and_path() {
     let run = import("ingress-nginx", KUBECTL_LIST);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_origins(
         &run.stdout,
         "petstore.example.com",
@@ -313,7 +292,7 @@ spec:
               number: 80
 "#;
     let run = import("ingress-nginx", manifest);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_origins(
         &run.stdout,
         "api.example.com",
@@ -409,7 +388,7 @@ spec:
 #[test]
 fn gateway_api_cors_filters_become_route_policies_and_star_with_credentials_exits_1() {
     let run = import("gateway-api", HTTPROUTE);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("does not pass corsgate check"));
     assert!(
         run.stderr
@@ -492,7 +471,7 @@ spec:
       weight: 10
 "#;
     let run = import("gateway-api", manifest);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
     for needed in [
         "allowMethods: not set: only the CORS-safelisted methods",
         "maxAge: not set: the Gateway API's default is 5 s",
@@ -529,7 +508,7 @@ spec:
 #[test]
 fn kubernetes_imports_refuse_other_kinds_and_other_files_with_exit_2() {
     let run = import("gateway-api", ENABLE_CORS_ALONE);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, Some(2));
     assert!(
         run.stderr
             .contains("no HTTPRoute in the file (found Ingress)"),
@@ -538,14 +517,14 @@ fn kubernetes_imports_refuse_other_kinds_and_other_files_with_exit_2() {
     );
     assert!(run.stdout.is_empty());
     let run = import("ingress-nginx", HTTPROUTE);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, Some(2));
     assert!(
         run.stderr
             .contains("no Ingress in the file (found HTTPRoute)")
     );
     let run = import("ingress-nginx", "server { listen 80; }");
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, Some(2));
     let run = import("ingress-nginx", "a: &x 1\nb: *x\n");
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("YAML alias"), "{}", run.stderr);
 }

@@ -30,12 +30,6 @@ fn finishes_within<T: Send + 'static>(
         .unwrap_or_else(|_| panic!("did not finish within {within:?}"))
 }
 
-fn write(dir: &TempDir, name: &str, text: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
 /// `n` routes `/r0` … on the demo API, refusing unknown origins.
 fn demo_routes(n: usize) -> String {
     let mut text = String::from(
@@ -55,7 +49,7 @@ fn demo_routes(n: usize) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_with_a_60kb_origin_logs_a_short_line() {
     let dir = TempDir::new("log-cap");
-    let config = write(&dir, "gw.toml", &demo_routes(1));
+    let config = dir.write("gw.toml", &demo_routes(1));
     let mut serve = Serve::start(&config, Stderr::Read);
     let (listen, _) = serve.addresses();
     let origin = format!("https://{}.example", "a".repeat(60_000));
@@ -108,7 +102,7 @@ async fn refusals(listen: std::net::SocketAddr, count: usize, routes: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_pipe_nobody_reads_does_not_stop_the_gateway() {
     let dir = TempDir::new("log-stall");
-    let config = write(&dir, "gw.toml", &demo_routes(300));
+    let config = dir.write("gw.toml", &demo_routes(300));
     let mut serve = Serve::start(&config, Stderr::Stalled);
     let (listen, admin) = serve.addresses();
     // Far more log text than a pipe's buffer (64 KiB) holds.
@@ -138,26 +132,20 @@ async fn a_log_pipe_nobody_reads_does_not_stop_the_gateway() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_refusals_are_logged_a_few_times_then_summarised() {
     let dir = TempDir::new("log-rate");
-    let config = write(&dir, "gw.toml", &demo_routes(1));
+    let config = dir.write("gw.toml", &demo_routes(1));
     let mut serve = Serve::start(&config, Stderr::Read);
     let (listen, _) = serve.addresses();
     refusals(listen, 400, 1).await;
     // The next second's first refusal reports how many were left out.
-    let summary = {
-        let deadline = std::time::Instant::now() + WAIT;
-        loop {
-            refusals(listen, 1, 1).await;
-            if let Some(line) = serve
-                .stderr()
-                .into_iter()
-                .find(|l| l.contains("suppressed"))
-            {
-                break line;
-            }
-            assert!(std::time::Instant::now() < deadline, "no summary line");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
+    let summary = eventually("a summary line", || async {
+        refusals(listen, 1, 1).await;
+        serve
+            .stderr()
+            .into_iter()
+            .find(|l| l.contains("suppressed"))
+            .ok_or_else(|| format!("{:#?}", serve.stderr()))
+    })
+    .await;
     assert!(summary.contains("route"), "{summary}");
     let lines = serve
         .stderr()
@@ -178,7 +166,7 @@ fn kratos_import_refuses_yaml_aliases_instead_of_expanding_them() {
     let mut yaml = format!("x: &big {}\ny: [", "a".repeat(100_000));
     yaml.push_str(&vec!["*big"; 1000].join(", "));
     yaml.push_str("]\nserve:\n  public:\n    cors:\n      enabled: true\n      allowed_origins: [\"https://app.example.com\"]\n");
-    let file = write(&dir, "kratos.yml", &yaml);
+    let file = dir.write("kratos.yml", &yaml);
     let ran = binary::run(
         &["import", "--from", "kratos", file.to_str().unwrap()],
         IMPORT_GUARD,
@@ -194,7 +182,7 @@ fn kratos_import_of_the_reviews_1mb_alias_file_is_refused() {
     let mut yaml = format!("x: &big {}\ny: [", "a".repeat(1 << 20));
     yaml.push_str(&vec!["*big"; 1000].join(", "));
     yaml.push_str("]\nserve:\n  public:\n    cors:\n      enabled: true\n");
-    let file = write(&dir, "kratos.yml", &yaml);
+    let file = dir.write("kratos.yml", &yaml);
     let ran = binary::run(
         &["import", "--from", "kratos", file.to_str().unwrap()],
         IMPORT_GUARD,
@@ -207,7 +195,7 @@ fn kratos_import_of_the_reviews_1mb_alias_file_is_refused() {
 fn nginx_import_of_30000_nested_blocks_is_a_clean_error() {
     let dir = TempDir::new("nginx-deep");
     let text = format!("{}{}", "a {\n".repeat(30_000), "}".repeat(30_000));
-    let file = write(&dir, "nginx.conf", &text);
+    let file = dir.write("nginx.conf", &text);
     let ran = binary::run(
         &["import", "--from", "nginx", file.to_str().unwrap()],
         IMPORT_GUARD,
@@ -229,7 +217,7 @@ fn nginx_import_of_a_10mb_file_is_a_size_error() {
         i += 1;
     }
     text.push_str("}\n");
-    let file = write(&dir, "nginx.conf", &text);
+    let file = dir.write("nginx.conf", &text);
     let ran = binary::run(
         &["import", "--from", "nginx", file.to_str().unwrap()],
         IMPORT_GUARD,
@@ -310,7 +298,8 @@ async fn admin_metrics_clients_that_never_read_are_cut_off() {
     for _ in 0..3 {
         slow.push(ask(admin, "GET /metrics HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n").await);
     }
-    // The clients read nothing for longer than the admin send timeout (10 s).
+    // The clients read nothing for longer than the admin send timeout (10 s):
+    // the time is the behaviour under test, and reading would end it.
     tokio::time::sleep(Duration::from_secs(12)).await;
     for mut stream in slow {
         let mut got = Vec::new();
@@ -445,17 +434,12 @@ async fn admin_status(gw: &Gw) -> u16 {
     .as_u16()
 }
 
-async fn wait_for_reloads(gw: &Gw, result: &str, n: usize) {
-    let url = gw.admin_url("/metrics");
-    let needle = format!("corsgate_reloads_total{{result=\"{result}\"}} {n}\n");
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        if send("GET", &url, &[]).await.text().contains(&needle) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "no {needle}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+async fn wait_for_reloads(gw: &Gw, result: &str, n: u64) {
+    gw.wait_metric(
+        &format!("corsgate_reloads_total{{result=\"{result}\"}}"),
+        |v| v == n,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,6 +458,8 @@ async fn a_reload_never_applies_a_file_still_being_written_or_emptied() {
     let mut writer = std::fs::File::create(&file).unwrap();
     writer.write_all(&next.as_bytes()[..cut]).unwrap();
     writer.flush().unwrap();
+    // The pause is the behaviour under test (a writer that stops half-way),
+    // and a window: that the half file is not applied has no event.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
         admin_status(&gw).await,
@@ -519,8 +505,7 @@ async fn a_file_changed_between_start_and_bind_is_applied_by_the_next_event() {
 #[test]
 fn serve_refuses_a_configuration_without_routes_and_check_says_why() {
     let dir = TempDir::new("no-routes");
-    let file = write(
-        &dir,
+    let file = dir.write(
         "gw.toml",
         "[server]\nlisten = \"127.0.0.1:0\"\n[server.cors]\nallow_origins = [\"https://app.example.com\"]\n",
     );
@@ -532,7 +517,7 @@ fn serve_refuses_a_configuration_without_routes_and_check_says_why() {
     let check = binary::run(&["check", file.to_str().unwrap()], WAIT);
     assert_eq!(check.code, Some(1), "{check:?}");
     assert!(check.stdout.contains("[[route]]"), "{}", check.stdout);
-    let empty = write(&dir, "empty.toml", "");
+    let empty = dir.write("empty.toml", "");
     let check = binary::run(&["check", empty.to_str().unwrap()], WAIT);
     assert_eq!(check.code, Some(1), "{check:?}");
 }

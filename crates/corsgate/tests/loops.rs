@@ -10,15 +10,14 @@ use std::net::SocketAddr;
 use corsgate_gateway::Options;
 use http::StatusCode;
 use support::binary::{Serve, Stderr};
+use support::metrics::Metrics;
 use support::*;
 
 const APP: &str = "https://app.example.com";
 const CORS: &str = "allow_origins = [\"https://app.example.com\"]";
 
 async fn metrics(admin: SocketAddr) -> String {
-    send("GET", &format!("http://{admin}/metrics"), &[])
-        .await
-        .text()
+    Metrics::fetch(admin).await.text().to_owned()
 }
 
 const LOOPS_1: &str = "corsgate_gateway_responses_total{status=\"508\",kind=\"loop\"} 1\n";

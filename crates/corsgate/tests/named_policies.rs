@@ -142,8 +142,7 @@ fn explain_sees_the_resolved_policy() {
 /// `check`'s output lines for a file.
 fn check_lines(text: &str) -> (Option<i32>, Vec<String>) {
     let dir = TempDir::new("named-policies");
-    let path = dir.join("corsgate.toml");
-    std::fs::write(&path, text).unwrap();
+    let path = dir.write("corsgate.toml", &text);
     let ran = run(&["check", path.to_str().unwrap()], Duration::from_secs(15));
     let prefix = format!("{}/", dir.path().display());
     let lines = ran

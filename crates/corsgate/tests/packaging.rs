@@ -3,45 +3,27 @@
 //! container recipe (its stages and commands), and the Debian package (built by
 //! the recipe's script and listed with dpkg-deb).
 
+mod support;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use clap::{CommandFactory, Parser};
 use corsgate::cli::Cli;
+use support::TempDir;
+use support::binary::{Cmd, Ran};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn corsgate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .args(args)
-        .output()
-        .unwrap()
+fn corsgate(args: &[&str]) -> Ran {
+    Cmd::new(args).run()
 }
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).unwrap()
-}
-
-/// A directory of its own under the system's temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("corsgate-packaging-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The commands a user sees (not `help`, not hidden ones such as `man`).
@@ -68,8 +50,8 @@ fn commands() -> Vec<String> {
 fn completions_for_bash_zsh_and_fish_mention_every_command() {
     for shell in ["bash", "zsh", "fish"] {
         let out = corsgate(&["completions", shell]);
-        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
-        let script = text(&out.stdout);
+        assert_eq!(out.code, Some(0), "{shell}: {}", out.stderr);
+        let script = out.stdout;
         for command in commands() {
             assert!(script.contains(&command), "{shell}: no {command}");
         }
@@ -81,21 +63,20 @@ fn completions_for_bash_zsh_and_fish_mention_every_command() {
     // The bash script is valid bash.
     let script = corsgate(&["completions", "bash"]).stdout;
     let dir = TempDir::new("bash");
-    let file = dir.0.join("corsgate.bash");
-    std::fs::write(&file, script).unwrap();
+    let file = dir.write("corsgate.bash", &script);
     let check = Command::new("bash").arg("-n").arg(&file).output().unwrap();
     assert!(check.status.success(), "{}", text(&check.stderr));
     // An unknown shell is refused with the list.
     let out = corsgate(&["completions", "tcsh"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("bash"), "{}", text(&out.stderr));
+    assert_eq!(out.code, Some(2));
+    assert!(out.stderr.contains("bash"), "{}", out.stderr);
 }
 
 #[test]
 fn man_pages_are_generated_for_every_command() {
     let out = corsgate(&["man"]);
-    assert!(out.status.success());
-    let page = text(&out.stdout);
+    assert_eq!(out.code, Some(0));
+    let page = out.stdout;
     assert!(
         page.starts_with(".ie") || page.contains(".TH corsgate 1"),
         "{page}"
@@ -109,10 +90,10 @@ fn man_pages_are_generated_for_every_command() {
     }
 
     let dir = TempDir::new("man");
-    let out = corsgate(&["man", "--out-dir", dir.0.join("man1").to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = corsgate(&["man", "--out-dir", dir.join("man1").to_str().unwrap()]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
     for command in commands() {
-        let file = dir.0.join(format!("man1/corsgate-{command}.1"));
+        let file = dir.join(&format!("man1/corsgate-{command}.1"));
         let page = std::fs::read_to_string(&file).unwrap_or_else(|_| panic!("no {file:?}"));
         assert!(
             page.contains(&format!(".TH corsgate-{command} 1")),
@@ -124,7 +105,7 @@ fn man_pages_are_generated_for_every_command() {
         .env("MANWIDTH", "80")
         .env("MAN_KEEP_FORMATTING", "0")
         .args(["-l", "-P", "cat"])
-        .arg(dir.0.join("man1/corsgate-import.1"))
+        .arg(dir.join("man1/corsgate-import.1"))
         .output()
         .unwrap();
     assert!(rendered.status.success(), "{}", text(&rendered.stderr));
@@ -204,11 +185,10 @@ fn the_systemd_unit_is_hardened_and_reloads_by_sighup() {
     let unit_text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("/usr/bin/corsgate", binary);
-    let copy = dir.0.join("corsgate.service");
-    std::fs::write(&copy, unit_text).unwrap();
-    let man = dir.0.join("man");
+    let copy = dir.write("corsgate.service", &unit_text);
+    let man = dir.join("man");
     let out = corsgate(&["man", "--out-dir", man.join("man1").to_str().unwrap()]);
-    assert!(out.status.success());
+    assert_eq!(out.code, Some(0));
     let verify = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&copy)
@@ -260,7 +240,7 @@ fn the_container_recipe_builds_from_source_in_two_stages() {
     let config = "crates/corsgate-config/src/starting_point.toml";
     assert!(build.contains(config));
     let out = corsgate(&["check", repo().join(config).to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stdout));
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
     assert!(
         instructions
             .iter()
@@ -296,7 +276,7 @@ fn the_container_recipe_builds_from_source_in_two_stages() {
 fn the_debian_package_has_the_binary_unit_config_pages_and_completions() {
     let dir = TempDir::new("deb");
     let out = Command::new(repo().join("packaging/deb/build-deb.sh"))
-        .arg(&dir.0)
+        .arg(dir.path())
         .env("CORSGATE_BIN", env!("CARGO_BIN_EXE_corsgate"))
         // No compression: this checks the contents, not the size.
         .env("DEB_COMPRESSION", "none")
@@ -309,7 +289,7 @@ fn the_debian_package_has_the_binary_unit_config_pages_and_completions() {
         text(&out.stderr)
     );
     let deb = PathBuf::from(text(&out.stdout).trim());
-    assert!(deb.starts_with(&dir.0), "{deb:?}");
+    assert!(deb.starts_with(dir.path()), "{deb:?}");
     let name = deb.file_name().unwrap().to_str().unwrap();
     assert!(
         name.starts_with(&format!("corsgate_{}_", env!("CARGO_PKG_VERSION"))),
@@ -378,7 +358,7 @@ fn the_debian_package_has_the_binary_unit_config_pages_and_completions() {
     );
 
     // Unpacked, the binary runs and the configuration it ships passes check.
-    let root = dir.0.join("root");
+    let root = dir.join("root");
     let unpack = Command::new("dpkg-deb")
         .arg("-x")
         .arg(&deb)

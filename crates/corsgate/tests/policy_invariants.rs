@@ -5,11 +5,11 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
+use support::binary::Cmd;
 use support::*;
 
 /// One route per policy shape, all to the same upstream.
@@ -271,28 +271,15 @@ fn check_of_a_file_with_two_hundred_thousand_origins_finishes() {
         text.push_str(&format!("  \"https://app{i}.example.com\",\n"));
     }
     text.push_str("]\n\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9\"\n");
-    let file = dir.join("many.toml");
-    std::fs::write(&file, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corsgate"))
-        .arg("check")
-        .arg(&file)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let file = dir.write("many.toml", &text);
     // A hang guard, not a measurement: the quadratic duplicate check took
     // minutes here.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("corsgate check of {N} origins did not finish within 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(status.code(), Some(0));
+    let ran = Cmd::new(["check", file.to_str().unwrap()])
+        .within(Duration::from_secs(120))
+        .run();
+    assert!(
+        !ran.timed_out,
+        "corsgate check of {N} origins did not finish within 120 s"
+    );
+    assert_eq!(ran.code, Some(0), "{}", ran.stderr);
 }

@@ -6,10 +6,9 @@ mod support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::StatusCode;
 use support::bodyspy::BodySpy;
-use support::{Answer, Gw, TempDir, client, raw, send, send_map};
+use support::{Answer, Gw, TempDir, raw, send, send_with};
 
 const TOKEN: &str = "s3cret-admin-token-for-tests";
 
@@ -23,7 +22,7 @@ struct Setup {
 /// clients `spa`, `other` and `my:client`.
 async fn setup() -> Setup {
     let dir = TempDir::new("registry-gw");
-    std::fs::write(dir.join("token"), format!("{TOKEN}\n")).unwrap();
+    let token = dir.write("token", &format!("{TOKEN}\n"));
     let spy = BodySpy::start().await;
     let up = spy.url();
     let text = format!(
@@ -67,7 +66,7 @@ upstream = "{up}"
 on_disallowed = "reject"
 clients = {{ identify = ["form"] }}
 "#,
-        token = dir.join("token").display(),
+        token = token.display(),
         db = dir.join("registry.db").display(),
     );
     let gw = Gw::start(&text).await;
@@ -97,14 +96,8 @@ async fn admin(gw: &Gw, method: &str, path: &str, headers: &[(&str, &str)], body
 }
 
 async fn request_with(url: &str, method: &str, headers: &[(&str, String)], body: &str) -> Answer {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        map.append(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
-    }
-    send_map(&client(), method, url, map, Bytes::from(body.to_owned())).await
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    send_with(method, url, &headers, body).await
 }
 
 /// POSTs a form to the gateway.

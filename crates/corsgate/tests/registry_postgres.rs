@@ -11,61 +11,27 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::StatusCode;
 use support::bodyspy::BodySpy;
+use support::metrics::Metrics;
 use support::postgres::{Postgres, free_port};
-use support::{Answer, Gw, TempDir, client, send_map};
+use support::registry::{self, token_request};
+use support::{Answer, Gw, TempDir, eventually, send};
 
 const TOKEN: &str = "registry-postgres-token";
 
 fn config(dir: &TempDir, database: &str, up: &str) -> String {
-    std::fs::write(dir.join("token"), TOKEN).unwrap();
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-admin_token_file = "{token}"
-
-[registry]
-database = "{database}"
-poll_interval = "1h"
-retry_max = "1s"
-
-[[route]]
-path = "/oauth2/token"
-upstream = "{up}"
-[route.cors]
-debug = true
-clients = {{ identify = ["form"] }}
-"#,
-        token = dir.join("token").display(),
+    registry::token_route_config(
+        dir,
+        TOKEN,
+        database,
+        "poll_interval = \"1h\"\nretry_max = \"1s\"",
+        up,
     )
-}
-
-async fn send(url: &str, method: &str, headers: &[(&str, &str)], body: &str) -> Answer {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        map.append(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
-    }
-    send_map(&client(), method, url, map, Bytes::from(body.to_owned())).await
 }
 
 async fn admin(gw: &Gw, method: &str, path: &str, body: &str) -> Answer {
-    send(
-        &gw.admin_url(path),
-        method,
-        &[
-            ("authorization", &format!("Bearer {TOKEN}")),
-            ("content-type", "application/json"),
-        ],
-        body,
-    )
-    .await
+    registry::admin(gw, TOKEN, method, path, body).await
 }
 
 async fn status(gw: &Gw) -> serde_json::Value {
@@ -92,19 +58,6 @@ async fn put_ok(gw: &Gw, id: &str, origins: &[&str]) -> i64 {
     body["registry_revision"].as_i64().unwrap()
 }
 
-async fn token_request(gw: &Gw, origin: &str, client_id: &str) -> Answer {
-    send(
-        &gw.url("/oauth2/token"),
-        "POST",
-        &[
-            ("origin", origin),
-            ("content-type", "application/x-www-form-urlencoded"),
-        ],
-        &format!("grant_type=client_credentials&client_id={client_id}"),
-    )
-    .await
-}
-
 async fn allowed(gw: &Gw, origin: &str, client_id: &str) -> bool {
     token_request(gw, origin, client_id)
         .await
@@ -112,19 +65,11 @@ async fn allowed(gw: &Gw, origin: &str, client_id: &str) -> bool {
         == Some(origin)
 }
 
-async fn metric(gw: &Gw, series: &str) -> String {
-    let text = send(
-        &gw.admin_url("/metrics"),
-        "GET",
-        &[("authorization", &format!("Bearer {TOKEN}"))],
-        "",
-    )
-    .await
-    .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
-        .to_owned()
+async fn metric(gw: &Gw, series: &str) -> u64 {
+    let token = format!("Bearer {TOKEN}");
+    Metrics::fetch_with(gw.admin.unwrap(), &[("authorization", &token)])
+        .await
+        .get(series)
 }
 
 /// Waits until `gw`'s snapshot holds `revision` (or a later one); returns
@@ -147,19 +92,15 @@ async fn wait_revision(gw: &Gw, revision: i64) -> Duration {
 
 /// Waits until `condition` holds on `gw`'s `/registry`.
 async fn wait_status(gw: &Gw, what: &str, condition: impl Fn(&serde_json::Value) -> bool) {
-    let started = Instant::now();
-    loop {
+    eventually(what, || async {
         let now = status(gw).await;
         if condition(&now) {
-            return;
+            Ok(())
+        } else {
+            Err(now.to_string())
         }
-        assert!(
-            started.elapsed() < support::WAIT,
-            "{what} not seen within {:?}: {now}",
-            support::WAIT
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
@@ -183,7 +124,7 @@ async fn a_write_on_one_gateway_is_applied_by_the_other_through_notify() {
         "1"
     );
     assert_eq!(status(&b).await["listener_up"], true);
-    assert_eq!(metric(&b, "corsgate_registry_listener_up").await, "1");
+    assert_eq!(metric(&b, "corsgate_registry_listener_up").await, 1);
 
     // Propagation: a client written through A, until B's snapshot holds it.
     const WRITES: usize = 50;
@@ -207,7 +148,7 @@ async fn a_write_on_one_gateway_is_applied_by_the_other_through_notify() {
             "corsgate_registry_loads_total{trigger=\"notify\",result=\"applied\"}"
         )
         .await,
-        "0"
+        0
     );
     assert!(allowed(&b, "https://p7.example", "p7").await);
     let other = token_request(&b, "https://p7.example", "p8").await;
@@ -256,9 +197,9 @@ async fn the_database_restarted_under_a_running_gateway() {
     let now = status(&gw).await;
     assert_eq!(now["database_up"], false);
     assert_eq!(now["source"], "database");
-    assert_eq!(metric(&gw, "corsgate_registry_database_up").await, "0");
+    assert_eq!(metric(&gw, "corsgate_registry_database_up").await, 0);
     assert_eq!(
-        send(&gw.admin_url("/readyz"), "GET", &[], "").await.status,
+        send("GET", &gw.admin_url("/readyz"), &[]).await.status,
         StatusCode::OK
     );
 
@@ -294,7 +235,7 @@ async fn the_database_restarted_under_a_running_gateway() {
             "corsgate_registry_loads_total{trigger=\"reconnect\",result=\"applied\"}"
         )
         .await,
-        "0"
+        0
     );
     // And writes work again (the store reconnects on its own).
     put_ok(&gw, "after", &["https://after.example"]).await;
@@ -309,7 +250,7 @@ async fn an_invalid_origin_written_by_hand_drops_only_that_entry() {
     let spy = BodySpy::start().await;
     let dir = TempDir::new("pg-invalid");
     let gw = Gw::start(&config(&dir, &pg.url("registry"), &spy.url())).await;
-    assert_eq!(metric(&gw, "corsgate_registry_invalid_entries").await, "0");
+    assert_eq!(metric(&gw, "corsgate_registry_invalid_entries").await, 0);
     // As a person with psql would: the revision bumped in the same
     // transaction, whose commit notifies the gateway (the trigger).
     tokio::task::block_in_place(|| {
@@ -326,8 +267,8 @@ async fn an_invalid_origin_written_by_hand_drops_only_that_entry() {
     wait_status(&gw, "the hand-written client", |s| s["clients"] == 1).await;
     assert!(allowed(&gw, "https://ok.example", "byhand").await);
     assert!(!allowed(&gw, "https://App.example.com", "byhand").await);
-    assert_eq!(metric(&gw, "corsgate_registry_invalid_entries").await, "1");
-    assert_eq!(metric(&gw, "corsgate_registry_origins").await, "1");
+    assert_eq!(metric(&gw, "corsgate_registry_invalid_entries").await, 1);
+    assert_eq!(metric(&gw, "corsgate_registry_origins").await, 1);
     // The command line finds it too, straight in the database.
     let url = pg.url("registry");
     let check = tokio::task::spawn_blocking(move || {

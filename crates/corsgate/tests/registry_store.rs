@@ -7,80 +7,26 @@ mod support;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::StatusCode;
 use support::binary::{Serve, Stderr};
 use support::bodyspy::BodySpy;
-use support::{Answer, Gw, TempDir, client, send_map, wait_until};
+use support::registry::{self, token_request};
+use support::{Answer, Gw, TempDir, send, wait_until, wait_until_async};
 
 const TOKEN: &str = "registry-store-token";
 
 fn config(dir: &TempDir, up: &str, registry_extra: &str) -> String {
-    std::fs::write(dir.join("token"), TOKEN).unwrap();
-    format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-admin_token_file = "{token}"
-
-[registry]
-database = "sqlite:{db}"
-poll_interval = "100ms"
-{registry_extra}
-
-[[route]]
-path = "/oauth2/token"
-upstream = "{up}"
-[route.cors]
-debug = true
-clients = {{ identify = ["form"] }}
-"#,
-        db = dir.join("registry.db").display(),
-        token = dir.join("token").display(),
+    registry::token_route_config(
+        dir,
+        TOKEN,
+        &registry::sqlite(dir),
+        &format!("poll_interval = \"100ms\"\n{registry_extra}"),
+        up,
     )
 }
 
 async fn admin(gw: &Gw, method: &str, path: &str, body: &str) -> Answer {
-    let mut map = HeaderMap::new();
-    map.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
-    map.insert("content-type", HeaderValue::from_static("application/json"));
-    send_map(
-        &client(),
-        method,
-        &gw.admin_url(path),
-        map,
-        Bytes::from(body.to_owned()),
-    )
-    .await
-}
-
-async fn post(url: &str, headers: &[(&str, &str)], body: &str) -> Answer {
-    let mut map = HeaderMap::new();
-    for (name, value) in headers {
-        map.append(
-            HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(value).unwrap(),
-        );
-    }
-    let method = if body.is_empty() && headers.is_empty() {
-        "GET"
-    } else {
-        "POST"
-    };
-    send_map(&client(), method, url, map, Bytes::from(body.to_owned())).await
-}
-
-async fn token_request(gw: &Gw, origin: &str, client_id: &str) -> Answer {
-    post(
-        &gw.url("/oauth2/token"),
-        &[
-            ("origin", origin),
-            ("content-type", "application/x-www-form-urlencoded"),
-        ],
-        &format!("client_id={client_id}"),
-    )
-    .await
+    registry::admin(gw, TOKEN, method, path, body).await
 }
 
 /// Writes a client straight into the database, as another process (or a
@@ -98,23 +44,12 @@ fn insert_by_hand(dir: &TempDir, id: &str, origins_json: &str) {
     .unwrap();
 }
 
-async fn metric(gw: &Gw, name: &str) -> String {
-    let text = post(&gw.admin_url("/metrics"), &[], "").await.text();
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn a_write_by_another_process_is_picked_up_and_an_invalid_origin_drops_only_itself() {
     let dir = TempDir::new("registry-store");
     let spy = BodySpy::start().await;
     let gw = Gw::start(&config(&dir, &spy.url(), "")).await;
-    assert_eq!(metric(&gw, "corsgate_registry_invalid_entries").await, "0");
+    assert_eq!(gw.metric("corsgate_registry_invalid_entries").await, 0);
     let refused = token_request(&gw, "https://ok.example", "byhand").await;
     assert_eq!(refused.header("x-corsgate-reason"), Some("client-unknown"));
 
@@ -124,17 +59,15 @@ async fn a_write_by_another_process_is_picked_up_and_an_invalid_origin_drops_onl
         r#"["https://App.example.com/", "https://ok.example"]"#,
     );
     // Picked up by the poll (100 ms here), no admin call involved.
-    let deadline = tokio::time::Instant::now() + support::WAIT;
-    loop {
-        let answer = token_request(&gw, "https://ok.example", "byhand").await;
-        if answer.header("access-control-allow-origin") == Some("https://ok.example") {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never applied");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(metric(&gw, "corsgate_registry_invalid_entries").await, "1");
-    assert_eq!(metric(&gw, "corsgate_registry_clients").await, "1");
+    wait_until_async(|| async {
+        token_request(&gw, "https://ok.example", "byhand")
+            .await
+            .header("access-control-allow-origin")
+            == Some("https://ok.example")
+    })
+    .await;
+    assert_eq!(gw.metric("corsgate_registry_invalid_entries").await, 1);
+    assert_eq!(gw.metric("corsgate_registry_clients").await, 1);
     let refused = token_request(&gw, "https://App.example.com", "byhand").await;
     assert_eq!(refused.header("access-control-allow-origin"), None);
 }
@@ -196,7 +129,7 @@ async fn the_snapshot_file_serves_when_the_database_cannot_be_read_at_start() {
     assert_eq!(list["source"], "snapshot_file");
     assert_eq!(list["clients"][0]["id"], "spa");
     assert_eq!(
-        post(&gw.admin_url("/readyz"), &[], "").await.status,
+        send("GET", &gw.admin_url("/readyz"), &[]).await.status,
         StatusCode::OK
     );
 }
@@ -218,7 +151,7 @@ fn serve_creates_the_database_next_to_its_configuration() {
         .enable_all()
         .build()
         .unwrap();
-    let ready = runtime.block_on(post(&format!("http://{admin}/readyz"), &[], ""));
+    let ready = runtime.block_on(send("GET", &format!("http://{admin}/readyz"), &[]));
     assert_eq!(ready.status, StatusCode::OK);
 }
 
@@ -252,15 +185,13 @@ async fn the_cli_writes_the_database_a_running_gateway_reads_and_check_names_bad
     .await
     .unwrap();
     assert_eq!(set.code, Some(0), "{set:?}");
-    let deadline = tokio::time::Instant::now() + support::WAIT;
-    while token_request(&gw, "https://www.spa.example", "spa")
-        .await
-        .header("access-control-allow-origin")
-        .is_none()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never applied");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_async(|| async {
+        token_request(&gw, "https://www.spa.example", "spa")
+            .await
+            .header("access-control-allow-origin")
+            .is_some()
+    })
+    .await;
     // Invalid origins: every problem, nothing written, exit 1.
     let bad = run(args(&[
         "clients",

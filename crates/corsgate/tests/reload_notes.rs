@@ -7,6 +7,7 @@ mod support;
 use std::net::SocketAddr;
 
 use support::binary::{Serve, Stderr};
+use support::metrics::{metric, wait_metric};
 use support::*;
 
 fn file_config(admin_listen: &str, origin: &str, upstream: &str) -> String {
@@ -17,24 +18,10 @@ fn file_config(admin_listen: &str, origin: &str, upstream: &str) -> String {
     )
 }
 
-async fn reloads(admin: SocketAddr) -> u64 {
-    let metrics = send("GET", &format!("http://{admin}/metrics"), &[])
-        .await
-        .text();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("corsgate_reloads_total{result=\"success\"} "))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
+const RELOADED: &str = "corsgate_reloads_total{result=\"success\"}";
 
 async fn wait_for_reloads(admin: SocketAddr, n: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while reloads(admin).await < n {
-        assert!(tokio::time::Instant::now() < deadline, "no reload {n}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    wait_metric(admin, RELOADED, |v| v >= n).await;
 }
 
 /// Returns once the gateway answers a request: it starts watching its file
@@ -47,34 +34,19 @@ async fn watching(listen: SocketAddr) {
 async fn a_reload_of_an_unchanged_file_says_so() {
     let spy = Spy::ok().await;
     let dir = TempDir::new("reload-same");
-    let file = dir.join("corsgate.toml");
-    std::fs::write(
-        &file,
-        file_config("127.0.0.1:0", "https://a.example", &spy.url()),
-    )
-    .unwrap();
+    let file = dir.write(
+        "corsgate.toml",
+        &file_config("127.0.0.1:0", "https://a.example", &spy.url()),
+    );
     let mut serve = Serve::start(&file, Stderr::Read);
     let (listen, admin) = serve.addresses();
     watching(listen).await;
     let unchanged = |serve: &Serve, n: usize| {
         tokio::task::block_in_place(|| {
-            let deadline = std::time::Instant::now() + WAIT;
-            loop {
-                let lines: Vec<String> = serve
-                    .stderr()
-                    .into_iter()
-                    .filter(|l| {
-                        l.contains(
-                            "configuration unchanged: the file equals the running configuration",
-                        )
-                    })
-                    .collect();
-                if lines.len() >= n {
-                    return lines;
-                }
-                assert!(std::time::Instant::now() < deadline, "{:?}", serve.stderr());
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            serve.wait_stderr_count(
+                "configuration unchanged: the file equals the running configuration",
+                n,
+            )
         })
     };
     // The file written again, as it was: a file event.
@@ -102,12 +74,10 @@ async fn a_reload_of_an_unchanged_file_says_so() {
 async fn admin_listen_changed_is_said_until_a_restart_applies_it() {
     let spy = Spy::ok().await;
     let dir = TempDir::new("reload-admin");
-    let file = dir.join("corsgate.toml");
-    std::fs::write(
-        &file,
-        file_config("127.0.0.1:0", "https://a.example", &spy.url()),
-    )
-    .unwrap();
+    let file = dir.write(
+        "corsgate.toml",
+        &file_config("127.0.0.1:0", "https://a.example", &spy.url()),
+    );
     let mut serve = Serve::start(&file, Stderr::Read);
     let (listen, admin) = serve.addresses();
     watching(listen).await;
@@ -121,12 +91,7 @@ async fn admin_listen_changed_is_said_until_a_restart_applies_it() {
     // The line is queued before the reload is counted; the log thread and
     // this test's reader may still be on their way with it.
     let wait_warnings = |serve: &Serve, n: usize| {
-        tokio::task::block_in_place(|| {
-            let deadline = std::time::Instant::now() + WAIT;
-            while warnings(serve) < n && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-        });
+        tokio::task::block_in_place(|| serve.wait_stderr_count("admin_listen changed", n));
         assert_eq!(warnings(serve), n, "{:?}", serve.stderr());
     };
 
@@ -156,5 +121,5 @@ async fn admin_listen_changed_is_said_until_a_restart_applies_it() {
     wait_for_reloads(admin, 3).await;
     wait_warnings(&serve, 2);
     // The admin listener is the one it started with.
-    assert_eq!(reloads(admin).await, 3);
+    assert_eq!(metric(admin, RELOADED).await, 3);
 }

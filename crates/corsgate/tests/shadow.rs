@@ -8,10 +8,12 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use corsgate_gateway::Options;
 use serde_json::Value;
 use support::binary::{Serve, Stderr};
+use support::metrics::{Metrics, metric, wait_metric};
 use support::*;
 
 /// The live configuration of most rows: `[server.cors]` for `/api`, an off
@@ -222,11 +224,9 @@ fn upstream_of(text: &str) -> String {
 
 /// Every `corsgate_shadow_divergence_total` series that is not 0.
 async fn divergence_metrics(admin: SocketAddr) -> BTreeMap<(String, String), u64> {
-    let text = send("GET", &format!("http://{admin}/metrics"), &[])
-        .await
-        .text();
+    let metrics = Metrics::fetch(admin).await;
     let mut out = BTreeMap::new();
-    for line in text.lines() {
+    for line in metrics.text().lines() {
         let Some(rest) = line.strip_prefix("corsgate_shadow_divergence_total{route=\"") else {
             continue;
         };
@@ -240,16 +240,23 @@ async fn divergence_metrics(admin: SocketAddr) -> BTreeMap<(String, String), u64
     out
 }
 
-/// The value of a metric line without labels, or with exactly these.
-async fn metric(admin: SocketAddr, series: &str) -> u64 {
-    let text = send("GET", &format!("http://{admin}/metrics"), &[])
-        .await
-        .text();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{series} ")))
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-        .parse()
-        .unwrap()
+/// A gateway on `live_text` (in `live.toml`) with `candidate_text` (in
+/// `candidate.toml`) as its shadow configuration; returns the directory, the
+/// gateway and the candidate's path.
+async fn start_shadowed(
+    live_text: &str,
+    candidate_text: &str,
+    watch: bool,
+) -> (TempDir, Gw, PathBuf) {
+    let dir = TempDir::new("shadow");
+    let live_path = dir.write("live.toml", live_text);
+    let candidate_path = dir.write("candidate.toml", candidate_text);
+    let options = Options::new()
+        .config_path(&live_path)
+        .shadow(&candidate_path)
+        .watch(watch);
+    let gw = Gw::start_with(live_text, options).await;
+    (dir, gw, candidate_path)
 }
 
 async fn shadow(admin: SocketAddr) -> Value {
@@ -271,7 +278,6 @@ async fn send_req(gw: &Gw, req: &Req) -> Answer {
 async fn known_divergences_are_counted_exactly_and_the_upstream_is_called_once() {
     for row in rows() {
         let spy = Spy::ok().await;
-        let dir = TempDir::new("shadow-table");
         let live_text = live(&spy.url());
         let candidate_text = (row.candidate)(&live_text);
         assert_ne!(
@@ -280,13 +286,7 @@ async fn known_divergences_are_counted_exactly_and_the_upstream_is_called_once()
             "{}: the candidate must differ",
             row.name
         );
-        let (live_path, candidate_path) = (dir.join("live.toml"), dir.join("candidate.toml"));
-        std::fs::write(&live_path, &live_text).unwrap();
-        std::fs::write(&candidate_path, &candidate_text).unwrap();
-        let options = Options::new()
-            .config_path(&live_path)
-            .shadow(&candidate_path);
-        let gw = Gw::start_with(&live_text, options).await;
+        let (_dir, gw, _) = start_shadowed(&live_text, &candidate_text, false).await;
         let admin = gw.admin.unwrap();
 
         // What reaches the upstream: every routed request but the live
@@ -373,19 +373,9 @@ async fn known_divergences_are_counted_exactly_and_the_upstream_is_called_once()
 #[tokio::test]
 async fn samples_say_what_each_side_would_answer() {
     let spy = Spy::ok().await;
-    let dir = TempDir::new("shadow-sample");
     let live_text = live(&spy.url());
     let candidate_text = live_text.replace(", \"https://b.example\"]", "]");
-    let (live_path, candidate_path) = (dir.join("live.toml"), dir.join("candidate.toml"));
-    std::fs::write(&live_path, &live_text).unwrap();
-    std::fs::write(&candidate_path, &candidate_text).unwrap();
-    let gw = Gw::start_with(
-        &live_text,
-        Options::new()
-            .config_path(&live_path)
-            .shadow(&candidate_path),
-    )
-    .await;
+    let (_dir, gw, _) = start_shadowed(&live_text, &candidate_text, false).await;
     let answer = send(
         "GET",
         &gw.url("/api/items?q=1"),
@@ -431,21 +421,10 @@ async fn samples_say_what_each_side_would_answer() {
 #[tokio::test]
 async fn a_failed_reload_of_the_candidate_keeps_the_previous_one() {
     let spy = Spy::ok().await;
-    let dir = TempDir::new("shadow-reload");
     let live_text = live(&spy.url());
     // Candidate 1 drops b.example.
     let first = live_text.replace(", \"https://b.example\"]", "]");
-    let (live_path, candidate_path) = (dir.join("live.toml"), dir.join("candidate.toml"));
-    std::fs::write(&live_path, &live_text).unwrap();
-    std::fs::write(&candidate_path, &first).unwrap();
-    let gw = Gw::start_with(
-        &live_text,
-        Options::new()
-            .config_path(&live_path)
-            .shadow(&candidate_path)
-            .watch(true),
-    )
-    .await;
+    let (_dir, gw, candidate_path) = start_shadowed(&live_text, &first, true).await;
     let admin = gw.admin.unwrap();
     let url = gw.url("/api/x");
     let from_b = || send("GET", &url, &[("origin", "https://b.example")]);
@@ -479,7 +458,7 @@ async fn a_failed_reload_of_the_candidate_keeps_the_previous_one() {
         &candidate_path,
         &live_text.replace("\"https://a.example\", ", ""),
     );
-    wait_for(admin, "corsgate_shadow_generation", 2).await;
+    wait_metric(admin, "corsgate_shadow_generation", |n| n == 2).await;
     from_b().await;
     send("GET", &gw.url("/api/x"), &[("origin", "https://a.example")]).await;
     let doc = shadow(admin).await;
@@ -495,32 +474,12 @@ async fn a_failed_reload_of_the_candidate_keeps_the_previous_one() {
     );
 }
 
-async fn wait_for(admin: SocketAddr, series: &str, value: u64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while metric(admin, series).await != value {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{series} never {value}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_candidate_that_fails_at_start_leaves_the_gateway_serving_without_shadow() {
     let spy = Spy::ok().await;
-    let dir = TempDir::new("shadow-start");
     let live_text = live(&spy.url());
-    let (live_path, candidate_path) = (dir.join("live.toml"), dir.join("candidate.toml"));
-    std::fs::write(&live_path, &live_text).unwrap();
-    std::fs::write(&candidate_path, "[[route]]\npath = \"/api\"\n").unwrap();
-    let gw = Gw::start_with(
-        &live_text,
-        Options::new()
-            .config_path(&live_path)
-            .shadow(&candidate_path),
-    )
-    .await;
+    let (_dir, gw, candidate_path) =
+        start_shadowed(&live_text, "[[route]]\npath = \"/api\"\n", false).await;
     let admin = gw.admin.unwrap();
     let answer = send("GET", &gw.url("/api/x"), &[("origin", "https://a.example")]).await;
     assert_eq!(answer.status, 200);
@@ -547,9 +506,7 @@ async fn without_a_shadow_configuration_shadow_answers_404() {
     let answer = send("GET", &format!("http://{admin}/shadow"), &[]).await;
     assert_eq!(answer.status, 404);
     assert!(answer.text().contains("no shadow configuration"));
-    let metrics = send("GET", &format!("http://{admin}/metrics"), &[])
-        .await
-        .text();
+    let metrics = Metrics::fetch(admin).await.text().to_owned();
     assert!(!metrics.contains("corsgate_shadow_"), "{metrics}");
     // The admin listener's access rules hold for /shadow too.
     let answer = send(
@@ -636,8 +593,7 @@ async fn serve_takes_shadow_config_and_the_shadow_flag() {
 async fn with_an_admin_token_shadow_needs_it() {
     let spy = Spy::ok().await;
     let dir = TempDir::new("shadow-token");
-    let token = dir.join("token");
-    std::fs::write(&token, "s3cret-token\n").unwrap();
+    let token = dir.write("token", &"s3cret-token\n");
     let live_text = live(&spy.url()).replace(
         "admin_listen = \"127.0.0.1:0\"",
         &format!(
@@ -645,16 +601,7 @@ async fn with_an_admin_token_shadow_needs_it() {
             token.to_str().unwrap()
         ),
     );
-    let (live_path, candidate_path) = (dir.join("live.toml"), dir.join("candidate.toml"));
-    std::fs::write(&live_path, &live_text).unwrap();
-    std::fs::write(&candidate_path, &live_text).unwrap();
-    let gw = Gw::start_with(
-        &live_text,
-        Options::new()
-            .config_path(&live_path)
-            .shadow(&candidate_path),
-    )
-    .await;
+    let (_shadow_dir, gw, _) = start_shadowed(&live_text, &live_text, false).await;
     let url = gw.admin_url("/shadow");
     let answer = send("GET", &url, &[]).await;
     assert_eq!(answer.status, 401);

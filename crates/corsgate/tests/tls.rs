@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use support::tls::{Leaf, TestCa, TlsConn};
-use support::{Gw, Spy, TempDir, WAIT, route};
+use support::{Gw, Spy, TempDir, WAIT, route, wait_until_async};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -31,9 +31,7 @@ fn tls_config(certs: &[&str], upstream: &str, server_extra: &str, tls_extra: &st
 
 /// Writes the configuration and starts a gateway on it.
 async fn start(dir: &TempDir, text: &str, watch: bool) -> Gw {
-    let path = dir.join("corsgate.toml");
-    std::fs::write(&path, text).unwrap();
-    Gw::from_file(&path, watch).await
+    Gw::in_dir(dir, text, watch).await
 }
 
 /// The certificate a new connection with this SNI gets.
@@ -272,17 +270,7 @@ async fn a_certificate_replaced_on_disk_is_served_to_new_connections_while_an_op
     let new = ca.leaf(&["api.test"], 60);
     replace(&dir, "cert", &new);
     // The watcher picks it up: wait until a new connection sees it.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if served(&gw, &ca, "api.test").await == new.der.to_vec() {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "new certificate not served"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_async(|| async { served(&gw, &ca, "api.test").await == new.der.to_vec() }).await;
     // The connection opened before the reload is still served.
     assert_eq!(open.send("GET", "api.test", "/2", &[]).await.status, 200);
 
@@ -290,14 +278,7 @@ async fn a_certificate_replaced_on_disk_is_served_to_new_connections_while_an_op
     let third = ca.leaf(&["api.test"], 90);
     replace(&dir, "cert", &third);
     gw.handle.reload();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while served(&gw, &ca, "api.test").await != third.der.to_vec() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "third certificate not served"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_async(|| async { served(&gw, &ca, "api.test").await == third.der.to_vec() }).await;
     assert_eq!(open.send("GET", "api.test", "/3", &[]).await.status, 200);
 }
 
@@ -484,8 +465,7 @@ fn run_harness(dir: &TempDir, document: &serde_json::Value) -> Vec<serde_json::V
         browser.join("node_modules/playwright-core").exists(),
         "the browser harness's node modules are missing: {install}"
     );
-    let input = dir.join("scenarios.json");
-    std::fs::write(&input, serde_json::to_vec(document).unwrap()).unwrap();
+    let input = dir.write("scenarios.json", &serde_json::to_vec(document).unwrap());
     let log = dir.join("harness.log");
     let mut child = std::process::Command::new("node")
         .arg(browser.join("harness.mjs"))

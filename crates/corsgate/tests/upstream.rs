@@ -8,8 +8,6 @@ mod support;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,7 +22,7 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite::{self, Message};
 
 const APP: &str = "https://app.example.com";
 const EVIL: &str = "https://evil.example";
@@ -428,47 +426,8 @@ async fn f9_a_response_with_content_length_and_chunked_is_framed_by_chunked() {
 // ---------------------------------------------------------------------------
 // F10: WebSocket.
 
-/// An upstream that accepts WebSocket handshakes and echoes every message.
-async fn websocket_echo() -> (SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let count = count.clone();
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
-                    return;
-                };
-                count.fetch_add(1, Ordering::SeqCst);
-                if ws.send(Message::text("welcome")).await.is_err() {
-                    return;
-                }
-                while let Some(Ok(message)) = ws.next().await {
-                    if (message.is_text() || message.is_binary()) && ws.send(message).await.is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, accepted)
-}
-
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
-
-async fn open_websocket(gw: &Gw) -> Result<Ws, tungstenite::Error> {
-    let mut request = format!("ws://{}/ws", gw.addr)
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("origin", HeaderValue::from_static(APP));
-    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
-        .await
-        .expect("no handshake answer in time")?;
+async fn open_websocket(gw: &Gw) -> Result<ws::Ws, tungstenite::Error> {
+    let (mut ws, _) = ws::connect(gw.addr, APP).await?;
     let first = tokio::time::timeout(WAIT, ws.next())
         .await
         .unwrap()
@@ -480,12 +439,8 @@ async fn open_websocket(gw: &Gw) -> Result<Ws, tungstenite::Error> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f10_websocket_tunnels_count_toward_max_connections() {
-    let (upstream, _) = websocket_echo().await;
-    let gw = Gw::start(&gateway_config(
-        &format!("http://{upstream}"),
-        "max_connections = 4",
-    ))
-    .await;
+    let upstream = ws::WsEcho::start().await;
+    let gw = Gw::start(&gateway_config(&upstream.url(), "max_connections = 4")).await;
     let mut first = open_websocket(&gw).await.unwrap();
     let second = open_websocket(&gw).await.unwrap();
     // Two tunnels, this handshake's connection and the slot the listener holds
@@ -508,25 +463,24 @@ async fn f10_websocket_tunnels_count_toward_max_connections() {
     first.close(None).await.unwrap();
     while let Some(Ok(_)) = tokio::time::timeout(WAIT, first.next()).await.unwrap() {}
     drop(first);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("a freed slot", || async {
         match open_websocket(&gw).await {
-            Ok(_) => break,
+            Ok(_) => Ok(()),
             Err(tungstenite::Error::Http(r)) if r.status() == StatusCode::SERVICE_UNAVAILABLE => {
-                assert!(tokio::time::Instant::now() < deadline, "slot never freed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                Err("503".to_owned())
             }
             Err(other) => panic!("{other:?}"),
         }
-    }
+    })
+    .await;
     drop(second);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn f10_an_idle_websocket_tunnel_is_closed_after_websocket_idle_timeout() {
-    let (upstream, _) = websocket_echo().await;
+    let upstream = ws::WsEcho::start().await;
     let gw = Gw::start(&gateway_config(
-        &format!("http://{upstream}"),
+        &upstream.url(),
         "websocket_idle_timeout = \"1s\"",
     ))
     .await;

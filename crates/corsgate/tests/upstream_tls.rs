@@ -37,9 +37,7 @@ fn route(path: &str, upstream: &str, tls: &str) -> String {
 }
 
 async fn start(dir: &TempDir, text: &str) -> Gw {
-    let path = dir.join("corsgate.toml");
-    std::fs::write(&path, text).unwrap();
-    Gw::from_file(&path, false).await
+    Gw::in_dir(dir, text, false).await
 }
 
 fn preflight(gw: &Gw, path: &str) -> impl Future<Output = support::Answer> {
@@ -372,8 +370,7 @@ fn bad_upstream_tls_files_are_refused_by_check_and_serve_all_at_once_with_their_
             "ca_file = \"empty.pem\"\nclient_cert_file = \"a.pem\"\nclient_key_file = \"b.key\"",
         ),
     ));
-    let path = dir.join("corsgate.toml");
-    std::fs::write(&path, &text).unwrap();
+    let path = dir.write("corsgate.toml", &text);
     let file = path.to_str().unwrap();
 
     let ran = binary::run(&["check", file], WAIT);

@@ -2,7 +2,7 @@
 //! lines read on threads (or its stderr left unread, as a stalled log pipe), and
 //! one-shot commands bounded in time.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::WAIT;
+use super::{TempDir, WAIT, eventually_blocking};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_corsgate");
 
@@ -30,6 +30,8 @@ pub struct Serve {
     stderr: Arc<Mutex<Vec<String>>>,
     /// Held open and never read (`Stderr::Stalled`).
     _stalled: Option<ChildStderr>,
+    /// The thread reading stderr (`Stderr::Read`), done at its end.
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     /// Lines of stdout read so far.
     pub banner: Vec<String>,
 }
@@ -37,6 +39,11 @@ pub struct Serve {
 impl Serve {
     pub fn start(config: &Path, stderr: Stderr) -> Serve {
         Serve::start_args(&["--config", config.to_str().unwrap()], stderr)
+    }
+
+    /// Writes `text` to `corsgate.toml` in `dir` and starts `serve` on it.
+    pub fn start_in(dir: &TempDir, text: &str, stderr: Stderr) -> Serve {
+        Serve::start(&dir.write("corsgate.toml", text), stderr)
     }
 
     /// Starts `serve ARGS`.
@@ -72,11 +79,11 @@ impl Serve {
         });
         let lines = Arc::new(Mutex::new(Vec::new()));
         let err = child.stderr.take().unwrap();
-        let stalled = match stderr {
-            Stderr::Stalled => Some(err),
+        let (stalled, stderr_reader) = match stderr {
+            Stderr::Stalled => (Some(err), None),
             Stderr::Read => {
                 let lines = lines.clone();
-                std::thread::spawn(move || {
+                let reader = std::thread::spawn(move || {
                     let mut reader = BufReader::new(err);
                     let mut line = Vec::new();
                     while let Ok(n) = reader.read_until(b'\n', &mut line) {
@@ -90,7 +97,7 @@ impl Serve {
                         line.clear();
                     }
                 });
-                None
+                (None, Some(reader))
             }
         };
         Serve {
@@ -98,6 +105,7 @@ impl Serve {
             stdout,
             stderr: lines,
             _stalled: stalled,
+            stderr_reader,
             banner: Vec::new(),
         }
     }
@@ -151,24 +159,71 @@ impl Serve {
         }
     }
 
+    /// Reads stdout until a line contains `needle` (`None`) or the process
+    /// exits first (its status).
+    pub fn line_or_exit(&mut self, needle: &str) -> Option<ExitStatus> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.banner.push(line.clone());
+                    if line.contains(needle) {
+                        return None;
+                    }
+                }
+                // Stdout closed: the process is exiting.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Some(
+                        self.exit_within(WAIT)
+                            .expect("stdout closed but corsgate did not exit"),
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "corsgate neither printed {needle:?} nor exited: {:?}; stderr {:?}",
+                    self.banner,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Every log line, once the process has exited and its stderr is read to
+    /// the end.
+    pub fn stderr_to_end(&mut self) -> Vec<String> {
+        assert!(
+            self.child.try_wait().unwrap().is_some(),
+            "corsgate is still running"
+        );
+        if let Some(reader) = self.stderr_reader.take() {
+            reader.join().unwrap();
+        }
+        self.stderr()
+    }
+
     pub fn stderr(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
     }
 
     /// Waits for a log line containing `needle`.
     pub fn wait_stderr(&self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(line) = self.stderr().into_iter().find(|l| l.contains(needle)) {
-                return line;
+        self.wait_stderr_count(needle, 1).remove(0)
+    }
+
+    /// Waits until at least `n` log lines contain `needle`; returns them all.
+    pub fn wait_stderr_count(&self, needle: &str, n: usize) -> Vec<String> {
+        eventually_blocking(&format!("{n} log lines with {needle:?}"), || {
+            let lines: Vec<String> = self
+                .stderr()
+                .into_iter()
+                .filter(|l| l.contains(needle))
+                .collect();
+            if lines.len() >= n {
+                Ok(lines)
+            } else {
+                Err(format!("{:#?}", self.stderr()))
             }
-            assert!(
-                Instant::now() < deadline,
-                "no log line with {needle:?}: {:?}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     /// Waits up to `within` for the process to exit; `None` if it is still running.
@@ -210,13 +265,23 @@ impl Serve {
 
     /// Peak resident memory of the process (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("no VmHWM in /proc/PID/status")
+        status_kib(self.child.id(), "VmHWM")
     }
+
+    /// Resident memory of the process now (VmRSS), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        status_kib(self.child.id(), "VmRSS")
+    }
+}
+
+/// A `/proc/PID/status` field counted in KiB (`VmRSS`, `VmHWM`, …).
+pub fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
 impl Drop for Serve {
@@ -238,44 +303,112 @@ pub struct Ran {
     pub timed_out: bool,
 }
 
+/// A hang guard for one-shot commands: far above what any takes on a loaded
+/// machine, so that only a hang reaches it.
+pub const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// A one-shot `corsgate ARGS`, with standard input, environment and working
+/// directory when asked; killed after a time limit (a hang guard, [`RUN_LIMIT`]
+/// unless set). `CORSGATE_CONFIG` is removed from its environment, so that the
+/// one of the shell running the tests does not change what it reads.
+pub struct Cmd {
+    command: Command,
+    stdin: Option<Vec<u8>>,
+    within: Duration,
+}
+
+impl Cmd {
+    pub fn new<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> Cmd {
+        let mut command = Command::new(BIN);
+        command.args(args).env_remove("CORSGATE_CONFIG");
+        Cmd {
+            command,
+            stdin: None,
+            within: RUN_LIMIT,
+        }
+    }
+
+    /// `text` on standard input (closed after it); none by default.
+    pub fn stdin(mut self, text: impl Into<Vec<u8>>) -> Cmd {
+        self.stdin = Some(text.into());
+        self
+    }
+
+    pub fn env(mut self, name: &str, value: &str) -> Cmd {
+        self.command.env(name, value);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: &Path) -> Cmd {
+        self.command.current_dir(dir);
+        self
+    }
+
+    /// The time limit.
+    pub fn within(mut self, within: Duration) -> Cmd {
+        self.within = within;
+        self
+    }
+
+    pub fn run(mut self) -> Ran {
+        let stdin = if self.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let mut child = self
+            .command
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start corsgate");
+        // Written on a thread of its own: a large input and a large output
+        // would each wait for the other otherwise.
+        let writer = self.stdin.take().map(|text| {
+            let mut input = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = input.write_all(&text);
+            })
+        });
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = out.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        let err = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = err.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        });
+        let deadline = Instant::now() + self.within;
+        let mut timed_out = false;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(writer) = writer {
+            writer.join().unwrap();
+        }
+        Ran {
+            code: status.code(),
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+            timed_out,
+        }
+    }
+}
+
 /// Runs `corsgate ARGS`, killed after `within` (a hang guard).
 pub fn run(args: &[&str], within: Duration) -> Ran {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot start corsgate");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = out.read_to_end(&mut text);
-        String::from_utf8_lossy(&text).into_owned()
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = err.read_to_end(&mut text);
-        String::from_utf8_lossy(&text).into_owned()
-    });
-    let deadline = Instant::now() + within;
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            timed_out = true;
-            let _ = child.kill();
-            break child.wait().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Ran {
-        code: status.code(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-        timed_out,
-    }
+    Cmd::new(args).within(within).run()
 }

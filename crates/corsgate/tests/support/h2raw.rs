@@ -166,6 +166,19 @@ impl H2 {
         }
     }
 
+    /// Connects, sends the preface and SETTINGS with `params`, starts reading,
+    /// and waits for the gateway's SETTINGS (returned, not yet acknowledged).
+    pub async fn open(addr: SocketAddr, params: &[(u16, u32)]) -> (H2, Frame) {
+        let mut h2 = H2::connect(addr).await;
+        h2.handshake(params).await;
+        h2.start_reading();
+        let settings = h2
+            .until(|f| f.kind == SETTINGS && f.flags & ACK == 0)
+            .await
+            .expect("no SETTINGS from the gateway");
+        (h2, settings)
+    }
+
     /// Sends the preface and a SETTINGS frame with `params`.
     pub async fn handshake(&mut self, params: &[(u16, u32)]) {
         let mut bytes = PREFACE.to_vec();

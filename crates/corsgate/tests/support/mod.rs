@@ -1,11 +1,23 @@
-//! Test helpers for the gateway: a spy upstream that records what reaches it, a
-//! gateway started in-process on 127.0.0.1:0, an HTTP client, raw sockets, and
-//! temporary directories. Every wait is bounded.
+//! The test kit of the integration tests. Here: a spy upstream that records
+//! what reaches it, a gateway started in-process on 127.0.0.1:0 (from a text,
+//! or from a file in a temporary directory), an HTTP client, raw sockets,
+//! temporary directories (the `tempfile` crate), and the waits: every one polls
+//! for an event with a deadline ([`WAIT`]), none sleeps for a guessed time.
+//!
+//! Beside it: `binary` (the one launcher of the `corsgate` binary: `serve`
+//! with its banner and log lines, one-shot commands with input, environment
+//! and a hang guard), `metrics` (`/metrics` read and waited on), `registry` (a
+//! gateway with a client registry and its admin API), `ws` (a WebSocket echo
+//! upstream and client), `raw` and `rawup` (raw-bytes spies and responses),
+//! `bodyspy`, `h2raw` (HTTP/2 frames by hand), `tls` and `tlsup` (test
+//! certificates, TLS clients and upstreams), `pebble` and `postgres` (servers
+//! the tests start themselves).
 #![allow(dead_code, unreachable_pub)]
 
 pub mod h2raw;
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -32,11 +44,14 @@ use tokio::task::JoinHandle;
 
 pub mod binary;
 pub mod bodyspy;
+pub mod metrics;
 pub mod pebble;
 pub mod postgres;
 pub mod rawup;
+pub mod registry;
 pub mod tls;
 pub mod tlsup;
+pub mod ws;
 
 /// Longest any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -225,6 +240,10 @@ impl Spy {
     }
 }
 
+/// How often the waits below look again: short beside [`WAIT`], long enough
+/// not to keep a core busy.
+const POLL: Duration = Duration::from_millis(10);
+
 /// Polls `condition` every 10 ms, failing the test after [`WAIT`].
 pub async fn wait_until(mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -233,7 +252,60 @@ pub async fn wait_until(mut condition: impl FnMut() -> bool) {
             tokio::time::Instant::now() < deadline,
             "condition not met within {WAIT:?}"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls an async `condition` (a request, say) every 10 ms, failing the test
+/// after [`WAIT`].
+pub async fn wait_until_async<F, Fut>(mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {WAIT:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls `probe` every 10 ms until it gives `Ok(value)`, and returns that
+/// value. After [`WAIT`] the test fails with `what` and the last `Err`, which
+/// says what was seen instead.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within {WAIT:?}; last seen:\n{seen}"
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`eventually`] for a thread without a runtime (a child process's output).
+pub fn eventually_blocking<T>(what: &str, mut probe: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match probe() {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {WAIT:?}; last seen:\n{seen}"
+            ),
+        }
+        std::thread::sleep(POLL);
     }
 }
 
@@ -288,12 +360,33 @@ impl Gw {
         Gw::start_with(&text, Options::new().config_path(path).watch(watch)).await
     }
 
+    /// Writes `text` to `corsgate.toml` in `dir` and starts a gateway on
+    /// that file.
+    pub async fn in_dir(dir: &TempDir, text: &str, watch: bool) -> Gw {
+        Gw::from_file(&dir.write("corsgate.toml", text), watch).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin.expect("no admin listener"))
+    }
+
+    /// The admin listener's `/metrics`.
+    pub async fn metrics(&self) -> metrics::Metrics {
+        metrics::Metrics::fetch(self.admin.expect("no admin listener")).await
+    }
+
+    /// The value of one series of `/metrics` (see [`metrics::Metrics::get`]).
+    pub async fn metric(&self, series: &str) -> u64 {
+        self.metrics().await.get(series)
+    }
+
+    /// Waits until `series` has a value that `want` accepts; returns it.
+    pub async fn wait_metric(&self, series: &str, want: impl Fn(u64) -> bool) -> u64 {
+        metrics::wait_metric(self.admin.expect("no admin listener"), series, want).await
     }
 
     /// Waits for `run` to return (after a shutdown).
@@ -379,6 +472,18 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
         );
     }
     send_map(&client(), method, url, map, Bytes::new()).await
+}
+
+/// Sends a request with a body; header values may repeat a name.
+pub async fn send_with(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Answer {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    send_map(&client(), method, url, map, Bytes::from(body.to_owned())).await
 }
 
 pub async fn send_map(
@@ -468,34 +573,34 @@ impl Body for LazyBody {
     }
 }
 
-/// A directory under the system's temporary directory, removed on drop.
-pub struct TempDir(PathBuf);
+/// A directory under the system's temporary directory (made by the `tempfile`
+/// crate: a name no other process can take), removed on drop.
+pub struct TempDir(tempfile::TempDir);
 
 impl TempDir {
+    /// `name` is a prefix of the directory's name, to tell them apart.
     pub fn new(name: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "corsgate-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        TempDir(
+            tempfile::Builder::new()
+                .prefix(&format!("corsgate-{name}-"))
+                .tempdir()
+                .unwrap(),
+        )
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 
-    pub fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
+    pub fn join(&self, name: &(impl AsRef<Path> + ?Sized)) -> PathBuf {
+        self.0.path().join(name)
     }
-}
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    /// Writes `dir/name` whole; returns its path.
+    pub fn write(&self, name: &str, contents: &(impl AsRef<[u8]> + ?Sized)) -> PathBuf {
+        let path = self.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
     }
 }
 

@@ -196,3 +196,36 @@ pub async fn raw_request(addr: SocketAddr, head: &str) -> RawAnswer {
         text,
     }
 }
+
+/// Reads one HTTP/1.1 response (head, and a body of its `Content-Length`)
+/// from a connection kept open, as a keep-alive client does; `None` if the
+/// connection ends first. Each read is bounded by [`WAIT`].
+pub async fn read_response(stream: &mut TcpStream) -> Option<(String, String)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    // Byte by byte: what follows this response (a pipelined one) stays unread.
+    while !head.ends_with(b"\r\n\r\n") {
+        match tokio::time::timeout(WAIT, stream.read(&mut byte))
+            .await
+            .expect("no response byte in time")
+        {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8(head).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut body))
+        .await
+        .expect("no response body in time")
+        .ok()?;
+    Some((head, String::from_utf8(body).unwrap()))
+}
