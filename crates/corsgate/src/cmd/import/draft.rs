@@ -106,6 +106,38 @@ pub(crate) struct Route {
 pub(crate) struct Draft {
     pub(crate) server_cors: Option<Policy>,
     pub(crate) routes: Vec<Route>,
+    /// `[route.upstream_tls]` of the routes that have one, by route index.
+    pub(crate) upstream_tls: Vec<(usize, UpstreamTls)>,
+}
+
+/// The keys of a route's `[route.upstream_tls]` an import can set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct UpstreamTls {
+    pub(crate) ca_file: Option<String>,
+    pub(crate) client_cert_file: Option<String>,
+    pub(crate) client_key_file: Option<String>,
+    pub(crate) server_name: Option<String>,
+}
+
+impl UpstreamTls {
+    pub(crate) fn is_empty(&self) -> bool {
+        *self == UpstreamTls::default()
+    }
+
+    fn table(&self) -> Table {
+        let mut table = Table::new();
+        for (key, value) in [
+            ("ca_file", &self.ca_file),
+            ("client_cert_file", &self.client_cert_file),
+            ("client_key_file", &self.client_key_file),
+            ("server_name", &self.server_name),
+        ] {
+            if let Some(value) = value {
+                table.insert(key, Item::Value(value.as_str().into()));
+            }
+        }
+        table
+    }
 }
 
 /// A TOML basic string, as it appears in a file (for the places of notes).
@@ -177,7 +209,7 @@ impl Draft {
             doc.insert("server", Item::Table(server));
         }
         let mut routes = ArrayOfTables::new();
-        for route in &self.routes {
+        for (index, route) in self.routes.iter().enumerate() {
             let mut table = Table::new();
             table.decor_mut().set_prefix(format!("{top}\n"));
             top.clear();
@@ -192,6 +224,9 @@ impl Draft {
             table.insert("upstream", Item::Value(upstream));
             if route.strip_prefix {
                 table.insert("strip_prefix", Item::Value(true.into()));
+            }
+            if let Some((_, tls)) = self.upstream_tls.iter().find(|(i, _)| *i == index) {
+                table.insert("upstream_tls", Item::Table(tls.table()));
             }
             match &route.cors {
                 RouteCors::Inherit => {}

@@ -107,6 +107,7 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
     Ok(Draft {
         server_cors: None,
         routes: routes.list,
+        ..Draft::default()
     })
 }
 

@@ -101,5 +101,6 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
             strip_prefix: false,
             cors: RouteCors::Inherit,
         }],
+        ..Draft::default()
     })
 }

@@ -1,14 +1,15 @@
 //! nginx, best effort: `map $http_origin $var { ... }` allowlists (exact entries
 //! and anchored regexes, read by [`super::origin_regex`]), `add_header Access-Control-*` in `server` and
 //! `location` blocks (and in `if ($request_method = OPTIONS)` blocks),
-//! `proxy_pass` and `upstream` groups.
+//! `proxy_pass` and `upstream` groups, `grpc_pass`, and the TLS to `https://`
+//! and `grpcs://` upstreams (`proxy_ssl_*` and `grpc_ssl_*`).
 
 use std::collections::HashMap;
 
 use anyhow::bail;
 
 use super::common::{Notes, PLACEHOLDER_UPSTREAM};
-use super::draft::{Draft, Policy, Route, RouteCors};
+use super::draft::{Draft, Policy, Route, RouteCors, UpstreamTls};
 
 // ---- reading the file ----
 
@@ -500,30 +501,51 @@ impl Context<'_> {
         policy
     }
 
-    /// The upstream of a `proxy_pass` (and whether the prefix is stripped).
+    /// The upstream of a `proxy_pass` or `grpc_pass` (and whether the prefix
+    /// is stripped).
     fn upstream(
         &mut self,
-        proxy_pass: Option<&Directive>,
+        pass: Option<(&Directive, Pass)>,
         at: &str,
     ) -> (String, Option<String>, bool) {
         let placeholder = |why: String| (PLACEHOLDER_UPSTREAM.to_owned(), Some(why), false);
-        let Some(directive) = proxy_pass else {
+        let Some((directive, kind)) = pass else {
             self.notes.add(
                 at,
                 "upstream unknown (no proxy_pass here): set route.upstream",
             );
             return placeholder("placeholder: set the API's address".to_owned());
         };
+        let name = kind.directive();
         let target = directive.args.first().cloned().unwrap_or_default();
         let place = format!("line {}", directive.line);
         if target.contains('$') {
             self.notes.add(
                 &place,
-                format!("proxy_pass {target} uses variables: upstream unknown, set route.upstream"),
+                format!("{name} {target} uses variables: upstream unknown, set route.upstream"),
             );
-            return placeholder(format!("placeholder: was proxy_pass {target}"));
+            return placeholder(format!("placeholder: was {name} {target}"));
         }
-        let (scheme, rest) = target.split_once("://").unwrap_or(("http", &target));
+        let (written, rest) = match target.split_once("://") {
+            Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+            None => (kind.default_scheme().to_owned(), target.as_str()),
+        };
+        // grpc:// is HTTP/2 without TLS, which corsgate speaks to an h2c://
+        // upstream (prior knowledge, RFC 9113 section 3.3); grpcs:// is
+        // HTTP/2 over TLS, which an https:// upstream picks by ALPN.
+        let scheme = match (kind, written.as_str()) {
+            (Pass::Proxy, "http") => "http",
+            (Pass::Grpc, "grpc") => "h2c",
+            (Pass::Proxy, "https") | (Pass::Grpc, "grpcs") => "https",
+            _ => {
+                self.notes.add(
+                    &place,
+                    format!("{name} with the scheme {written}:// has no corsgate equivalent: kept as written, so check refuses it"),
+                );
+                written.as_str()
+            }
+        }
+        .to_owned();
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -535,18 +557,12 @@ impl Context<'_> {
                 self.notes.add(
                     &place,
                     format!(
-                        "proxy_pass with the path {other:?} rewrote request paths, which corsgate routes do not: not carried over"
+                        "{name} with the path {other:?} rewrote request paths, which corsgate routes do not: not carried over"
                     ),
                 );
                 false
             }
         };
-        if scheme != "http" {
-            self.notes.add(
-                &place,
-                "corsgate reaches upstreams over plain http (put TLS in front of corsgate, not behind it): kept as written, so check refuses it",
-            );
-        }
         if let Some((servers, line)) = self.upstreams.get(authority).cloned() {
             if servers.len() > 1 {
                 self.notes.add(
@@ -579,12 +595,165 @@ impl Context<'_> {
             );
             return (
                 PLACEHOLDER_UPSTREAM.to_owned(),
-                Some(format!("placeholder: was proxy_pass {target}")),
+                Some(format!("placeholder: was {name} {target}")),
                 strip,
             );
         }
         (format!("{scheme}://{authority}"), None, strip)
     }
+
+    /// `[route.upstream_tls]` of an `https://` upstream, from the
+    /// `proxy_ssl_*` (or `grpc_ssl_*`) directives in force for the location:
+    /// its own, else its server block's, else the `http` block's (nginx
+    /// inherits them in that order). `None` when nothing is to be set.
+    fn upstream_tls(
+        &mut self,
+        kind: Pass,
+        scopes: &[&[Directive]],
+        at: &str,
+    ) -> Option<UpstreamTls> {
+        let prefix = kind.ssl_prefix();
+        let find = |suffix: &str| {
+            let name = format!("{prefix}{suffix}");
+            scopes
+                .iter()
+                .find_map(|scope| scope.iter().find(|d| d.name == name))
+        };
+        let mut tls = UpstreamTls::default();
+        let file = |notes: &mut Notes, suffix: &str, key: &str| -> Option<String> {
+            let directive = find(suffix)?;
+            let value = directive.args.first()?.clone();
+            let place = format!("line {}", directive.line);
+            if value.contains('$') {
+                notes.add(
+                    place,
+                    format!("{prefix}{suffix} {value} uses variables: not carried over; set route.upstream_tls.{key}"),
+                );
+                return None;
+            }
+            if !value.starts_with('/') {
+                notes.add(
+                    place,
+                    format!("{prefix}{suffix} {value}: nginx read a relative path from its prefix directory, corsgate reads it from the configuration file's directory; check that {key} points to the file"),
+                );
+            }
+            Some(value)
+        };
+        tls.ca_file = file(self.notes, "trusted_certificate", "ca_file");
+        tls.client_cert_file = file(self.notes, "certificate", "client_cert_file");
+        tls.client_key_file = file(self.notes, "certificate_key", "client_key_file");
+        match (&tls.client_cert_file, &tls.client_key_file) {
+            (Some(_), None) | (None, Some(_)) => {
+                self.notes.add(
+                    at,
+                    format!("{prefix}certificate and {prefix}certificate_key go together: the client certificate is not carried over"),
+                );
+                tls.client_cert_file = None;
+                tls.client_key_file = None;
+            }
+            _ => {}
+        }
+        if let Some(directive) = find("name") {
+            let value = directive.args.first().cloned().unwrap_or_default();
+            if value.contains('$') {
+                // $proxy_host (nginx's default) is the proxy_pass host, which
+                // corsgate checks and sends by default too.
+                if value != "$proxy_host" {
+                    self.notes.add(
+                        format!("line {}", directive.line),
+                        format!("{prefix}name {value} uses variables: not carried over; corsgate checks the upstream's host, or route.upstream_tls.server_name"),
+                    );
+                }
+            } else {
+                tls.server_name = Some(value);
+            }
+        }
+        if let Some(directive) = find("server_name").filter(|d| first_is(d, "off")) {
+            self.notes.add(
+                format!("line {}", directive.line),
+                format!("{prefix}server_name off: corsgate always sends SNI to an https:// upstream (server_name, else the upstream's host)"),
+            );
+        }
+        match find("verify") {
+            Some(directive) if first_is(directive, "on") => {}
+            Some(directive) => self.notes.add(
+                format!("line {}", directive.line),
+                format!("{prefix}verify off: refused; corsgate always verifies an https:// upstream's certificate and name, against the system's roots or route.upstream_tls.ca_file: set ca_file to the CA that signed the upstream's certificate"),
+            ),
+            None => self.notes.add(
+                at,
+                format!("nginx did not verify the upstream's certificate ({prefix}verify is off by default); corsgate always verifies it, against the system's roots or route.upstream_tls.ca_file: set ca_file if a private CA signed it"),
+            ),
+        }
+        // The rest (protocols, ciphers, session reuse, CRL, ...) have no
+        // corsgate key: rustls' TLS 1.3 and 1.2 suites, no CRL.
+        const CARRIED: &[&str] = &[
+            "trusted_certificate",
+            "certificate",
+            "certificate_key",
+            "name",
+            "server_name",
+            "verify",
+        ];
+        let mut others: Vec<&Directive> = scopes
+            .iter()
+            .flat_map(|scope| scope.iter())
+            .filter(|d| {
+                d.name
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| !CARRIED.contains(&rest))
+            })
+            .collect();
+        others.sort_by_key(|d| d.line);
+        others.dedup_by_key(|d| d.line);
+        for directive in others {
+            self.notes.add(
+                format!("line {}", directive.line),
+                format!("{}: not carried over (corsgate speaks TLS 1.3 and 1.2 with rustls' default suites to upstreams)", directive.name),
+            );
+        }
+        (!tls.is_empty()).then_some(tls)
+    }
+}
+
+/// The directive that names a location's upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// `proxy_pass http://` or `https://`.
+    Proxy,
+    /// `grpc_pass grpc://` (or no scheme) or `grpcs://`.
+    Grpc,
+}
+
+impl Pass {
+    fn directive(self) -> &'static str {
+        match self {
+            Pass::Proxy => "proxy_pass",
+            Pass::Grpc => "grpc_pass",
+        }
+    }
+
+    fn default_scheme(self) -> &'static str {
+        match self {
+            Pass::Proxy => "http",
+            Pass::Grpc => "grpc",
+        }
+    }
+
+    /// The prefix of the directives about TLS to its upstream.
+    fn ssl_prefix(self) -> &'static str {
+        match self {
+            Pass::Proxy => "proxy_ssl_",
+            Pass::Grpc => "grpc_ssl_",
+        }
+    }
+}
+
+fn first_is(directive: &Directive, value: &str) -> bool {
+    directive
+        .args
+        .first()
+        .is_some_and(|a| a.eq_ignore_ascii_case(value))
 }
 
 /// Whether an `if` condition tests for the OPTIONS method.
@@ -649,6 +818,12 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
         upstreams.insert(name.clone(), (servers, upstream.line));
     }
 
+    // The `http` block's own directives, which its servers inherit.
+    let http_level: &[Directive] = directives
+        .iter()
+        .find(|d| d.name == "http")
+        .and_then(|d| d.block.as_deref())
+        .unwrap_or_default();
     let mut servers: Vec<&Directive> = Vec::new();
     find_all(&directives, "server", &mut servers);
     servers.retain(|s| s.block.is_some());
@@ -735,8 +910,16 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
             let has_cors = headers.has_cors()
                 || preflight.as_ref().is_some_and(|(h, _)| h.has_cors())
                 || reject.is_some();
-            let proxy_pass = body.iter().find(|d| d.name == "proxy_pass");
-            if !has_cors && proxy_pass.is_none() {
+            let pass = body
+                .iter()
+                .find(|d| d.name == "proxy_pass")
+                .map(|d| (d, Pass::Proxy))
+                .or_else(|| {
+                    body.iter()
+                        .find(|d| d.name == "grpc_pass")
+                        .map(|d| (d, Pass::Grpc))
+                });
+            if !has_cors && pass.is_none() {
                 continue;
             }
             let cors = if has_cors {
@@ -760,7 +943,13 @@ pub(super) fn import(text: &str, notes: &mut Notes) -> anyhow::Result<Draft> {
             } else {
                 RouteCors::Inherit
             };
-            let (upstream, upstream_comment, strip_prefix) = cx.upstream(proxy_pass, &at);
+            let (upstream, upstream_comment, strip_prefix) = cx.upstream(pass, &at);
+            if let Some((_, kind)) = pass.filter(|_| upstream.starts_with("https://")) {
+                let scopes = [body, *server, http_level];
+                if let Some(tls) = cx.upstream_tls(kind, &scopes, &at) {
+                    draft.upstream_tls.push((draft.routes.len(), tls));
+                }
+            }
             let trimmed = path.trim_end_matches('/');
             draft.routes.push(Route {
                 path: if trimmed.is_empty() {
