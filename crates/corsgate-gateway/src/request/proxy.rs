@@ -164,9 +164,18 @@ async fn serve(
     // Client-scoped routes decide with the registry, reading ahead of a form
     // body for its client (identify.rs).
     let decided = match (&resolved, ctx.policy) {
-        (Ok(()), Some(policy)) => {
+        // Boxed: only such routes pay for the state of reading ahead, which
+        // would otherwise make every request's future larger (hyper moves it).
+        (Ok(()), Some(policy)) if policy.clients().is_some() => {
             let max_body = settings.max_body_bytes;
-            super::identify::decide(&conn.shared, policy, max_body, &mut request, ctx.stats).await
+            Box::pin(super::identify::decide(
+                &conn.shared,
+                policy,
+                max_body,
+                &mut request,
+                ctx.stats,
+            ))
+            .await
         }
         _ => None,
     };
@@ -367,7 +376,8 @@ async fn dispatch(
                 .insert(X_REQUEST_ID, ctx.request_id.clone());
             let path = request.uri().path();
             let relative = canonical::strip_segments(path, route.segments).to_owned();
-            let response = ctx.conn.shared.demo.handle(request, &relative).await;
+            // Boxed, as the other rare paths: see `serve`.
+            let response = Box::pin(ctx.conn.shared.demo.handle(request, &relative)).await;
             ctx.upstream_status = Some(response.status());
             Ok(response)
         }
@@ -445,6 +455,7 @@ fn respond(
             upstream,
             upstream_status: ctx.upstream_status,
             body_in: ctx.request_body,
+            lines: ctx.conn.shared.options.access_log_lines.clone(),
         };
         response.body_mut().set_access(Box::new(record));
     }

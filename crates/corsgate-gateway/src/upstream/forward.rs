@@ -52,6 +52,8 @@ pub(crate) async fn forward(
     }
     // Origin-form (`/path?query`): the request line to an origin server.
     parts.uri = Uri::from(path_and_query);
+    // The version the client spoke: its response goes back in it (below).
+    let client_version = parts.version;
     parts.version = Version::HTTP_11;
 
     // `TE: trailers` says the client takes trailers; gRPC servers look for it
@@ -184,6 +186,12 @@ pub(crate) async fn forward(
         });
     }
     let (mut parts, body) = response.into_parts();
+    // A proxy sends its own HTTP version, never the upstream's (RFC 9110
+    // §6.2: intermediaries "MUST send their own HTTP-version in forwarded
+    // messages"): an HTTP/1.0 upstream's answer goes to an HTTP/1.1 client
+    // as HTTP/1.1. hyper writes what the response says, and answers an
+    // HTTP/1.0 client in HTTP/1.0 whatever it says (RFC 9112 §2.3).
+    parts.version = client_version;
     // Both framings at once: Transfer-Encoding wins (hyper read the body
     // chunked), and an intermediary must drop Content-Length before passing
     // the message on (RFC 9112 §6.3). The connection is not reused: such a

@@ -420,7 +420,11 @@ impl<B: SendBody> Pool<B> {
             }
             let (Conn { mut sender, task }, reused) = match self.checkout(&mut deadline).await? {
                 Ready::Idle(conn) => (conn, true),
-                Ready::Permit(permit) => match self.connect(permit, upgrade).await? {
+                // Boxed: the connect and TLS handshake states are the
+                // largest of this future, which every request moves (hyper
+                // copies its service's future into place), while a new
+                // connection is rare.
+                Ready::Permit(permit) => match Box::pin(self.connect(permit, upgrade)).await? {
                     Connected::Http1(conn) => (conn, false),
                     Connected::Http2(conn) => {
                         let sender = conn.sender.clone();
