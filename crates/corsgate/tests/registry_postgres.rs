@@ -351,12 +351,12 @@ async fn a_node_starts_from_its_snapshot_file_with_the_database_down_then_picks_
     assert_eq!(now["database_up"], false, "{now}");
     assert_eq!(now["clients"], 1, "{now}");
     assert_eq!(
-        send(&gw.admin_url("/readyz"), "GET", &[], "").await.status,
+        send("GET", &gw.admin_url("/readyz"), &[]).await.status,
         StatusCode::OK
     );
     assert_eq!(
         metric(&gw, "corsgate_registry_source{source=\"snapshot_file\"}").await,
-        "1"
+        1
     );
     assert!(allowed(&gw, "https://spa.example", "spa").await);
     let unknown = token_request(&gw, "https://late.example", "late").await;
@@ -380,7 +380,7 @@ async fn a_node_starts_from_its_snapshot_file_with_the_database_down_then_picks_
     assert!(allowed(&gw, "https://spa.example", "spa").await);
     assert_eq!(
         metric(&gw, "corsgate_registry_source{source=\"database\"}").await,
-        "1"
+        1
     );
     put_ok(&gw, "after", &["https://after.example"]).await;
     assert!(allowed(&gw, "https://after.example", "after").await);

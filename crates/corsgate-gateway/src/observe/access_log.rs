@@ -240,8 +240,11 @@ pub enum LineFormat {
 #[derive(Clone)]
 pub struct AccessLogLines {
     format: LineFormat,
-    write: Arc<dyn Fn(&[u8]) + Send + Sync>,
+    write: Arc<WriteLine>,
 }
+
+/// Where a finished access line goes.
+type WriteLine = dyn Fn(&[u8]) + Send + Sync;
 
 impl AccessLogLines {
     /// Lines in `format`, each handed to `write`.
