@@ -165,7 +165,10 @@ impl AccessRecord {
 
     /// The fields of the line, in the order of the `tracing` event.
     fn fields(&self, out: &mut LineWriter<'_>, micros: u128, bytes_out: u64, complete: bool) {
-        out.str("request_id", &String::from_utf8_lossy(self.request_id.as_bytes()));
+        out.str(
+            "request_id",
+            &String::from_utf8_lossy(self.request_id.as_bytes()),
+        );
         out.display("client", &self.client);
         out.str("method", self.arrived.method.as_str());
         match self.arrived.uri.authority() {
@@ -329,7 +332,10 @@ impl LineWriter<'_> {
                 // What `{:?}` leaves as it is, copied; anything else (quotes,
                 // backslashes, control and non-ASCII characters) through
                 // `{:?}` itself, so that the escapes are exactly its own.
-                if value.bytes().all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\') {
+                if value
+                    .bytes()
+                    .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+                {
                     self.buf.push(b'"');
                     self.buf.extend_from_slice(value.as_bytes());
                     self.buf.push(b'"');
@@ -526,20 +532,51 @@ mod tests {
     fn lines_are_the_subscribers_for_plain_and_hostile_values() {
         let long = format!("/{}", "a".repeat(300));
         let records = [
-            record("/items", b"de0e59eb587db14ad10fd64473f22e82", Some(b"api.example:8080"), true),
+            record(
+                "/items",
+                b"de0e59eb587db14ad10fd64473f22e82",
+                Some(b"api.example:8080"),
+                true,
+            ),
             // Quotes, backslashes, control and non-ASCII characters where a
             // client chooses the value, no upstream answer, no Host.
             record("/%22quoted%22", b"id \"x\" \\ \t end", None, false),
             // Characters `{:?}` escapes (a C1 control, a soft hyphen, a
             // combining accent) and JSON does not.
-            record("/p", "caf\u{e9}\u{85}\u{ad}e\u{301}".as_bytes(), Some("h\u{e9}st".as_bytes()), false),
+            record(
+                "/p",
+                "caf\u{e9}\u{85}\u{ad}e\u{301}".as_bytes(),
+                Some("h\u{e9}st".as_bytes()),
+                false,
+            ),
             record("http://absolute.example/x?q=1", b"\x80\xff", None, true),
             // Cut to MAX_LOGGED_VALUE, with what was left out.
-            record(&long, "\u{e9}".repeat(200).as_bytes(), Some(long.as_bytes()), true),
+            record(
+                &long,
+                "\u{e9}".repeat(200).as_bytes(),
+                Some(long.as_bytes()),
+                true,
+            ),
         ];
         for record in &records {
             for format in [LineFormat::Text, LineFormat::Json] {
-                for micros in [0, 1, 5, 10, 50, 100, 260, 1000, 1001, 1010, 1100, 1234, 12_340, 999_999, 86_400_000_000] {
+                for micros in [
+                    0,
+                    1,
+                    5,
+                    10,
+                    50,
+                    100,
+                    260,
+                    1000,
+                    1001,
+                    1010,
+                    1100,
+                    1234,
+                    12_340,
+                    999_999,
+                    86_400_000_000,
+                ] {
                     let (subscriber, own) = both(record, format, micros);
                     assert_eq!(own, subscriber, "{format:?}, {micros} µs");
                     assert!(own.ends_with('\n') && own.matches('\n').count() == 1);
