@@ -46,6 +46,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+pub use admin::endpoints::{Access, AdminEndpoint, admin_endpoints};
 use corsgate_config::{GatewayConfig, Settings, Transport, Upstream};
 pub use observe::access_log::{AccessLogLines, LineFormat};
 pub use error::Error;
