@@ -65,11 +65,11 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use admin::endpoints::{Access, AdminEndpoint, admin_endpoints};
 use corsgate_config::{GatewayConfig, Settings, Transport, Upstream};
-pub use observe::access_log::{AccessLogLines, LineFormat};
 pub use error::Error;
 use listen::accept::AcceptErrors;
 use listen::conn::{Limits, StreamExec, serve_connection};
 pub use listen::tls::{EXPIRY_WARNING, check_certificates};
+pub use observe::access_log::{AccessLogLines, LineFormat};
 use observe::metrics::{Metrics, RouteStats};
 pub use reload::ReloadOutcome;
 use request::body::RequestBody;
