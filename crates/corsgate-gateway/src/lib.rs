@@ -1,5 +1,22 @@
 //! The gateway: a CORS-terminating reverse proxy on hyper and tokio.
 //!
+//! The modules follow a request through the gateway:
+//!
+//! - `listen/`: from the socket to a request: accepting connections, TLS
+//!   termination and its ACME certificates, the HTTP/1 and HTTP/2 connection,
+//!   the file-descriptor budget;
+//! - `request/`: one request as phases over a `RequestCtx` (resolve the route,
+//!   decide, admit, forward, respond), client identification, the bodies, the
+//!   headers the gateway adds or strips, and the errors it answers itself;
+//! - `upstream/`: the upstream connection pool, TLS and h2c towards upstreams,
+//!   forwarding, WebSocket tunnels;
+//! - `admin/`: the admin listener, with one table of its endpoints
+//!   ([`admin_endpoints`]) and one access check in front of all of them, the
+//!   registry's API and the dashboard;
+//! - `observe/`: metrics, the access log, the refusal log;
+//! - at the top: [`Server`], [`Handle`], [`Options`], [`Error`], reloads, the
+//!   shadow configuration and the built-in demo.
+//!
 //! Each request loads the current configuration snapshot once and keeps it to
 //! the end, so a reload never changes the policy under a request in flight. The
 //! snapshot is swapped whole, atomically, and only for a configuration that
@@ -46,6 +63,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
+pub use admin::endpoints::{Access, AdminEndpoint, admin_endpoints};
 use corsgate_config::{GatewayConfig, Settings, Transport, Upstream};
 pub use error::Error;
 use listen::accept::AcceptErrors;

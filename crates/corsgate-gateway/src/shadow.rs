@@ -26,7 +26,7 @@ use corsgate_policy::{
     classify,
 };
 use http::header::{CONTENT_TYPE, HOST, ORIGIN};
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -760,58 +760,11 @@ fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
     response
 }
 
-/// With `admin_token_file` set, the samples (origins, paths and request ids
-/// of real traffic) are read with its token, as the registry's reads are.
-/// `None` when the request may read; else the answer that refuses it.
-fn refusal(shared: &Shared, headers: &HeaderMap) -> Option<Response<ResponseBody>> {
-    // No token file: open, like /config.
-    let file = shared
-        .snapshot
-        .load()
-        .gateway
-        .settings
-        .admin_token_file
-        .clone()?;
-    let expected = match std::fs::read_to_string(&file) {
-        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
-        _ => {
-            tracing::error!(file = %file.display(), "admin_token_file unreadable or empty: /shadow refused");
-            return Some(text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "503 Service Unavailable: server.admin_token_file cannot be read or is empty\n",
-            ));
-        }
-    };
-    let given = crate::admin::registry_admin::bearer_token(headers);
-    match given {
-        Some(token)
-            if crate::admin::registry_admin::constant_time_eq(
-                token.as_bytes(),
-                expected.as_bytes(),
-            ) =>
-        {
-            None
-        }
-        _ => {
-            let mut response = text(
-                StatusCode::UNAUTHORIZED,
-                "401 Unauthorized: send Authorization: Bearer <the token of server.admin_token_file>\n",
-            );
-            response
-                .headers_mut()
-                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-            Some(response)
-        }
-    }
-}
-
 /// `GET /shadow`: the candidate, its divergence counts and the recent
 /// samples, as JSON (documented in docs/gateway.md); `404` when no shadow
-/// configuration is asked for.
-pub(crate) fn document(shared: &Shared, headers: &HeaderMap) -> Response<ResponseBody> {
-    if let Some(response) = refusal(shared, headers) {
-        return response;
-    }
+/// configuration is asked for. Its samples show real traffic (origins, paths,
+/// request ids): the endpoint is [`Access::Read`](crate::Access::Read).
+pub(crate) fn document(shared: &Shared) -> Response<ResponseBody> {
     let shadow = &shared.shadow;
     let Some(path) = shadow.configured() else {
         return text(

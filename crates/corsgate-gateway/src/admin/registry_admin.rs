@@ -3,13 +3,9 @@
 //! `GET /clients`, `GET|PUT|DELETE /clients/{id}`).
 //!
 //! Adding an origin to a client grants that origin read access, so every write
-//! needs `Authorization: Bearer <token>` with the token of
-//! `server.admin_token_file` (compared in constant time); without a token file
-//! writes are refused. Loopback is no authentication boundary: any local
-//! process, or a sidecar sharing the network namespace, can connect. Browsers
-//! are kept out too: the admin listener sends no CORS headers, writes need a
-//! JSON body and `Authorization` (both force a preflight, which fails), and a
-//! write that carries `Origin` is refused outright.
+//! is an [`Access::Write`](super::endpoints::Access::Write) endpoint: the
+//! router lets it through only with the admin token and without `Origin`
+//! (auth.rs). Writes also need a JSON body, which forces a browser's preflight.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,7 +17,7 @@ use corsgate_config::registry::Database;
 use corsgate_registry::{
     LoadResult, Problem, Registry, RegistryOptions, SqliteStore, StoreError, Trigger, WriteError,
 };
-use http::header::{AUTHORIZATION, CONTENT_TYPE, ETAG, HOST, IF_MATCH, ORIGIN};
+use http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -266,72 +262,20 @@ pub(crate) fn metrics(shared: &Shared) -> String {
     out
 }
 
-/// Whether a path is the registry's.
-fn is_registry_path(path: &str) -> bool {
-    path == "/registry"
-        || path == "/registry/reload"
-        || path == "/clients"
-        || path.starts_with("/clients/")
-}
-
-/// Answers a request for the registry's endpoints; hands any other back.
-pub(crate) async fn route(
-    shared: &Shared,
-    request: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Request<Incoming>> {
-    if !is_registry_path(request.uri().path()) {
-        return Err(request);
-    }
-    let host = match request.uri().authority() {
-        Some(authority) => Some(authority.as_str()),
-        None => request.headers().get(HOST).and_then(|h| h.to_str().ok()),
-    };
-    let admin_hosts = shared.snapshot.load().gateway.settings.admin_hosts.clone();
-    if !host.is_some_and(|h| super::server::host_allowed(h, &admin_hosts)) {
-        // The same answer as the other admin endpoints (DNS rebinding).
-        return Err(request);
-    }
+/// Answers the registry's endpoints, once the router (server.rs) has checked
+/// the host and the access rule of the endpoint.
+pub(crate) async fn answer(shared: &Shared, request: Request<Incoming>) -> Response<ResponseBody> {
     let Some(registry) = shared.registry.clone() else {
-        return Ok(problem(
+        return problem(
             StatusCode::NOT_FOUND,
             "no registry",
             "this gateway has no [registry] in its configuration",
             &[],
-        ));
+        );
     };
-    Ok(answer(shared, &registry, request).await)
-}
-
-async fn answer(
-    shared: &Shared,
-    registry: &Registry,
-    request: Request<Incoming>,
-) -> Response<ResponseBody> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let write = !matches!(method, Method::GET | Method::HEAD);
-    let token_file = shared
-        .snapshot
-        .load()
-        .gateway
-        .settings
-        .admin_token_file
-        .clone();
-    // Reads are open like /config when no token is configured; with one, they
-    // need it too. Writes always need it.
-    if write || token_file.is_some() {
-        if let Err(response) = authorize(token_file.as_deref(), request.headers(), write).await {
-            return response;
-        }
-    }
-    if write && request.headers().contains_key(ORIGIN) {
-        return problem(
-            StatusCode::FORBIDDEN,
-            "origin refused",
-            "a registry write carrying Origin comes from a web page; the admin API is for operators and tools",
-            &[],
-        );
-    }
+    let registry = &*registry;
     match (method, path.as_str()) {
         (Method::GET | Method::HEAD, "/registry") => {
             json_response(StatusCode::OK, &status(registry))
@@ -407,61 +351,6 @@ fn status(registry: &Registry) -> serde_json::Value {
     json!(status)
 }
 
-async fn authorize(
-    token_file: Option<&Path>,
-    headers: &http::HeaderMap,
-    write: bool,
-) -> Result<(), Response<ResponseBody>> {
-    let Some(file) = token_file else {
-        return Err(problem(
-            StatusCode::FORBIDDEN,
-            "writes disabled",
-            "registry writes need a token: set server.admin_token_file to a file holding a long random token, and send it as Authorization: Bearer <token>",
-            &[],
-        ));
-    };
-    let expected = match tokio::fs::read_to_string(file).await {
-        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
-        _ => {
-            tracing::error!(file = %file.display(), "admin_token_file unreadable or empty: registry {} refused", if write { "writes" } else { "reads" });
-            return Err(problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "token unavailable",
-                "server.admin_token_file cannot be read or is empty",
-                &[],
-            ));
-        }
-    };
-    let given = bearer_token(headers);
-    match given {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
-        _ => {
-            let mut response = problem(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send Authorization: Bearer <the token of server.admin_token_file>",
-                &[],
-            );
-            response
-                .headers_mut()
-                .insert("www-authenticate", HeaderValue::from_static("Bearer"));
-            Err(response)
-        }
-    }
-}
-
-/// The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1;
-/// the scheme is case-insensitive), shared by every admin endpoint that needs
-/// the admin token.
-pub(crate) fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
-    headers
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-}
-
 /// Whether a request body is declared as JSON (`application/json`, with or
 /// without parameters such as `charset`).
 pub(crate) fn is_json(headers: &http::HeaderMap) -> bool {
@@ -470,16 +359,6 @@ pub(crate) fn is_json(headers: &http::HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-}
-
-/// Compares without an early exit on the first differing byte, so that the
-/// time taken does not tell how much of a guess was right.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        diff |= usize::from(x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0));
-    }
-    diff == 0
 }
 
 fn etag(revision: i64) -> HeaderValue {
@@ -714,14 +593,6 @@ fn problem(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn constant_time_eq_compares_whole_tokens() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
 
     #[test]
     fn client_ids_in_paths_are_percent_decoded() {

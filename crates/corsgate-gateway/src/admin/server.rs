@@ -1,4 +1,6 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz`, `/config`.
+//! The admin listener: its connections, the router over the endpoint table
+//! (endpoints.rs) with the host and access checks in front of every handler,
+//! and `/metrics`, `/healthz`, `/readyz`, `/config`.
 //!
 //! Kept apart from the gateway's listener so that it is never exposed by the
 //! routes, and so that scrapes never compete with proxied traffic for limits.
@@ -13,8 +15,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HOST};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Version};
+use http::header::{ALLOW, CONTENT_TYPE, HOST};
+use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -24,6 +26,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 
+use super::auth::authorize;
+use super::endpoints::{Handler, Lookup, lookup};
 use crate::Shared;
 use crate::listen::accept::AcceptErrors;
 use crate::request::body::ResponseBody;
@@ -63,18 +67,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let shared = shared.clone();
-                async move {
-                    // The registry's endpoints first (registry_admin.rs).
-                    let response = match super::registry_admin::route(&shared, request).await {
-                        Ok(response) => response,
-                        // The dashboard and its data (dashboard/mod.rs).
-                        Err(request) => match super::dashboard::route(&shared, request).await {
-                            Ok(response) => response,
-                            Err(request) => answer(&shared, &request),
-                        },
-                    };
-                    Ok::<_, Infallible>(response)
-                }
+                async move { Ok::<_, Infallible>(route(&shared, request).await) }
             });
             let _ = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -204,15 +197,19 @@ fn valid_port(port: Option<&str>) -> bool {
     port.is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody> {
+/// Every admin request: the host check, the endpoint in the table
+/// (endpoints.rs), its access rule (auth.rs), then its handler.
+async fn route(shared: &Shared, request: Request<Incoming>) -> Response<ResponseBody> {
     // The target's authority, for absolute-form requests, else `Host`
     // (RFC 9112 §3.2.2). HTTP/1.0 clients may send neither.
     let host = match request.uri().authority() {
         Some(authority) => Some(authority.as_str()),
         None => request.headers().get(HOST).and_then(|h| h.to_str().ok()),
     };
+    let snapshot = shared.snapshot.load_full();
+    let settings = &snapshot.gateway.settings;
     let allowed = match host {
-        Some(host) => host_allowed(host, &shared.snapshot.load().gateway.settings.admin_hosts),
+        Some(host) => host_allowed(host, &settings.admin_hosts),
         None => request.version() == Version::HTTP_10,
     };
     if !allowed {
@@ -221,9 +218,38 @@ fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody
             "421 Misdirected Request: the admin listener answers IP addresses, localhost and the names in admin_hosts\n",
         );
     }
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+    let endpoint = match lookup(request.method(), request.uri().path()) {
+        Lookup::Found(endpoint) => endpoint,
+        Lookup::WrongMethod(allow) => {
+            let mut response = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("405 Method Not Allowed: this path answers {allow}\n"),
+            );
+            if let Ok(allow) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(ALLOW, allow);
+            }
+            return response;
+        }
+        Lookup::NotFound => {
+            return text(
+                StatusCode::NOT_FOUND,
+                "not found: try /, /metrics, /healthz, /readyz or /config\n",
+            );
+        }
+    };
+    if let Err(refusal) = authorize(settings, request.headers(), endpoint.access()).await {
+        return refusal;
     }
+    match endpoint.handler() {
+        Handler::Server => answer(shared, &request),
+        Handler::Shadow => crate::shadow::document(shared),
+        Handler::Registry => super::registry_admin::answer(shared, request).await,
+        Handler::Dashboard => super::dashboard::answer(shared, &snapshot, request).await,
+    }
+}
+
+/// `/metrics`, `/healthz`, `/readyz` and `/config`.
+fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody> {
     match request.uri().path() {
         "/metrics" => {
             let mut text = shared.metrics.render_shared().to_vec();
@@ -260,12 +286,7 @@ fn answer(shared: &Shared, request: &Request<Incoming>) -> Response<ResponseBody
                 Err(err) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("{err}\n")),
             }
         }
-        // The shadow configuration's divergences (shadow.rs).
-        "/shadow" => crate::shadow::document(shared, request.headers()),
-        _ => text(
-            StatusCode::NOT_FOUND,
-            "not found: try /metrics, /healthz, /readyz or /config\n",
-        ),
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 

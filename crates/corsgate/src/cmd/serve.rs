@@ -255,6 +255,7 @@ fn banner(
                 "version": env!("CARGO_PKG_VERSION"),
                 "listen": base,
                 "admin": admin,
+                "admin_paths": if admin.is_some() { admin_paths() } else { Vec::new() },
                 "routes": routes.iter().map(|r| serde_json::json!({
                     "path": r.path,
                     "host": r.host,
@@ -272,9 +273,13 @@ fn banner(
             env!("CARGO_PKG_VERSION")
         );
         if let Some(admin) = admin {
-            text.push_str(&format!(
-                "admin: {admin}/metrics {admin}/healthz {admin}/readyz {admin}/config\n"
-            ));
+            // Every endpoint the admin router answers, from its own table.
+            text.push_str(&format!("admin: {admin}/"));
+            for path in admin_paths().iter().filter(|p| **p != "/") {
+                text.push(' ');
+                text.push_str(path);
+            }
+            text.push('\n');
         }
         text.push_str("routes:\n");
         for r in &routes {
@@ -304,6 +309,18 @@ fn banner(
         }
         text
     }
+}
+
+/// The admin listener's paths the banner names, once each, in the order of
+/// the gateway's endpoint table.
+fn admin_paths() -> Vec<&'static str> {
+    let mut paths: Vec<&'static str> = Vec::new();
+    for endpoint in corsgate_gateway::admin_endpoints() {
+        if endpoint.listed() && !paths.contains(&endpoint.path()) {
+            paths.push(endpoint.path());
+        }
+    }
+    paths
 }
 
 /// An address a local client can connect to (`0.0.0.0` is not one).

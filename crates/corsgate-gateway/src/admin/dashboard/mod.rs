@@ -11,9 +11,9 @@
 //! - `POST /explain` what a browser would do with a request, against the
 //!   configuration running.
 //!
-//! Every path answers only the admin listener's hosts (as `/config` does).
-//! The data paths need `Authorization: Bearer <token>` when
-//! `server.admin_token_file` is set: the page asks for the token once, keeps it
+//! The router (server.rs) checks every path's host and access rule first
+//! (endpoints.rs): the data paths need `Authorization: Bearer <token>` when
+//! `server.admin_token_file` is set; the page asks for the token once, keeps it
 //! in the tab's session storage and sends it in that header, never in a URL.
 //! Attacker-chosen values (origins, paths) reach the page only as JSON, and
 //! the page writes them as text, never as markup; its Content-Security-Policy
@@ -28,7 +28,7 @@ use corsgate_explain::{Credentials, Initiator, PageRequest};
 use corsgate_policy::RejectionReason;
 use http::header::{
     ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, ORIGIN, REFERRER_POLICY,
-    WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -128,35 +128,15 @@ fn totals(shared: &Shared) -> RequestCounts {
     totals
 }
 
-/// Whether a path is the dashboard's.
-fn is_dashboard_path(path: &str) -> bool {
-    matches!(
-        path,
-        "/" | "/dashboard.js" | "/dashboard.css" | "/routes" | "/stats" | "/refusals" | "/explain"
-    )
-}
-
-/// Answers the dashboard's paths; hands any other request back, and one for a
-/// host the admin listener does not answer (which then gets its `421`).
-pub(crate) async fn route(
+/// Answers the dashboard's paths, once the router (server.rs) has checked the
+/// host, the method and the access rule of the endpoint.
+pub(crate) async fn answer(
     shared: &Shared,
+    snapshot: &Arc<Snapshot>,
     request: Request<Incoming>,
-) -> Result<Response<ResponseBody>, Request<Incoming>> {
-    let path = request.uri().path();
-    if !is_dashboard_path(path) {
-        return Err(request);
-    }
-    let host = match request.uri().authority() {
-        Some(authority) => Some(authority.as_str()),
-        None => request.headers().get(HOST).and_then(|h| h.to_str().ok()),
-    };
-    let snapshot = shared.snapshot.load_full();
-    let settings = &snapshot.gateway.settings;
-    if !host.is_some_and(|h| super::server::host_allowed(h, &settings.admin_hosts)) {
-        return Err(request);
-    }
+) -> Response<ResponseBody> {
     let method = request.method().clone();
-    let path = path.to_owned();
+    let path = request.uri().path().to_owned();
     let get = method == Method::GET || method == Method::HEAD;
     // The page and its assets hold no data: they load without the token, so
     // that the page can ask for it.
@@ -168,7 +148,7 @@ pub(crate) async fn route(
     };
     if let Some((body, content_type)) = asset {
         if !get {
-            return Ok(not_allowed("GET"));
+            return not_allowed("GET");
         }
         let mut response = respond(StatusCode::OK, Bytes::from_static(body.as_bytes()));
         let headers = response.headers_mut();
@@ -177,58 +157,18 @@ pub(crate) async fn route(
         if path == "/" {
             headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(PAGE_CSP));
         }
-        return Ok(response);
+        return response;
     }
-    if let Some(file) = settings.admin_token_file.clone() {
-        if let Err(response) = authorize(&file, request.headers()).await {
-            return Ok(response);
-        }
-    }
-    Ok(match path.as_str() {
-        "/explain" if method == Method::POST => explain(&snapshot, request).await,
+    match path.as_str() {
+        "/explain" if method == Method::POST => explain(snapshot, request).await,
         "/explain" => not_allowed("POST"),
         _ if !get => not_allowed("GET"),
-        "/routes" => json_response(StatusCode::OK, &routes(&snapshot)),
+        "/routes" => json_response(StatusCode::OK, &routes(snapshot)),
         "/stats" => json_response(StatusCode::OK, &stats(shared)),
         _ => json_response(
             StatusCode::OK,
-            &refusal_log(shared, &snapshot, request.uri().query()),
+            &refusal_log(shared, snapshot, request.uri().query()),
         ),
-    })
-}
-
-/// `Authorization: Bearer <token>` against the token of `admin_token_file`.
-async fn authorize(
-    file: &std::path::Path,
-    headers: &http::HeaderMap,
-) -> Result<(), Response<ResponseBody>> {
-    let expected = match tokio::fs::read_to_string(file).await {
-        Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
-        _ => {
-            tracing::error!(file = %file.display(), "admin_token_file unreadable or empty: the dashboard's data is refused");
-            return Err(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server.admin_token_file cannot be read or is empty",
-            ));
-        }
-    };
-    let given = super::registry_admin::bearer_token(headers);
-    match given {
-        Some(token)
-            if super::registry_admin::constant_time_eq(token.as_bytes(), expected.as_bytes()) =>
-        {
-            Ok(())
-        }
-        _ => {
-            let mut response = error(
-                StatusCode::UNAUTHORIZED,
-                "send Authorization: Bearer <the token of server.admin_token_file>",
-            );
-            response
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(response)
-        }
     }
 }
 
