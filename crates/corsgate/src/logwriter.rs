@@ -139,6 +139,38 @@ impl LogWriter {
     pub fn dropped_lines(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
     }
+
+    /// Appends one whole `info` line (its newline included) made elsewhere:
+    /// the gateway's access-log lines, formatted without `tracing`.
+    pub fn write_line(&self, line: &[u8]) {
+        self.shared.append(line, false);
+    }
+}
+
+impl Shared {
+    /// Appends `bytes` to the buffer, or drops and counts them when it is
+    /// full; wakes the thread for the first bytes of a batch, an `urgent`
+    /// line (warn, error) or a buffer past [`FLUSH_AT`].
+    fn append(&self, bytes: &[u8], urgent: bool) {
+        let mut state = self.lock();
+        if state.closed || state.pending.len() + bytes.len() > MAX_PENDING {
+            drop(state);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let was_empty = state.pending.is_empty();
+        let below = state.pending.len() < FLUSH_AT;
+        state.pending.extend_from_slice(bytes);
+        let full = below && state.pending.len() >= FLUSH_AT;
+        if urgent || full {
+            state.urgent = true;
+        }
+        let wake = was_empty || urgent || full;
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
 }
 
 impl Drop for Guard {
@@ -160,24 +192,7 @@ pub struct Line<'a> {
 
 impl Write for Line<'_> {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let mut state = self.shared.lock();
-        if state.closed || state.pending.len() + bytes.len() > MAX_PENDING {
-            drop(state);
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            return Ok(bytes.len());
-        }
-        let was_empty = state.pending.is_empty();
-        let below = state.pending.len() < FLUSH_AT;
-        state.pending.extend_from_slice(bytes);
-        let full = below && state.pending.len() >= FLUSH_AT;
-        if self.urgent || full {
-            state.urgent = true;
-        }
-        let wake = was_empty || self.urgent || full;
-        drop(state);
-        if wake {
-            self.shared.wake.notify_one();
-        }
+        self.shared.append(bytes, self.urgent);
         Ok(bytes.len())
     }
 

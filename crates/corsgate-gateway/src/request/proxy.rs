@@ -455,6 +455,7 @@ fn respond(
             upstream,
             upstream_status: ctx.upstream_status,
             body_in: ctx.request_body,
+            lines: ctx.conn.shared.options.access_log_lines.clone(),
         };
         response.body_mut().set_access(Box::new(record));
     }

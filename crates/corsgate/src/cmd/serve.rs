@@ -12,7 +12,7 @@ use crate::cli::ServeArgs;
 use crate::logwriter::{self, LogWriter};
 use crate::{Format, Outcome};
 use corsgate_config::{self as config, GatewayConfig, Upstream};
-use corsgate_gateway::{Handle, Options, Server};
+use corsgate_gateway::{AccessLogLines, Handle, LineFormat, Options, Server};
 
 /// Runs the gateway until SIGTERM or SIGINT.
 pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
@@ -80,6 +80,9 @@ pub fn run(args: &ServeArgs, out: &mut dyn Write) -> anyhow::Result<Outcome> {
     let runtime = runtime(threads(args.threads))?;
     let demo = args.config.is_none();
     let mut options = Options::new().log_lines_dropped(log_lines_dropped);
+    if let Some(lines) = access_log_lines(args.log_format) {
+        options = options.access_log_lines(lines);
+    }
     if let Some(path) = &args.config {
         options = options
             .config_path(path.clone())
@@ -174,6 +177,23 @@ fn init_logging(format: Format) -> anyhow::Result<logwriter::Guard> {
             .try_init(),
     };
     Ok(guard)
+}
+
+/// The access log written straight into the log buffer, formatted by the
+/// gateway as the subscriber would format it, at a fraction of the cost;
+/// `None` on a terminal, where the subscriber's ANSI colours are kept.
+fn access_log_lines(format: Format) -> Option<AccessLogLines> {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let writer = LOG_WRITER.get()?.clone();
+    let format = match format {
+        Format::Human => LineFormat::Text,
+        Format::Json => LineFormat::Json,
+    };
+    Some(AccessLogLines::new(format, move |line: &[u8]| {
+        writer.write_line(line);
+    }))
 }
 
 /// One route as the banner shows it.
