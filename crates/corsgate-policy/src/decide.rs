@@ -235,21 +235,25 @@ impl Policy {
         // covers Authorization.
         let listed = |name: &[u8], head: u64| self.headers.contains_ignore_case(name, head);
         let other = |name: &[u8]| self.headers.any && !name.eq_ignore_ascii_case(b"authorization");
-        fetch::check_header_list(line.as_bytes(), max, listed, other).map_err(|err| {
-            let (reason, lo, hi) = match err {
-                HeaderListError::NotAllowed(lo, hi) => (RejectionReason::HeaderNotAllowed, lo, hi),
-                HeaderListError::Malformed(lo, hi) => {
-                    (RejectionReason::MalformedRequestHeaders, lo, hi)
+        fetch::check_header_list(line.as_bytes(), max, self.headers.any, listed, other).map_err(
+            |err| {
+                let (reason, lo, hi) = match err {
+                    HeaderListError::NotAllowed(lo, hi) => {
+                        (RejectionReason::HeaderNotAllowed, lo, hi)
+                    }
+                    HeaderListError::Malformed(lo, hi) => {
+                        (RejectionReason::MalformedRequestHeaders, lo, hi)
+                    }
+                    HeaderListError::TooMany(lo, hi) => {
+                        (RejectionReason::TooManyRequestHeaders, lo, hi)
+                    }
+                };
+                Rejection {
+                    reason,
+                    culprit: Some((line.clone(), lo, hi)),
                 }
-                HeaderListError::TooMany(lo, hi) => {
-                    (RejectionReason::TooManyRequestHeaders, lo, hi)
-                }
-            };
-            Rejection {
-                reason,
-                culprit: Some((line.clone(), lo, hi)),
-            }
-        })
+            },
+        )
     }
 
     /// A refused preflight: `403` without CORS headers; in debug mode, the ok

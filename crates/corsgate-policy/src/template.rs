@@ -6,6 +6,14 @@
 //! list). The template holds every other header with its final value, and the
 //! three in fixed slots at the front, so that answering a preflight is a clone of
 //! one map and three stores: no name is hashed and nothing is decided again.
+//!
+//! A clone allocates the map's two buffers. Given a map that has room already
+//! (the request's own, cleared: [`Decision::into_local_response_reusing`]), the
+//! headers are appended to it instead: no allocation, but each name hashed,
+//! which costs more instructions than the clone and its allocations together
+//! (`bench/RESULTS-engine.md`).
+//!
+//! [`Decision::into_local_response_reusing`]: crate::Decision::into_local_response_reusing
 
 use std::fmt;
 
@@ -40,6 +48,8 @@ pub(crate) struct PreflightTemplate {
     maps: [HeaderMap; 4],
     /// Whether slot 0 takes the request's origin (else it holds `*`).
     echo_origin: bool,
+    credentials: bool,
+    vary: &'static HeaderValue,
     /// `Access-Control-Max-Age`, also for answers not made from the maps.
     max_age: Option<HeaderValue>,
 }
@@ -80,6 +90,8 @@ impl PreflightTemplate {
         PreflightTemplate {
             maps: [map(0), map(1), map(2), map(3)],
             echo_origin: !parts.any_origin,
+            credentials: parts.credentials,
+            vary: parts.vary,
             max_age: parts.max_age.cloned(),
         }
     }
@@ -89,9 +101,14 @@ impl PreflightTemplate {
         self.max_age.as_ref()
     }
 
-    /// `headers` becomes the answer to an allowed preflight that echoes
-    /// `origin`, `method` and, when given, the request's header list (moved in:
-    /// a decision consumed by its answer hands its values over without cloning).
+    /// `headers`, an empty map, becomes the answer to an allowed preflight
+    /// that echoes `origin`, `method` and, when given, the request's header
+    /// list (moved in: a decision consumed by its answer hands its values over
+    /// without cloning), with room for `spare` more headers when it has room
+    /// already.
+    ///
+    /// A map without room takes a clone of the template (two allocations); a
+    /// map with room is reserved once and the headers appended (none).
     pub(crate) fn fill(
         &self,
         headers: &mut HeaderMap,
@@ -99,7 +116,18 @@ impl PreflightTemplate {
         method: Option<HeaderValue>,
         request_headers: Option<HeaderValue>,
         private_network: bool,
+        spare: usize,
     ) {
+        if headers.capacity() > 0 {
+            return self.append(
+                headers,
+                origin,
+                method,
+                request_headers,
+                private_network,
+                spare,
+            );
+        }
         let index = usize::from(request_headers.is_some()) | usize::from(private_network) << 1;
         let Some(map) = self.maps.get(index) else {
             return;
@@ -121,5 +149,49 @@ impl PreflightTemplate {
                 *slot = list;
             }
         }
+    }
+
+    /// [`fill`](Self::fill) into a map that has room: the same headers in the
+    /// same order, appended after one reservation for all of them.
+    fn append(
+        &self,
+        headers: &mut HeaderMap,
+        origin: Option<HeaderValue>,
+        method: Option<HeaderValue>,
+        request_headers: Option<HeaderValue>,
+        private_network: bool,
+        spare: usize,
+    ) {
+        let count = 3
+            + usize::from(request_headers.is_some())
+            + usize::from(self.credentials)
+            + usize::from(self.max_age.is_some())
+            + usize::from(private_network);
+        headers.reserve(count + spare);
+        match origin {
+            Some(origin) if self.echo_origin => {
+                headers.append(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            }
+            _ if !self.echo_origin => {
+                headers.append(ACCESS_CONTROL_ALLOW_ORIGIN, STAR);
+            }
+            _ => {}
+        }
+        if let Some(method) = method {
+            headers.append(ACCESS_CONTROL_ALLOW_METHODS, method);
+        }
+        if let Some(list) = request_headers {
+            headers.append(ACCESS_CONTROL_ALLOW_HEADERS, list);
+        }
+        if self.credentials {
+            headers.append(ACCESS_CONTROL_ALLOW_CREDENTIALS, TRUE);
+        }
+        if let Some(max_age) = &self.max_age {
+            headers.append(ACCESS_CONTROL_MAX_AGE, max_age.clone());
+        }
+        if private_network {
+            headers.append(ACCESS_CONTROL_ALLOW_PRIVATE_NETWORK, TRUE);
+        }
+        headers.append(VARY, self.vary.clone());
     }
 }
