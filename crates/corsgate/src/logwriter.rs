@@ -16,8 +16,9 @@
 //! The buffer holds at most [`MAX_PENDING`] bytes: when stderr stops draining
 //! (a stalled log shipper, `| less` paused), further lines are dropped and
 //! counted, never waited for. What is buffered is written out when the
-//! [`Guard`] is dropped; a process killed with SIGKILL loses at most the last
-//! interval's lines.
+//! [`Guard`] is dropped, for at most [`EXIT_WAIT`]: a stderr that does not
+//! drain must not keep the process from exiting; a process killed with
+//! SIGKILL loses at most the last interval's lines.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +39,10 @@ pub const FLUSH_AT: usize = 64 * 1024;
 /// About 3,000 access-log lines; with the batch the thread is writing, the
 /// log holds at most twice this.
 pub const MAX_PENDING: usize = 1024 * 1024;
+
+/// Longest the [`Guard`] waits, when dropped, for the buffered lines to be
+/// written: past it the process goes on (and exits) without them.
+pub const EXIT_WAIT: Duration = Duration::from_secs(2);
 
 /// The handle the `tracing` subscriber writes through (cheap to clone).
 #[derive(Clone, Debug)]
@@ -66,6 +71,8 @@ struct State {
     /// or the end.
     urgent: bool,
     closed: bool,
+    /// The thread has written everything and returned.
+    finished: bool,
 }
 
 impl Shared {
@@ -128,8 +135,13 @@ fn write_loop<W: Write>(shared: &Shared, mut out: W) {
             // Keep the capacity of a usual batch, not of the largest burst.
             batch.shrink_to(FLUSH_AT * 2);
         }
-        if closed && shared.lock().pending.is_empty() {
-            return;
+        if closed {
+            let mut state = shared.lock();
+            if state.pending.is_empty() {
+                state.finished = true;
+                shared.wake.notify_all();
+                return;
+            }
         }
     }
 }
@@ -175,9 +187,20 @@ impl Shared {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.shared.lock().closed = true;
-        self.shared.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
+        let mut state = self.shared.lock();
+        state.closed = true;
+        // notify_all: the thread and this wait share the condition variable.
+        self.shared.wake.notify_all();
+        let (state, _) = self
+            .shared
+            .wake
+            .wait_timeout_while(state, EXIT_WAIT, |s| !s.finished)
+            .unwrap_or_else(PoisonError::into_inner);
+        let finished = state.finished;
+        drop(state);
+        // A thread blocked in a write to a pipe nobody reads is left behind
+        // (the process is ending); joining it would wait for ever.
+        if let Some(thread) = self.thread.take().filter(|_| finished) {
             let _ = thread.join();
         }
     }

@@ -9,6 +9,15 @@ use corsgate::Outcome;
 use corsgate::cli::{Cli, Command};
 use corsgate::cmd;
 
+// The system allocator unless a feature picks another; bench/RESULTS.md
+// ("Allocators") has the measurements behind the default.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut stdout = std::io::stdout().lock();

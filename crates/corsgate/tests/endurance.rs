@@ -578,3 +578,30 @@ async fn soak() {
         .unwrap();
     assert!(exit.is_some_and(|status| status.success()), "{exit:?}");
 }
+
+/// A gateway whose stderr nobody reads (a stalled log shipper) still exits
+/// on SIGTERM: its log thread, blocked writing to the full pipe, is waited
+/// for a bounded time, not for ever. Found by the 10-minute soak, whose log
+/// pipe had filled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_log_pipe_does_not_keep_the_gateway_from_exiting() {
+    let upstream = Upstream::start().await;
+    let dir = TempDir::new("stalled-log");
+    let file = dir.join("corsgate.toml");
+    write_config(&file, &config(upstream.addr, 600, true));
+    let mut serve = Serve::start(&file, Stderr::Stalled);
+    let (gateway, _) = serve.addresses();
+    // One access-log line per request: far more than a pipe holds (64 KiB
+    // on Linux, about 300 lines).
+    let tally = load_with_faults_free(gateway, Duration::from_secs(3)).await;
+    let answered = tally.upstream.load(SeqCst);
+    assert!(
+        answered >= 2_000,
+        "only {answered} requests: the pipe may not be full"
+    );
+    serve.signal("TERM");
+    let exit = tokio::task::spawn_blocking(move || serve.exit_within(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(exit.is_some_and(|status| status.success()), "{exit:?}");
+}
