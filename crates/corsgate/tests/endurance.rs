@@ -588,7 +588,7 @@ async fn a_stalled_log_pipe_does_not_keep_the_gateway_from_exiting() {
     let upstream = Upstream::start().await;
     let dir = TempDir::new("stalled-log");
     let file = dir.join("corsgate.toml");
-    write_config(&file, &config(upstream.addr, 600, true));
+    write_atomically(&file, &config(upstream.addr, 600, true));
     let mut serve = Serve::start(&file, Stderr::Stalled);
     let (gateway, _) = serve.addresses();
     // One access-log line per request: far more than a pipe holds (64 KiB
