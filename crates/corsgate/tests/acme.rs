@@ -52,23 +52,7 @@ async fn wait_served(
     root: &CertificateDer<'static>,
     not: Option<&[u8]>,
 ) -> Vec<u8> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(conn) =
-            TlsConn::connect(gw.addr, DOMAIN, client_trusting(root.clone(), &[b"h2"])).await
-        {
-            let der = conn.peer().to_vec();
-            if Some(der.as_slice()) != not {
-                return der;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no certificate from pebble served in time; pebble's log:\n{}",
-            pebble.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_served_for(gw, DOMAIN, root, not, pebble).await
 }
 
 async fn metrics(gw: &Gw) -> String {

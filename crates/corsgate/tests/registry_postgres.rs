@@ -16,7 +16,7 @@ use support::bodyspy::BodySpy;
 use support::metrics::Metrics;
 use support::postgres::{Postgres, free_port};
 use support::registry::{self, token_request};
-use support::{Answer, Gw, TempDir, eventually, send};
+use support::{Answer, Gw, TempDir, eventually, send, wait_until};
 
 const TOKEN: &str = "registry-postgres-token";
 
@@ -307,20 +307,13 @@ async fn a_node_starts_from_its_snapshot_file_with_the_database_down_then_picks_
     {
         let first = Gw::start(&text).await;
         let revision = put_ok(&first, "spa", &["https://spa.example"]).await;
-        let started = Instant::now();
-        loop {
+        wait_until(|| {
             let written: Option<serde_json::Value> = std::fs::read(&snapshot)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
-            if written.is_some_and(|w| w["revision"].as_i64() == Some(revision)) {
-                break;
-            }
-            assert!(
-                started.elapsed() < support::WAIT,
-                "the snapshot file never held revision {revision}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            written.is_some_and(|w| w["revision"].as_i64() == Some(revision))
+        })
+        .await;
     }
     // A write the file does not have: made with the server on another port
     // for a moment, where no gateway hears of it; then the server is left
