@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use corsgate_policy::{Diagnostic, DiagnosticKind};
 
+use crate::Route;
 use crate::model::{FileConfig, RegistryConfig};
-use crate::{Route, RouteTable};
 
 /// The database a registry lives in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,15 +410,15 @@ fn tls_file(
     }
 }
 
-/// Whether any route of the table is client-scoped.
-pub fn has_client_routes(routes: &RouteTable) -> bool {
-    routes
-        .iter()
-        .any(|r| r.policy.as_ref().is_some_and(|p| p.clients().is_some()))
-}
-
 #[cfg(test)]
 mod tests {
+    /// Whether any route of the table is client-scoped.
+    fn has_client_routes(routes: &crate::RouteTable) -> bool {
+        routes
+            .iter()
+            .any(|r| r.policy.as_ref().is_some_and(|p| p.clients().is_some()))
+    }
+
     fn problems(text: &str) -> Vec<String> {
         crate::check(text)
             .problems
@@ -448,7 +448,7 @@ clients = { identify = ["basic", "form"] }
             super::Database::Sqlite("corsgate-registry.db".into())
         );
         assert_eq!(registry.poll_interval, std::time::Duration::from_secs(2));
-        assert!(super::has_client_routes(&gateway.routes));
+        assert!(has_client_routes(&gateway.routes));
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl std::str::FromStr for Credentials {
 /// [`crate::engines`] word them per engine).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", content = "value")]
-pub enum CorsError {
+pub(crate) enum CorsError {
     /// `MissingAllowOriginHeader`.
     MissingAllowOriginHeader,
     /// `MultipleAllowOriginValues`.
@@ -102,7 +102,7 @@ pub enum CorsError {
 }
 
 /// Normalizes a method as `fetch()` does (Fetch §2.2.1).
-pub fn normalize_method(method: &str) -> String {
+pub(crate) fn normalize_method(method: &str) -> String {
     for m in ["DELETE", "GET", "HEAD", "OPTIONS", "POST", "PUT"] {
         if m.eq_ignore_ascii_case(method) {
             return m.to_owned();
@@ -128,7 +128,7 @@ pub enum PreflightReason {
 
 /// Whether `(name, value)` is a CORS-safelisted request header (Fetch §2.2.2);
 /// `Err` says why not.
-pub fn safelisted_request_header(name: &str, value: &str) -> Result<(), String> {
+pub(crate) fn safelisted_request_header(name: &str, value: &str) -> Result<(), String> {
     let lower = name.to_ascii_lowercase();
     if value.len() > 128 {
         return Err("its value is longer than 128 bytes".to_owned());
@@ -189,7 +189,7 @@ pub fn safelisted_request_header(name: &str, value: &str) -> Result<(), String> 
 }
 
 /// The CORS check (Fetch §4.10) of a response's headers.
-pub fn cors_check(
+pub(crate) fn cors_check(
     headers: &HeaderMap,
     origin: &str,
     credentials: Credentials,
@@ -236,7 +236,7 @@ pub fn cors_check(
 
 /// The comma-separated items of every `name` header line, trimmed, empties
 /// dropped (`Access-Control-Allow-Methods`, `-Headers`, …).
-pub fn header_list(headers: &HeaderMap, name: http::header::HeaderName) -> Vec<String> {
+pub(crate) fn header_list(headers: &HeaderMap, name: http::header::HeaderName) -> Vec<String> {
     headers
         .get_all(name)
         .iter()
@@ -253,7 +253,7 @@ pub fn header_list(headers: &HeaderMap, name: http::header::HeaderName) -> Vec<S
 
 /// The checks of a CORS-preflight fetch (Fetch §4.8), in Chromium's order: the
 /// CORS check, then the status, then methods, then headers.
-pub fn preflight_check(
+pub(crate) fn preflight_check(
     status: StatusCode,
     headers: &HeaderMap,
     origin: &str,
@@ -292,7 +292,7 @@ pub fn preflight_check(
 /// Response headers JavaScript can read after a successful CORS check, beyond
 /// the CORS-safelisted ones: the exposed names, or `*` for every header but
 /// `Set-Cookie` (only without credentials).
-pub fn exposed_headers(headers: &HeaderMap, credentials: Credentials) -> Vec<String> {
+pub(crate) fn exposed_headers(headers: &HeaderMap, credentials: Credentials) -> Vec<String> {
     let mut exposed: Vec<String> = headers
         .get_all(http::header::ACCESS_CONTROL_EXPOSE_HEADERS)
         .iter()

@@ -33,9 +33,9 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
-pub mod browser;
-pub mod clients;
-pub mod engines;
+mod browser;
+mod clients;
+mod engines;
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -44,7 +44,8 @@ use corsgate_policy::{Decision, Policy, RejectionReason};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use serde::Serialize;
 
-pub use browser::{CorsError, Credentials, Initiator, PreflightReason};
+use browser::CorsError;
+pub use browser::{Credentials, Initiator, PreflightReason};
 pub use clients::{ClientExplanation, ClientInput, DecidedBy, SourceCheck};
 pub use engines::{Engine, EngineVerdict};
 
@@ -71,9 +72,6 @@ impl std::fmt::Display for ExplainError {
 }
 
 impl std::error::Error for ExplainError {}
-
-/// What [`explain`] and [`check_page_origin`] return.
-pub type Result<T, E = ExplainError> = std::result::Result<T, E>;
 
 /// What the page does.
 #[derive(Debug, Clone)]
@@ -187,11 +185,6 @@ impl Explanation {
     pub fn retain_engines(&mut self, engines: &[Engine]) {
         self.engines.retain(|v| engines.contains(&v.engine));
     }
-
-    /// The verdict of one engine, if explained for it.
-    pub fn engine(&self, engine: Engine) -> Option<&EngineVerdict> {
-        self.engines.iter().find(|v| v.engine == engine)
-    }
 }
 
 struct Target {
@@ -202,7 +195,7 @@ struct Target {
     path: Result<String, TargetRefusal>,
 }
 
-fn parse_url(url: &str, rules: &PathRules) -> Result<Target> {
+fn parse_url(url: &str, rules: &PathRules) -> Result<Target, ExplainError> {
     let uri: http::Uri = url
         .parse()
         .map_err(|err| ExplainError::new(format!("{url:?} is not a URL: {err}")))?;
@@ -313,7 +306,7 @@ pub fn explain(
     gateway: &GatewayConfig,
     raw: &FileConfig,
     request: &PageRequest,
-) -> Result<Explanation> {
+) -> Result<Explanation, ExplainError> {
     explain_with_clients(gateway, raw, request, &ClientInput::default())
 }
 
@@ -381,7 +374,7 @@ pub fn explain_with_clients(
     raw: &FileConfig,
     request: &PageRequest,
     clients: &ClientInput<'_>,
-) -> Result<Explanation> {
+) -> Result<Explanation, ExplainError> {
     let target = parse_url(&request.url, &gateway.settings.path_rules)?;
     let method = browser::normalize_method(&request.method);
     let mut out = Explanation {
@@ -967,7 +960,7 @@ fn probe_preflight(
 /// otherwise report a refusal the real page never meets. The engine's parser
 /// for configured origins gives the same suggestions `check` does. The message
 /// starts with the quoted origin, so a caller can prefix where it came from.
-pub fn check_page_origin(origin: &str) -> Result<()> {
+pub fn check_page_origin(origin: &str) -> Result<(), ExplainError> {
     let pattern = match origin.parse::<corsgate_policy::OriginPattern>() {
         Ok(pattern) => pattern,
         Err(err) => {

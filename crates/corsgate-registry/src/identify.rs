@@ -23,7 +23,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 /// Longest bearer token looked at.
-pub const MAX_JWT_LEN: usize = 8 * 1024;
+const MAX_JWT_LEN: usize = 8 * 1024;
 
 /// The user of an `Authorization: Basic` value, percent-decoded as RFC 6749
 /// §2.3.1 asks clients to encode it (`+` is a space). Malformed: `None`.

@@ -49,11 +49,11 @@ use corsgate_policy::{ClientOrigins, Diagnostic};
 use serde::Serialize;
 
 #[cfg(feature = "postgres")]
-pub use postgres::{CHANNEL, POSTGRES_SCHEMA_VERSION, PostgresStore};
+pub use postgres::PostgresStore;
 #[cfg(feature = "postgres")]
 pub use postgres_tls::{PostgresTls, SslMode};
 pub use snapshot::{Client, RegistrySnapshot, Source};
-pub use sqlite::{SCHEMA_VERSION, SqliteStore};
+pub use sqlite::SqliteStore;
 pub use store::{ChangeFeed, ClientRecord, ClientWrite, Loaded, Store, StoreError, Written};
 
 /// How the registry runs.
@@ -317,7 +317,7 @@ pub struct Status {
     pub database_up: bool,
     /// The last database error, while it is down.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
+    pub(crate) last_error: Option<String>,
     /// Whether the change listener (PostgreSQL's `LISTEN`) is connected;
     /// absent for a store without one.
     #[serde(skip_serializing_if = "Option::is_none")]

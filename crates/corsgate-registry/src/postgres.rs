@@ -31,10 +31,10 @@ use crate::{Registry, Trigger};
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_clients.sql")];
 
 /// The newest PostgreSQL schema this build knows.
-pub const POSTGRES_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub(crate) const POSTGRES_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The channel every change is notified on (by a trigger on the revision).
-pub const CHANNEL: &str = "corsgate_registry";
+pub(crate) const CHANNEL: &str = "corsgate_registry";
 
 /// The advisory lock migrations hold ("corsgate" in ASCII): gateways that
 /// start together migrate once, the others wait and find it done.
@@ -403,11 +403,6 @@ impl PostgresStore {
             }
         }
         Err(unavailable("connection closed"))
-    }
-
-    /// The connection settings, with corsgate's additions (for the listener).
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     pub(crate) fn connect_settings(&self) -> Connect {

@@ -70,7 +70,7 @@ pub struct RegistrySnapshot {
 
 impl RegistrySnapshot {
     /// No client.
-    pub fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         RegistrySnapshot {
             instance: String::new(),
             revision: 0,
@@ -157,7 +157,7 @@ impl RegistrySnapshot {
     }
 
     /// When it was built.
-    pub fn loaded_at(&self) -> SystemTime {
+    pub(crate) fn loaded_at(&self) -> SystemTime {
         self.loaded_at
     }
 

@@ -1,6 +1,6 @@
 //! The embedded store: one SQLite file, next to the configuration by default.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use crate::store::{ClientRecord, ClientWrite, Loaded, Store, StoreError, Written
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_clients.sql")];
 
 /// The newest schema this build knows.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// A writer that finds the file locked waits this long, then fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,7 +21,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Clients in a SQLite file.
 #[derive(Debug)]
 pub struct SqliteStore {
-    path: PathBuf,
     conn: Mutex<Connection>,
 }
 
@@ -40,7 +39,6 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "wal")
             .map_err(unavailable)?;
         let store = SqliteStore {
-            path: path.to_owned(),
             conn: Mutex::new(conn),
         };
         store.prepare(migrate)?;
@@ -67,15 +65,9 @@ impl SqliteStore {
             }),
             v if v < SCHEMA_VERSION => Err(StoreError::NotMigrated),
             _ => Ok(SqliteStore {
-                path: path.to_owned(),
                 conn: Mutex::new(conn),
             }),
         }
-    }
-
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -251,6 +243,8 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use super::*;
 
     fn temp(name: &str) -> PathBuf {

@@ -7,7 +7,7 @@ use crate::browser::{self, CorsError, Initiator};
 
 /// Chromium's judgement: the preflight's checks (CORS check, status, methods,
 /// headers), then the actual response's CORS check.
-pub fn judge(x: &BrowserExchange<'_>) -> Judgement {
+pub(crate) fn judge(x: &BrowserExchange<'_>) -> Judgement {
     if let Some(preflight) = &x.preflight {
         let status = preflight.status.unwrap_or(http::StatusCode::NO_CONTENT);
         if let Err(error) = browser::preflight_check(
@@ -39,7 +39,7 @@ fn blocked(x: &BrowserExchange<'_>, error: &CorsError, preflight: bool) -> Judge
 }
 
 /// Chromium's name for the error, as DevTools shows it (`corsError`).
-pub fn error_name(error: &CorsError, preflight: bool) -> &'static str {
+pub(crate) fn error_name(error: &CorsError, preflight: bool) -> &'static str {
     use CorsError::*;
     match (error, preflight) {
         (MissingAllowOriginHeader, false) => "MissingAllowOriginHeader",
@@ -61,7 +61,7 @@ pub fn error_name(error: &CorsError, preflight: bool) -> &'static str {
 }
 
 /// The message Chromium prints in the console for this error.
-pub fn message(
+pub(crate) fn message(
     error: &CorsError,
     preflight: bool,
     initiator: Initiator,

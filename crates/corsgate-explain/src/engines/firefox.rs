@@ -20,7 +20,7 @@ const NETWORK_ERROR: &str = "NetworkError when attempting to fetch resource.";
 
 /// Firefox's judgement: the preflight's CORS check, status, methods and
 /// headers, then the actual response's CORS check.
-pub fn judge(x: &BrowserExchange<'_>) -> Judgement {
+pub(crate) fn judge(x: &BrowserExchange<'_>) -> Judgement {
     if let Some(preflight) = &x.preflight {
         if let Some(reason) = cors_check(x, preflight).or_else(|| preflight_check(x, preflight)) {
             let mut judgement = blocked(x, reason, true);

@@ -9,9 +9,9 @@
 //! initiator, URL and origin — and decides itself, with the helpers in
 //! [`crate::browser`].
 
-pub mod chromium;
-pub mod firefox;
-pub mod webkit;
+pub(crate) mod chromium;
+mod firefox;
+mod webkit;
 
 use http::{HeaderMap, StatusCode};
 use serde::Serialize;
@@ -35,9 +35,6 @@ impl Engine {
     /// Every engine, in the order explain reports them.
     pub const ALL: [Engine; 3] = [Engine::Chromium, Engine::Firefox, Engine::Webkit];
 
-    /// The names [`Engine::from_str`](std::str::FromStr) accepts.
-    pub const NAMES: [&'static str; 3] = ["chromium", "firefox", "webkit"];
-
     /// The name as the command line and the JSON write it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,7 +55,7 @@ impl Engine {
 
     /// This engine's judgement of `exchange`; `None` when corsgate has no
     /// model of the engine's checks.
-    pub fn judge(self, exchange: &BrowserExchange<'_>) -> Option<Judgement> {
+    pub(crate) fn judge(self, exchange: &BrowserExchange<'_>) -> Option<Judgement> {
         match self {
             Self::Chromium => Some(chromium::judge(exchange)),
             Self::Firefox => Some(firefox::judge(exchange)),
@@ -90,55 +87,55 @@ impl std::str::FromStr for Engine {
 
 /// One response as the browser receives it.
 #[derive(Debug, Clone, Copy)]
-pub struct Response<'a> {
+pub(crate) struct Response<'a> {
     /// The status; `None` when the upstream answers and explain cannot know it.
-    pub status: Option<StatusCode>,
+    pub(crate) status: Option<StatusCode>,
     /// The response's headers (the CORS ones are all that matter here).
-    pub headers: &'a HeaderMap,
+    pub(crate) headers: &'a HeaderMap,
 }
 
 /// A cross-origin request and the answers to it, as the engine sees them.
 #[derive(Debug, Clone, Copy)]
-pub struct BrowserExchange<'a> {
+pub(crate) struct BrowserExchange<'a> {
     /// The URL the page fetches.
-    pub url: &'a str,
+    pub(crate) url: &'a str,
     /// The page's origin.
-    pub origin: &'a str,
+    pub(crate) origin: &'a str,
     /// The method, normalised as the browser sends it.
-    pub method: &'a str,
+    pub(crate) method: &'a str,
     /// The request headers that are not CORS-safelisted, lowercase and sorted:
     /// those the preflight asks for.
-    pub unsafe_headers: &'a [String],
+    pub(crate) unsafe_headers: &'a [String],
     /// The headers as the page set them, in its order and spelling (WebKit
     /// names the first refused one as it finds it there).
-    pub page_headers: &'a [(String, String)],
+    pub(crate) page_headers: &'a [(String, String)],
     /// The request's credentials mode.
-    pub credentials: Credentials,
+    pub(crate) credentials: Credentials,
     /// `fetch()` or `XMLHttpRequest`.
-    pub initiator: Initiator,
+    pub(crate) initiator: Initiator,
     /// The preflight's response, when the browser sends a preflight.
-    pub preflight: Option<Response<'a>>,
+    pub(crate) preflight: Option<Response<'a>>,
     /// The actual request's response, if the browser gets that far.
-    pub actual: Response<'a>,
+    pub(crate) actual: Response<'a>,
 }
 
 /// What an engine does with an exchange.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Judgement {
+pub(crate) struct Judgement {
     /// [`Verdict::Allowed`] or [`Verdict::Blocked`].
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
     /// Whether the preflight is what failed (the actual request is never sent).
-    pub preflight_failed: bool,
+    pub(crate) preflight_failed: bool,
     /// The console messages about CORS, in the order the engine prints them.
-    pub console_messages: Vec<String>,
+    pub(crate) console_messages: Vec<String>,
     /// The message of the `TypeError` that `fetch()` rejects with; `None` when
     /// allowed, and for `XMLHttpRequest` (an `error` event, no message).
-    pub js_error: Option<String>,
+    pub(crate) js_error: Option<String>,
     /// The engine's structured name for the error, where it has one
     /// (Chromium's `corsError`, as DevTools shows it).
-    pub error_name: Option<String>,
+    pub(crate) error_name: Option<String>,
     /// What the prediction assumes, when it assumes something.
-    pub note: Option<String>,
+    pub(crate) note: Option<String>,
 }
 
 impl Judgement {

@@ -81,7 +81,7 @@ impl Refusal {
 
 /// WebKit's judgement: the preflight's status, CORS check, methods and
 /// headers, then the actual response's CORS check.
-pub fn judge(x: &BrowserExchange<'_>) -> Option<Judgement> {
+pub(crate) fn judge(x: &BrowserExchange<'_>) -> Option<Judgement> {
     if let Some(preflight) = &x.preflight {
         let status = preflight.status.unwrap_or(StatusCode::NO_CONTENT);
         let refused = if status.is_success() {

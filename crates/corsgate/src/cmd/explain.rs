@@ -10,7 +10,10 @@ use anyhow::{Context, anyhow, bail};
 use corsgate_config as config;
 use corsgate_registry::{ClientRecord, Loaded, RegistrySnapshot, Source};
 
-pub use corsgate_explain::*;
+use corsgate_explain::{
+    ClientInput, Engine, check_page_origin, explain_with_clients, is_client_scoped, render,
+};
+pub use corsgate_explain::{Credentials, Explanation, Initiator, PageRequest, Verdict, explain};
 
 use crate::{Format, Outcome};
 
