@@ -51,7 +51,7 @@ impl Credentials {
     pub const NAMES: [&'static str; 3] = ["include", "same-origin", "omit"];
 
     /// The name as `fetch()` writes it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Include => "include",
             Self::SameOrigin => "same-origin",
