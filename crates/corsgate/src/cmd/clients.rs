@@ -286,6 +286,7 @@ fn open(target: &Target, migrate: bool) -> Result<Box<dyn Store>> {
 
 /// The registry database of `target`, opened to read only: never created
 /// nor migrated (`corsgate explain`). Returns it with its URL.
+#[cfg(feature = "tools")]
 pub(crate) fn open_read_only(target: &Target) -> Result<(Box<dyn Store>, String)> {
     let (database, _) = database(target)?;
     let url = database.url();
