@@ -120,32 +120,6 @@ sed -e "s#^    access_log off;#    access_log $work/access.log;#" "$work/nginx-o
 grep -q "access_log $work/access.log;" "$work/nginx-on.conf" ||
     { echo "nginx.conf: no 'access_log off;' line to turn on" >&2; exit 2; }
 
-cat >"$work/client.py" <<'PY'
-# N requests of one kind on one keep-alive connection, as bench/gateway/*.lua
-# send them; exits non-zero on an unexpected answer or after 120 s.
-import http.client, signal, sys
-signal.alarm(120)
-port, n, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-for _ in range(n):
-    if kind == "preflight":
-        conn.request("OPTIONS", "/api/items", headers={
-            "Origin": "https://app.example.com",
-            "Access-Control-Request-Method": "PUT",
-            "Access-Control-Request-Headers": "authorization,content-type"})
-        want = 204
-    else:
-        conn.request("GET", "/api/items", headers={"Origin": "https://app.example.com"})
-        want = 200
-    r = conn.getresponse()
-    body = r.read()
-    if r.status != want:
-        sys.exit(f"status {r.status}, expected {want}")
-    if r.getheader("access-control-allow-origin") != "https://app.example.com":
-        sys.exit("no Access-Control-Allow-Origin")
-    if kind == "get" and b'"items"' not in body:
-        sys.exit(f"unexpected body {body[:80]!r}")
-PY
 
 "$upstream_bin" "$upstream_addr" >/dev/null 2>&1 &
 upstream_pid=$!
@@ -193,7 +167,7 @@ measure() { # TOOL SERVER KIND LOGS N
     esac
     server_pid=$!
     wait_port "$port"
-    python3 "$work/client.py" "$port" "$n" "$kind"
+    python3 bench/gateway/keepalive.py "$port" "$n" "$kind"
     # SIGTERM to the server itself (under strace, strace's child): corsgate
     # drains and exits (writing its buffered log lines); nginx exits at once.
     # Bounded: SIGKILL after 60 s.

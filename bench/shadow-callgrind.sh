@@ -23,25 +23,6 @@ work=$(mktemp -d)
 read -r upstream_port port admin < <(free_ports 3)
 corsgate_config "127.0.0.1:$port" "127.0.0.1:$upstream_port" >"$work/live.toml"
 cp "$work/live.toml" "$work/candidate.toml"
-cat >"$work/client.py" <<'PY'
-# N requests on one keep-alive connection; exits non-zero on another status.
-import http.client, sys
-port, n, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-for _ in range(n):
-    if kind == "preflight":
-        conn.request("OPTIONS", "/api/items", headers={
-            "Origin": "https://app.example.com",
-            "Access-Control-Request-Method": "PUT",
-            "Access-Control-Request-Headers": "authorization,content-type"})
-        want = 204
-    else:
-        conn.request("GET", "/api/items", headers={"Origin": "https://app.example.com"})
-        want = 200
-    r = conn.getresponse(); r.read()
-    if r.status != want:
-        sys.exit(f"status {r.status}")
-PY
 "$upstream_bin" "127.0.0.1:$upstream_port" >/dev/null 2>&1 &
 upstream=$!
 trap 'kill $upstream 2>/dev/null; rm -rf "$work"' EXIT
@@ -57,7 +38,7 @@ total() { # KIND SHADOW N: instructions of a whole run
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
         sleep 0.1
     done
-    python3 "$work/client.py" "$port" "$n" "$kind"
+    python3 bench/gateway/keepalive.py "$port" "$n" "$kind"
     if [ "$shadow" = yes ]; then
         curl -sS "http://127.0.0.1:$admin/metrics" | grep -q "^corsgate_shadow_requests_total $n$" ||
             { echo "the shadow did not decide all $n requests" >&2; exit 1; }
