@@ -537,9 +537,18 @@ impl Server {
             shared,
             watch,
         } = self;
-        let admin = admin.map(|admin| tokio::spawn(admin::server::serve(admin, shared.clone())));
-        let redirect = redirect
-            .map(|redirect| tokio::spawn(listen::tls::serve_redirect(redirect, shared.clone())));
+        // Each task is aborted when `run` returns, and also when its future
+        // is dropped before (an embedding that aborts it): none outlives the
+        // gateway, so the last `Shared`, and with it the registry, its
+        // polling task and its database connection, goes with it.
+        let admin = admin
+            .map(|admin| AbortOnDrop(tokio::spawn(admin::server::serve(admin, shared.clone()))));
+        let redirect = redirect.map(|redirect| {
+            AbortOnDrop(tokio::spawn(listen::tls::serve_redirect(
+                redirect,
+                shared.clone(),
+            )))
+        });
         if watch {
             listen::tls::watch(&shared);
         }
@@ -547,8 +556,8 @@ impl Server {
             .tls
             .as_ref()
             .and_then(|t| t.acme.clone())
-            .map(|acme| tokio::spawn(listen::acme::run(shared.clone(), acme)));
-        let pruner = tokio::spawn(prune_pools(shared.clone()));
+            .map(|acme| AbortOnDrop(tokio::spawn(listen::acme::run(shared.clone(), acme))));
+        let pruner = AbortOnDrop(tokio::spawn(prune_pools(shared.clone())));
         let _watcher = match (&shared.config_path, watch) {
             (Some(path), true) => reload::watch(path, shared.clone()),
             _ => None,
@@ -606,17 +615,17 @@ impl Server {
                 force.send_replace(true);
             }
         }
-        if let Some(admin) = admin {
-            admin.abort();
-        }
-        if let Some(redirect) = redirect {
-            redirect.abort();
-        }
-        if let Some(acme) = acme {
-            acme.abort();
-        }
-        pruner.abort();
+        drop((admin, redirect, acme, pruner));
         Ok(())
+    }
+}
+
+/// A task of [`Server::run`], aborted when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

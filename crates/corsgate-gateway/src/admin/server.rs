@@ -47,6 +47,8 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     // The dashboard's per-interval history, for as long as this listener runs.
     let _history = super::dashboard::History::start(&shared);
     let slots = Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS));
+    // The connections end with the listener: aborted when this is.
+    let mut connections = tokio::task::JoinSet::new();
     let mut accept_errors = AcceptErrors::new(
         "admin accept failed (out of file descriptors? see RLIMIT_NOFILE and max_connections)",
     );
@@ -63,8 +65,9 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
+        while connections.try_join_next().is_some() {}
         let shared = shared.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = service_fn(move |request| {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(route(&shared, request).await) }

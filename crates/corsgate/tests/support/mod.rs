@@ -317,6 +317,10 @@ pub struct Gw {
     pub task: Option<JoinHandle<Result<(), corsgate_gateway::Error>>>,
 }
 
+/// Dropped, the gateway stops: `run`'s future is aborted, and with it every
+/// task it started (the admin listener, the pruner, the connections), the
+/// last reference to its state, and the registry's polling task and database
+/// connection with it (tests/gateway_drop.rs).
 impl Drop for Gw {
     fn drop(&mut self) {
         self.handle.shutdown();
