@@ -254,7 +254,7 @@ async fn upstream_down_is_a_502_the_page_can_read() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn upstream_not_accepting_within_connect_timeout_is_a_502() {
+async fn upstream_not_accepting_within_connect_timeout_is_a_504() {
     // A listener whose accept queue is full: the kernel drops further SYNs, so
     // connecting hangs until the gateway's connect_timeout.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -270,10 +270,12 @@ async fn upstream_not_accepting_within_connect_timeout_is_a_502() {
     // Without connect_timeout the kernel would retry its SYN for minutes:
     // `send` gives up after WAIT (a hang guard), far before that.
     let answer = send("GET", &gw.url("/items"), &[("origin", APP)]).await;
-    assert_readable(&answer, 502);
+    assert_readable(&answer, 504);
     assert_eq!(
-        gw.metric("corsgate_gateway_responses_total{status=\"502\",kind=\"upstream-failed\"}")
-            .await,
+        gw.metric(
+            "corsgate_gateway_responses_total{status=\"504\",kind=\"upstream-connect-timeout\"}"
+        )
+        .await,
         1
     );
     drop(listener);

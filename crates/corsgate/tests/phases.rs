@@ -193,8 +193,37 @@ async fn provoke(kind: GatewayErrorKind) -> Option<(Gw, Parsed, &'static str)> {
             (gw, answer, APP)
         }
         K::UpstreamFailed => {
+            // An upstream that accepts, reads the head and closes without an
+            // answer.
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let closer = tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let mut buf = [0u8; 1024];
+                    let _ = stream.read(&mut buf).await;
+                }
+            });
+            let gw = gateway(&format!("http://{addr}"), "").await;
+            let answer = exchange(gw.addr, &get("/x", APP, "")).await;
+            closer.abort();
+            (gw, answer, APP)
+        }
+        K::UpstreamRefused => {
             let gw = gateway(&closed_port_url().await, "").await;
             let answer = exchange(gw.addr, &get("/x", APP, "")).await;
+            (gw, answer, APP)
+        }
+        K::UpstreamConnectTimeout => {
+            // A listener whose accept queue is full: the kernel drops further
+            // SYNs, so connecting lasts until connect_timeout.
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let listener = socket.listen(0).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let _queued = TcpStream::connect(addr).await.unwrap();
+            let gw = gateway(&format!("http://{addr}"), "connect_timeout = \"200ms\"").await;
+            let answer = exchange(gw.addr, &get("/x", APP, "")).await;
+            drop(listener);
             (gw, answer, APP)
         }
         K::UpstreamTimeout => {

@@ -41,7 +41,9 @@ pub enum GatewayErrorKind {
     /// `508`: the request has already passed through this gateway (its `Via`
     /// carries this process's token): the route's upstream leads back here.
     Loop,
-    /// `502`: the upstream could not be reached, or failed.
+    /// `502`: the upstream failed: the exchange broke on an open connection,
+    /// or a connection could not be opened for a reason other than the two
+    /// below (a name that does not resolve, a network that is unreachable).
     UpstreamFailed,
     /// `504`: the upstream did not send its response head within
     /// `response_timeout`.
@@ -59,11 +61,18 @@ pub enum GatewayErrorKind {
     /// certificate not trusted, or not for its name; a client certificate
     /// required and not configured).
     UpstreamTls,
+    /// `502`: the upstream's host refused the connection at once
+    /// (`ECONNREFUSED`: nothing listens on that port, or the service is
+    /// down).
+    UpstreamRefused,
+    /// `504`: no connection to the upstream within `connect_timeout`: its
+    /// host does not answer (down, a firewall that drops, a wrong address).
+    UpstreamConnectTimeout,
 }
 
 impl GatewayErrorKind {
     /// Every kind, in metric-slot order.
-    pub const ALL: [GatewayErrorKind; 16] = [
+    pub const ALL: [GatewayErrorKind; 18] = [
         GatewayErrorKind::BadTarget,
         GatewayErrorKind::Connect,
         GatewayErrorKind::NoRoute,
@@ -80,6 +89,8 @@ impl GatewayErrorKind {
         GatewayErrorKind::WebSocketLimit,
         GatewayErrorKind::NoDemo,
         GatewayErrorKind::UpstreamTls,
+        GatewayErrorKind::UpstreamRefused,
+        GatewayErrorKind::UpstreamConnectTimeout,
     ];
 
     /// The slot of this kind's counter: its place in [`Self::ALL`].
@@ -101,6 +112,8 @@ impl GatewayErrorKind {
             GatewayErrorKind::WebSocketLimit => 13,
             GatewayErrorKind::NoDemo => 14,
             GatewayErrorKind::UpstreamTls => 15,
+            GatewayErrorKind::UpstreamRefused => 16,
+            GatewayErrorKind::UpstreamConnectTimeout => 17,
         }
     }
 
@@ -121,11 +134,17 @@ impl GatewayErrorKind {
             GatewayErrorKind::UpstreamFailed
             | GatewayErrorKind::UnexpectedUpgrade
             | GatewayErrorKind::NoDemo
-            | GatewayErrorKind::UpstreamTls => StatusCode::BAD_GATEWAY,
+            | GatewayErrorKind::UpstreamTls
+            | GatewayErrorKind::UpstreamRefused => StatusCode::BAD_GATEWAY,
             GatewayErrorKind::UpstreamBusy | GatewayErrorKind::WebSocketLimit => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            GatewayErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            // As nginx answers its proxy_connect_timeout: the upstream did
+            // not answer in time (RFC 9110 §15.6.5), unlike a refusal, which
+            // is an answer.
+            GatewayErrorKind::UpstreamTimeout | GatewayErrorKind::UpstreamConnectTimeout => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
         }
     }
 
@@ -148,6 +167,18 @@ impl GatewayErrorKind {
             GatewayErrorKind::WebSocketLimit => "websocket-limit",
             GatewayErrorKind::NoDemo => "no-demo",
             GatewayErrorKind::UpstreamTls => "upstream-tls",
+            GatewayErrorKind::UpstreamRefused => "upstream-refused",
+            GatewayErrorKind::UpstreamConnectTimeout => "upstream-connect-timeout",
+        }
+    }
+
+    /// The kind of a connection to the upstream that could not be opened:
+    /// refused, timed out (`connect_timeout`), or otherwise failed.
+    pub(crate) fn of_connect(err: &std::io::Error) -> GatewayErrorKind {
+        match err.kind() {
+            std::io::ErrorKind::ConnectionRefused => GatewayErrorKind::UpstreamRefused,
+            std::io::ErrorKind::TimedOut => GatewayErrorKind::UpstreamConnectTimeout,
+            _ => GatewayErrorKind::UpstreamFailed,
         }
     }
 
@@ -200,6 +231,12 @@ impl GatewayErrorKind {
             }
             GatewayErrorKind::UpstreamTls => {
                 "502 Bad Gateway: the TLS handshake with the upstream failed (its certificate is not trusted or not for its name, or it wants a client certificate); the gateway's log says why\n"
+            }
+            GatewayErrorKind::UpstreamRefused => {
+                "502 Bad Gateway: the upstream refused the connection (nothing listens on its port)\n"
+            }
+            GatewayErrorKind::UpstreamConnectTimeout => {
+                "504 Gateway Timeout: the upstream's host did not accept a connection within connect_timeout\n"
             }
         }
     }

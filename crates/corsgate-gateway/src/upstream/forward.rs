@@ -290,7 +290,10 @@ fn upstream_failed(route: &Route, authority: &Authority, err: &UpstreamError) ->
         error = %ErrorChain(err),
         "upstream request failed"
     );
-    GatewayErrorKind::UpstreamFailed.into()
+    match err {
+        UpstreamError::Connect(io) => GatewayErrorKind::of_connect(io).into(),
+        _ => GatewayErrorKind::UpstreamFailed.into(),
+    }
 }
 
 /// `error: cause: cause`, for logs.
