@@ -139,7 +139,7 @@ pub(crate) fn connector(
         .as_ref()
         .map(|files| client_certificate(files, base, &mut read))
         .transpose()
-        .map_err(|p| problems.push(p))
+        .map_err(|p| problems.extend(p))
         .ok()
         .flatten();
     let host = settings.server_name.clone().unwrap_or_else(|| {
@@ -201,6 +201,37 @@ fn resolve(base: &Path, path: &Path) -> PathBuf {
     }
 }
 
+/// The bytes of `path` (relative to `base`), or why not, naming the file
+/// read: a relative path is not read from where the gateway was started.
+fn read_file(base: &Path, path: &Path) -> Result<Vec<u8>, String> {
+    let resolved = resolve(base, path);
+    std::fs::read(&resolved).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!(
+                "cannot read {}: the file does not exist",
+                resolved.display()
+            )
+        }
+        _ => format!("cannot read {}: {e}", resolved.display()),
+    })
+}
+
+/// How to fix a file key of `[route.upstream_tls]` that does not load.
+fn fix(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "ca_file" => {
+            "set ca_file to the PEM file of the CA that signed the upstream's certificate (a relative path is read from the configuration file's directory), or remove it to trust the system's roots"
+        }
+        "client_cert_file" => {
+            "set client_cert_file to the PEM certificate chain (leaf first) to show the upstream (a relative path is read from the configuration file's directory)"
+        }
+        "client_key_file" => {
+            "set client_key_file to the PEM private key of client_cert_file's certificate (a relative path is read from the configuration file's directory)"
+        }
+        _ => return None,
+    })
+}
+
 /// The roots of a `ca_file`: only these, not the system's as well (a private
 /// CA narrows the trust, it does not widen it).
 fn ca_roots(
@@ -213,8 +244,7 @@ fn ca_roots(
         file: file.display().to_string(),
         message,
     };
-    let bytes =
-        std::fs::read(resolve(base, file)).map_err(|e| problem(format!("cannot read: {e}")))?;
+    let bytes = read_file(base, file).map_err(problem)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| problem(format!("not a PEM certificate file: {e}")))?;
@@ -243,7 +273,7 @@ fn client_certificate(
     files: &CertificateFiles,
     base: &Path,
     read: &mut Vec<Vec<u8>>,
-) -> Result<Arc<CertifiedKey>, Problem> {
+) -> Result<Arc<CertifiedKey>, Vec<Problem>> {
     let rename = |key: &str| {
         if key == "key_file" {
             "client_key_file"
@@ -252,20 +282,26 @@ fn client_certificate(
         }
     };
     let files_read = |path: &Path, key: &'static str| {
-        std::fs::read(resolve(base, path)).map_err(|e| Problem {
+        read_file(base, path).map_err(|message| Problem {
             key,
             file: path.display().to_string(),
-            message: format!("cannot read: {e}"),
+            message,
         })
     };
-    let bytes = Files {
-        cert: files_read(&files.cert_file, "client_cert_file")?,
-        key: files_read(&files.key_file, "client_key_file")?,
+    // Both files read before either is refused: every problem at once.
+    let bytes = match (
+        files_read(&files.cert_file, "client_cert_file"),
+        files_read(&files.key_file, "client_key_file"),
+    ) {
+        (Ok(cert), Ok(key)) => Files { cert, key },
+        (cert, key) => return Err(cert.err().into_iter().chain(key.err()).collect()),
     };
-    let loaded = tls::load(files, &bytes).map_err(|e| Problem {
-        key: rename(e.key),
-        file: e.file,
-        message: e.message,
+    let loaded = tls::load(files, &bytes).map_err(|e| {
+        vec![Problem {
+            key: rename(e.key),
+            file: e.file,
+            message: e.message,
+        }]
     })?;
     read.push(bytes.cert);
     read.push(bytes.key);
@@ -323,7 +359,13 @@ pub(crate) fn connectors(
             Err(problems) => {
                 diagnostics.extend(problems.into_iter().map(|p| {
                     let at = format!("route[{}].upstream_tls.{}", route.index, p.key);
-                    let d = Diagnostic::error(DiagnosticKind::File, at, p.message);
+                    // A file named and not loaded gets the fix; the system's
+                    // roots missing say theirs already.
+                    let message = match fix(p.key).filter(|_| !p.file.is_empty()) {
+                        Some(fix) => format!("{}; {fix}", p.message),
+                        None => p.message,
+                    };
+                    let d = Diagnostic::error(DiagnosticKind::File, at, message);
                     if p.file.is_empty() {
                         d
                     } else {

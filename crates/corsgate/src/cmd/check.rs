@@ -34,7 +34,13 @@ pub fn run(file: Option<&Path>, format: Format, out: &mut dyn Write) -> anyhow::
     };
     let (name, text) = read_config(file)?;
     let mut checked = config::check(&text);
-    certificates(&mut checked, &text, file);
+    // Relative paths are read from the file's directory, as `serve` reads
+    // them.
+    let base = file
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    load_files(&mut checked, &text, base);
     if checked.has_errors() {
         // Another product's file: its own keys are a page of unknown-key
         // errors, when one line can say which importer reads it.
@@ -141,17 +147,17 @@ fn foreign(text: &str) -> Option<(&'static str, &'static str)> {
     None
 }
 
-/// `[server.tls]`: each certificate loaded as `serve` loads it (key matches
-/// certificate, chain parses), and those expiring within 14 days, located at
-/// their `cert_file`/`key_file` in the file.
-fn certificates(checked: &mut config::Checked, text: &str, file: &Path) {
+/// The files a valid configuration names, loaded as `serve` loads them
+/// (the gateway's own code: no second reader), every problem added to
+/// `checked` at its key's line and column in `text`; relative paths from
+/// `base`. `[server.tls]`: each certificate (key matches certificate, chain
+/// parses) and those expiring within 14 days; `[route.upstream_tls]`: the
+/// CA file and the client certificate of each `https://` upstream. `import`
+/// runs it on its output too.
+pub(crate) fn load_files(checked: &mut config::Checked, text: &str, base: &Path) {
     let Some(gateway) = checked.gateway.as_ref() else {
         return;
     };
-    let base = file
-        .parent()
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     // The CA files and client certificates of https:// upstreams too.
     let mut found = corsgate_gateway::check_upstream_tls(gateway, base);
     if let Some(tls) = &gateway.settings.tls {

@@ -165,7 +165,20 @@ pub fn run(
     for note in &imported.notes {
         writeln!(err, "{name}: {}: {}", note.place, note.message)?;
     }
-    let checked = config::check(&imported.toml);
+    let mut checked = config::check(&imported.toml);
+    // The files the output names (an upstream's CA, its client certificate)
+    // are read as `check` and `serve` read them, from the input's directory:
+    // where the output is meant to be saved, as the notes on relative paths
+    // say.
+    let base = if stdin {
+        Path::new(".")
+    } else {
+        file.parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    };
+    let checked_files = checked.gateway.is_some();
+    crate::cmd::check::load_files(&mut checked, &imported.toml, base);
     for problem in &checked.problems {
         writeln!(err, "<output>:{problem}")?;
     }
@@ -177,6 +190,14 @@ pub fn run(
             if warnings == 1 { "" } else { "s" }
         )?;
         Ok(Outcome::Clean)
+    } else if checked_files && checked.gateway.is_none() {
+        writeln!(
+            err,
+            "corsgate import: the output does not pass corsgate check ({errors} error{}): a file it names does not load as the gateway would load it; put the file in place (relative paths are read from {}), or fix its path in the output, then run corsgate check",
+            if errors == 1 { "" } else { "s" },
+            base.display()
+        )?;
+        Ok(Outcome::Findings)
     } else if imported.loops {
         writeln!(
             err,
