@@ -303,6 +303,11 @@ async function explain(event) {
     headers: headerLines(byId('explain-headers').value),
     credentials: byId('explain-credentials').value,
   };
+  // On a client-scoped route: the client, given or named by the body.
+  const client = byId('explain-client').value.trim();
+  if (client) body.client = client;
+  const data = byId('explain-data').value;
+  if (data) body.data = data;
   try {
     const response = await api('/explain', {
       method: 'POST',
@@ -319,6 +324,11 @@ async function explain(event) {
     const parts = [verdict];
     if (result.route) parts.push(el('div', { cls: 'muted', text: `route: ${result.route}` }));
     if (result.console_message) parts.push(el('div', null, 'Chromium prints: ', el('span', { cls: 'mono', text: result.console_message })));
+    if (result.clients) {
+      const c = result.clients;
+      const who = c.client ? `client ${c.client} (named by ${c.named_by}; ${c.registered ? 'registered' : 'not registered'})` : 'no client named';
+      parts.push(el('div', { cls: 'muted', text: `${who}; decided by ${c.decided_by}; ${c.registry}, revision ${c.registry_revision}` }));
+    }
     for (const engine of result.engines || []) {
       const line = el('div', { cls: 'muted' }, `${engine.engine}: ${engine.verdict || 'not predicted'}`);
       if ((engine.console_messages || []).length) line.append(' — ', el('span', { cls: 'mono', text: engine.console_messages[0] }));

@@ -9,7 +9,8 @@
 //! - `GET /refusals` the refusal log (refusals.rs), each entry with the fix in
 //!   explain's words;
 //! - `POST /explain` what a browser would do with a request, against the
-//!   configuration running.
+//!   configuration running and, on a client-scoped route, the live client
+//!   registry the gateway decides with.
 //!
 //! The router (server.rs) checks every path's host and access rule first
 //! (endpoints.rs): the data paths need `Authorization: Bearer <token>` when
@@ -24,7 +25,9 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use corsgate_explain::{Credentials, Initiator, PageRequest};
+use corsgate_explain::{
+    ClientInput, Credentials, ExplainError, Explanation, Initiator, PageRequest,
+};
 use corsgate_policy::RejectionReason;
 use http::header::{
     ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HOST, ORIGIN, REFERRER_POLICY,
@@ -66,23 +69,28 @@ const POINTS: usize = 60;
 pub(crate) struct State {
     /// Cumulative totals at the end of each interval, oldest first.
     history: Mutex<VecDeque<(SystemTime, RequestCounts)>>,
-    /// The configuration the cached fixes were computed for, and its number.
-    /// The `Weak` keeps the snapshot's allocation, so its address cannot be
-    /// taken by a later one.
-    generation: Mutex<(Weak<Snapshot>, u64)>,
+    /// The configuration and the registry revision the cached fixes were
+    /// computed for, and their number. The `Weak` keeps the snapshot's
+    /// allocation, so its address cannot be taken by a later one.
+    generation: Mutex<(Weak<Snapshot>, Option<RegistryStamp>, u64)>,
 }
 
+/// A registry snapshot's instance and revision.
+type RegistryStamp = (String, i64);
+
 impl State {
-    /// The number of the configuration `snapshot`: it changes with each reload.
-    fn generation(&self, snapshot: &Arc<Snapshot>) -> u64 {
+    /// The number of the configuration `snapshot` with the registry
+    /// `registry` (its instance and revision): it changes with each reload
+    /// of either.
+    fn generation(&self, snapshot: &Arc<Snapshot>, registry: Option<RegistryStamp>) -> u64 {
         let mut current = self
             .generation
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if !std::ptr::eq(current.0.as_ptr(), Arc::as_ptr(snapshot)) {
-            *current = (Arc::downgrade(snapshot), current.1 + 1);
+        if !std::ptr::eq(current.0.as_ptr(), Arc::as_ptr(snapshot)) || current.1 != registry {
+            *current = (Arc::downgrade(snapshot), registry, current.2 + 1);
         }
-        current.1
+        current.2
     }
 }
 
@@ -160,7 +168,7 @@ pub(crate) async fn answer(
         return response;
     }
     match path.as_str() {
-        "/explain" if method == Method::POST => explain(snapshot, request).await,
+        "/explain" if method == Method::POST => explain(shared, snapshot, request).await,
         "/explain" => not_allowed("POST"),
         _ if !get => not_allowed("GET"),
         "/routes" => json_response(StatusCode::OK, &routes(snapshot)),
@@ -364,7 +372,11 @@ fn refusal_log(shared: &Shared, snapshot: &Arc<Snapshot>, query: Option<&str>) -
         }
     }
     let page = shared.refusals.page(offset, limit, route.as_deref());
-    let generation = shared.dashboard.generation(snapshot);
+    let registry = shared.registry.as_ref().map(|registry| {
+        let current = registry.snapshot();
+        (current.instance().to_owned(), current.revision())
+    });
+    let generation = shared.dashboard.generation(snapshot, registry);
     let entries: Vec<Value> = page
         .entries
         .iter()
@@ -374,7 +386,7 @@ fn refusal_log(shared: &Shared, snapshot: &Arc<Snapshot>, query: Option<&str>) -
             let fix = match &entry.fix {
                 Some((computed_for, fix)) if *computed_for == generation => fix.clone(),
                 _ => {
-                    let fix = Arc::new(fix_for(snapshot, entry));
+                    let fix = Arc::new(fix_for(shared, snapshot, entry));
                     shared
                         .refusals
                         .store_fix(entry.serial, generation, fix.clone());
@@ -440,8 +452,9 @@ fn sample_url(sample: &Sample) -> String {
     format!("{scheme}://{host}{}", sample.path)
 }
 
-/// What explain says about an entry's last refusal, against `snapshot`.
-fn fix_for(snapshot: &Snapshot, entry: &EntryView) -> Value {
+/// What explain says about an entry's last refusal, against `snapshot` and
+/// the live registry.
+fn fix_for(shared: &Shared, snapshot: &Snapshot, entry: &EntryView) -> Value {
     let sample = &entry.sample;
     let preflight = sample.class == "preflight";
     let method = if preflight && !sample.requested_method.is_empty() {
@@ -477,11 +490,11 @@ fn fix_for(snapshot: &Snapshot, entry: &EntryView) -> Value {
         credentials: Credentials::SameOrigin,
         initiator: Initiator::Fetch,
     };
-    explanation_summary(snapshot, &page)
+    explanation_summary(shared, snapshot, &page)
 }
 
-fn explanation_summary(snapshot: &Snapshot, page: &PageRequest) -> Value {
-    match corsgate_explain::explain(&snapshot.gateway, &snapshot.gateway.source, page) {
+fn explanation_summary(shared: &Shared, snapshot: &Snapshot, page: &PageRequest) -> Value {
+    match explain_live(shared, snapshot, page, None, None) {
         Ok(explanation) => json!({
             "verdict": explanation.verdict,
             "route": explanation.route,
@@ -491,6 +504,39 @@ fn explanation_summary(snapshot: &Snapshot, page: &PageRequest) -> Value {
         }),
         Err(err) => json!({ "error": err.to_string() }),
     }
+}
+
+/// Simulates `page` against `snapshot` and, on a client-scoped route, the
+/// registry snapshot the gateway's requests are decided with right now (not
+/// the configuration's database read again: what a request would meet), with
+/// the client named directly (`client`) or by the request body (`body`), as
+/// `corsgate explain --client` and `--data` take them.
+fn explain_live(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    page: &PageRequest,
+    client: Option<&str>,
+    body: Option<&[u8]>,
+) -> Result<Explanation, ExplainError> {
+    let registry = shared.registry.as_ref().map(|registry| {
+        (
+            registry.snapshot(),
+            format!("this gateway's live registry ({})", registry.backend()),
+        )
+    });
+    let input = ClientInput {
+        registry: registry
+            .as_ref()
+            .map(|(current, from)| (&***current, from.as_str())),
+        client,
+        body,
+    };
+    corsgate_explain::explain_with_clients(
+        &snapshot.gateway,
+        &snapshot.gateway.source,
+        page,
+        &input,
+    )
 }
 
 /// The body of `POST /explain`.
@@ -507,6 +553,14 @@ struct ExplainBody {
     credentials: Option<String>,
     #[serde(default)]
     initiator: Option<String>,
+    /// The client the request names, on a client-scoped route (`corsgate
+    /// explain --client`).
+    #[serde(default)]
+    client: Option<String>,
+    /// The request body, read by the `form` identification source
+    /// (`corsgate explain --data`).
+    #[serde(default)]
+    data: Option<String>,
 }
 
 /// A header the page sets: `["name", "value"]`, or `"name: value"` as
@@ -519,7 +573,11 @@ enum HeaderInput {
 }
 
 /// `POST /explain`.
-async fn explain(snapshot: &Snapshot, request: Request<Incoming>) -> Response<ResponseBody> {
+async fn explain(
+    shared: &Shared,
+    snapshot: &Snapshot,
+    request: Request<Incoming>,
+) -> Response<ResponseBody> {
     // A page of another site must not make the admin listener work for it:
     // a fetch with a JSON body is preflighted, which fails (the listener sends
     // no CORS headers); a form post cannot send JSON; and an `Origin` that is
@@ -568,9 +626,18 @@ async fn explain(snapshot: &Snapshot, request: Request<Incoming>) -> Response<Re
             );
         }
     };
+    let client = body.client.clone().filter(|c| !c.is_empty());
+    let data = body.data.clone();
     match page_request(body) {
         Ok(page) => {
-            match corsgate_explain::explain(&snapshot.gateway, &snapshot.gateway.source, &page) {
+            let explained = explain_live(
+                shared,
+                snapshot,
+                &page,
+                client.as_deref(),
+                data.as_deref().map(str::as_bytes),
+            );
+            match explained {
                 Ok(explanation) => json_response(StatusCode::OK, &json!(explanation)),
                 Err(err) => error(StatusCode::BAD_REQUEST, &err.to_string()),
             }
