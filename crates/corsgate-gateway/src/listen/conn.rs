@@ -460,10 +460,14 @@ impl AsyncRead for ProgressIo {
             self.prefix = None;
             // The rest of the head with the prefix, in the same read: hyper
             // reserves a read buffer of 8 KiB, and a read that leaves the head
-            // incomplete makes it reserve 8 KiB more, doubling the buffer to
-            // 16 KiB for as long as hyper keeps the connection (a busy one
-            // keeps it for good). Nothing there yet (or an error, which the
-            // next read meets again as an end of input): the prefix alone.
+            // incomplete makes it parse again and reserve 8 KiB more, which
+            // grows the buffer to 16 KiB by copying it. (A busy connection
+            // ends up with 16 KiB either way: while a request is in flight
+            // hyper reads ahead to notice the client leaving, and the head,
+            // whose header values are slices of the first buffer, pins it, so
+            // the read ahead takes a second one.) Nothing there yet (or an
+            // error, which the next read meets again as an end of input): the
+            // prefix alone.
             if buf.remaining() > 0 {
                 let _ = Pin::new(&mut self.stream).poll_read(cx, buf);
             }
