@@ -11,13 +11,13 @@
 #
 # Options: --connections N (100-10000, default 10000), --duration S (1-30,
 # default 10), --runs N (1-5, default 3), --no-build, --corsgate PATH,
-# --upstream-connections N (1-10000, default: as many as the connections).
+# --upstream-connections N (1-10000, default 1024).
 # Upstream connections: nginx opens one per request in flight, without a cap
 # (its `max_conns` refuses past the cap with 502; queueing is not in the open
-# source version), so corsgate's max_upstream_connections is set to the
-# connection count by default, the same conditions. A lower
-# --upstream-connections makes corsgate's requests queue for a connection;
-# the report then gives how many waited and for how long
+# source version). corsgate keeps its default max_upstream_connections, 1024,
+# unless --upstream-connections says otherwise (as many as --connections: the
+# same conditions as nginx); past it, its requests queue for a connection, and
+# the report gives how many waited and for how long
 # (corsgate_upstream_queue_wait_seconds, read from its admin listener).
 # Pinning as bench/gateway.sh: the servers and the upstream on core 0, wrk
 # (two threads) on core 1. Every process raises its descriptor limit to the
@@ -68,7 +68,7 @@ bench_workdir
 
 read -r upstream_port corsgate_port nginx_port admin_port < <(free_ports 4)
 upstream_addr="127.0.0.1:$upstream_port"
-[ -n "$upstream_connections" ] || upstream_connections=$connections
+[ -n "$upstream_connections" ] || upstream_connections=1024
 corsgate_config "127.0.0.1:$corsgate_port" "$upstream_addr" >"$work/corsgate.toml"
 sed -i "s#^max_requests_per_connection = .*#&\nmax_connections = $connections\nmax_upstream_connections = $upstream_connections\nadmin_listen = \"127.0.0.1:$admin_port\"#" \
     "$work/corsgate.toml"
