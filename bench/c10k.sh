@@ -10,7 +10,15 @@
 #   bench/c10k.sh --duration 5 --runs 1
 #
 # Options: --connections N (100-10000, default 10000), --duration S (1-30,
-# default 10), --runs N (1-5, default 3), --no-build, --corsgate PATH.
+# default 10), --runs N (1-5, default 3), --no-build, --corsgate PATH,
+# --upstream-connections N (1-10000, default 1024).
+# Upstream connections: nginx opens one per request in flight, without a cap
+# (its `max_conns` refuses past the cap with 502; queueing is not in the open
+# source version). corsgate keeps its default max_upstream_connections, 1024,
+# unless --upstream-connections says otherwise (as many as --connections: the
+# same conditions as nginx); past it, its requests queue for a connection, and
+# the report gives how many waited and for how long
+# (corsgate_upstream_queue_wait_seconds, read from its admin listener).
 # Pinning as bench/gateway.sh: the servers and the upstream on core 0, wrk
 # (two threads) on core 1. Every process raises its descriptor limit to the
 # hard limit. Each proxied request in flight holds a client socket and an
@@ -27,6 +35,7 @@ duration=10
 runs=3
 build=true
 corsgate=
+upstream_connections=
 command_line="bench/c10k.sh${*:+ $*}"
 
 while [ $# -gt 0 ]; do
@@ -35,6 +44,7 @@ while [ $# -gt 0 ]; do
         --duration) bounded --duration "${2:-}" 1 30; duration=$2; shift ;;
         --runs) bounded --runs "${2:-}" 1 5; runs=$2; shift ;;
         --no-build) build=false ;;
+        --upstream-connections) bounded --upstream-connections "${2:-}" 1 10000; upstream_connections=$2; shift ;;
         --corsgate) [ -x "${2:-}" ] || { echo "--corsgate needs an executable" >&2; exit 2; }; corsgate=$(realpath "$2"); shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -56,10 +66,12 @@ asked=$connections
 bench_binaries
 bench_workdir
 
-read -r upstream_port corsgate_port nginx_port < <(free_ports 3)
+read -r upstream_port corsgate_port nginx_port admin_port < <(free_ports 4)
 upstream_addr="127.0.0.1:$upstream_port"
+[ -n "$upstream_connections" ] || upstream_connections=1024
 corsgate_config "127.0.0.1:$corsgate_port" "$upstream_addr" >"$work/corsgate.toml"
-sed -i "s#^max_requests_per_connection = .*#&\nmax_connections = $connections#" "$work/corsgate.toml"
+sed -i "s#^max_requests_per_connection = .*#&\nmax_connections = $connections\nmax_upstream_connections = $upstream_connections\nadmin_listen = \"127.0.0.1:$admin_port\"#" \
+    "$work/corsgate.toml"
 nginx_config "$work" "127.0.0.1:$nginx_port" "$upstream_addr" \
     -e "s#^    worker_connections 1024;#    worker_connections $(( 2 * connections + 64 ));#" \
     -e "s#^worker_processes 1;#&\nworker_rlimit_nofile $fd_limit;#" \
@@ -82,18 +94,33 @@ start() { # corsgate | nginx
         { echo "$1: the GET is not answered 200" >&2; exit 1; }
 }
 
+# corsgate's upstream queue so far: "COUNT SUM" of corsgate_upstream_queue_wait_seconds.
+queue_waits() {
+    curl -sS --max-time 10 "http://127.0.0.1:$admin_port/metrics" |
+        awk '$1 == "corsgate_upstream_queue_wait_seconds_count" {c = $2}
+             $1 == "corsgate_upstream_queue_wait_seconds_sum" {s = $2}
+             END {print c + 0, s + 0}'
+}
+
 results="$work/results.tsv"
 run() { # SERVER RUN
     local server=$1 n=$2 before after out requests rps p50 p99 rss errors non2xx cpu
+    local waits_before="0 0" waits_after="0 0" waited=0 wait_ms=0
     start "$server"
     # wrk opens its connections as it starts: the first second is the ramp.
     taskset -c "$CLIENT_CORE" wrk -t2 -c"$connections" -d2s --timeout 10s \
         -s bench/gateway/get.lua "http://127.0.0.1:$port/api/items" >"$work/warmup.txt" 2>&1 || true
+    [ "$server" != corsgate ] || waits_before=$(queue_waits)
     before=$(cpu_ticks "${server_pids[@]}")
     out=$(taskset -c "$CLIENT_CORE" wrk -t2 -c"$connections" -d"${duration}s" --timeout 10s --latency \
         -s bench/gateway/get.lua "http://127.0.0.1:$port/api/items" 2>&1)
     after=$(cpu_ticks "${server_pids[@]}")
     rss=$(peak_rss_kib "${server_pids[@]}")
+    [ "$server" != corsgate ] || waits_after=$(queue_waits)
+    read -r waited wait_ms < <(python3 -c "
+b, a = '$waits_before'.split(), '$waits_after'.split()
+n = int(float(a[0]) - float(b[0]))
+print(n, (float(a[1]) - float(b[1])) * 1e3 / max(n, 1))")
     stop "${server_pids[@]}" "$upstream_pid"
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
     rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
@@ -106,9 +133,13 @@ run() { # SERVER RUN
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$n" "$requests" "$rps" "${errors:-0}" \
         "${non2xx:-0}" "$p50" "$p99" "$cpu" >>"$results"
     printf '%s\n' "$rss" >"$work/rss-$server-$n"
+    [ "$server" != corsgate ] || printf '%s\t%s\n' "$waited" "$wait_ms" >>"$work/queue.tsv"
     printf '  %-8s run %s: %9.0f req/s  errors %s  non-2xx %s  p50 %7.2f ms  p99 %7.2f ms  %6.2f us CPU/req  peak %6.1f MiB\n' \
         "$server" "$n" "$rps" "${errors:-0}" "${non2xx:-0}" "$p50" "$p99" "$cpu" \
         "$(python3 -c "print($rss / 1024)")" >&2
+    [ "$server" != corsgate ] ||
+        printf '  %-8s run %s: %s requests waited for an upstream connection, %.2f ms on average\n' \
+            "$server" "$n" "$waited" "$wait_ms" >&2
     grep -q "Socket errors" <<<"$out" && grep "Socket errors" <<<"$out" >&2 || true
 }
 
@@ -141,5 +172,14 @@ for server in ("corsgate", "nginx"):
 EOF
 echo
 echo "- \`$command_line\`; medians of $runs runs (errors summed); started $started_at; load average $load_before before, $load_after after"
+queue_line=$(python3 - "$work/queue.tsv" <<'EOF'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+waited = sum(int(r[0]) for r in rows)
+mean = statistics.median(float(r[1]) for r in rows)
+print(f"{waited} requests waited for one (corsgate_upstream_queue_wait_seconds, measured runs; median of the runs' mean waits {mean:.2f} ms)")
+EOF
+)
+echo "- corsgate's max_upstream_connections = $upstream_connections (nginx: no cap): $queue_line"
 echo "- $connections connections$([ "$connections" = "$asked" ] || echo " (asked $asked; RLIMIT_NOFILE $fd_limit holds $fits)"), wrk -t2 on core $CLIENT_CORE, servers and upstream on core $SERVER_CORE, ${duration} s per run after a 2 s ramp"
 echo "- $("$nginx" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); corsgate: $corsgate"

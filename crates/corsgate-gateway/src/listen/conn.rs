@@ -454,8 +454,22 @@ impl AsyncRead for ProgressIo {
         if let Some(prefix) = &mut self.prefix {
             let n = prefix.len().min(buf.remaining());
             buf.put_slice(&prefix.split_to(n));
-            if prefix.is_empty() {
-                self.prefix = None;
+            if !prefix.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            self.prefix = None;
+            // The rest of the head with the prefix, in the same read: hyper
+            // reserves a read buffer of 8 KiB, and a read that leaves the head
+            // incomplete makes it parse again and reserve 8 KiB more, which
+            // grows the buffer to 16 KiB by copying it. (A busy connection
+            // ends up with 16 KiB either way: while a request is in flight
+            // hyper reads ahead to notice the client leaving, and the head,
+            // whose header values are slices of the first buffer, pins it, so
+            // the read ahead takes a second one.) Nothing there yet (or an
+            // error, which the next read meets again as an end of input): the
+            // prefix alone.
+            if buf.remaining() > 0 {
+                let _ = Pin::new(&mut self.stream).poll_read(cx, buf);
             }
             return Poll::Ready(Ok(()));
         }
@@ -1161,4 +1175,52 @@ where
         Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// The first bytes read to tell HTTP/1.1 from HTTP/2 come back to hyper
+    /// with the rest of what the client sent, in one read: a first read of
+    /// only those bytes leaves the head incomplete, and hyper then doubles
+    /// its read buffer to 16 KiB for the connection's whole life.
+    #[tokio::test]
+    async fn the_prefix_comes_back_with_the_bytes_behind_it_in_one_read() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let head = b"GET /api/items HTTP/1.1\r\nhost: example.com\r\n\r\n";
+        client.write_all(head).await.unwrap();
+        let mut io = ProgressIo::new(
+            ClientStream::Plain(server),
+            Arc::new(ConnState::new(100, Arc::new(Metrics::default()))),
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let (never, mut forced) = watch::channel(false);
+        let mut shutdown = never.subscribe();
+        assert_eq!(
+            first_bytes(&mut io, deadline, &mut shutdown, &mut forced).await,
+            Some(true)
+        );
+        let n = io.prefix.as_ref().map_or(0, Bytes::len);
+        assert!(n > 0 && n < head.len());
+        // The rest is on the socket by now: wait for it, without reading.
+        if let ClientStream::Plain(tcp) = &io.stream {
+            tcp.readable().await.unwrap();
+        }
+        let mut buf = vec![0u8; 8192];
+        let read = io.read(&mut buf).await.unwrap();
+        assert_eq!(
+            &buf[..read],
+            head,
+            "the prefix alone ({n} bytes) came first"
+        );
+        drop(never);
+    }
 }

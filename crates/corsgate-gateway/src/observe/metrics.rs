@@ -269,6 +269,8 @@ pub(crate) struct Metrics {
     log_lines_dropped: Option<fn() -> u64>,
     /// `[server.tls]`: certificate expiry and failed handshakes.
     tls: TlsMetrics,
+    /// `corsgate_upstream_queue_wait_seconds`.
+    upstream_queue_wait: QueueWait,
 }
 
 impl Metrics {
@@ -298,6 +300,7 @@ impl Default for Metrics {
             client_closes: std::array::from_fn(|_| AtomicU64::new(0)),
             log_lines_dropped: None,
             tls: TlsMetrics::default(),
+            upstream_queue_wait: QueueWait::default(),
         }
     }
 }
@@ -583,6 +586,7 @@ impl Metrics {
             self.log_lines_dropped.map_or(0, |count| count()),
         );
         self.tls.render(&mut out);
+        self.upstream_queue_wait.render(&mut out);
         out
     }
 }
@@ -708,6 +712,72 @@ impl TlsMetrics {
                 orders[0], orders[1]
             );
         }
+    }
+}
+
+impl Metrics {
+    /// Records how long a request waited for an upstream connection, every
+    /// one being busy (counted whether it then got one or not).
+    pub(crate) fn observe_upstream_queue_wait(&self, waited: Duration) {
+        self.upstream_queue_wait.observe(waited);
+    }
+}
+
+/// `corsgate_upstream_queue_wait_seconds`: the waits of requests that found
+/// all `max_upstream_connections` of their upstream busy, whichever upstream.
+#[derive(Debug, Default)]
+struct QueueWait {
+    /// One per [`BUCKETS`] bound, then one past the last.
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    count: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl QueueWait {
+    fn observe(&self, waited: Duration) {
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        let bucket = BUCKETS_MICROS
+            .iter()
+            .position(|le| micros <= *le)
+            .unwrap_or(BUCKETS.len());
+        if let Some(b) = self.buckets.get(bucket) {
+            b.fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.micros.fetch_add(micros, Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP corsgate_upstream_queue_wait_seconds Time a request waited for an upstream connection because all max_upstream_connections were busy.\n\
+             # TYPE corsgate_upstream_queue_wait_seconds histogram\n",
+        );
+        let mut cumulative = 0u64;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets.get(i).map_or(0, |b| b.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "corsgate_upstream_queue_wait_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        cumulative += self
+            .buckets
+            .get(BUCKETS.len())
+            .map_or(0, |b| b.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "corsgate_upstream_queue_wait_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            out,
+            "corsgate_upstream_queue_wait_seconds_sum {}",
+            self.micros.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "corsgate_upstream_queue_wait_seconds_count {}",
+            self.count.load(Relaxed)
+        );
     }
 }
 

@@ -12,7 +12,10 @@
 //! Open connections are bounded per upstream (`max_upstream_connections`): each
 //! holds a permit of the pool's semaphore until its socket closes. A request that
 //! finds none idle and no permit free waits, up to `upstream_queue_timeout`, for
-//! either; then it is refused (`503`). Idle connections are capped
+//! either; then it is refused (`503`). Waiting requests are served in the
+//! order they came: a returned connection is handed to the one that has
+//! waited longest, and a request that arrives while others wait queues behind
+//! them rather than take a connection first. Idle connections are capped
 //! (`max_idle_per_upstream`, the least recently used goes first) and closed
 //! once unused for `upstream_idle_timeout`.
 //!
@@ -29,6 +32,7 @@
 //! gateway's body types: what it needs of a body, how far it has been sent, it
 //! is given as a [`Progress`] that the body updates.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,7 +49,7 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio::task::AbortHandle;
 
 use super::upstream_tls::{ALPN_H2, Connector};
@@ -204,12 +208,73 @@ pub(crate) struct Pool<B> {
     /// One permit per open connection, held by the connection's task until the
     /// socket closes.
     permits: Arc<Semaphore>,
-    /// Signalled when a connection goes back to the pool, for the requests
-    /// waiting for one.
-    returned: Notify,
-    /// Most recently returned last.
-    idle: Mutex<Vec<Idle<B>>>,
+    /// The idle connections and the requests waiting for one, under one lock:
+    /// a connection is either handed to a waiter or kept, never both.
+    idle: Mutex<Shelf<B>>,
     metrics: Arc<Metrics>,
+}
+
+/// The idle connections of a pool, and the requests waiting for a connection.
+struct Shelf<B> {
+    /// Most recently returned last.
+    conns: Vec<Idle<B>>,
+    /// Requests waiting for a connection, the longest waiting first. A
+    /// waiter that gave up (its queue timeout, a permit, its client gone)
+    /// has closed its receiver and is skipped.
+    waiters: VecDeque<oneshot::Sender<Conn<B>>>,
+    /// Waiters held when the queue is next swept of those that gave up:
+    /// twice the live ones after each sweep, so a sweep costs amortized
+    /// constant time per wait.
+    sweep_at: usize,
+}
+
+/// The fewest queued waiters that start a sweep.
+const MIN_SWEEP: usize = 64;
+
+impl<B> Shelf<B> {
+    /// Whether some request waits for a connection; forgets the oldest
+    /// waiters that gave up.
+    fn has_waiters(&mut self) -> bool {
+        while self.waiters.front().is_some_and(oneshot::Sender::is_closed) {
+            self.waiters.pop_front();
+        }
+        !self.waiters.is_empty()
+    }
+
+    /// Queues a request for the next connection returned.
+    fn wait(&mut self) -> oneshot::Receiver<Conn<B>> {
+        if self.waiters.len() >= self.sweep_at {
+            self.waiters.retain(|w| !w.is_closed());
+            self.sweep_at = (self.waiters.len() * 2).max(MIN_SWEEP);
+        }
+        let (sender, receiver) = oneshot::channel();
+        self.waiters.push_back(sender);
+        receiver
+    }
+
+    /// Hands `conn` to the request that has waited longest; gives it back
+    /// when none waits.
+    fn hand_over(&mut self, mut conn: Conn<B>) -> Option<Conn<B>> {
+        while let Some(waiter) = self.waiters.pop_front() {
+            match waiter.send(conn) {
+                Ok(()) => return None,
+                // Gave up meanwhile: the next one.
+                Err(back) => conn = back,
+            }
+        }
+        Some(conn)
+    }
+
+    /// The most recently returned connection that is ready for a new
+    /// request. A connection still busy finishing its last exchange is left
+    /// where it is: the request would wait behind it.
+    fn take(&mut self) -> Option<Conn<B>> {
+        while self.conns.last().is_some_and(|e| e.conn.sender.is_closed()) {
+            self.conns.pop();
+        }
+        let found = self.conns.iter().rposition(|e| e.conn.sender.is_ready())?;
+        Some(self.conns.remove(found).conn)
+    }
 }
 
 /// A connection: where requests are sent, and the task that drives it (aborted
@@ -337,8 +402,11 @@ impl<B: SendBody> Pool<B> {
             h2_connecting: tokio::sync::Mutex::new(()),
             speaks_http1: std::sync::atomic::AtomicBool::new(false),
             permits: Arc::new(Semaphore::new(settings.max_connections)),
-            returned: Notify::new(),
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(Shelf {
+                conns: Vec::new(),
+                waiters: VecDeque::new(),
+                sweep_at: MIN_SWEEP,
+            }),
             metrics,
         }
     }
@@ -545,73 +613,92 @@ impl<B: SendBody> Pool<B> {
 
     /// An idle connection ready for a request, or the permit to open one;
     /// waits for either up to `queue_timeout` (counted from the first wait).
+    /// Requests that wait are served first come, first served: a newcomer
+    /// takes nothing while others wait, and each returned connection goes
+    /// to the longest waiting. Otherwise, under load, whoever the runtime
+    /// polls first after a return takes the connection, and a waiter passed
+    /// over queues again, behind the newcomers: the tail of the latency
+    /// grows far past its median.
     async fn checkout(
         &self,
         deadline: &mut Option<tokio::time::Instant>,
     ) -> Result<Ready<B>, UpstreamError> {
-        loop {
-            if let Some(conn) = self.take() {
-                return Ok(Ready::Idle(conn));
-            }
-            if let Ok(permit) = self.permits.clone().try_acquire_owned() {
-                return Ok(Ready::Permit(permit));
-            }
-            // Every connection is busy and no other may be opened: wait for one
-            // to come back or to close.
-            let deadline = *deadline.get_or_insert_with(|| {
-                after(tokio::time::Instant::now(), self.settings.queue_timeout)
-            });
-            let returned = self.returned.notified();
-            tokio::pin!(returned);
-            returned.as_mut().enable();
-            // Returned between the look above and `enable`: not missed.
-            if let Some(conn) = self.take() {
-                return Ok(Ready::Idle(conn));
-            }
-            tokio::select! {
-                permit = self.permits.clone().acquire_owned() => {
-                    if let Ok(permit) = permit {
-                        return Ok(Ready::Permit(permit));
-                    }
+        let returned = {
+            let mut shelf = self.shelf();
+            if !shelf.has_waiters() {
+                if let Some(conn) = shelf.take() {
+                    return Ok(Ready::Idle(conn));
                 }
-                () = &mut returned => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    return Err(UpstreamError::Busy(self.settings.max_connections));
+                if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+                    return Ok(Ready::Permit(permit));
                 }
+            }
+            // Every connection is busy and no other may be opened (or others
+            // were first): wait for one to come back or to close.
+            shelf.wait()
+        };
+        let since = tokio::time::Instant::now();
+        let deadline = *deadline.get_or_insert_with(|| after(since, self.settings.queue_timeout));
+        let ready = self.wait(returned, deadline).await;
+        self.metrics.observe_upstream_queue_wait(since.elapsed());
+        ready
+    }
+
+    /// Waits for a connection handed over on `returned`, or for a permit to
+    /// open one (a connection closed), until `deadline`.
+    async fn wait(
+        &self,
+        mut returned: oneshot::Receiver<Conn<B>>,
+        deadline: tokio::time::Instant,
+    ) -> Result<Ready<B>, UpstreamError> {
+        let busy = UpstreamError::Busy(self.settings.max_connections);
+        tokio::select! {
+            // A connection handed over is served before a permit, which then
+            // goes to the next waiter.
+            biased;
+            conn = &mut returned => conn.map(Ready::Idle).map_err(|_| busy),
+            permit = self.permits.clone().acquire_owned() => {
+                // Stop taking connections; one handed over meanwhile is used.
+                returned.close();
+                match returned.try_recv() {
+                    Ok(conn) => Ok(Ready::Idle(conn)),
+                    Err(_) => permit.map(Ready::Permit).map_err(|_| busy),
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                returned.close();
+                returned.try_recv().map(Ready::Idle).map_err(|_| busy)
             }
         }
     }
 
-    /// The most recently returned connection that is ready for a new request.
-    /// A connection still busy finishing its last exchange is left where it
-    /// is: the request would wait behind it.
-    fn take(&self) -> Option<Conn<B>> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while idle.last().is_some_and(|e| e.conn.sender.is_closed()) {
-            idle.pop();
-        }
-        let found = idle.iter().rposition(|e| e.conn.sender.is_ready())?;
-        Some(idle.remove(found).conn)
+    fn shelf(&self) -> std::sync::MutexGuard<'_, Shelf<B>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A connection back from a request: to the longest waiting request, or
+    /// kept idle.
     fn put(&self, conn: Conn<B>) {
-        if conn.sender.is_closed() || self.settings.max_idle == 0 {
+        if conn.sender.is_closed() {
             return;
         }
         let since = Instant::now();
-        {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            if idle.len() >= self.settings.max_idle {
-                // The least recently used goes (and closes, outside the lock).
-                let oldest = idle.remove(0);
-                idle.push(Idle { conn, since });
-                drop(idle);
-                drop(oldest);
-            } else {
-                idle.push(Idle { conn, since });
-            }
+        let mut shelf = self.shelf();
+        let Some(conn) = shelf.hand_over(conn) else {
+            return;
+        };
+        if self.settings.max_idle == 0 {
+            drop(shelf);
+            drop(conn);
+        } else if shelf.conns.len() >= self.settings.max_idle {
+            // The least recently used goes (and closes, outside the lock).
+            let oldest = shelf.conns.remove(0);
+            shelf.conns.push(Idle { conn, since });
+            drop(shelf);
+            drop(oldest);
+        } else {
+            shelf.conns.push(Idle { conn, since });
         }
-        self.returned.notify_one();
     }
 
     /// Closes the connections unused for `upstream_idle_timeout` and forgets
@@ -623,9 +710,11 @@ impl<B: SendBody> Pool<B> {
     /// [`prune`](Self::prune) as of `now`.
     fn prune_at(&self, now: Instant) {
         let timeout = self.settings.idle_timeout;
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|e| !e.conn.sender.is_closed() && now.duration_since(e.since) < timeout);
-        drop(idle);
+        let mut shelf = self.shelf();
+        shelf
+            .conns
+            .retain(|e| !e.conn.sender.is_closed() && now.duration_since(e.since) < timeout);
+        drop(shelf);
         // The HTTP/2 connection, once it has carried no stream for the same
         // time: dropping the pool's sender, the last one, makes hyper close
         // it (a GOAWAY, then the socket; RFC 9113 section 6.8), and the
@@ -644,10 +733,7 @@ impl<B: SendBody> Pool<B> {
     /// Idle connections kept.
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.shelf().conns.len()
     }
 
     /// Opens a connection: TCP, TLS for `https://`, then HTTP/1.1 or HTTP/2.
@@ -962,6 +1048,7 @@ mod tests {
     use http_body_util::{BodyExt, Full};
     use hyper::service::service_fn;
     use tokio::net::TcpListener;
+    use tokio::sync::Notify;
 
     use super::*;
 
@@ -979,6 +1066,8 @@ mod tests {
         addr: SocketAddr,
         accepted: Arc<AtomicUsize>,
         release: Arc<Notify>,
+        /// The paths of the requests received, in the order they arrived.
+        seen: Arc<Mutex<Vec<String>>>,
         task: tokio::task::JoinHandle<()>,
     }
 
@@ -993,16 +1082,20 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let accepted = Arc::new(AtomicUsize::new(0));
         let release = Arc::new(Notify::new());
+        let seen = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn({
             let accepted = accepted.clone();
             let release = release.clone();
+            let seen = seen.clone();
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     accepted.fetch_add(1, Ordering::SeqCst);
                     let release = release.clone();
+                    let seen = seen.clone();
                     tokio::spawn(async move {
                         let service = service_fn(move |request: Request<Incoming>| {
                             let release = release.clone();
+                            seen.lock().unwrap().push(request.uri().path().to_owned());
                             async move {
                                 let hold = request.uri().path() == "/hold";
                                 let _ = request.into_body().collect().await;
@@ -1025,6 +1118,7 @@ mod tests {
             addr,
             accepted,
             release,
+            seen,
             task,
         }
     }
@@ -1187,6 +1281,145 @@ mod tests {
         up.release.notify_one();
         held.await.unwrap().release();
         exchange(&pool, request(&up, "/")).await.release();
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+    }
+
+    /// Under load every connection is busy and requests queue for one. A
+    /// connection that comes back goes to the request that has waited
+    /// longest, not to one that arrives at that moment: otherwise the
+    /// newcomer is served at once while the waiter, robbed, queues again at
+    /// the back, and a few requests wait many times the median (the p99 of
+    /// `bench/c10k.sh`).
+    #[tokio::test]
+    async fn a_returned_connection_goes_to_the_longest_waiting_request() {
+        let up = upstream().await;
+        let pool = pool(
+            &up,
+            PoolSettings {
+                max_connections: 1,
+                ..settings()
+            },
+        );
+        // The one connection, held by the upstream until released.
+        let held = tokio::spawn({
+            let pool = pool.clone();
+            let request = request(&up, "/hold");
+            async move { pool.send(request, None).await.unwrap() }
+        });
+        for _ in 0..1000 {
+            if !up.seen.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(*up.seen.lock().unwrap(), ["/hold"]);
+        // Three requests queue, in this order. Each needs one poll to queue;
+        // on this single-threaded runtime yielding gives it that poll.
+        let mut waiters = Vec::new();
+        for path in ["/w1", "/w2", "/w3"] {
+            waiters.push(tokio::spawn({
+                let pool = pool.clone();
+                let request = request(&up, path);
+                async move { exchange(&pool, request).await.release() }
+            }));
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
+        up.release.notify_one();
+        let (response, checkout) = held.await.unwrap();
+        let _ = response.into_body().collect().await.unwrap();
+        // Until the connection's task has seen the end of the exchange, a
+        // release waits for it before pooling; the waiters stay parked.
+        for _ in 0..1000 {
+            if checkout.conn.as_ref().is_some_and(|c| c.sender.is_ready()) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        checkout.release();
+        // A request arriving in the same turn of the runtime as the return,
+        // polled before any waiter gets to run.
+        let mut newcomer = Box::pin({
+            let pool = pool.clone();
+            let request = request(&up, "/new");
+            async move { exchange(&pool, request).await.release() }
+        });
+        tokio::select! {
+            biased;
+            () = &mut newcomer => {}
+            () = std::future::ready(()) => {}
+        }
+        let newcomer = tokio::spawn(newcomer);
+        for waiter in waiters {
+            tokio::time::timeout(Duration::from_secs(10), waiter)
+                .await
+                .expect("a waiter was never served")
+                .unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(10), newcomer)
+            .await
+            .expect("the newcomer was never served")
+            .unwrap();
+        assert_eq!(
+            *up.seen.lock().unwrap(),
+            ["/hold", "/w1", "/w2", "/w3", "/new"],
+            "served out of arrival order"
+        );
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
+        // Each of the four waited, and says so on /metrics.
+        assert!(
+            pool.metrics()
+                .render()
+                .contains("corsgate_upstream_queue_wait_seconds_count 4\n")
+        );
+    }
+
+    /// A queued request whose client went away (its future dropped) is
+    /// skipped: the connection goes to the next waiter, not into the void.
+    #[tokio::test]
+    async fn a_waiter_that_gave_up_is_skipped() {
+        let up = upstream().await;
+        let pool = pool(
+            &up,
+            PoolSettings {
+                max_connections: 1,
+                ..settings()
+            },
+        );
+        let held = tokio::spawn({
+            let pool = pool.clone();
+            let request = request(&up, "/hold");
+            async move { exchange(&pool, request).await.release() }
+        });
+        for _ in 0..1000 {
+            if !up.seen.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut waiters = Vec::new();
+        for path in ["/gone", "/w"] {
+            waiters.push(tokio::spawn({
+                let pool = pool.clone();
+                let request = request(&up, path);
+                async move { exchange(&pool, request).await.release() }
+            }));
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let served = waiters.pop().unwrap();
+        let gone = waiters.pop().unwrap();
+        gone.abort();
+        let _ = gone.await;
+        up.release.notify_one();
+        held.await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("the waiter behind the one gone was never served")
+            .unwrap();
+        assert_eq!(*up.seen.lock().unwrap(), ["/hold", "/w"]);
         assert_eq!(up.accepted.load(Ordering::SeqCst), 1);
     }
 
