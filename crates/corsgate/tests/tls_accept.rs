@@ -71,7 +71,7 @@ async fn preflight(gw: &Gw, client: &Arc<rustls::ClientConfig>) -> HandshakeKind
 
 #[tokio::test]
 async fn a_returning_client_resumes_its_session_over_http1_and_http2() {
-    let (_dir, ca, spy, gw) = gateway("tls-accept-resume").await;
+    let (_dir, ca, spy, gw) = Box::pin(gateway("tls-accept-resume")).await;
     for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
         // One configuration: its session cache keeps the tickets the gateway
         // sent with its first answer.
@@ -85,7 +85,7 @@ async fn a_returning_client_resumes_its_session_over_http1_and_http2() {
 
 #[tokio::test]
 async fn a_tls12_client_is_answered_and_resumes() {
-    let (_dir, ca, _spy, gw) = gateway("tls-accept-tls12").await;
+    let (_dir, ca, _spy, gw) = Box::pin(gateway("tls-accept-tls12")).await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.der.clone()).unwrap();
     let mut client = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -106,7 +106,7 @@ async fn a_tls12_client_is_answered_and_resumes() {
 
 #[tokio::test]
 async fn clients_stalled_in_their_handshakes_hold_up_no_other_handshake() {
-    let (_dir, ca, _spy, gw) = gateway("tls-accept-stalled").await;
+    let (_dir, ca, _spy, gw) = Box::pin(gateway("tls-accept-stalled")).await;
     // Eight connections that send the first bytes of a ClientHello (a
     // handshake record's header) and then nothing.
     let mut stalled = Vec::new();
