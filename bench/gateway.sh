@@ -34,7 +34,11 @@
 # --tls (corsgate and nginx both terminate TLS 1.3
 # with the same ECDSA P-256 certificate, made with openssl at start; wrk speaks
 # https with keep-alive, and a third case, (c) handshakes, sends each preflight
-# on a new connection with a full handshake: `Connection: close`).
+# on a new connection with a handshake: `Connection: close`). wrk keeps the
+# session of a connection's last handshake for the next (SSL_clear), so all but
+# the first handshake of each wrk connection resume it with a TLS 1.3 ticket
+# (a new X25519 exchange, no certificate signature), against both servers; the
+# full handshake alone is counted by bench/tls-callgrind.sh.
 # Needs nginx, wrk, taskset, curl and python3 (scripts/install-test-deps.sh
 # installs nginx and wrk).
 set -euo pipefail
@@ -275,7 +279,7 @@ machine="$work/machine.md"
     echo "- started $started_at; load average $load_before before, $load_after after (the machine is shared: other processes may run on either core)"
     echo "- ${duration} s per run after a 1 s warm-up, $runs runs, $connections connections, one wrk thread"
     if $tls; then
-        echo "- TLS on both servers: $(openssl version | cut -d' ' -f1-2) for wrk and nginx, rustls (aws-lc-rs) for corsgate; an ECDSA P-256 certificate; TLS 1.3 negotiated; (c) opens a connection with a full handshake per request"
+        echo "- TLS on both servers: $(openssl version | cut -d' ' -f1-2) for wrk and nginx, rustls (aws-lc-rs) for corsgate; an ECDSA P-256 certificate; TLS 1.3 negotiated; (c) opens a connection per request, whose handshake resumes the session of the one before (wrk keeps it)"
     fi
     if $access_log; then
         echo "- access logs on: corsgate's (text, to a file) and nginx's (combined, to a file)"

@@ -15,6 +15,11 @@
 #   CORSGATE_BIN=path bench/tls-callgrind.sh   # another build of corsgate
 #   KEEP=dir bench/tls-callgrind.sh        # keep the callgrind files in dir
 #                                          # (for callgrind_annotate)
+#   RESUME=1 bench/tls-callgrind.sh        # each connection after the first
+#                                          # resumes the session of the one
+#                                          # before, as wrk does in
+#                                          # bench/gateway.sh --tls case (c),
+#                                          # and sends a preflight first
 #
 # The client is Python's ssl module (OpenSSL): X25519 key exchange, as
 # OpenSSL 3.0 clients offer first. Needs valgrind, nginx, openssl, python3
@@ -24,6 +29,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n1=${N1:-1}
 n2=${N2:-101}
+resume=${RESUME:-0}
 servers=${SERVERS:-corsgate nginx}
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -77,17 +83,37 @@ http {
 EOF
 
 cat >"$work/client.py" <<'PY'
-# N full TLS 1.3 handshakes, each on a new connection, then a close_notify.
+# N TLS 1.3 handshakes, each on a new connection, then a close_notify. Full
+# handshakes; with "resume", every connection after the first offers the
+# session of the one before (a ticket), sends a preflight with
+# `Connection: close` and reads the answer to the end, as wrk does.
 import socket, ssl, sys
-port, n, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+port, n, ca, resume = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4] == "1"
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.load_verify_locations(ca)
 ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+preflight = (b"OPTIONS / HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: https://app.example.com\r\n"
+             b"Access-Control-Request-Method: PUT\r\nConnection: close\r\n\r\n")
+session, resumed = None, 0
 for _ in range(n):
     raw = socket.create_connection(("127.0.0.1", port), timeout=60)
-    tls = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    tls = ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session)
     if tls.version() != "TLSv1.3":
         sys.exit(f"negotiated {tls.version()}")
+    if resume:
+        resumed += tls.session_reused
+        tls.sendall(preflight)
+        answer = b""
+        try:
+            while chunk := tls.recv(4096):
+                answer += chunk
+        except (OSError, ssl.SSLError):
+            pass
+        if not answer.startswith(b"HTTP/1.1 "):
+            sys.exit(f"no answer: {answer[:60]!r}")
+        session = tls.session
+        raw.close()
+        continue
     # close_notify, then the server's answer to it (its own, or the end of
     # the connection): the server has read the client's Finished by then,
     # and sent its session tickets.
@@ -96,6 +122,8 @@ for _ in range(n):
     except (OSError, ssl.SSLError):
         pass
     raw.close()
+if resume and resumed != n - 1:
+    sys.exit(f"resumed {resumed} of {n - 1}")
 PY
 
 wait_port() {
@@ -124,7 +152,7 @@ total() { # SERVER N: instructions of a whole run
     esac
     pid=$!
     wait_port
-    python3 "$work/client.py" "$port" "$n" "$work/tls.pem"
+    python3 "$work/client.py" "$port" "$n" "$work/tls.pem" "$resume"
     kill -TERM "$pid"
     wait "$pid" || true
     [ -n "$keep" ] && mkdir -p "$keep" && cp "$out" "$keep/"
@@ -136,5 +164,7 @@ total() { # SERVER N: instructions of a whole run
 for server in $servers; do
     a=$(total "$server" "$n1")
     b=$(total "$server" "$n2")
-    echo "$server: $(( (b - a) / (n2 - n1) )) instructions per handshake ($n1: $a, $n2: $b)"
+    kind=handshake
+    [ "$resume" = 1 ] && kind="resumed handshake and preflight"
+    echo "$server: $(( (b - a) / (n2 - n1) )) instructions per $kind ($n1: $a, $n2: $b)"
 done

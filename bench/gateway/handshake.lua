@@ -1,6 +1,7 @@
 -- An allowed preflight on a connection of its own: `Connection: close` makes
--- the server close it after the answer, so wrk connects again, with a full TLS
--- handshake, for every request (bench/gateway.sh --tls, case (c)).
+-- the server close it after the answer, so wrk connects again, with a TLS
+-- handshake, for every request (bench/gateway.sh --tls, case (c)). wrk offers the
+-- previous connection's session ticket: the servers resume it.
 wrk.method = "OPTIONS"
 wrk.path = "/api/items"
 wrk.headers["Origin"] = "https://app.example.com"

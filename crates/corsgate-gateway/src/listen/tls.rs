@@ -12,6 +12,7 @@
 //! only (no CBC, no RSA key exchange); that is the whole "modern" profile, and
 //! nothing here can widen it.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -25,7 +26,9 @@ use corsgate_config::tls::{CertificateFiles, TlsSettings};
 use corsgate_policy::{Diagnostic, DiagnosticKind};
 use notify::{RecursiveMode, Watcher};
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{
+    ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions,
+};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -283,6 +286,184 @@ impl ResolvesServerCert for Resolver {
     }
 }
 
+/// Sessions kept for resumption: as many as rustls keeps by default.
+const SESSION_CACHE: usize = 256;
+
+thread_local! {
+    /// Whether rustls stored a session during the handshake step being
+    /// polled on this thread (see [`Issuing`]): what it writes next in that
+    /// step ends the handshake.
+    static ISSUED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// rustls' session cache, which also tells [`Tls::accept`] when a handshake
+/// issues a session: rustls stores it just before it writes what ends the
+/// handshake (TLS 1.3: the session tickets, RFC 8446 section 4.6.1; TLS 1.2:
+/// the server's ChangeCipherSpec and Finished, RFC 5246 section 7.3).
+#[derive(Debug)]
+struct Issuing(Arc<ServerSessionMemoryCache>);
+
+impl StoresServerSessions for Issuing {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        ISSUED.set(true);
+        self.0.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        self.0.can_cache()
+    }
+}
+
+/// A client socket under TLS that holds back what ends the handshake (the
+/// TLS 1.3 session tickets) until the first response bytes, and writes both
+/// at once: one write and one TCP segment (the socket has TCP_NODELAY)
+/// instead of two. The client needs the tickets only for a later connection,
+/// and reads them before the response it waits for either way; nginx sends
+/// them in two writes of their own. At most the tickets (a few hundred
+/// bytes) are held.
+pub(crate) struct Coalesce<IO> {
+    io: IO,
+    held: Vec<u8>,
+    /// Until the handshake has ended: flushes leave `held` alone (tokio-rustls
+    /// flushes at the end of every handshake).
+    accepting: bool,
+}
+
+impl<IO: AsyncWrite + Unpin> Coalesce<IO> {
+    fn new(io: IO) -> Coalesce<IO> {
+        Coalesce {
+            io,
+            held: Vec::new(),
+            accepting: true,
+        }
+    }
+
+    /// The socket under it.
+    pub(crate) fn get_ref(&self) -> &IO {
+        &self.io
+    }
+
+    /// Whether this write belongs to the end of a handshake, to be held.
+    fn holds(&self) -> bool {
+        self.accepting && ISSUED.get()
+    }
+
+    /// Writes the held bytes, then as much of `bufs` as the socket takes in
+    /// the same write; the count is of `bufs` only.
+    fn poll_write_after_held(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        while !self.held.is_empty() {
+            let mut slices = Vec::with_capacity(bufs.len() + 1);
+            slices.push(io::IoSlice::new(&self.held));
+            slices.extend(bufs.iter().map(|b| io::IoSlice::new(b)));
+            let n = std::task::ready!(Pin::new(&mut self.io).poll_write_vectored(cx, &slices))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            if n < self.held.len() {
+                self.held.drain(..n);
+                continue;
+            }
+            let from_bufs = n - self.held.len();
+            self.held = Vec::new();
+            if from_bufs > 0 {
+                return Poll::Ready(Ok(from_bufs));
+            }
+        }
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    /// Writes the held bytes on their own.
+    fn poll_release(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.held.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.io).poll_write(cx, &self.held))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.held.drain(..n);
+        }
+        self.held = Vec::new();
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for Coalesce<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Coalesce<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.holds() {
+            this.held.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        if this.held.is_empty() {
+            return Pin::new(&mut this.io).poll_write(cx, buf);
+        }
+        this.poll_write_after_held(cx, &[io::IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.holds() {
+            let mut n = 0;
+            for buf in bufs {
+                this.held.extend_from_slice(buf);
+                n += buf.len();
+            }
+            return Poll::Ready(Ok(n));
+        }
+        if this.held.is_empty() {
+            return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        }
+        this.poll_write_after_held(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.accepting {
+            std::task::ready!(this.poll_release(cx))?;
+        }
+        Pin::new(&mut this.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_release(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
 /// Reads and loads every certificate; the first failure stops it.
 fn load_all(settings: &TlsSettings, base: &Path) -> Result<(CertStore, Vec<Files>), LoadError> {
     let mut loaded = Vec::with_capacity(settings.certificates.len());
@@ -344,6 +525,7 @@ impl Tls {
             .map_err(|e| start_error(&e.to_string()))?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
+        config.session_storage = Arc::new(Issuing(ServerSessionMemoryCache::new(SESSION_CACHE)));
         // h2 first: a client that speaks both gets HTTP/2 (RFC 7301 lets the
         // server choose; browsers offer both).
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
@@ -412,13 +594,39 @@ impl Tls {
     /// The TLS handshake of a new client connection, bounded by `timeout` (the
     /// header read timeout: a client that stalls its handshake is one that
     /// stalls its request head) and cut short by shutdown.
-    pub(crate) async fn accept(
+    ///
+    /// What ends the handshake leaves with the first response bytes (see
+    /// [`Coalesce`]) over TLS 1.3; over TLS 1.2 the client waits for it, and
+    /// it leaves at once.
+    pub(crate) async fn accept<IO>(
         &self,
-        stream: TcpStream,
+        stream: IO,
         timeout: Duration,
         mut shutdown: watch::Receiver<bool>,
-    ) -> Option<TlsStream<TcpStream>> {
-        let handshake = tokio::time::timeout(timeout, self.acceptor.accept(stream));
+    ) -> Option<TlsStream<Coalesce<IO>>>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let mut accept = self.acceptor.accept(Coalesce::new(stream));
+        let handshake = async {
+            // ISSUED covers one step of this handshake: the poll below runs
+            // on this thread from start to end, other connections' steps
+            // before or after it.
+            let mut stream = std::future::poll_fn(|cx| {
+                ISSUED.set(false);
+                let polled = Pin::new(&mut accept).poll(cx);
+                ISSUED.set(false);
+                polled
+            })
+            .await?;
+            let (io, conn) = stream.get_mut();
+            io.accepting = false;
+            if conn.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+                std::future::poll_fn(|cx| stream.get_mut().0.poll_release(cx)).await?;
+            }
+            Ok::<_, io::Error>(stream)
+        };
+        let handshake = tokio::time::timeout(timeout, handshake);
         tokio::select! {
             result = handshake => match result {
                 // A tls-alpn-01 validation: the handshake was all of it
@@ -664,7 +872,7 @@ pub fn check_certificates(settings: &TlsSettings, base: &Path, now: SystemTime) 
 /// A client connection's stream: the socket, or TLS over it.
 pub(crate) enum ClientStream {
     Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<Coalesce<TcpStream>>>),
 }
 
 impl ClientStream {
@@ -672,7 +880,7 @@ impl ClientStream {
     pub(crate) fn tcp(&self) -> &TcpStream {
         match self {
             ClientStream::Plain(s) => s,
-            ClientStream::Tls(s) => s.get_ref().0,
+            ClientStream::Tls(s) => s.get_ref().0.get_ref(),
         }
     }
 
@@ -849,4 +1057,220 @@ fn redirect<B>(
         Err(_) => *response.status_mut() = StatusCode::BAD_REQUEST,
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rustls::HandshakeKind;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A socket that counts the writes that reach it (each one a segment of its
+    /// own: the gateway's sockets have TCP_NODELAY).
+    struct Counted {
+        tcp: TcpStream,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl Counted {
+        fn note(&self, written: &Poll<io::Result<usize>>) {
+            if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+                self.writes.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    impl AsyncRead for Counted {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Counted {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            let written = Pin::new(&mut this.tcp).poll_write(cx, buf);
+            this.note(&written);
+            written
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            let written = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+            this.note(&written);
+            written
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+        }
+    }
+
+    /// The gateway's TLS side with a fresh ECDSA certificate for
+    /// `api.example.com`, and a client configuration that trusts it.
+    fn gateway_and_client(
+        dir: &Path,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> (Tls, Arc<rustls::ClientConfig>) {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let cert = rcgen::CertificateParams::new(vec!["api.example.com".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("a certificate");
+        std::fs::write(dir.join("cert.pem"), cert.pem()).expect("written");
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("written");
+        let settings = TlsSettings {
+            certificates: vec![CertificateFiles {
+                cert_file: "cert.pem".into(),
+                key_file: "key.pem".into(),
+            }],
+            redirect_listen: None,
+            acme: None,
+            hsts: None,
+        };
+        let tls = Tls::new(&settings, dir.to_owned(), Arc::new(Metrics::default()))
+            .expect("the certificate loads");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).expect("a root");
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (tls, Arc::new(client))
+    }
+
+    const REQUEST: &[u8] =
+        b"OPTIONS /api HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n";
+    const RESPONSE: &[u8] = b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n";
+
+    /// One connection: the client sends [`REQUEST`] right after its
+    /// handshake; the gateway's side reads it and answers [`RESPONSE`] as
+    /// hyper does (a write, then a flush). Returns the writes that reached the
+    /// gateway's socket up to the answer's flush, and how the client's
+    /// handshake went.
+    async fn exchange(tls: &Tls, client: &Arc<rustls::ClientConfig>) -> (usize, HandshakeKind) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let addr = listener.local_addr().expect("an address");
+        let connector = tokio_rustls::TlsConnector::from(client.clone());
+        let client = tokio::spawn(async move {
+            let tcp = TcpStream::connect(addr).await.expect("connected");
+            tcp.set_nodelay(true).expect("nodelay");
+            let name = rustls_pki_types::ServerName::try_from("api.example.com").expect("a name");
+            let mut stream = connector.connect(name, tcp).await.expect("a handshake");
+            stream.write_all(REQUEST).await.expect("the request");
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await.expect("the answer");
+            assert_eq!(answer, RESPONSE);
+            stream
+                .get_ref()
+                .1
+                .handshake_kind()
+                .expect("a finished handshake")
+        });
+        let (tcp, _) = listener.accept().await.expect("accepted");
+        tcp.set_nodelay(true).expect("nodelay");
+        let writes = Arc::new(AtomicUsize::new(0));
+        let counted = Counted {
+            tcp,
+            writes: writes.clone(),
+        };
+        let (_stop, shutdown) = watch::channel(false);
+        let mut stream = tls
+            .accept(counted, Duration::from_secs(10), shutdown)
+            .await
+            .expect("a handshake");
+        let mut request = Vec::new();
+        while !request.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(stream.read(&mut byte).await.expect("the request"), 1);
+            request.push(byte[0]);
+        }
+        assert_eq!(request, REQUEST);
+        stream.write_all(RESPONSE).await.expect("the answer");
+        stream.flush().await.expect("flushed");
+        let answered = writes.load(Ordering::SeqCst);
+        stream.shutdown().await.expect("closed");
+        let kind = tokio::time::timeout(Duration::from_secs(10), client)
+            .await
+            .expect("the client is done (hang guard)")
+            .expect("the client ran");
+        (answered, kind)
+    }
+
+    /// TLS 1.3 session tickets (RFC 8446, section 4.6.1) leave the gateway
+    /// with its first answer bytes, in one write (one TCP segment), not in a
+    /// write of their own at the end of the handshake: two writes in all, the
+    /// handshake flight and the answer. And clients still get them: the next
+    /// connection resumes.
+    #[tokio::test]
+    async fn tls13_session_tickets_leave_with_the_first_answer_in_one_write() {
+        let dir = tempdir();
+        let (tls, client) = gateway_and_client(&dir, &[&rustls::version::TLS13]);
+        let (writes, kind) = exchange(&tls, &client).await;
+        assert_eq!(kind, HandshakeKind::Full);
+        assert_eq!(
+            writes, 2,
+            "the server flight, then the tickets and the answer together"
+        );
+        let (writes, kind) = exchange(&tls, &client).await;
+        assert_eq!(
+            kind,
+            HandshakeKind::Resumed,
+            "the tickets reached the client"
+        );
+        assert_eq!(writes, 2);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// TLS 1.2 ends its handshake with the server's ChangeCipherSpec and
+    /// Finished, which the client waits for before it sends its request: they
+    /// leave at once.
+    #[tokio::test]
+    async fn a_tls12_handshake_ends_without_waiting_for_the_answer() {
+        let dir = tempdir();
+        let (tls, client) = gateway_and_client(&dir, &[&rustls::version::TLS12]);
+        let (writes, kind) = exchange(&tls, &client).await;
+        assert_eq!(kind, HandshakeKind::Full);
+        assert_eq!(writes, 3, "two handshake flights, then the answer");
+        let (_, kind) = exchange(&tls, &client).await;
+        assert_eq!(kind, HandshakeKind::Resumed);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempdir() -> PathBuf {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "corsgate-tls-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        dir
+    }
 }
