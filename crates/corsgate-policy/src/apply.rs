@@ -81,6 +81,8 @@ impl Decision {
     // The decision moves back to the caller either way; boxing it to shrink the
     // `Err` would allocate on every request the app answers.
     #[allow(clippy::result_large_err)]
+    // Inlined so that the decision is not copied to be passed by value.
+    #[inline(always)]
     pub fn into_local_response<B>(mut self, empty_body: B) -> Result<Response<B>, Decision> {
         let Some(status) = self.respond else {
             return Err(self);

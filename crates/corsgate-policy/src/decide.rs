@@ -78,26 +78,39 @@ impl Policy {
         let origin_reason = judge(origin.as_bytes(), head.method.is_some(), found);
         match head.method {
             Some(requested) => {
-                let mut decision = Decision::new(RequestClass::Preflight, Some(origin.clone()));
-                decision.vary = Some(self.vary_preflight);
-                let checked = match origin_reason {
-                    Some(reason) => Err(Rejection {
-                        reason,
-                        culprit: None,
-                    }),
-                    None => self.check_preflight(&mut decision, requested, &head, headers),
-                };
-                match checked {
-                    Ok(()) => {
-                        self.allow_preflight(&mut decision);
-                        decision.template = self.preflight_template.clone();
-                    }
-                    Err(rejection) => self.refuse_preflight(&mut decision, rejection),
-                }
-                decision
+                self.decide_preflight(origin, origin_reason, requested, &head, headers)
             }
             None => self.decide_actual(origin, origin_reason),
         }
+    }
+
+    /// A preflight's decision, built where it is returned: one value from
+    /// start to end, so that it is not copied on the way out.
+    fn decide_preflight(
+        &self,
+        origin: &HeaderValue,
+        origin_reason: Option<RejectionReason>,
+        requested: &HeaderValue,
+        head: &Head<'_>,
+        headers: &HeaderMap,
+    ) -> Decision {
+        let mut decision = Decision::new(RequestClass::Preflight, Some(origin.clone()));
+        decision.vary = Some(self.vary_preflight);
+        let checked = match origin_reason {
+            Some(reason) => Err(Rejection {
+                reason,
+                culprit: None,
+            }),
+            None => self.check_preflight(&mut decision, requested, head, headers),
+        };
+        match checked {
+            Ok(()) => {
+                self.allow_preflight(&mut decision);
+                decision.template = self.preflight_template.clone();
+            }
+            Err(rejection) => self.refuse_preflight(&mut decision, rejection),
+        }
+        decision
     }
 
     /// Checks an origin alone, as for a WebSocket handshake (which browsers never
@@ -235,8 +248,10 @@ impl Policy {
         // covers Authorization.
         let listed = |name: &[u8], head: u64| self.headers.contains_ignore_case(name, head);
         let other = |name: &[u8]| self.headers.any && !name.eq_ignore_ascii_case(b"authorization");
-        fetch::check_header_list(line.as_bytes(), max, self.headers.any, listed, other).map_err(
-            |err| {
+        let run =
+            |value: &[u8], start: usize, most: usize| self.headers.listed_run(value, start, most);
+        fetch::check_header_list(line.as_bytes(), max, self.headers.any, run, listed, other)
+            .map_err(|err| {
                 let (reason, lo, hi) = match err {
                     HeaderListError::NotAllowed(lo, hi) => {
                         (RejectionReason::HeaderNotAllowed, lo, hi)
@@ -252,8 +267,7 @@ impl Policy {
                     reason,
                     culprit: Some((line.clone(), lo, hi)),
                 }
-            },
-        )
+            })
     }
 
     /// A refused preflight: `403` without CORS headers; in debug mode, the ok

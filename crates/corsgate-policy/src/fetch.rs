@@ -73,10 +73,11 @@ pub(crate) fn is_token(bytes: &[u8]) -> bool {
 /// ANDed with one branch per word (a branch per byte costs twice as much on
 /// the longest names a preflight may send), then a byte at a time.
 pub(crate) fn token_end(value: &[u8], mut i: usize) -> usize {
-    let token = |b: u8| TOKEN.get(usize::from(b)).copied().unwrap_or(0);
-    while let Some(word) = value.get(i..).and_then(<[u8]>::first_chunk::<8>) {
-        let [a, b, c, d, e, f, g, h] = word.map(token);
-        if a & b & c & d & e & f & g & h == 0 {
+    let token = |b: &u8| TOKEN.get(usize::from(*b)).copied().unwrap_or(0);
+    // Whole chunks of the rest: each byte loaded on its own straight into its
+    // look-up, with no bound to check per word.
+    for chunk in value.get(i..).unwrap_or_default().chunks_exact(8) {
+        if chunk.iter().fold(1, |all, b| all & token(b)) == 0 {
             break;
         }
         i += 8;
@@ -231,6 +232,13 @@ pub(crate) enum HeaderListError {
 /// is a token (RFC 9110 §5.6.2) that `other` allows. `listed` must hold tokens
 /// only: what it holds needs no token check.
 ///
+/// `listed_run(value, start, most)` is `listed` asked first, from where an
+/// element starts: it reads at most `most` elements in a row that `listed`
+/// holds, each followed by a comma or by the end, and
+/// returns where it stopped (the end, or where an element or separators start)
+/// and how many it read. What it does not read is read here, so a short run
+/// only costs time.
+///
 /// At most `max` names are read: the next one is refused as [`HeaderListError::TooMany`]
 /// before it is checked.
 ///
@@ -248,6 +256,7 @@ pub(crate) fn check_header_list(
     value: &[u8],
     max: usize,
     unlisted_expected: bool,
+    mut listed_run: impl FnMut(&[u8], usize, usize) -> (usize, usize),
     mut listed: impl FnMut(&[u8], u64) -> bool,
     mut other: impl FnMut(&[u8]) -> bool,
 ) -> Result<usize, HeaderListError> {
@@ -262,6 +271,17 @@ pub(crate) fn check_header_list(
             }
         }
         let start = i;
+        // The usual list: listed names, each followed by a comma or the end.
+        // Read as a run, each name matched from its first byte without finding
+        // its end first; what the run does not read is read below.
+        if count < max {
+            let (next, names) = listed_run(value, start, max - count);
+            if names > 0 {
+                count += names;
+                i = next;
+                continue;
+            }
+        }
         // The element's first word gives both its end, when short, and the head
         // word a name set compares.
         // A long name, when most are expected unlisted, is read as a token at
@@ -442,6 +462,18 @@ pub(crate) fn fold_case(word: u64) -> Option<u64> {
     Some(word | bytes_in(word, b'A', b'Z') >> 2)
 }
 
+/// `word` with its ASCII uppercase letters lowercased; a byte of `0x80` or
+/// above keeps its high bit, so it never equals a byte of an ASCII name.
+pub(crate) fn fold_word(word: u64) -> u64 {
+    // The high bits cleared first: `bytes_in` is exact for bytes below 0x80.
+    word | bytes_in(word & LOW7, b'A', b'Z') >> 2
+}
+
+/// The eight bytes of `bytes` at `i` as a little-endian word, if there are eight.
+pub(crate) fn word_at(bytes: &[u8], i: usize) -> Option<u64> {
+    word8(bytes, i)
+}
+
 /// Whether the bytes of `stored` after the first eight equal those of `name`
 /// (both longer than eight bytes and of the same length), `name` lowercased
 /// first when `fold` is set.
@@ -475,12 +507,37 @@ pub(crate) fn tails_match(stored: &[u8], name: &[u8], fold: bool) -> bool {
 mod tests {
     use super::*;
 
+    /// `listed_run` as its contract says, from `listed`: the names `listed`
+    /// holds from `start`, each followed by a comma or the end.
+    fn run_from(
+        listed: impl Fn(&[u8]) -> bool,
+    ) -> impl FnMut(&[u8], usize, usize) -> (usize, usize) {
+        move |value: &[u8], mut i: usize, most: usize| {
+            let mut count = 0;
+            while count < most {
+                let rest = &value[i.min(value.len())..];
+                let Some(len) = (1..=rest.len()).find(|&len| {
+                    listed(&rest[..len]) && matches!(rest.get(len), None | Some(b','))
+                }) else {
+                    break;
+                };
+                count += 1;
+                i += len + 1;
+                if i >= value.len() {
+                    return (value.len(), count);
+                }
+            }
+            (i, count)
+        }
+    }
+
     fn names(value: &str) -> Result<Vec<String>, HeaderListError> {
         let mut seen = Vec::new();
         check_header_list(
             value.as_bytes(),
             usize::MAX,
             false,
+            |_, i, _| (i, 0),
             |_, _| false,
             |name| {
                 seen.push(String::from_utf8_lossy(name).into_owned());
@@ -543,12 +600,21 @@ mod tests {
                     value.push(alphabet[n % alphabet.len()]);
                     n /= alphabet.len();
                 }
-                for unlisted_expected in [false, true] {
+                for round in 0..4 {
+                    let unlisted_expected = round % 2 == 1;
+                    let at = |value: &[u8], start: usize, most: usize| {
+                        if round < 2 {
+                            (start, 0)
+                        } else {
+                            run_from(listed)(value, start, most)
+                        }
+                    };
                     assert_eq!(
                         check_header_list(
                             &value,
                             usize::MAX,
                             unlisted_expected,
+                            at,
                             listed_with_head,
                             other
                         ),
@@ -597,7 +663,20 @@ mod tests {
             };
             let other = |name: &[u8]| round % 2 == 0 || (name != b"aa" && name != b"x-api-key");
             assert_eq!(
-                check_header_list(&value, usize::MAX, round % 4 < 2, listed_with_head, other),
+                check_header_list(
+                    &value,
+                    usize::MAX,
+                    round % 4 < 2,
+                    |value: &[u8], start: usize, most: usize| {
+                        if round % 8 < 4 {
+                            (start, 0)
+                        } else {
+                            run_from(listed)(value, start, most)
+                        }
+                    },
+                    listed_with_head,
+                    other
+                ),
                 reference(&value, listed, other),
                 "{:?}",
                 String::from_utf8_lossy(&value)

@@ -74,6 +74,26 @@ pub(crate) struct NameSet {
     pub(crate) names: Vec<Box<[u8]>>,
     /// (length, head word) of each name.
     keys: Vec<(usize, u64)>,
+    /// The names as [`NameSet::listed_at`] compares them, by first byte.
+    prefixes: Vec<Prefix>,
+}
+
+/// A name of a set as the start of a request's list is compared with it: its
+/// first eight bytes (zero-filled), the mask of those that are the name's, and
+/// its last eight bytes when it is longer.
+#[derive(Debug, Clone, Copy)]
+struct Prefix {
+    head: u64,
+    mask: u64,
+    /// `0x20` at the letters of `head`: ORed into a request's bytes, it
+    /// lowercases those letters and makes no other byte equal to one.
+    case: u64,
+    last: u64,
+    /// The same for `last`.
+    last_case: u64,
+    len: usize,
+    /// Its place in `names`, for the bytes between the first and last eight.
+    index: usize,
 }
 
 /// Up to this many names, a look-up walks the list (stopping at the first
@@ -87,6 +107,114 @@ impl NameSet {
         self.names
             .sort_unstable_by(|a, b| key(a).cmp(&key(b)).then_with(|| a.cmp(b)));
         self.keys = self.names.iter().map(|name| key(name)).collect();
+        let last = |name: &[u8]| {
+            name.len()
+                .checked_sub(8)
+                .and_then(|at| fetch::word_at(name, at))
+                .unwrap_or(0)
+        };
+        let letters = |word: u64| {
+            u64::from_le_bytes(
+                word.to_le_bytes()
+                    .map(|b| if b.is_ascii_alphabetic() { 0x20 } else { 0 }),
+            )
+        };
+        self.prefixes = self
+            .names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| Prefix {
+                head: fetch::head_word(name),
+                mask: match name.len() {
+                    0..8 => !(u64::MAX << (8 * name.len())),
+                    _ => u64::MAX,
+                },
+                case: letters(fetch::head_word(name)),
+                last: last(name),
+                last_case: letters(last(name)),
+                len: name.len(),
+                index,
+            })
+            .collect();
+        self.prefixes.sort_by_key(|p| p.head as u8);
+    }
+
+    /// Reads from `i` at most `most` elements of a request's list in a row
+    /// that are names of the set (lowercase), ignoring ASCII case, each
+    /// followed by a comma or the end: the usual list, as browsers send it,
+    /// each name matched from its first word without finding its end first.
+    /// Returns where the run stopped (the end, or where an element or
+    /// separators start) and how many names it read.
+    #[inline(always)]
+    pub(crate) fn listed_run(&self, value: &[u8], mut i: usize, most: usize) -> (usize, usize) {
+        let mut count = 0;
+        if self.prefixes.is_empty() {
+            // `allow_headers = "*"` alone: nothing is listed.
+            return (i, 0);
+        }
+        'names: while count < most {
+            let Some(rest) = value.get(i..) else {
+                break;
+            };
+            let word = fetch::head_word(rest);
+            let from = if self.prefixes.len() <= FEW_NAMES {
+                0
+            } else {
+                let first = (word as u8).to_ascii_lowercase();
+                self.prefixes.partition_point(|p| (p.head as u8) < first)
+            };
+            for p in self.prefixes.get(from..).unwrap_or_default() {
+                // Letters compared with their case bit set: `A` and `a` (and
+                // no other byte) give `a`.
+                if (word | p.case) & p.mask != p.head {
+                    continue;
+                }
+                if p.len > 8 && !self.tail_at(p, rest) {
+                    continue;
+                }
+                match rest.get(p.len) {
+                    Some(b',') => {
+                        // A space after the comma (rarely sent) ends the run:
+                        // the caller skips it and starts another.
+                        count += 1;
+                        i += p.len + 1;
+                        continue 'names;
+                    }
+                    None => return (value.len(), count + 1),
+                    // Whitespace before the comma: read by the caller.
+                    Some(b' ' | b'\t') => break 'names,
+                    // A longer name: perhaps another of the set.
+                    Some(_) => {}
+                }
+            }
+            break;
+        }
+        (i, count)
+    }
+
+    /// Whether `rest` holds the bytes of `p` (longer than eight) past its first
+    /// eight, ignoring ASCII case.
+    #[inline(always)]
+    fn tail_at(&self, p: &Prefix, rest: &[u8]) -> bool {
+        let n = p.len;
+        if fetch::word_at(rest, n - 8).map(|w| w | p.last_case) != Some(p.last) {
+            return false;
+        }
+        let folded = |i: usize| fetch::word_at(rest, i).map(fetch::fold_word);
+        if n <= 16 {
+            return true;
+        }
+        let Some(stored) = self.names.get(p.index) else {
+            return false;
+        };
+        let mut i = 8;
+        while i + 8 < n {
+            if folded(i) != fetch::word_at(stored, i) {
+                return false;
+            }
+            i += 8;
+        }
+        true
     }
 
     /// Whether the set holds `name`, byte for byte.
@@ -954,6 +1082,7 @@ mod tests {
                 .map(|n| n.as_bytes().to_vec().into_boxed_slice())
                 .collect(),
             keys: Vec::new(),
+            prefixes: Vec::new(),
         };
         set.finish();
         set
