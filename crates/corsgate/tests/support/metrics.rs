@@ -65,7 +65,15 @@ pub async fn metric(admin: SocketAddr, series: &str) -> u64 {
 pub async fn wait_metric(admin: SocketAddr, series: &str, want: impl Fn(u64) -> bool) -> u64 {
     eventually(&format!("{series} on http://{admin}/metrics"), || async {
         let metrics = Metrics::fetch(admin).await;
-        let value = metrics.get(series);
+        // A series can appear after start (the ACME certificate's, once the
+        // task that loads it has run): absent is "not yet".
+        let Some(value) = metrics.value(series) else {
+            return Err(format!("no {series} yet"));
+        };
+        let value: u64 = value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{series} is {value:?}, not a count"));
         if want(value) {
             Ok(value)
         } else {
