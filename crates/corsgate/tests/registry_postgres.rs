@@ -123,7 +123,8 @@ async fn a_write_on_one_gateway_is_applied_by_the_other_through_notify() {
         pg.sql("registry", "SELECT version FROM corsgate_registry_schema"),
         "1"
     );
-    assert_eq!(status(&b).await["listener_up"], true);
+    // The listener connects after the gateway is ready: wait for it.
+    wait_status(&b, "B's listener", |s| s["listener_up"] == true).await;
     assert_eq!(metric(&b, "corsgate_registry_listener_up").await, 1);
 
     // Propagation: a client written through A, until B's snapshot holds it.
