@@ -396,21 +396,27 @@ fn plain(bytes: &[u8]) -> bool {
         let backslash = zero(word ^ (ONES * u64::from(b'\\')));
         (below_space | above_tilde | quote | backslash) & HIGH == 0
     }
-    let mut chunks = bytes.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut eight = [0; 8];
-        eight.copy_from_slice(chunk);
-        if !word(u64::from_le_bytes(eight)) {
-            return false;
+    let eight = |at: usize| {
+        let mut word = [0; 8];
+        if let Some(from) = bytes.get(at..at + 8) {
+            word.copy_from_slice(from);
         }
+        u64::from_le_bytes(word)
+    };
+    let len = bytes.len();
+    if len < 8 {
+        // Shifted in byte by byte, spaces around: a copy of a few bytes into
+        // an array would be a call to memcpy, several times the test's cost.
+        let mut padded = u64::from_le_bytes([b' '; 8]);
+        for (i, &byte) in bytes.iter().enumerate() {
+            let shift = 8 * i;
+            padded = padded & !(0xff << shift) | u64::from(byte) << shift;
+        }
+        return word(padded);
     }
-    let rest = chunks.remainder();
-    let mut eight = [b' '; 8];
-    eight
-        .get_mut(..rest.len())
-        .unwrap_or_default()
-        .copy_from_slice(rest);
-    word(u64::from_le_bytes(eight))
+    // Whole words, then the last eight bytes (overlapping the words before
+    // them when the length is not a multiple of eight).
+    (0..len / 8).all(|i| word(eight(8 * i))) && word(eight(len - 8))
 }
 
 /// A field's name as each format writes it before the value, made at compile
@@ -469,6 +475,7 @@ impl LineWriter<'_> {
     }
 
     /// ` name=` or `,"name":`.
+    #[inline(always)]
     fn key(&mut self, name: Key) {
         let text = match self.format {
             LineFormat::Text => name.text,
@@ -478,6 +485,7 @@ impl LineWriter<'_> {
     }
 
     /// `value` between quotes, as it is: only for a [`plain`] value.
+    #[inline(always)]
     fn quoted(&mut self, value: &[u8]) {
         self.buf.push(b'"');
         self.buf.extend_from_slice(value);
@@ -486,37 +494,60 @@ impl LineWriter<'_> {
 
     /// Bytes a client chose (a header value): as [`str`](Self::str) writes
     /// them read as UTF-8, invalid sequences replaced by U+FFFD.
+    #[inline(always)]
     fn bytes(&mut self, name: Key, value: &[u8]) {
         if value.len() <= MAX_LOGGED_VALUE && plain(value) {
             self.key(name);
             self.quoted(value);
         } else {
-            self.str(name, &String::from_utf8_lossy(value));
+            self.lossy(name, value);
         }
+    }
+
+    /// Bytes that are not [`plain`], read as UTF-8.
+    #[cold]
+    #[inline(never)]
+    fn lossy(&mut self, name: Key, value: &[u8]) {
+        self.str(name, &String::from_utf8_lossy(value));
     }
 
     /// A string a client may have chosen: cut to [`MAX_LOGGED_VALUE`], then
     /// quoted and escaped as `fmt::Debug` does (text), or as a JSON string.
+    #[inline(always)]
     fn str(&mut self, name: Key, value: &str) {
         if value.len() <= MAX_LOGGED_VALUE {
             self.str_uncapped(name, value);
         } else {
-            self.str_uncapped(name, &capped(value));
+            self.long(name, value);
         }
+    }
+
+    /// A value past [`MAX_LOGGED_VALUE`], cut.
+    #[cold]
+    #[inline(never)]
+    fn long(&mut self, name: Key, value: &str) {
+        self.str_uncapped(name, &capped(value));
     }
 
     /// A string of the gateway's own (a name, a kind, the configured
     /// upstream), quoted and escaped as [`str`](Self::str) does.
+    #[inline(always)]
     fn str_uncapped(&mut self, name: Key, value: &str) {
         self.key(name);
         if plain(value.as_bytes()) {
             self.quoted(value.as_bytes());
-            return;
+        } else {
+            self.escaped(value);
         }
+    }
+
+    /// A value that is not [`plain`] (quotes, backslashes, control and
+    /// non-ASCII characters): through `{:?}` itself, so that the escapes are
+    /// exactly its own, or as a JSON string.
+    #[cold]
+    #[inline(never)]
+    fn escaped(&mut self, value: &str) {
         match self.format {
-            // Anything that is not plain (quotes, backslashes, control and
-            // non-ASCII characters) through `{:?}` itself, so that the escapes
-            // are exactly its own.
             LineFormat::Text => {
                 let _ = write!(self.buf, "{value:?}");
             }
@@ -535,6 +566,7 @@ impl LineWriter<'_> {
 
     /// The client's address, recorded with `%` (`Display`): bare in text, a
     /// string in JSON.
+    #[inline]
     fn ip(&mut self, name: Key, addr: IpAddr, peer: &mut PeerText) {
         self.key(name);
         let json = self.format == LineFormat::Json;
@@ -557,6 +589,7 @@ impl LineWriter<'_> {
         }
     }
 
+    #[inline(always)]
     fn u64(&mut self, name: Key, value: u64) {
         self.key(name);
         self.digits(value);
@@ -564,6 +597,7 @@ impl LineWriter<'_> {
 
     /// `value` in decimal, without `fmt`'s machinery (a third of the line's
     /// cost when its four numbers went through `write!`).
+    #[inline]
     fn digits(&mut self, mut value: u64) {
         let mut digits = [0u8; 20];
         let mut start = digits.len();
@@ -577,10 +611,13 @@ impl LineWriter<'_> {
                 break;
             }
         }
-        self.buf
-            .extend_from_slice(digits.get(start..).unwrap_or_default());
+        // Byte by byte: at most a few digits, where a copy would be a call.
+        for &digit in digits.get(start..).unwrap_or_default() {
+            self.buf.push(digit);
+        }
     }
 
+    #[inline(always)]
     fn bool(&mut self, name: Key, value: bool) {
         self.key(name);
         self.buf
@@ -590,6 +627,7 @@ impl LineWriter<'_> {
     /// Microseconds as milliseconds, written as the `f64` `micros / 1000.0`
     /// is by `fmt::Debug` and by serde_json (the shortest decimal that reads
     /// back as the same number: `0.26`, `1.0`, `12.345`), without the float.
+    #[inline]
     fn millis(&mut self, name: Key, micros: u128) {
         self.key(name);
         let micros = u64::try_from(micros).unwrap_or(u64::MAX);
