@@ -24,9 +24,9 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt;
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::uri::Authority;
 use http::{HeaderValue, Method, StatusCode, Uri};
@@ -141,57 +141,72 @@ impl AccessRecord {
     /// thread's buffer and handed to `lines` in one piece.
     fn write_to(&self, lines: &AccessLogLines, micros: u128, bytes_out: u64, complete: bool) {
         thread_local! {
-            static BUFFER: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(LINE_CAPACITY));
+            static THREAD: RefCell<ThreadLines> = RefCell::new(ThreadLines::default());
         }
-        BUFFER.with(|buffer| {
-            // Taken, not borrowed, so that a sink that logs again (it should
-            // not) finds an empty buffer instead of a panic.
-            let mut line = std::mem::take(&mut *buffer.borrow_mut());
+        let now = SystemTime::now();
+        let write = |state: &mut ThreadLines| {
+            let ThreadLines {
+                buf: line,
+                clock,
+                peer,
+            } = state;
             line.clear();
             let mut out = LineWriter {
-                buf: &mut line,
+                buf: line,
                 format: lines.format,
             };
-            out.start(SystemTime::now());
-            self.fields(&mut out, micros, bytes_out, complete);
+            out.start(clock, now);
+            self.fields(&mut out, peer, micros, bytes_out, complete);
             out.end();
-            (lines.write)(&line);
+            (lines.write)(line);
             // A line is at most a few KiB (every client value is capped):
             // keep what a usual line needs, not what the longest one did.
             line.shrink_to(LINE_CAPACITY);
-            *buffer.borrow_mut() = line;
+        };
+        THREAD.with(|state| match state.try_borrow_mut() {
+            Ok(mut state) => write(&mut state),
+            // A sink that logs again (it should not) gets a state of its own
+            // instead of a panic.
+            Err(_) => write(&mut ThreadLines::default()),
         });
     }
 
     /// The fields of the line, in the order of the `tracing` event.
-    fn fields(&self, out: &mut LineWriter<'_>, micros: u128, bytes_out: u64, complete: bool) {
-        out.str(
-            "request_id",
-            &String::from_utf8_lossy(self.request_id.as_bytes()),
-        );
-        out.display("client", &self.client);
-        out.str("method", self.arrived.method.as_str());
+    fn fields(
+        &self,
+        out: &mut LineWriter<'_>,
+        peer: &mut PeerText,
+        micros: u128,
+        bytes_out: u64,
+        complete: bool,
+    ) {
+        out.bytes(key!("request_id"), self.request_id.as_bytes());
+        out.ip(key!("client"), self.client, peer);
+        out.str(key!("method"), self.arrived.method.as_str());
         match self.arrived.uri.authority() {
-            Some(authority) => out.str("host", authority.as_str()),
+            Some(authority) => out.str(key!("host"), authority.as_str()),
             None => match &self.arrived.host {
-                Some(host) => out.str("host", &String::from_utf8_lossy(host.as_bytes())),
-                None => out.str("host", ""),
+                Some(host) => out.bytes(key!("host"), host.as_bytes()),
+                None => out.str(key!("host"), ""),
             },
         }
-        out.str("path", self.arrived.uri.path());
-        out.u64("status", u64::from(self.status.as_u16()));
-        out.str("route", self.route.name());
-        out.str_uncapped("cors", self.cors);
-        out.str_uncapped("reason", self.reason);
-        out.str_uncapped("error", self.error);
-        out.str_uncapped("upstream", &self.upstream.as_str());
+        out.str(key!("path"), self.arrived.uri.path());
+        out.u64(key!("status"), u64::from(self.status.as_u16()));
+        out.str(key!("route"), self.route.name());
+        out.str_uncapped(key!("cors"), self.cors);
+        out.str_uncapped(key!("reason"), self.reason);
+        out.str_uncapped(key!("error"), self.error);
+        out.str_uncapped(key!("upstream"), &self.upstream.as_str());
         if let Some(status) = self.upstream_status {
-            out.u64("upstream_status", u64::from(status.as_u16()));
+            out.u64(key!("upstream_status"), u64::from(status.as_u16()));
         }
-        out.millis("duration_ms", micros);
-        out.u64("bytes_in", self.body_in.as_ref().map_or(0, |p| p.bytes()));
-        out.u64("bytes_out", bytes_out);
-        out.bool("complete", complete);
+        out.millis(key!("duration_ms"), micros);
+        out.u64(
+            key!("bytes_in"),
+            self.body_in.as_ref().map_or(0, |p| p.bytes()),
+        );
+        out.u64(key!("bytes_out"), bytes_out);
+        out.bool(key!("complete"), complete);
     }
 }
 
@@ -267,6 +282,164 @@ impl fmt::Debug for AccessLogLines {
     }
 }
 
+/// What a thread keeps from one line to the next.
+#[derive(Default)]
+struct ThreadLines {
+    /// The line being written.
+    buf: Vec<u8>,
+    clock: SecondText,
+    peer: PeerText,
+}
+
+/// The UTC date and time of one second, `2026-12-06T06:53:34.`, formatted
+/// once for all the lines written in that second: a line then writes only
+/// its microseconds. Calendar arithmetic and `fmt` for every line were a
+/// fifth of its cost.
+#[derive(Default)]
+struct SecondText {
+    /// The second since the Unix epoch that `text` shows; `None`: none yet.
+    second: Option<u64>,
+    text: [u8; 20],
+}
+
+/// The last second humantime writes (`9999-12-31T23:59:59Z`).
+const LAST_SECOND: u64 = 253_402_300_799;
+
+impl SecondText {
+    /// `now` as `2026-12-06T06:53:34.280920Z`, the form of humantime's
+    /// `format_rfc3339_micros` and tracing-subscriber's time.
+    fn write(&mut self, now: SystemTime, out: &mut Vec<u8>) {
+        // A clock set before 1970 or past 9999 writes the nearest time
+        // humantime can write (which panics or fails on the others): the
+        // line is still worth having.
+        let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let (second, mut micros) = match since.as_secs() {
+            second @ ..=LAST_SECOND => (second, since.subsec_micros()),
+            _ => (LAST_SECOND, 999_999),
+        };
+        if self.second != Some(second) {
+            // `2026-12-06T06:53:34Z`, the `Z` replaced by the point. Once a
+            // second: the `String` is no concern.
+            let whole = UNIX_EPOCH + Duration::from_secs(second);
+            let text = humantime::format_rfc3339_seconds(whole).to_string();
+            for (to, from) in self.text.iter_mut().zip(text.bytes()) {
+                *to = from;
+            }
+            self.text[19] = b'.';
+            self.second = Some(second);
+        }
+        out.extend_from_slice(&self.text);
+        let mut digits = *b"000000Z";
+        for digit in digits[..6].iter_mut().rev() {
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        out.extend_from_slice(&digits);
+    }
+}
+
+/// The last IPv6 client address written, as text: the lines of one
+/// connection format it once. (IPv4 addresses are written digit by digit,
+/// which costs less than comparing them.)
+struct PeerText {
+    addr: Option<Ipv6Addr>,
+    /// `Ipv6Addr`'s `Display` writes at most 45 bytes
+    /// (`ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`).
+    text: [u8; 48],
+    len: usize,
+}
+
+impl Default for PeerText {
+    fn default() -> Self {
+        PeerText {
+            addr: None,
+            text: [0; 48],
+            len: 0,
+        }
+    }
+}
+
+impl PeerText {
+    /// `addr` as its `Display` writes it.
+    fn get(&mut self, addr: Ipv6Addr) -> &[u8] {
+        if self.addr != Some(addr) {
+            let mut text = &mut self.text[..];
+            let _ = write!(text, "{addr}");
+            let left = text.len();
+            self.len = self.text.len() - left;
+            self.addr = Some(addr);
+        }
+        self.text.get(..self.len).unwrap_or_default()
+    }
+}
+
+/// Whether every byte of `bytes` is printable ASCII other than `"` and `\`:
+/// such a value goes between quotes as it is, in text (`fmt::Debug` escapes
+/// none of it) and in JSON (no escape, and valid UTF-8). What a client sends
+/// nearly always is; the test runs eight bytes at a time, as one `u64`.
+fn plain(bytes: &[u8]) -> bool {
+    /// Whether no byte of `word` is below `' '`, above `'~'`, `"` or `\`.
+    /// Each test sets the high bit of some byte exactly when some byte fails
+    /// it (the classic "has a byte less than n" and "has a zero byte" tricks:
+    /// a borrow or a carry crosses into the next byte only from a byte that
+    /// fails itself).
+    fn word(word: u64) -> bool {
+        const ONES: u64 = u64::from_ne_bytes([1; 8]);
+        const HIGH: u64 = ONES << 7;
+        // Has a zero byte: `(x - 0x01…) & !x & 0x80…`.
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+        let below_space = word.wrapping_sub(ONES * u64::from(b' ')) & !word;
+        // `~` + 1 = 0x7f: a byte above `~` has its high bit set after adding
+        // one, or before.
+        let above_tilde = word.wrapping_add(ONES) | word;
+        let quote = zero(word ^ (ONES * u64::from(b'"')));
+        let backslash = zero(word ^ (ONES * u64::from(b'\\')));
+        (below_space | above_tilde | quote | backslash) & HIGH == 0
+    }
+    let eight = |at: usize| {
+        let mut word = [0; 8];
+        if let Some(from) = bytes.get(at..at + 8) {
+            word.copy_from_slice(from);
+        }
+        u64::from_le_bytes(word)
+    };
+    let len = bytes.len();
+    if len < 8 {
+        // Shifted in byte by byte, spaces around: a copy of a few bytes into
+        // an array would be a call to memcpy, several times the test's cost.
+        let mut padded = u64::from_le_bytes([b' '; 8]);
+        for (i, &byte) in bytes.iter().enumerate() {
+            let shift = 8 * i;
+            padded = padded & !(0xff << shift) | u64::from(byte) << shift;
+        }
+        return word(padded);
+    }
+    // Whole words, then the last eight bytes (overlapping the words before
+    // them when the length is not a multiple of eight).
+    (0..len / 8).all(|i| word(eight(8 * i))) && word(eight(len - 8))
+}
+
+/// A field's name as each format writes it before the value, made at compile
+/// time by [`key!`]: one copy per field instead of three.
+#[derive(Clone, Copy)]
+struct Key {
+    /// ` name=`.
+    text: &'static str,
+    /// `,"name":`.
+    json: &'static str,
+}
+
+/// The [`Key`] of a field name.
+macro_rules! key {
+    ($name:literal) => {
+        Key {
+            text: concat!(" ", $name, "="),
+            json: concat!(",\"", $name, "\":"),
+        }
+    };
+}
+use key;
+
 /// Writes one line, field by field, as tracing-subscriber formats an event.
 struct LineWriter<'a> {
     buf: &'a mut Vec<u8>,
@@ -275,18 +448,18 @@ struct LineWriter<'a> {
 
 impl LineWriter<'_> {
     /// The time, the level and the message.
-    fn start(&mut self, now: SystemTime) {
-        let time = humantime::format_rfc3339_micros(now);
+    fn start(&mut self, clock: &mut SecondText, now: SystemTime) {
         match self.format {
             // `{time} {level:>5} {message}`.
             LineFormat::Text => {
-                let _ = write!(self.buf, "{time}  INFO request");
+                clock.write(now, self.buf);
+                self.buf.extend_from_slice(b"  INFO request");
             }
             LineFormat::Json => {
-                let _ = write!(
-                    self.buf,
-                    "{{\"timestamp\":\"{time}\",\"level\":\"INFO\",\"message\":\"request\""
-                );
+                self.buf.extend_from_slice(b"{\"timestamp\":\"");
+                clock.write(now, self.buf);
+                self.buf
+                    .extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\"");
             }
         }
     }
@@ -294,7 +467,7 @@ impl LineWriter<'_> {
     /// The target (JSON only) and the end of the line.
     fn end(&mut self) {
         if self.format == LineFormat::Json {
-            self.key("target");
+            self.key(key!("target"));
             self.json_str(TARGET);
             self.buf.push(b'}');
         }
@@ -302,46 +475,81 @@ impl LineWriter<'_> {
     }
 
     /// ` name=` or `,"name":`.
-    fn key(&mut self, name: &str) {
-        match self.format {
-            LineFormat::Text => {
-                self.buf.push(b' ');
-                self.buf.extend_from_slice(name.as_bytes());
-                self.buf.push(b'=');
-            }
-            LineFormat::Json => {
-                self.buf.extend_from_slice(b",\"");
-                self.buf.extend_from_slice(name.as_bytes());
-                self.buf.extend_from_slice(b"\":");
-            }
+    #[inline(always)]
+    fn key(&mut self, name: Key) {
+        let text = match self.format {
+            LineFormat::Text => name.text,
+            LineFormat::Json => name.json,
+        };
+        self.buf.extend_from_slice(text.as_bytes());
+    }
+
+    /// `value` between quotes, as it is: only for a [`plain`] value.
+    #[inline(always)]
+    fn quoted(&mut self, value: &[u8]) {
+        self.buf.push(b'"');
+        self.buf.extend_from_slice(value);
+        self.buf.push(b'"');
+    }
+
+    /// Bytes a client chose (a header value): as [`str`](Self::str) writes
+    /// them read as UTF-8, invalid sequences replaced by U+FFFD.
+    #[inline(always)]
+    fn bytes(&mut self, name: Key, value: &[u8]) {
+        if value.len() <= MAX_LOGGED_VALUE && plain(value) {
+            self.key(name);
+            self.quoted(value);
+        } else {
+            self.lossy(name, value);
         }
+    }
+
+    /// Bytes that are not [`plain`], read as UTF-8.
+    #[cold]
+    #[inline(never)]
+    fn lossy(&mut self, name: Key, value: &[u8]) {
+        self.str(name, &String::from_utf8_lossy(value));
     }
 
     /// A string a client may have chosen: cut to [`MAX_LOGGED_VALUE`], then
     /// quoted and escaped as `fmt::Debug` does (text), or as a JSON string.
-    fn str(&mut self, name: &str, value: &str) {
+    #[inline(always)]
+    fn str(&mut self, name: Key, value: &str) {
+        if value.len() <= MAX_LOGGED_VALUE {
+            self.str_uncapped(name, value);
+        } else {
+            self.long(name, value);
+        }
+    }
+
+    /// A value past [`MAX_LOGGED_VALUE`], cut.
+    #[cold]
+    #[inline(never)]
+    fn long(&mut self, name: Key, value: &str) {
         self.str_uncapped(name, &capped(value));
     }
 
     /// A string of the gateway's own (a name, a kind, the configured
     /// upstream), quoted and escaped as [`str`](Self::str) does.
-    fn str_uncapped(&mut self, name: &str, value: &str) {
+    #[inline(always)]
+    fn str_uncapped(&mut self, name: Key, value: &str) {
         self.key(name);
+        if plain(value.as_bytes()) {
+            self.quoted(value.as_bytes());
+        } else {
+            self.escaped(value);
+        }
+    }
+
+    /// A value that is not [`plain`] (quotes, backslashes, control and
+    /// non-ASCII characters): through `{:?}` itself, so that the escapes are
+    /// exactly its own, or as a JSON string.
+    #[cold]
+    #[inline(never)]
+    fn escaped(&mut self, value: &str) {
         match self.format {
             LineFormat::Text => {
-                // What `{:?}` leaves as it is, copied; anything else (quotes,
-                // backslashes, control and non-ASCII characters) through
-                // `{:?}` itself, so that the escapes are exactly its own.
-                if value
-                    .bytes()
-                    .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
-                {
-                    self.buf.push(b'"');
-                    self.buf.extend_from_slice(value.as_bytes());
-                    self.buf.push(b'"');
-                } else {
-                    let _ = write!(self.buf, "{value:?}");
-                }
+                let _ = write!(self.buf, "{value:?}");
             }
             LineFormat::Json => self.json_str(value),
         }
@@ -349,35 +557,47 @@ impl LineWriter<'_> {
 
     fn json_str(&mut self, value: &str) {
         if value.bytes().all(|b| b >= b' ' && b != b'"' && b != b'\\') {
-            self.buf.push(b'"');
-            self.buf.extend_from_slice(value.as_bytes());
-            self.buf.push(b'"');
+            self.quoted(value.as_bytes());
         } else {
             // serde_json's escapes, as tracing-subscriber's JSON lines have.
             let _ = serde_json::to_writer(&mut *self.buf, value);
         }
     }
 
-    /// A value recorded with `%` (`Display`): bare in text, a string in JSON.
-    fn display(&mut self, name: &str, value: &dyn fmt::Display) {
+    /// The client's address, recorded with `%` (`Display`): bare in text, a
+    /// string in JSON.
+    #[inline]
+    fn ip(&mut self, name: Key, addr: IpAddr, peer: &mut PeerText) {
         self.key(name);
-        match self.format {
-            LineFormat::Text => {
-                let _ = write!(self.buf, "{value}");
+        let json = self.format == LineFormat::Json;
+        if json {
+            self.buf.push(b'"');
+        }
+        match addr {
+            IpAddr::V4(v4) => {
+                let [a, b, c, d] = v4.octets();
+                self.digits(u64::from(a));
+                for octet in [b, c, d] {
+                    self.buf.push(b'.');
+                    self.digits(u64::from(octet));
+                }
             }
-            LineFormat::Json => {
-                let _ = write!(self.buf, "\"{value}\"");
-            }
+            IpAddr::V6(v6) => self.buf.extend_from_slice(peer.get(v6)),
+        }
+        if json {
+            self.buf.push(b'"');
         }
     }
 
-    fn u64(&mut self, name: &str, value: u64) {
+    #[inline(always)]
+    fn u64(&mut self, name: Key, value: u64) {
         self.key(name);
         self.digits(value);
     }
 
     /// `value` in decimal, without `fmt`'s machinery (a third of the line's
     /// cost when its four numbers went through `write!`).
+    #[inline]
     fn digits(&mut self, mut value: u64) {
         let mut digits = [0u8; 20];
         let mut start = digits.len();
@@ -391,11 +611,14 @@ impl LineWriter<'_> {
                 break;
             }
         }
-        self.buf
-            .extend_from_slice(digits.get(start..).unwrap_or_default());
+        // Byte by byte: at most a few digits, where a copy would be a call.
+        for &digit in digits.get(start..).unwrap_or_default() {
+            self.buf.push(digit);
+        }
     }
 
-    fn bool(&mut self, name: &str, value: bool) {
+    #[inline(always)]
+    fn bool(&mut self, name: Key, value: bool) {
         self.key(name);
         self.buf
             .extend_from_slice(if value { b"true" } else { b"false" });
@@ -404,7 +627,8 @@ impl LineWriter<'_> {
     /// Microseconds as milliseconds, written as the `f64` `micros / 1000.0`
     /// is by `fmt::Debug` and by serde_json (the shortest decimal that reads
     /// back as the same number: `0.26`, `1.0`, `12.345`), without the float.
-    fn millis(&mut self, name: &str, micros: u128) {
+    #[inline]
+    fn millis(&mut self, name: Key, micros: u128) {
         self.key(name);
         let micros = u64::try_from(micros).unwrap_or(u64::MAX);
         let (whole, mut fraction) = (micros / 1000, micros % 1000);
@@ -600,5 +824,148 @@ mod tests {
         // Only the last line: nothing of the earlier ones is left over.
         assert!(bytes.text().contains(" path=\"/y\" "), "{}", bytes.text());
         assert_eq!(bytes.text().matches(" INFO request ").count(), 1);
+    }
+
+    #[test]
+    fn clients_of_every_address_form_are_written_as_display_writes_them() {
+        let clients = [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.0.200.7",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "2001:db8::1",
+            "::ffff:192.0.2.10",
+            "fe80::1:2:3:4",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "2001:db8::1",
+            "::1",
+        ];
+        // One after the other on this thread, so that each IPv6 address
+        // replaces the one remembered before it.
+        for client in clients {
+            let mut record = record("/", b"id", None, true);
+            record.client = client.parse().unwrap();
+            for format in [LineFormat::Text, LineFormat::Json] {
+                let (subscriber, own) = both(&record, format, 1);
+                assert_eq!(own, subscriber, "{client}, {format:?}");
+                assert!(own.contains(client), "{own}");
+            }
+        }
+    }
+
+    /// The time of `micros` after the Unix epoch, as humantime writes it.
+    fn humantime_micros(micros: u64) -> (SystemTime, String) {
+        let time = UNIX_EPOCH + Duration::from_micros(micros);
+        (time, humantime::format_rfc3339_micros(time).to_string())
+    }
+
+    #[test]
+    fn the_cached_second_is_replaced_when_the_clock_crosses_a_second() {
+        // 2026-12-31T23:59:59.999998Z: across a second, a minute, a day and a
+        // year, then back (a clock set back), then far ahead.
+        let start = 1_798_761_599_999_998;
+        let mut clock = SecondText::default();
+        let mut times: Vec<u64> = (0..6).map(|step| start + step).collect();
+        times.extend([
+            start + 1_000_000,
+            start + 1_000_001,
+            start + 2_000_002,
+            start,
+            start + 1,
+            0,
+            999_999,
+            1_000_000,
+            253_402_300_799_999_999,
+        ]);
+        for micros in times {
+            let (time, expected) = humantime_micros(micros);
+            let mut out = Vec::new();
+            clock.write(time, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "{micros} µs");
+        }
+    }
+
+    #[test]
+    fn a_time_outside_humantimes_range_is_still_written() {
+        let mut clock = SecondText::default();
+        let mut out = Vec::new();
+        // Before 1970: the epoch.
+        clock.write(UNIX_EPOCH - Duration::from_secs(5), &mut out);
+        assert_eq!(out, b"1970-01-01T00:00:00.000000Z");
+        // After 9999 (which humantime refuses): the last time it writes.
+        out.clear();
+        clock.write(UNIX_EPOCH + Duration::from_secs(300_000_000_000), &mut out);
+        assert_eq!(out, b"9999-12-31T23:59:59.999999Z");
+        // And the next ordinary time is right again.
+        let (time, expected) = humantime_micros(1_000_001);
+        out.clear();
+        clock.write(time, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_line_has_the_time_it_was_written_at() {
+        let written = Written::default();
+        let sink = written.clone();
+        let lines = AccessLogLines::new(LineFormat::Text, move |line: &[u8]| {
+            let _ = std::io::Write::write_all(&mut sink.clone(), line);
+        });
+        let record = record("/", b"id", None, true);
+        for _ in 0..3 {
+            let before = SystemTime::now();
+            record.write_to(&lines, 1, 1, true);
+            let after = SystemTime::now();
+            let text = std::mem::take(&mut *written.0.lock().unwrap());
+            let text = String::from_utf8(text).unwrap();
+            let time = humantime::parse_rfc3339(text.split(' ').next().unwrap()).unwrap();
+            // Written to the microsecond: `before` cut to it.
+            let floor = Duration::from_micros(
+                before.duration_since(UNIX_EPOCH).unwrap().as_micros() as u64,
+            );
+            assert!(UNIX_EPOCH + floor <= time && time <= after, "{text}");
+        }
+    }
+
+    /// `plain` by the rule it stands for, a byte at a time.
+    fn plain_bytewise(bytes: &[u8]) -> bool {
+        bytes
+            .iter()
+            .all(|&b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
+    }
+
+    #[test]
+    fn plain_finds_every_byte_that_needs_an_escape_at_every_place() {
+        for len in 0..=17 {
+            for place in 0..len {
+                for byte in 0..=255u8 {
+                    // Around it, the plain bytes next to the ranges' ends.
+                    let mut value: Vec<u8> = (0..len).map(|i| [b' ', b'~', b'!'][i % 3]).collect();
+                    value[place] = byte;
+                    assert_eq!(plain(&value), plain_bytewise(&value), "{value:?}");
+                }
+            }
+            assert!(plain(&vec![b'a'; len]));
+        }
+        // Random values of bytes the tricks could confuse (borrows and
+        // carries across bytes).
+        let mut rng = fastrand::Rng::with_seed(14);
+        let near = [
+            0x00, 0x01, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x5b, 0x5c, 0x5d, 0x7e, 0x7f, 0x80, 0xff,
+        ];
+        for _ in 0..20_000 {
+            let len = rng.usize(0..40);
+            let value: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rng.bool() {
+                        near[rng.usize(..near.len())]
+                    } else {
+                        rng.u8(b' '..=b'~')
+                    }
+                })
+                .collect();
+            assert_eq!(plain(&value), plain_bytewise(&value), "{value:?}");
+        }
     }
 }
