@@ -8,6 +8,7 @@ mod support;
 
 use std::time::Duration;
 
+use support::binary::{Serve, Stderr};
 use support::tls::{Leaf, TestCa, TlsConn};
 use support::{Gw, Spy, TempDir, WAIT, route, wait_until_async};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -596,4 +597,24 @@ async fn chromium_sends_a_secure_samesite_none_cookie_across_origins_over_https(
         .expect("the credentialed PUT reached the upstream");
     assert_eq!(me.headers["cookie"], "sid=s3cret");
     assert_eq!(me.headers["x-forwarded-proto"], "https");
+}
+
+/// `serve`'s banner names a TLS listener with `https://`, so the address it
+/// prints (and the curl commands built from it) work as printed; the test
+/// kit reads the address back from it and a TLS connection is answered there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serve_banner_names_a_tls_listener_with_https() {
+    let ca = TestCa::new("banner");
+    let dir = TempDir::new("tls-banner");
+    ca.leaf(&["api.test"], 30).write(dir.path(), "api");
+    let text = tls_config(&["api"], "http://127.0.0.1:9", "", "");
+    let mut serve = Serve::start_in(&dir, &text, Stderr::Read);
+    let (listen, _) = serve.addresses();
+    assert!(
+        serve.banner[0].contains(&format!("listening on https://{listen}")),
+        "{:?}",
+        serve.banner
+    );
+    let conn = TlsConn::connect(listen, "api.test", ca.client(&[b"http/1.1"])).await;
+    assert!(conn.is_ok(), "no TLS handshake at the printed address");
 }

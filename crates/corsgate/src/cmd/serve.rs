@@ -236,8 +236,15 @@ fn banner(
         .iter()
         .find(|r| r.upstream == Upstream::Demo)
         .map(|r| r.path.trim_end_matches('/').to_owned());
+    // With [server.tls] the listener speaks only TLS: say so, so that the
+    // address in the banner and its curl commands work as printed.
+    let scheme = if gateway.settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     move |listen, admin| {
-        let base = format!("http://{}", reachable(listen));
+        let base = format!("{scheme}://{}", reachable(listen));
         let admin = admin.map(|admin| format!("http://{}", reachable(admin)));
         let try_url = match (demo, demo_path) {
             (true, Some(prefix)) => Some(format!("{base}{prefix}/items")),

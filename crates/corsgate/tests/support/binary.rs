@@ -116,14 +116,14 @@ impl Serve {
         let listen = self.wait_line("listening");
         if listen.starts_with('{') {
             let banner: serde_json::Value = serde_json::from_str(&listen).unwrap();
+            // After the scheme: http://, or https:// for a TLS listener.
             let addr = |key: &str| {
-                banner[key].as_str().unwrap()["http://".len()..]
-                    .parse()
-                    .unwrap()
+                let url = banner[key].as_str().unwrap();
+                url[url.find("://").unwrap() + 3..].parse().unwrap()
             };
             return (addr("listen"), addr("admin"));
         }
-        let listen = listen.rsplit("http://").next().unwrap().parse().unwrap();
+        let listen = listen.rsplit("://").next().unwrap().parse().unwrap();
         let admin = self.wait_line("admin: http://");
         let admin = admin
             .split("http://")
