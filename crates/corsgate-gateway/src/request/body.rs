@@ -352,7 +352,9 @@ pub(crate) struct RequestBody {
     /// `None` for a body that was empty from the start.
     progress: Option<Arc<Progress>>,
     /// What was read ahead to identify the client (`identify.rs`): sent first.
-    prefix: Option<crate::request::identify::ReadAhead>,
+    /// Boxed: rare, and every request body is moved several times on its way
+    /// to the upstream connection (channels, futures).
+    prefix: Option<Box<crate::request::identify::ReadAhead>>,
 }
 
 impl RequestBody {
@@ -376,7 +378,7 @@ impl RequestBody {
         let timeout = self.idle.timeout;
         self.progress
             .get_or_insert_with(|| Arc::new(Progress::new(timeout)));
-        self.prefix = Some(read);
+        self.prefix = Some(Box::new(read));
         self
     }
 
@@ -402,22 +404,14 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(frame) = this
-            .prefix
-            .as_mut()
-            .and_then(crate::request::identify::ReadAhead::next)
-        {
+        if let Some(frame) = this.prefix.as_mut().and_then(|read| read.next()) {
             if let Some(data) = frame.data_ref() {
                 this.seen += data.len() as u64;
                 if let Some(progress) = &this.progress {
                     progress.advanced(this.seen);
                 }
             }
-            if this
-                .prefix
-                .as_ref()
-                .is_some_and(crate::request::identify::ReadAhead::is_empty)
-            {
+            if this.prefix.as_ref().is_some_and(|read| read.is_empty()) {
                 this.prefix = None;
                 if this.inner.as_ref().is_some_and(Incoming::is_end_stream) {
                     this.finished();

@@ -177,7 +177,12 @@ pub(crate) fn add_forwarded(
             headers.insert(X_REAL_IP, client_ip.clone());
         }
     }
-    match headers.get(X_FORWARDED_FOR).filter(|_| has_for && trusted) {
+    // Looked up only when there is a list to extend: the usual request has
+    // none, and a lookup hashes the name.
+    match (has_for && trusted)
+        .then(|| headers.get(X_FORWARDED_FOR))
+        .flatten()
+    {
         None => {
             headers.insert(X_FORWARDED_FOR, client_ip.clone());
         }
@@ -281,15 +286,40 @@ pub(crate) fn request_id(headers: &mut HeaderMap, trusted: bool) -> HeaderValue 
     new_request_id()
 }
 
+/// Request ids made at once, in one buffer: each id is a slice of it, so
+/// that an id and its clones (the upstream's copy, the response's) share one
+/// reference count instead of allocating.
+const IDS_PER_BATCH: usize = 64;
+const ID_LEN: usize = 32;
+
 fn new_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut n = fastrand::u128(..);
-    let mut buf = [0u8; 32];
-    for b in buf.iter_mut().rev() {
-        *b = HEX[(n & 0xf) as usize];
-        n >>= 4;
+    thread_local! {
+        static BATCH: std::cell::RefCell<bytes::Bytes> =
+            const { std::cell::RefCell::new(bytes::Bytes::new()) };
     }
-    HeaderValue::from_bytes(&buf).unwrap_or(HeaderValue::from_static("0"))
+    BATCH.with_borrow_mut(|batch| {
+        if batch.len() < ID_LEN {
+            *batch = id_batch();
+        }
+        let id = batch.split_to(ID_LEN);
+        HeaderValue::from_maybe_shared(id).unwrap_or(HeaderValue::from_static("0"))
+    })
+}
+
+/// [`IDS_PER_BATCH`] random ids of 32 hex digits each, back to back.
+fn id_batch() -> bytes::Bytes {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = vec![0u8; IDS_PER_BATCH * ID_LEN];
+    for id in buf.chunks_exact_mut(ID_LEN) {
+        let mut n = fastrand::u128(..);
+        for b in id.iter_mut().rev() {
+            *b = HEX[(n & 0xf) as usize];
+            n >>= 4;
+        }
+    }
+    // The first id taken makes the buffer shared; the next ones only count
+    // references.
+    bytes::Bytes::from(buf)
 }
 
 /// Size of a request head as it travelled: request line and header lines.
@@ -410,6 +440,18 @@ mod tests {
         assert_ne!(
             request_id(&mut HeaderMap::new(), false),
             request_id(&mut HeaderMap::new(), false)
+        );
+    }
+
+    #[test]
+    fn request_ids_made_in_batches_are_all_different() {
+        let ids: std::collections::HashSet<HeaderValue> = (0..3 * IDS_PER_BATCH + 1)
+            .map(|_| new_request_id())
+            .collect();
+        assert_eq!(ids.len(), 3 * IDS_PER_BATCH + 1);
+        assert!(
+            ids.iter()
+                .all(|id| id.len() == ID_LEN && id.as_bytes().iter().all(u8::is_ascii_hexdigit))
         );
     }
 

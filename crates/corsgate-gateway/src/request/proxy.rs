@@ -96,9 +96,10 @@ pub(crate) struct RequestCtx<'a> {
 #[derive(Debug)]
 pub(crate) enum Stop {
     /// A CORS answer made here by the engine
-    /// ([`Decision::local_response`]): a preflight, or a refusal under
-    /// `on_disallowed = "reject"`. Never forwarded.
-    Cors,
+    /// ([`Decision::into_local_response_reusing`]): a preflight, or a refusal
+    /// under `on_disallowed = "reject"`. Never forwarded. It carries the
+    /// request's header map, spent: the answer is written into its buffers.
+    Cors(HeaderMap),
     /// The gateway cannot serve the request as asked.
     Error(GatewayError),
 }
@@ -295,7 +296,10 @@ fn decide(ctx: &mut RequestCtx<'_>, request: &Request<Incoming>, decided: Option
 /// answer (preflight, or a refusal under `on_disallowed = "reject"`), no
 /// route, `CONNECT`, a declared body too large, a WebSocket from an origin
 /// the route does not allow.
-fn admit(ctx: &mut RequestCtx<'_>, request: Request<Incoming>) -> Result<Request<Incoming>, Stop> {
+fn admit(
+    ctx: &mut RequestCtx<'_>,
+    mut request: Request<Incoming>,
+) -> Result<Request<Incoming>, Stop> {
     let settings = &ctx.snapshot.gateway.settings;
     if ctx.conn.shared.via.is_in(request.headers()) {
         tracing::warn!(
@@ -321,7 +325,10 @@ fn admit(ctx: &mut RequestCtx<'_>, request: Request<Incoming>) -> Result<Request
         // the page reads its 404 (a failed preflight would only show as a CORS
         // error); any other request is answered as what it is, no route.
         if ctx.route.is_some() || ctx.decision.class() == RequestClass::Preflight {
-            return Err(Stop::Cors);
+            // The request's header map is of no more use: the answer reuses
+            // its buffers (hyper hands each request the map of the response
+            // before it, so it has room for an answer's few headers).
+            return Err(Stop::Cors(std::mem::take(request.headers_mut())));
         }
     }
     if ctx.route.is_none() {
@@ -401,24 +408,38 @@ fn respond(
     ctx: RequestCtx<'_>,
     outcome: Result<Response<ResponseBody>, Stop>,
 ) -> Response<ResponseBody> {
+    // What the access log says of the decision, read before an answer made
+    // here takes the decision (only when there is a line to write).
+    let verdict = ctx.arrived.as_ref().map(|_| log_verdict(&ctx));
     let mut error = None;
-    let answered_by_engine = matches!(outcome, Err(Stop::Cors));
-    let mut response = match outcome {
-        Ok(response) => response,
+    let applied = match ctx.policy {
+        Some(_) => Cors::Apply(&ctx.decision),
+        None => Cors::Off,
+    };
+    let (mut response, cors) = match outcome {
+        Ok(response) => (response, applied),
         // Made only when the decision has a response status, which is when
-        // the engine makes the answer: the fallback is not reached.
-        Err(Stop::Cors) => ctx
-            .decision
-            .local_response(ResponseBody::empty())
-            .unwrap_or_default(),
+        // the engine makes the answer: the fallback is not reached. The
+        // decision's headers are already on it.
+        Err(Stop::Cors(mut spent)) => {
+            // Room for every header of the answer and the gateway's own
+            // (request id, HSTS): in the usual case the request's map has it
+            // already, and nothing is allocated.
+            spent.clear();
+            spent.reserve(ENGINE_ANSWER_HEADERS);
+            let answer = ctx
+                .decision
+                .into_local_response_reusing(&mut spent, ResponseBody::empty())
+                .unwrap_or_default();
+            (answer, Cors::Answered)
+        }
         Err(Stop::Error(err)) => {
             ctx.conn.shared.metrics.gateway_response(err.kind());
             error = Some(err.kind());
-            local(err.status(), err.text())
+            (local(err.status(), err.text()), applied)
         }
     };
-    let cors = ctx.policy.map(|_| &ctx.decision);
-    finish(&mut response, cors, &ctx.request_id, answered_by_engine);
+    finish(&mut response, cors, &ctx.request_id);
     // RFC 6797 section 7.2: only over a secure transport; this gateway's
     // value replaces an upstream's (browsers read the first one only, 8.1).
     if ctx.conn.https {
@@ -429,15 +450,7 @@ fn respond(
                 .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.header.clone());
         }
     }
-    if let Some(arrived) = ctx.arrived {
-        let (cors, reason) = match (ctx.policy, ctx.decision.rejection()) {
-            (None, _) => ("off", ""),
-            // Decided only so that the page can read the gateway's answer.
-            (Some(_), Some(_)) if ctx.route.is_none() => ("pass", ""),
-            (Some(_), Some(rejection)) => ("rejected", rejection.reason().as_str()),
-            (Some(_), None) if ctx.decision.is_allowed() => ("allowed", ""),
-            (Some(_), None) => ("pass", ""),
-        };
+    if let (Some(arrived), Some((cors, reason))) = (ctx.arrived, verdict) {
         let upstream = match ctx.route.map(|r| &r.upstream) {
             None => UpstreamName::None,
             Some(Upstream::Demo) => UpstreamName::Demo,
@@ -462,6 +475,23 @@ fn respond(
     response
 }
 
+/// The headers of a CORS answer made here (at most seven: the six of an
+/// allowed preflight with credentials and max-age, and the private-network
+/// one) and the two the gateway adds (`X-Request-Id`, HSTS).
+const ENGINE_ANSWER_HEADERS: usize = 9;
+
+/// The access log's `cors` and `reason` fields.
+fn log_verdict(ctx: &RequestCtx<'_>) -> (&'static str, &'static str) {
+    match (ctx.policy, ctx.decision.rejection()) {
+        (None, _) => ("off", ""),
+        // Decided only so that the page can read the gateway's answer.
+        (Some(_), Some(_)) if ctx.route.is_none() => ("pass", ""),
+        (Some(_), Some(rejection)) => ("rejected", rejection.reason().as_str()),
+        (Some(_), None) if ctx.decision.is_allowed() => ("allowed", ""),
+        (Some(_), None) => ("pass", ""),
+    }
+}
+
 /// The route's upstream, for logs.
 fn upstream_name(route: Option<&Route>) -> Cow<'static, str> {
     match route.map(|r| &r.upstream) {
@@ -471,34 +501,44 @@ fn upstream_name(route: Option<&Route>) -> Cow<'static, str> {
     }
 }
 
+/// How the CORS decision goes onto a response that is leaving.
+#[derive(Clone, Copy)]
+enum Cors<'a> {
+    /// Written here: an upstream's response or the gateway's own.
+    Apply(&'a Decision),
+    /// A CORS answer made here ([`Stop::Cors`]): it comes from the engine
+    /// with the decision's headers, `X-Corsgate-Reason` included.
+    Answered,
+    /// The route has CORS off.
+    Off,
+}
+
 /// The CORS decision and the request id, on a response that is leaving. The
 /// rules of writing a decision (which headers, the `Vary` merge, removing the
 /// upstream's `Access-Control-*` and `X-Corsgate-Reason`) are the engine's
-/// ([`Decision::apply`], which the tower layer uses too); a CORS answer made
-/// here ([`Stop::Cors`]) comes from the engine with them applied.
-fn finish(
-    response: &mut Response<ResponseBody>,
-    cors: Option<&Decision>,
-    request_id: &HeaderValue,
-    answered_by_engine: bool,
-) {
+/// ([`Decision::apply`], which the tower layer uses too).
+fn finish(response: &mut Response<ResponseBody>, cors: Cors<'_>, request_id: &HeaderValue) {
     let headers = response.headers_mut();
-    // Room for the CORS headers and the request id at once: one resize at most.
-    headers.reserve(8);
     match cors {
-        Some(decision) if !answered_by_engine => decision.apply(headers),
-        Some(_) => {}
+        Cors::Apply(decision) => {
+            // Room for the CORS headers and the request id at once: one
+            // resize at most.
+            headers.reserve(8);
+            decision.apply(headers);
+        }
+        Cors::Answered => {}
         // CORS off: the upstream's CORS headers pass, but only the gateway says
         // why it refused (in debug mode): an upstream's own reason would pass
         // for the gateway's.
-        None => {
+        Cors::Off => {
             if headers.contains_key(X_CORSGATE_REASON) {
                 headers.remove(X_CORSGATE_REASON);
             }
         }
     }
-    if !headers.contains_key(X_REQUEST_ID) {
-        headers.insert(X_REQUEST_ID, request_id.clone());
+    // An upstream's own id stays; one lookup for both the test and the insert.
+    if let http::header::Entry::Vacant(slot) = headers.entry(X_REQUEST_ID) {
+        slot.insert(request_id.clone());
     }
 }
 

@@ -4,7 +4,6 @@
 //! [`GatewayError`] that says why there is none.
 
 use std::error::Error as StdError;
-use std::time::Instant;
 
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, UPGRADE, VIA};
 use http::uri::{Authority, PathAndQuery};
@@ -38,18 +37,24 @@ pub(crate) async fn forward(
         "400 Bad Request: bad request target\n",
     ))?;
     // HTTP/2 requests carry the host in the URI, not in a Host header; an
-    // HTTP/1.0 request may carry none at all: then the upstream's.
-    if !parts.headers.contains_key(HOST) {
-        let value = parts
-            .uri
-            .authority()
-            .unwrap_or(authority)
-            .as_str()
-            .parse::<HeaderValue>();
-        if let Ok(value) = value {
-            parts.headers.insert(HOST, value);
+    // HTTP/1.0 request may carry none at all: then the upstream's. (Looked up
+    // once: `X-Forwarded-Host` below says the same.)
+    let host = match parts.headers.get(HOST) {
+        Some(host) => Some(host.clone()),
+        None => {
+            let value = parts
+                .uri
+                .authority()
+                .unwrap_or(authority)
+                .as_str()
+                .parse::<HeaderValue>()
+                .ok();
+            if let Some(value) = &value {
+                parts.headers.insert(HOST, value.clone());
+            }
+            value
         }
-    }
+    };
     // Origin-form (`/path?query`): the request line to an origin server.
     parts.uri = Uri::from(path_and_query);
     // The version the client spoke: its response goes back in it (below).
@@ -87,7 +92,6 @@ pub(crate) async fn forward(
             .insert(CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(UPGRADE, headers::WEBSOCKET);
     }
-    let host = parts.headers.get(HOST).cloned();
     let trusted = conn.is_trusted(settings);
     headers::add_forwarded(
         &mut parts.headers,
@@ -132,8 +136,10 @@ pub(crate) async fn forward(
     } else {
         None
     };
-    let started = Instant::now();
-    let sent = tokio::time::timeout(settings.response_timeout, pool.send(request, progress)).await;
+    // One clock read for both the deadline and the upstream's time.
+    let started = tokio::time::Instant::now();
+    let deadline = crate::after(started, settings.response_timeout);
+    let sent = tokio::time::timeout_at(deadline, pool.send(request, progress)).await;
     let (mut response, checkout) = match sent {
         Err(_elapsed) => {
             tracing::warn!(

@@ -462,12 +462,13 @@ impl<B: SendBody> Pool<B> {
                     Protocol::Https(_) => !self.speaks_http1.load(Ordering::Relaxed),
                 };
             let mut gate = None;
+            // The HTTP/2 sends are boxed, as the rare states below: this
+            // future is moved with every request (into the response timeout,
+            // and with the request's future into hyper's dispatcher), and an
+            // HTTP/1.1 request should not pay to move a stream's state.
             if h2_possible {
                 if let Some((sender, stream)) = self.live_h2() {
-                    match self
-                        .send_h2(sender, stream, request, progress.clone())
-                        .await
-                    {
+                    match Box::pin(self.send_h2(sender, stream, request, progress.clone())).await {
                         Err((Some(unsent), _)) if !retried_h2 => {
                             retried_h2 = true;
                             request = unsent;
@@ -480,13 +481,19 @@ impl<B: SendBody> Pool<B> {
                 // Opened by another request while this one waited.
                 if let Some((sender, stream)) = self.live_h2() {
                     drop(gate);
-                    return self
-                        .send_h2(sender, stream, request, progress)
+                    return Box::pin(self.send_h2(sender, stream, request, progress))
                         .await
                         .map_err(|(_, err)| err);
                 }
             }
-            let (Conn { mut sender, task }, reused) = match self.checkout(&mut deadline).await? {
+            // A connection idle or a permit free, the usual case, without
+            // awaiting: the state of waiting for one (a timer, a
+            // notification, a semaphore's queue) is boxed, when it happens.
+            let ready = match self.try_checkout() {
+                Some(ready) => ready,
+                None => Box::pin(self.checkout(&mut deadline)).await?,
+            };
+            let (Conn { mut sender, task }, reused) = match ready {
                 Ready::Idle(conn) => (conn, true),
                 // Boxed: the connect and TLS handshake states are the
                 // largest of this future, which every request moves (hyper
@@ -499,8 +506,7 @@ impl<B: SendBody> Pool<B> {
                         let stream = H2Stream::open(&conn.activity);
                         *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn);
                         drop(gate);
-                        return self
-                            .send_h2(sender, stream, request, progress)
+                        return Box::pin(self.send_h2(sender, stream, request, progress))
                             .await
                             .map_err(|(_, err)| err);
                     }
@@ -609,6 +615,24 @@ impl<B: SendBody> Pool<B> {
         {
             *slot = None;
         }
+    }
+
+    /// An idle connection ready for a request, or the permit to open one,
+    /// if there is one now and no request waits before this one (see
+    /// [`checkout`](Self::checkout)).
+    fn try_checkout(&self) -> Option<Ready<B>> {
+        let mut shelf = self.shelf();
+        if shelf.has_waiters() {
+            return None;
+        }
+        if let Some(conn) = shelf.take() {
+            return Some(Ready::Idle(conn));
+        }
+        self.permits
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .map(Ready::Permit)
     }
 
     /// An idle connection ready for a request, or the permit to open one;
