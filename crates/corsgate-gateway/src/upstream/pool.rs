@@ -703,7 +703,10 @@ impl<B: SendBody> Pool<B> {
     /// A connection back from a request: to the longest waiting request, or
     /// kept idle.
     fn put(&self, conn: Conn<B>) {
-        if conn.sender.is_closed() {
+        // `max_idle_per_upstream = 0` closes every connection after its
+        // request, also when a request waits: that one opens its own with the
+        // permit this close frees.
+        if conn.sender.is_closed() || self.settings.max_idle == 0 {
             return;
         }
         let since = Instant::now();
@@ -711,10 +714,7 @@ impl<B: SendBody> Pool<B> {
         let Some(conn) = shelf.hand_over(conn) else {
             return;
         };
-        if self.settings.max_idle == 0 {
-            drop(shelf);
-            drop(conn);
-        } else if shelf.conns.len() >= self.settings.max_idle {
+        if shelf.conns.len() >= self.settings.max_idle {
             // The least recently used goes (and closes, outside the lock).
             let oldest = shelf.conns.remove(0);
             shelf.conns.push(Idle { conn, since });
@@ -1253,6 +1253,46 @@ mod tests {
             },
         );
         exchange(&pool, request(&up, "/")).await.release();
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn max_idle_0_hands_no_connection_to_a_waiting_request() {
+        let up = upstream().await;
+        let pool = pool(
+            &up,
+            PoolSettings {
+                max_idle: 0,
+                max_connections: 1,
+                ..settings()
+            },
+        );
+        let held = tokio::spawn({
+            let pool = pool.clone();
+            let request = request(&up, "/hold");
+            async move { pool.send(request, None).await.unwrap() }
+        });
+        for _ in 0..1000 {
+            if !up.seen.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let waiter = tokio::spawn({
+            let pool = pool.clone();
+            let request = request(&up, "/next");
+            async move { exchange(&pool, request).await.release() }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        up.release.notify_one();
+        let (response, checkout) = held.await.unwrap();
+        let _ = response.into_body().collect().await.unwrap();
+        checkout.release();
+        waiter.await.unwrap();
+        // The waiter opened a connection of its own.
+        assert_eq!(up.accepted.load(Ordering::SeqCst), 2);
         assert_eq!(pool.idle_count(), 0);
     }
 
