@@ -125,17 +125,17 @@ grep -q "access_log $work/access.log;" "$work/nginx-on.conf" ||
 upstream_pid=$!
 
 # Waits up to 60 s (valgrind starts slowly) for a port to accept connections.
-wait_port() {
+wait_port() { # PORT PID: waits while PID lives
     local i
     for i in $(seq 600); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        kill -0 "$server_pid" 2>/dev/null || { echo "the server exited while starting" >&2; return 1; }
+        kill -0 "$2" 2>/dev/null || { echo "the process serving port $1 exited while starting" >&2; return 1; }
         sleep 0.1
     done
     echo "nothing listens on 127.0.0.1:$1 after 60 s" >&2
     return 1
 }
-wait_port "$upstream_port"
+wait_port "$upstream_port" "$upstream_pid"
 
 # Runs one server under TOOL (callgrind or strace), N requests of KIND, then
 # stops it; checks that every request has its access-log line when logs are on.
@@ -166,7 +166,7 @@ measure() { # TOOL SERVER KIND LOGS N
             ;;
     esac
     server_pid=$!
-    wait_port "$port"
+    wait_port "$port" "$server_pid"
     python3 bench/gateway/keepalive.py "$port" "$n" "$kind"
     # SIGTERM to the server itself (under strace, strace's child): corsgate
     # drains and exits (writing its buffered log lines); nginx exits at once.
