@@ -467,33 +467,14 @@ impl Metrics {
             if route.name == UNMATCHED {
                 continue;
             }
-            let name = escape(&route.name);
-            let mut cumulative = 0u64;
-            for (i, le) in BUCKETS.iter().enumerate() {
-                cumulative += route.buckets.get(i).map_or(0, |b| b.load(Relaxed));
-                let _ = writeln!(
-                    out,
-                    "corsgate_upstream_duration_seconds_bucket{{route=\"{name}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            cumulative += route
-                .buckets
-                .get(BUCKETS.len())
-                .map_or(0, |b| b.load(Relaxed));
-            let _ = writeln!(
-                out,
-                "corsgate_upstream_duration_seconds_bucket{{route=\"{name}\",le=\"+Inf\"}} {cumulative}"
-            );
-            let micros = route.upstream_micros.load(Relaxed);
-            let _ = writeln!(
-                out,
-                "corsgate_upstream_duration_seconds_sum{{route=\"{name}\"}} {}",
-                micros as f64 / 1e6
-            );
-            let _ = writeln!(
-                out,
-                "corsgate_upstream_duration_seconds_count{{route=\"{name}\"}} {}",
-                route.upstream_count.load(Relaxed)
+            let labels = format!("route=\"{}\"", escape(&route.name));
+            render_histogram(
+                &mut out,
+                "corsgate_upstream_duration_seconds",
+                &labels,
+                &route.buckets,
+                route.upstream_micros.load(Relaxed),
+                route.upstream_count.load(Relaxed),
             );
         }
 
@@ -752,33 +733,49 @@ impl QueueWait {
             "# HELP corsgate_upstream_queue_wait_seconds Time a request waited for an upstream connection because all max_upstream_connections were busy.\n\
              # TYPE corsgate_upstream_queue_wait_seconds histogram\n",
         );
-        let mut cumulative = 0u64;
-        for (i, le) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets.get(i).map_or(0, |b| b.load(Relaxed));
-            let _ = writeln!(
-                out,
-                "corsgate_upstream_queue_wait_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-            );
-        }
-        cumulative += self
-            .buckets
-            .get(BUCKETS.len())
-            .map_or(0, |b| b.load(Relaxed));
-        let _ = writeln!(
+        render_histogram(
             out,
-            "corsgate_upstream_queue_wait_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
-        );
-        let _ = writeln!(
-            out,
-            "corsgate_upstream_queue_wait_seconds_sum {}",
-            self.micros.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "corsgate_upstream_queue_wait_seconds_count {}",
-            self.count.load(Relaxed)
+            "corsgate_upstream_queue_wait_seconds",
+            "",
+            &self.buckets,
+            self.micros.load(Relaxed),
+            self.count.load(Relaxed),
         );
     }
+}
+
+/// One histogram series in the exposition format: its cumulative `le`
+/// buckets over [`BUCKETS`] (the last counter is `+Inf`), then its sum
+/// (from microseconds) and count. `labels` is empty or `name="value",…`.
+fn render_histogram(
+    out: &mut String,
+    metric: &str,
+    labels: &str,
+    buckets: &[AtomicU64; BUCKETS.len() + 1],
+    micros: u64,
+    count: u64,
+) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0u64;
+    for (le, bucket) in BUCKETS
+        .iter()
+        .map(ToString::to_string)
+        .chain(["+Inf".to_owned()])
+        .zip(buckets)
+    {
+        cumulative += bucket.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "{metric}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{metric}_sum{braces} {}", micros as f64 / 1e6);
+    let _ = writeln!(out, "{metric}_count{braces} {count}");
 }
 
 /// A rendered exposition shared by the responses sending it.

@@ -1256,6 +1256,27 @@ mod tests {
         assert_eq!(pool.idle_count(), 0);
     }
 
+    /// Sends `/hold`, which the upstream holds until `up.release` is
+    /// notified, and returns once the upstream has it: the pool's one
+    /// connection is then busy.
+    async fn hold(
+        pool: &Arc<Pool<TestBody>>,
+        up: &Upstream,
+    ) -> tokio::task::JoinHandle<(Response<Incoming>, Checkout<TestBody>)> {
+        let held = tokio::spawn({
+            let pool = pool.clone();
+            let request = request(up, "/hold");
+            async move { pool.send(request, None).await.unwrap() }
+        });
+        for _ in 0..1000 {
+            if !up.seen.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        held
+    }
+
     #[tokio::test]
     async fn max_idle_0_hands_no_connection_to_a_waiting_request() {
         let up = upstream().await;
@@ -1267,17 +1288,7 @@ mod tests {
                 ..settings()
             },
         );
-        let held = tokio::spawn({
-            let pool = pool.clone();
-            let request = request(&up, "/hold");
-            async move { pool.send(request, None).await.unwrap() }
-        });
-        for _ in 0..1000 {
-            if !up.seen.lock().unwrap().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let held = hold(&pool, &up).await;
         let waiter = tokio::spawn({
             let pool = pool.clone();
             let request = request(&up, "/next");
@@ -1365,17 +1376,7 @@ mod tests {
             },
         );
         // The one connection, held by the upstream until released.
-        let held = tokio::spawn({
-            let pool = pool.clone();
-            let request = request(&up, "/hold");
-            async move { pool.send(request, None).await.unwrap() }
-        });
-        for _ in 0..1000 {
-            if !up.seen.lock().unwrap().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let held = hold(&pool, &up).await;
         assert_eq!(*up.seen.lock().unwrap(), ["/hold"]);
         // Three requests queue, in this order. Each needs one poll to queue;
         // on this single-threaded runtime yielding gives it that poll.
