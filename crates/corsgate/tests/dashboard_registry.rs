@@ -8,7 +8,7 @@ mod support;
 
 use serde_json::{Value, json};
 use support::binary::{Ran, run};
-use support::registry::token_request;
+use support::registry::{form_client_config, token_request};
 use support::*;
 
 const SPA: &str = "https://spa.example";
@@ -55,23 +55,10 @@ fn token_page(origin: &str) -> Value {
 async fn the_dashboards_explain_reads_the_live_registry_the_gateway_decides_with() {
     let spy = Spy::ok().await;
     let dir = TempDir::new("dashboard-registry");
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[registry]
-database = "sqlite:registry.db"
-poll_interval = "100ms"
-
-[[route]]
-path = "/oauth2/token"
-upstream = "{upstream}"
-[route.cors]
-clients = {{ identify = ["form"] }}
-"#,
-        upstream = spy.url()
+    let text = form_client_config(
+        "sqlite:registry.db",
+        "poll_interval = \"100ms\"",
+        &spy.url(),
     );
     let config = dir.write("corsgate.toml", &text);
     corsgate(&config, &["clients", "set", "spa", "--origin", SPA]);
@@ -132,23 +119,7 @@ clients = {{ identify = ["form"] }}
 async fn a_client_unknown_to_the_live_registry_gets_the_set_command() {
     let spy = Spy::ok().await;
     let dir = TempDir::new("dashboard-registry-unknown");
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[registry]
-database = "sqlite:registry.db"
-
-[[route]]
-path = "/oauth2/token"
-upstream = "{upstream}"
-[route.cors]
-clients = {{ identify = ["form"] }}
-"#,
-        upstream = spy.url()
-    );
+    let text = form_client_config("sqlite:registry.db", "", &spy.url());
     let config = dir.write("corsgate.toml", &text);
     corsgate(&config, &["clients", "set", "spa", "--origin", SPA]);
     let gw = Gw::from_file(&config, false).await;

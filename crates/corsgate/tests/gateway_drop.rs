@@ -9,6 +9,7 @@
 mod support;
 
 use support::binary::run;
+use support::registry::form_client_config;
 use support::*;
 
 /// Tasks alive on this test's runtime.
@@ -22,22 +23,10 @@ fn alive_tasks() -> usize {
 async fn a_dropped_gateway_with_a_registry_leaves_no_task_and_no_database_connection() {
     let dir = TempDir::new("gateway-drop");
     let upstream = closed_port().await;
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-
-[registry]
-database = "sqlite:registry.db"
-poll_interval = "100ms"
-
-[[route]]
-path = "/oauth2/token"
-upstream = "http://{upstream}"
-[route.cors]
-clients = {{ identify = ["form"] }}
-"#
+    let text = form_client_config(
+        "sqlite:registry.db",
+        "poll_interval = \"100ms\"",
+        &format!("http://{upstream}"),
     );
     let config = dir.write("corsgate.toml", &text);
     let ran = run(

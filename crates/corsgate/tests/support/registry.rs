@@ -38,6 +38,29 @@ clients = {{ identify = ["form"] }}
     )
 }
 
+/// A configuration with an admin listener (no token), `[registry]` on
+/// `database` (plus `registry_extra` lines), and the route `/oauth2/token`
+/// to `upstream`, clients identified by form.
+pub fn form_client_config(database: &str, registry_extra: &str, upstream: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[registry]
+database = "{database}"
+{registry_extra}
+
+[[route]]
+path = "/oauth2/token"
+upstream = "{upstream}"
+[route.cors]
+clients = {{ identify = ["form"] }}
+"#
+    )
+}
+
 /// `sqlite:DIR/registry.db`.
 pub fn sqlite(dir: &TempDir) -> String {
     format!("sqlite:{}", dir.join("registry.db").display())
