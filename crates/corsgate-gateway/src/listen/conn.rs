@@ -25,7 +25,7 @@ use http::{HeaderValue, StatusCode, Version};
 use http_body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Sleep;
@@ -784,183 +784,202 @@ enum Ended {
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Serves one client connection until it ends, times out, or is forced closed.
-pub(crate) async fn serve_connection(
+///
+/// A function returning an `async` block rather than an `async fn`: an
+/// `async fn` keeps its arguments twice in its future (as passed, and moved
+/// into locals), and this future lives as long as its connection.
+///
+/// `hold` is let go once the connection has ended and its socket is closed
+/// (its place under `max_connections`, its hold on the drain).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub(crate) fn serve_connection<H: Send + 'static>(
     shared: Arc<Shared>,
     stream: TcpStream,
     remote: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
-    mut forced: watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    shared.metrics.connection_opened();
-    let snapshot = shared.snapshot.load_full();
-    let limits = snapshot.limits;
-    let state = Arc::new(ConnState::new(limits.max_requests, shared.metrics.clone()));
-    // The TLS handshake counts against the header read timeout, as the request
-    // head that follows it does: a client that stalls either is dropped then.
-    let opened = tokio::time::Instant::now();
-    let first_deadline = opened + limits.header_timeout;
-    let stream = match &shared.tls {
-        None => ClientStream::Plain(stream),
-        Some(tls) => match tls
-            .accept(stream, limits.header_timeout, shutdown.clone())
-            .await
-        {
-            Some(stream) => ClientStream::Tls(Box::new(stream)),
-            None => {
-                shared.metrics.connection_closed();
-                return;
-            }
-        },
-    };
-    let ctx = Arc::new(proxy::ConnCtx {
-        shared: shared.clone(),
-        conn: state.clone(),
-        remote,
-        client_ip: HeaderValue::from_str(&remote.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown")),
-        https: stream.is_tls(),
-    });
-    let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-        let admission = ctx.conn.admit();
-        let exchange = Exchange::open(&ctx.conn);
-        ctx.conn
-            .body_pending
-            .store(!request.body().is_end_stream(), Relaxed);
-        let answered = Answered {
-            conn: ctx.conn.clone(),
-            done: admission == Admission::Refused,
-        };
-        let last_h1 = admission == Admission::Last && request.version() < Version::HTTP_2;
-        let ctx = ctx.clone();
-        async move {
-            if admission == Admission::Refused {
-                // RST_STREAM(REFUSED_STREAM) on HTTP/2: the request was not
-                // processed and the client may retry it elsewhere (RFC 9113,
-                // section 8.7).
-                drop(request);
-                return Err(refused());
-            }
-            let mut response = proxy::handle(ctx.clone(), request).await;
-            answered.finish();
-            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                // The socket is the tunnel's from now on.
-                ctx.conn.upgraded.store(true, Relaxed);
-            } else if last_h1 {
-                // The client learns that this connection ends after this
-                // response, before it sends another request on it (RFC 9112,
-                // section 9.6); hyper closes it after the response.
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            let record = STREAM.try_with(Arc::clone).ok();
-            Ok::<_, h2::Error>(response.map(|inner| Watched {
-                inner,
-                record,
-                exchange: Some(exchange),
-            }))
-        }
-    });
-    let mut io = ProgressIo::new(stream, state.clone());
-    let http1 = match &io.stream {
-        // HTTP/2 over TLS is told by the same preface, read by hyper.
-        ClientStream::Tls(_) => false,
-        ClientStream::Plain(_) => {
-            match first_bytes(&mut io, first_deadline, &mut shutdown, &mut forced).await {
-                Some(http1) => http1,
-                None => {
-                    shared.metrics.connection_closed();
-                    return;
+    forced: watch::Receiver<bool>,
+    hold: H,
+) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = stream.set_nodelay(true);
+        shared.metrics.connection_opened();
+        let snapshot = shared.snapshot.load_full();
+        let limits = snapshot.limits;
+        let state = Arc::new(ConnState::new(limits.max_requests, shared.metrics.clone()));
+        // The TLS handshake counts against the header read timeout, as the request
+        // head that follows it does: a client that stalls either is dropped then.
+        let opened = tokio::time::Instant::now();
+        let first_deadline = opened + limits.header_timeout;
+        let io = match &shared.tls {
+            None => ClientStream::Plain(stream),
+            // Boxed: the handshake's state (about 2.9 KiB) would otherwise stay in
+            // the task of every connection, cleartext or not, for its whole life.
+            Some(tls) => {
+                match Box::pin(tls.accept(stream, limits.header_timeout, shutdown.clone())).await {
+                    Some(stream) => ClientStream::Tls(Box::new(stream)),
+                    None => {
+                        shared.metrics.connection_closed();
+                        return;
+                    }
                 }
             }
-        }
-    };
-    let outcome = if http1 {
-        // One hyper connection per stretch of requests, none while idle.
-        let mut deadline = first_deadline;
-        loop {
-            io.arm();
-            state.released.store(false, Relaxed);
-            // Boxed: hyper's connection and the driver's timers exist while
-            // requests come, not in the task of an idle connection.
-            let (ended, back) = Box::pin(async {
-                let mut conn = snapshot
-                    .http1
-                    .serve_connection(TokioIo::new(io), service.clone())
-                    .with_upgrades();
-                let ended = drive(
-                    Pin::new(&mut conn),
+        };
+        // Made in place: a `ClientStream` bound first would stay in the task too.
+        let mut io = ProgressIo::new(io, state.clone());
+        let ctx = Arc::new(proxy::ConnCtx {
+            shared: shared.clone(),
+            conn: state.clone(),
+            remote,
+            client_ip: HeaderValue::from_str(&remote.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            https: io.stream.is_tls(),
+        });
+        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let admission = ctx.conn.admit();
+            let exchange = Exchange::open(&ctx.conn);
+            ctx.conn
+                .body_pending
+                .store(!request.body().is_end_stream(), Relaxed);
+            let answered = Answered {
+                conn: ctx.conn.clone(),
+                done: admission == Admission::Refused,
+            };
+            let last_h1 = admission == Admission::Last && request.version() < Version::HTTP_2;
+            let ctx = ctx.clone();
+            async move {
+                if admission == Admission::Refused {
+                    // RST_STREAM(REFUSED_STREAM) on HTTP/2: the request was not
+                    // processed and the client may retry it elsewhere (RFC 9113,
+                    // section 8.7).
+                    drop(request);
+                    return Err(refused());
+                }
+                let mut response = proxy::handle(ctx.clone(), request).await;
+                answered.finish();
+                if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    // The socket is the tunnel's from now on.
+                    ctx.conn.upgraded.store(true, Relaxed);
+                } else if last_h1 {
+                    // The client learns that this connection ends after this
+                    // response, before it sends another request on it (RFC 9112,
+                    // section 9.6); hyper closes it after the response.
+                    response
+                        .headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
+                let record = STREAM.try_with(Arc::clone).ok();
+                Ok::<_, h2::Error>(response.map(|inner| Watched {
+                    inner,
+                    record,
+                    exchange: Some(exchange),
+                }))
+            }
+        });
+        let http1 = match &io.stream {
+            // HTTP/2 over TLS is told by the same preface, read by hyper.
+            ClientStream::Tls(_) => false,
+            ClientStream::Plain(_) => {
+                match first_bytes(&mut io, first_deadline, &mut shutdown).await {
+                    Some(http1) => http1,
+                    None => {
+                        shared.metrics.connection_closed();
+                        return;
+                    }
+                }
+            }
+        };
+        let outcome = if http1 {
+            // One hyper connection per stretch of requests, none while idle.
+            let mut deadline = first_deadline;
+            loop {
+                io.arm();
+                state.released.store(false, Relaxed);
+                // Boxed: hyper's connection and the driver's timers exist while
+                // requests come, not in the task of an idle connection.
+                // hyper ends cleanly with nothing buffered; were it otherwise, the
+                // bytes it read would be the next request's first. An empty buffer
+                // goes now: it still holds hyper's read buffer. (Matched, not bound
+                // to a name: what came back is not kept in the task while it waits.)
+                io = match Box::pin(async {
+                    let mut conn = snapshot
+                        .http1
+                        .serve_connection(TokioIo::new(io), service.clone())
+                        .with_upgrades();
+                    let ended = drive(
+                        Pin::new(&mut conn),
+                        |conn| conn.graceful_shutdown(),
+                        &state,
+                        limits,
+                        deadline,
+                        shutdown.clone(),
+                        forced.clone(),
+                        remote,
+                    )
+                    .await;
+                    let back = match ended {
+                        Ended::Released => conn
+                            .into_parts()
+                            .map(|parts| (parts.io.into_inner(), parts.read_buf)),
+                        _ => None,
+                    };
+                    (ended, back)
+                })
+                .await
+                {
+                    (_, Some((mut back, buffered))) => {
+                        back.prefix = (!buffered.is_empty()).then_some(buffered);
+                        back
+                    }
+                    (ended, None) => break ended,
+                };
+                if io.prefix.is_none()
+                    && !wait_for_request(&io, &state, limits.idle_timeout, &mut shutdown).await
+                {
+                    break Ended::Closed;
+                }
+                // The next request's head has `header_read_timeout` from now; the
+                // idle timer starts over.
+                state.touch();
+                deadline = tokio::time::Instant::now() + limits.idle_timeout;
+            }
+        } else {
+            Box::pin(async {
+                let conn = snapshot
+                    .http
+                    .serve_connection_with_upgrades(TokioIo::new(io), service);
+                tokio::pin!(conn);
+                drive(
+                    conn.as_mut(),
                     |conn| conn.graceful_shutdown(),
                     &state,
                     limits,
-                    deadline,
-                    shutdown.clone(),
-                    forced.clone(),
+                    first_deadline,
+                    shutdown,
+                    forced,
                     remote,
                 )
-                .await;
-                let back = match ended {
-                    Ended::Released => conn
-                        .into_parts()
-                        .map(|parts| (parts.io.into_inner(), parts.read_buf)),
-                    _ => None,
-                };
-                (ended, back)
+                .await
             })
-            .await;
-            let Some((back, buffered)) = back else {
-                break ended;
-            };
-            io = back;
-            // hyper ends cleanly with nothing buffered; were it otherwise, the
-            // bytes it read would be the next request's first. An empty buffer
-            // goes now: it still holds hyper's read buffer.
-            io.prefix = (!buffered.is_empty()).then_some(buffered);
-            if io.prefix.is_none()
-                && !wait_for_request(&io, &state, limits, &mut shutdown, &mut forced).await
-            {
-                break Ended::Closed;
-            }
-            // The next request's head has `header_read_timeout` from now; the
-            // idle timer starts over.
-            state.touch();
-            deadline = tokio::time::Instant::now() + limits.idle_timeout;
-        }
-    } else {
-        Box::pin(async {
-            let conn = snapshot
-                .http
-                .serve_connection_with_upgrades(TokioIo::new(io), service);
-            tokio::pin!(conn);
-            drive(
-                conn.as_mut(),
-                |conn| conn.graceful_shutdown(),
-                &state,
-                limits,
-                first_deadline,
-                shutdown,
-                forced,
-                remote,
-            )
             .await
-        })
-        .await
-    };
-    match outcome {
-        Ended::Closed | Ended::Released => {}
-        Ended::SendTimeout => {
-            tracing::debug!(%remote, "client connection reset: it took no response bytes within send_timeout");
-            shared.metrics.client_closed(ClientClose::SendTimeout);
-            state.abort.store(true, Relaxed);
+        };
+        match outcome {
+            Ended::Closed | Ended::Released => {}
+            Ended::SendTimeout => {
+                tracing::debug!(%remote, "client connection reset: it took no response bytes within send_timeout");
+                shared.metrics.client_closed(ClientClose::SendTimeout);
+                state.abort.store(true, Relaxed);
+            }
+            Ended::CloseDeadline => {
+                tracing::debug!(%remote, "client connection closed: it did not end after GOAWAY");
+                shared.metrics.client_closed(ClientClose::CloseDeadline);
+            }
         }
-        Ended::CloseDeadline => {
-            tracing::debug!(%remote, "client connection closed: it did not end after GOAWAY");
-            shared.metrics.client_closed(ClientClose::CloseDeadline);
-        }
+        shared.metrics.connection_closed();
+        // The socket is closed by now (it went with hyper's connection, which
+        // has ended); on the early returns above, `hold` goes once the block
+        // has returned and dropped its socket.
+        drop(hold);
     }
-    // The connection (and its socket) drops at the end of this scope.
-    shared.metrics.connection_closed();
 }
 
 /// Reads a cleartext connection's first bytes into `io.prefix`, as many as it
@@ -972,21 +991,29 @@ async fn first_bytes(
     io: &mut ProgressIo,
     deadline: tokio::time::Instant,
     shutdown: &mut watch::Receiver<bool>,
-    forced: &mut watch::Receiver<bool>,
 ) -> Option<bool> {
     let ClientStream::Plain(tcp) = &mut io.stream else {
         return Some(false);
     };
+    // Polled by hand rather than with `select!`, and without the forced close
+    // (which comes only after shutdown): this state is part of every
+    // connection's task, whose size is memory per connection.
+    let timer = tokio::time::sleep_until(deadline);
+    let stop = shutdown.wait_for(|stop| *stop);
+    let (mut timer, mut stop) = (std::pin::pin!(timer), std::pin::pin!(stop));
     let mut buf = [0u8; H2_PREFACE.len()];
     let mut n = 0;
     let http1 = loop {
-        let read = tokio::select! {
-            biased;
-            _ = shutdown.wait_for(|stop| *stop) => return None,
-            _ = forced.wait_for(|stop| *stop) => return None,
-            () = tokio::time::sleep_until(deadline) => return None,
-            read = tcp.read(&mut buf[n..]) => read,
-        };
+        let read = std::future::poll_fn(|cx| {
+            if stop.as_mut().poll(cx).is_ready() || timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            let mut unread = ReadBuf::new(&mut buf[n..]);
+            Pin::new(&mut *tcp)
+                .poll_read(cx, &mut unread)
+                .map(|read| Some(read.map(|()| unread.filled().len())))
+        })
+        .await?;
         match read {
             Ok(0) | Err(_) => return None,
             Ok(read) => n += read,
@@ -1005,23 +1032,36 @@ async fn first_bytes(
 /// Waits, hyper-less, for an idle HTTP/1.1 connection's next request: `true`
 /// once the socket has bytes (or an end) to read; `false` at `idle_timeout`
 /// after the last request, or at shutdown (an idle connection has nothing to
-/// drain).
+/// drain; the forced close comes only after shutdown).
+///
+/// This is where an idle connection's task waits, so its size is what every
+/// idle connection costs: a readiness poll of the socket (no future to keep),
+/// one timer and one watch, about 260 bytes, where a `select!` over futures
+/// took 550.
 async fn wait_for_request(
     io: &ProgressIo,
     state: &ConnState,
-    limits: Limits,
+    idle_timeout: Duration,
     shutdown: &mut watch::Receiver<bool>,
-    forced: &mut watch::Receiver<bool>,
 ) -> bool {
     let idle_for = state.idle_for().map_or(Duration::ZERO, |(idle, _)| idle);
-    let left = limits.idle_timeout.saturating_sub(idle_for);
-    tokio::select! {
-        biased;
-        _ = shutdown.wait_for(|stop| *stop) => false,
-        _ = forced.wait_for(|stop| *stop) => false,
-        ready = io.stream.tcp().readable() => ready.is_ok(),
-        () = tokio::time::sleep(left) => false,
-    }
+    let left = idle_timeout.saturating_sub(idle_for);
+    let timer = tokio::time::sleep(left);
+    let stop = shutdown.wait_for(|stop| *stop);
+    let (mut timer, mut stop) = (std::pin::pin!(timer), std::pin::pin!(stop));
+    std::future::poll_fn(|cx| {
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        if let Poll::Ready(ready) = io.stream.tcp().poll_read_ready(cx) {
+            return Poll::Ready(ready.is_ok());
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Drives one hyper connection until it ends, times out, is forced closed,
@@ -1202,10 +1242,10 @@ mod tests {
             Arc::new(ConnState::new(100, Arc::new(Metrics::default()))),
         );
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let (never, mut forced) = watch::channel(false);
+        let (never, _) = watch::channel(false);
         let mut shutdown = never.subscribe();
         assert_eq!(
-            first_bytes(&mut io, deadline, &mut shutdown, &mut forced).await,
+            first_bytes(&mut io, deadline, &mut shutdown).await,
             Some(true)
         );
         let n = io.prefix.as_ref().map_or(0, Bytes::len);
