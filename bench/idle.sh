@@ -9,7 +9,7 @@
 # warm-up of 200 connections that each make one proxied GET and close (so that
 # the upstream pools and the allocator's first growth are in the baseline),
 # then VmRSS of the server's processes; then N connections, each with one
-# proxied GET answered 200 with the CORS headers, all held open; one second
+# proxied GET answered 200 with the CORS headers, all held open; three seconds
 # later, VmRSS again. The growth divided by N is the cost of one idle connection. VmHWM
 # (peak) growth is reported beside it. Memory does not depend on the machine's
 # load, so the numbers hold on a shared machine (only the time taken moves).
@@ -125,9 +125,11 @@ run() { # N PROTO SERVER
     echo go >&"${CLIENT[1]}"
     read -r line <&"${CLIENT[0]}" || true
     read -r _ ok failed took <<<"$line"
-    # Idle for a second before the reading: corsgate lets go of an HTTP/1.1
-    # connection's buffers once it has been idle for 100 ms.
-    sleep 1
+    # Idle for three seconds before the reading (both servers): corsgate lets
+    # go of an HTTP/1.1 connection's buffers once it has been idle for 100 ms,
+    # and its allocator (jemalloc) gives the freed pages back over about a
+    # second.
+    sleep 3
     rss1=$(status_kib VmRSS "${server_pids[@]}")
     hwm1=$(status_kib VmHWM "${server_pids[@]}")
     if [ "$server" = corsgate ]; then

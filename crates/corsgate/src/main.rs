@@ -9,8 +9,9 @@ use corsgate::Outcome;
 use corsgate::cli::{Cli, Command};
 use corsgate::cmd;
 
-// The system allocator unless a feature picks another; bench/RESULTS.md
-// ("Allocators") has the measurements behind the default.
+// jemalloc by default (feature `jemalloc`), mimalloc with `mimalloc`, the
+// system's with neither; bench/RESULTS.md ("Allocators") has the measurements
+// behind the default.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
