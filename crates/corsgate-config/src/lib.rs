@@ -496,6 +496,7 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
     }
     if let Some(settings) = &settings {
         exposure_warnings(config, &server, settings, &mut diagnostics);
+        timeout_warnings(&server, settings, &mut diagnostics);
     }
     if config.route.is_empty() {
         // Without a route every request is a 404. An empty file (or a prefix
@@ -535,6 +536,59 @@ fn compile(config: &FileConfig) -> (Option<GatewayConfig>, Vec<Diagnostic>) {
 /// Settings that are valid but show more than they should to whoever reaches
 /// the listeners: the admin listener off loopback, debug mode on a listener
 /// that is not loopback.
+/// Timeouts that can never fire: `response_timeout` runs from the moment a
+/// request is handed to the upstream pool, so it also covers the wait for a
+/// connection (`upstream_queue_timeout`) and its opening (`connect_timeout`).
+/// One not shorter than it is overtaken: the client gets `response_timeout`'s
+/// `504 upstream-timeout`, never its own answer (`503`, `504
+/// upstream-connect-timeout`), and the metrics and logs say the upstream was
+/// slow to answer when it was never reached.
+fn timeout_warnings(
+    server: &model::ServerConfig,
+    settings: &Settings,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let response = settings.response_timeout;
+    let inner = [
+        (
+            "connect_timeout",
+            settings.connect_timeout,
+            &server.connect_timeout,
+            "504 upstream-connect-timeout",
+        ),
+        (
+            "upstream_queue_timeout",
+            settings.upstream_queue_timeout,
+            &server.upstream_queue_timeout,
+            "503 upstream-busy",
+        ),
+    ];
+    for (key, timeout, written, answer) in inner {
+        if timeout < response {
+            continue;
+        }
+        // Where the file says it: the inner key if written, else
+        // response_timeout (one of the two is, as the defaults agree).
+        let (at, value) = match written {
+            Some(value) => (format!("server.{key}"), value.clone()),
+            None => (
+                "server.response_timeout".to_owned(),
+                server.response_timeout.clone().unwrap_or_default(),
+            ),
+        };
+        diagnostics.push(
+            Diagnostic::warning(
+                DiagnosticKind::File,
+                at,
+                format!(
+                    "{key} ({timeout:?}) is not shorter than response_timeout ({response:?}), which also runs while a request waits for and opens its upstream connection: {key} never fires, and the client gets response_timeout's 504 instead of {answer}; make {key} shorter than response_timeout"
+                ),
+            )
+            .with_value(value),
+        );
+    }
+}
+
 fn exposure_warnings(
     config: &FileConfig,
     server: &model::ServerConfig,
@@ -1106,6 +1160,50 @@ cors = "off"
             none.policy.expect("default"),
             config.routes.default_policy()
         ));
+    }
+
+    /// The timeout warnings of a `[server]` table (with one route), as
+    /// displayed: location, key, value and message.
+    fn timeout_warnings_of(server: &str) -> Vec<String> {
+        let text = format!(
+            "[server]\n{server}\n[server.cors]\nallow_origins = [\"https://app.example.com\"]\n[[route]]\npath = \"/\"\nupstream = \"http://127.0.0.1:9001\"\n"
+        );
+        let checked = check(&text);
+        assert!(checked.gateway.is_some(), "{:?}", checked.problems);
+        checked
+            .problems
+            .iter()
+            .map(ToString::to_string)
+            .filter(|line| line.contains("never fires"))
+            .collect()
+    }
+
+    #[test]
+    fn a_connect_or_queue_timeout_not_shorter_than_response_timeout_is_a_warning() {
+        let connect = timeout_warnings_of("connect_timeout = \"30s\"");
+        assert_eq!(connect.len(), 1, "{connect:?}");
+        assert!(
+            connect[0].starts_with("2:19: server.connect_timeout: warning: \"30s\": connect_timeout (30s) is not shorter than response_timeout (30s)"),
+            "{connect:?}"
+        );
+        assert!(connect[0].contains("instead of 504 upstream-connect-timeout"));
+        // Written only on response_timeout's side: located there.
+        let response = timeout_warnings_of("response_timeout = \"2s\"");
+        assert_eq!(response.len(), 2, "{response:?}");
+        assert!(
+            response
+                .iter()
+                .all(|w| w.starts_with("2:20: server.response_timeout: warning: \"2s\": ")),
+            "{response:?}"
+        );
+        assert!(
+            response[1].contains("upstream_queue_timeout (5s)"),
+            "{response:?}"
+        );
+        // Shorter: nothing to say.
+        assert!(
+            timeout_warnings_of("connect_timeout = \"1s\"\nresponse_timeout = \"10s\"").is_empty()
+        );
     }
 
     #[test]
