@@ -64,6 +64,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use admin::endpoints::{Access, AdminEndpoint, admin_endpoints};
+pub use admin::registry_admin::check_registry_files;
 use corsgate_config::{GatewayConfig, Settings, Transport, Upstream};
 pub use error::Error;
 use listen::accept::AcceptErrors;

@@ -65,29 +65,72 @@ impl PostgresTls {
                 .with_custom_certificate_verifier(Arc::new(Unverified(provider))),
             SslMode::VerifyFull => builder.with_root_certificates(self.roots()?),
         };
-        let config = match (&self.client_cert_file, &self.client_key_file) {
-            (Some(cert), Some(key)) => {
-                let chain = CertificateDer::pem_file_iter(cert)
-                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| refused(format!("client_cert_file {}: {e}", cert.display())))?;
-                if chain.is_empty() {
-                    return Err(refused(format!(
-                        "client_cert_file {}: no certificate in it",
-                        cert.display()
-                    )));
-                }
-                let key_der = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| refused(format!("client_key_file {}: {e}", key.display())))?;
-                builder.with_client_auth_cert(chain, key_der).map_err(|e| {
-                    refused(format!(
-                        "client_key_file {}: not the key of client_cert_file: {e}",
-                        key.display()
-                    ))
-                })?
-            }
-            _ => builder.with_no_client_auth(),
-        };
+        let config = self
+            .client_auth(builder)
+            .map_err(|(_, message)| refused(message))?;
         Ok(Some(MakeRustlsConnect::new(config)))
+    }
+
+    /// Reads the files as the connection would, for a configuration check:
+    /// every problem, each with the key of `[registry]` it belongs to
+    /// (`ca_file`, `client_cert_file`, `client_key_file`) and what is wrong.
+    /// Nothing for [`SslMode::Disable`], where no file is read.
+    pub fn check_files(&self) -> Vec<(&'static str, String)> {
+        let mut found = Vec::new();
+        if self.mode == SslMode::Disable {
+            return found;
+        }
+        if self.mode == SslMode::VerifyFull && self.ca_file.is_some() {
+            if let Err(StoreError::Unavailable(message)) = self.roots() {
+                found.push(("ca_file", message));
+            }
+        }
+        let provider = provider();
+        if let Ok(builder) = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+        {
+            let builder = builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Unverified(provider)));
+            if let Err(problem) = self.client_auth(builder) {
+                found.push(problem);
+            }
+        }
+        found
+    }
+
+    /// The client certificate, if both of its files are set: a problem
+    /// comes with the key it belongs to.
+    fn client_auth(
+        &self,
+        builder: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>,
+    ) -> Result<ClientConfig, (&'static str, String)> {
+        let (Some(cert), Some(key)) = (&self.client_cert_file, &self.client_key_file) else {
+            return Ok(builder.with_no_client_auth());
+        };
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| {
+                let message = format!("client_cert_file {}: {e}", cert.display());
+                ("client_cert_file", message)
+            })?;
+        if chain.is_empty() {
+            let message = format!("client_cert_file {}: no certificate in it", cert.display());
+            return Err(("client_cert_file", message));
+        }
+        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+            (
+                "client_key_file",
+                format!("client_key_file {}: {e}", key.display()),
+            )
+        })?;
+        builder.with_client_auth_cert(chain, key_der).map_err(|e| {
+            let message = format!(
+                "client_key_file {}: not the key of client_cert_file: {e}",
+                key.display()
+            );
+            ("client_key_file", message)
+        })
     }
 
     fn roots(&self) -> Result<RootCertStore, StoreError> {

@@ -72,20 +72,7 @@ pub(crate) async fn open(
             password_file,
             tls,
         } => {
-            let tls = corsgate_registry::PostgresTls {
-                mode: match tls.mode {
-                    corsgate_config::registry::SslMode::Require => {
-                        corsgate_registry::SslMode::Require
-                    }
-                    corsgate_config::registry::SslMode::VerifyFull => {
-                        corsgate_registry::SslMode::VerifyFull
-                    }
-                    _ => corsgate_registry::SslMode::Disable,
-                },
-                ca_file: tls.ca_file.as_deref().map(resolve),
-                client_cert_file: tls.client_cert_file.as_deref().map(resolve),
-                client_key_file: tls.client_key_file.as_deref().map(resolve),
-            };
+            let tls = postgres_tls(tls, resolve);
             open_postgres(
                 url,
                 password_file.as_deref().map(resolve),
@@ -113,6 +100,90 @@ pub(crate) async fn open(
     let registry = Registry::start(store, options).await;
     registry.spawn_refresher();
     Ok(Some(registry))
+}
+
+/// `[registry]`'s TLS settings for the store, paths resolved.
+#[cfg(feature = "postgres")]
+fn postgres_tls(
+    tls: &corsgate_config::registry::PostgresTls,
+    resolve: impl Fn(&Path) -> PathBuf,
+) -> corsgate_registry::PostgresTls {
+    use corsgate_config::registry::SslMode;
+    corsgate_registry::PostgresTls {
+        mode: match tls.mode {
+            SslMode::Require => corsgate_registry::SslMode::Require,
+            SslMode::VerifyFull => corsgate_registry::SslMode::VerifyFull,
+            _ => corsgate_registry::SslMode::Disable,
+        },
+        ca_file: tls.ca_file.as_deref().map(&resolve),
+        client_cert_file: tls.client_cert_file.as_deref().map(&resolve),
+        client_key_file: tls.client_key_file.as_deref().map(&resolve),
+    }
+}
+
+/// The files `[registry]` names for PostgreSQL (`password_file`, `ca_file`,
+/// `client_cert_file`, `client_key_file`), read as `serve` reads them, every
+/// problem at its key: what `corsgate check` adds to the file's own checks,
+/// so that a configuration it passes does not fail at start on a missing or
+/// broken file. Relative paths from `base`. Nothing to read for SQLite (the
+/// file is created when missing) or without the `postgres` feature.
+pub fn check_registry_files(
+    gateway: &corsgate_config::GatewayConfig,
+    base: &Path,
+) -> Vec<corsgate_policy::Diagnostic> {
+    #[cfg(feature = "postgres")]
+    if let Some(Database::Postgres {
+        password_file, tls, ..
+    }) = gateway.settings.registry.as_ref().map(|r| &r.database)
+    {
+        use corsgate_policy::{Diagnostic, DiagnosticKind};
+        let resolve = |path: &Path| base.join(path);
+        let mut found = Vec::new();
+        if let Some(written) = password_file {
+            let path = resolve(written);
+            if let Err(e) = std::fs::read_to_string(&path) {
+                found.push(
+                    Diagnostic::error(
+                        DiagnosticKind::File,
+                        "registry.password_file",
+                        format!(
+                            "cannot read {}: {e}; set password_file to a readable file that holds the database user's password",
+                            path.display()
+                        ),
+                    )
+                    .with_value(written.display().to_string()),
+                );
+            }
+        }
+        for (key, message) in postgres_tls(tls, resolve).check_files() {
+            let (written, fix) = match key {
+                "ca_file" => (
+                    &tls.ca_file,
+                    "set ca_file to the PEM file of the CA that signed the database server's certificate",
+                ),
+                "client_cert_file" => (
+                    &tls.client_cert_file,
+                    "set client_cert_file to the PEM certificate chain the gateway presents to the database",
+                ),
+                _ => (
+                    &tls.client_key_file,
+                    "set client_key_file to the PEM private key of client_cert_file",
+                ),
+            };
+            let d = Diagnostic::error(
+                DiagnosticKind::File,
+                format!("registry.{key}"),
+                format!("{message}; {fix}"),
+            );
+            found.push(match written {
+                Some(path) => d.with_value(path.display().to_string()),
+                None => d,
+            });
+        }
+        return found;
+    }
+    let _ = (gateway, base);
+    Vec::new()
 }
 
 /// Opens a PostgreSQL registry and tries it at once: a database that is too

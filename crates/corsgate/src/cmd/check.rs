@@ -152,14 +152,17 @@ fn foreign(text: &str) -> Option<(&'static str, &'static str)> {
 /// `checked` at its key's line and column in `text`; relative paths from
 /// `base`. `[server.tls]`: each certificate (key matches certificate, chain
 /// parses) and those expiring within 14 days; `[route.upstream_tls]`: the
-/// CA file and the client certificate of each `https://` upstream. `import`
-/// runs it on its output too.
+/// CA file and the client certificate of each `https://` upstream;
+/// `[registry]`: a PostgreSQL registry's password, CA and client certificate
+/// files. `import` runs it on its output too.
 pub(crate) fn load_files(checked: &mut config::Checked, text: &str, base: &Path) {
     let Some(gateway) = checked.gateway.as_ref() else {
         return;
     };
     // The CA files and client certificates of https:// upstreams too.
     let mut found = corsgate_gateway::check_upstream_tls(gateway, base);
+    // The password, CA and client certificate files of a PostgreSQL registry.
+    found.extend(corsgate_gateway::check_registry_files(gateway, base));
     if let Some(tls) = &gateway.settings.tls {
         found.extend(corsgate_gateway::check_certificates(
             tls,
