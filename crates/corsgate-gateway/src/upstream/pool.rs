@@ -672,15 +672,20 @@ impl<B: SendBody> Pool<B> {
     /// open one (a connection closed), until `deadline`.
     async fn wait(
         &self,
-        mut returned: oneshot::Receiver<Conn<B>>,
+        returned: oneshot::Receiver<Conn<B>>,
         deadline: tokio::time::Instant,
     ) -> Result<Ready<B>, UpstreamError> {
         let busy = UpstreamError::Busy(self.settings.max_connections);
+        let mut handed = Handed {
+            pool: self,
+            receiver: returned,
+        };
+        let returned = &mut handed.receiver;
         tokio::select! {
             // A connection handed over is served before a permit, which then
             // goes to the next waiter.
             biased;
-            conn = &mut returned => conn.map(Ready::Idle).map_err(|_| busy),
+            conn = &mut *returned => conn.map(Ready::Idle).map_err(|_| busy),
             permit = self.permits.clone().acquire_owned() => {
                 // Stop taking connections; one handed over meanwhile is used.
                 returned.close();
@@ -893,6 +898,24 @@ pub(crate) struct Checkout<B: SendBody> {
     _stream: Option<H2Stream>,
     /// How far the request body has got; `None` for a request without one.
     progress: Option<Arc<Progress>>,
+}
+
+/// A waiting request's end of a hand-over. A connection handed over that the
+/// request never took, because it went away first (its client left, its
+/// future dropped), goes back to the pool: to the next waiter or the idle
+/// list, rather than closing with the request.
+struct Handed<'a, B: SendBody> {
+    pool: &'a Pool<B>,
+    receiver: oneshot::Receiver<Conn<B>>,
+}
+
+impl<B: SendBody> Drop for Handed<'_, B> {
+    fn drop(&mut self) {
+        self.receiver.close();
+        if let Ok(conn) = self.receiver.try_recv() {
+            self.pool.put(conn);
+        }
+    }
 }
 
 impl<B: SendBody> Checkout<B> {
@@ -1275,6 +1298,49 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         held
+    }
+
+    /// A connection handed to a waiting request whose client leaves before
+    /// the request runs again (the hand-over done, not yet taken) goes back
+    /// to the pool, to the next waiter: it is not closed with the request.
+    #[tokio::test]
+    async fn a_connection_handed_to_a_request_that_then_left_goes_to_the_next() {
+        let up = upstream().await;
+        let pool = pool(
+            &up,
+            PoolSettings {
+                max_connections: 1,
+                ..settings()
+            },
+        );
+        let first = exchange(&pool, request(&up, "/first")).await;
+        let mut waiters = Vec::new();
+        for path in ["/left", "/w"] {
+            waiters.push(tokio::spawn({
+                let pool = pool.clone();
+                let request = request(&up, path);
+                async move { exchange(&pool, request).await.release() }
+            }));
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let served = waiters.pop().unwrap();
+        let left = waiters.pop().unwrap();
+        // Handed to "/left" (the longest waiting), which leaves before it
+        // runs: nothing is awaited between the two.
+        first.release();
+        left.abort();
+        tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("the next waiter was never served")
+            .unwrap();
+        assert_eq!(*up.seen.lock().unwrap(), ["/first", "/w"]);
+        assert_eq!(
+            up.accepted.load(Ordering::SeqCst),
+            1,
+            "the connection handed over was closed, and another opened"
+        );
     }
 
     #[tokio::test]
