@@ -337,9 +337,11 @@ fn hyper_buffer_limit(settings: &Settings) -> usize {
 /// HTTP/1.1 alone.
 fn http1_builder(settings: &Settings) -> hyper::server::conn::http1::Builder {
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // The header read timeout is the connection driver's (`listen/conn.rs`,
+    // `ConnState::idle_check`): hyper's arms a timer for every request.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout(settings))
+        .header_read_timeout(None)
         .max_buf_size(hyper_buffer_limit(settings))
         .keep_alive(true);
     builder

@@ -156,6 +156,52 @@ async fn a_burst_of_connections_that_stay_idle_leaves_little_memory_behind() {
     }
 }
 
+// The header read timeout on a keep-alive connection: hyper's own timer is
+// off for cleartext HTTP/1.1, the connection's driver holds a head that
+// starts after an idle stretch (hyper let go) or right behind a response to
+// the timeout. Either way a client that sends part of a head and stops is
+// closed within it; one that sends its head whole is served.
+#[tokio::test]
+async fn a_head_that_stalls_on_a_kept_alive_connection_is_closed_at_the_header_timeout() {
+    let spy = Spy::ok().await;
+    let dir = TempDir::new("idle-head");
+    let text = config(
+        "idle_timeout = \"1s\"",
+        &format!("allow_origins = [\"{ORIGIN}\"]"),
+        &route("/", &spy.url(), ""),
+    );
+    let mut serve = Serve::start_in(&dir, &text, Stderr::Read);
+    let (listen, _admin) = serve.addresses();
+    for pause_ms in [300, 0] {
+        let mut stream = one_get(listen).await;
+        // 300 ms: hyper was let go; 0: right behind the response.
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        stream
+            .write_all(b"GET /api/items HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest),
+        )
+        .await;
+        assert!(
+            closed.is_ok(),
+            "after {pause_ms} ms, a stalled head kept the connection open 10 s"
+        );
+    }
+    // A head sent whole after an idle stretch is served.
+    let mut stream = one_get(listen).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream
+        .write_all(get("/api/items").as_bytes())
+        .await
+        .unwrap();
+    let (head, _) = read_response(&mut stream).await.expect("no answer");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
 // Pipelined requests written at once are answered in order by one hyper
 // connection; once idle, the next request (in two pieces) and a POST with a
 // body are served as well, and the upstream sees each request once, whole.

@@ -126,6 +126,10 @@ pub(crate) struct ConnState {
     /// 0: not at one. The driver's timer polls hyper then.
     release_due: AtomicU64,
     created: u64,
+    /// [`now_ms`] when bytes came to an idle HTTP/1.1 connection whose hyper
+    /// had been let go: a request head is being read, which must be whole
+    /// within the header read timeout; 0 once it is (or none is being read).
+    head_since: AtomicU64,
     /// Counts the closes this connection's own guards decide.
     metrics: Arc<Metrics>,
 }
@@ -150,6 +154,7 @@ impl ConnState {
             release_due: AtomicU64::new(0),
             body_pending: AtomicBool::new(false),
             created: now_ms(),
+            head_since: AtomicU64::new(0),
             metrics,
         }
     }
@@ -173,9 +178,52 @@ impl ConnState {
         ))
     }
 
+    /// What the idle timer finds at `now` ([`now_ms`]): a request in flight
+    /// (the send timer watches it), a connection to close, or when to look
+    /// again. Closed: `header_timeout` after the connection opened while no
+    /// request has come, or after a request head started to arrive (see
+    /// `head_since`: hyper's own header timer is off for cleartext HTTP/1.1,
+    /// as it cost a timer per request); `idle_timeout` after the last request.
+    /// A head that starts between two looks is seen at the next one, which
+    /// comes at most `header_timeout` later: the timer fires about once per
+    /// `header_timeout` on a busy connection, never once per request.
+    fn idle_check(&self, limits: &Limits, now: u64) -> IdleCheck {
+        if self.active.load(Relaxed) > 0 {
+            return IdleCheck::Busy;
+        }
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let (header, idle) = (ms(limits.header_timeout), ms(limits.idle_timeout));
+        let last = self.last_activity.load(Relaxed);
+        if last == 0 {
+            let due = self.created.saturating_add(header);
+            return if now >= due {
+                IdleCheck::Close
+            } else {
+                IdleCheck::Until(due)
+            };
+        }
+        let idle_due = last.saturating_add(idle);
+        let head = self.head_since.load(Relaxed);
+        let head_due = if head != 0 {
+            head.saturating_add(header)
+        } else {
+            // No head yet: look again when one that starts now would be due,
+            // or at the idle timeout.
+            now.max(last).saturating_add(header)
+        };
+        if now >= idle_due || (head != 0 && now >= head_due) {
+            IdleCheck::Close
+        } else {
+            IdleCheck::Until(head_due.min(idle_due))
+        }
+    }
+
     /// Counts a new request, and says whether it is served: not when the
     /// connection is closing or made its `max_requests_per_connection`.
     fn admit(&self) -> Admission {
+        if self.head_since.load(Relaxed) != 0 {
+            self.head_since.store(0, Relaxed);
+        }
         if self.closing.load(Relaxed) || self.close_requested.load(Relaxed) {
             return Admission::Refused;
         }
@@ -229,6 +277,15 @@ impl ConnState {
             self.write_blocked_since.store(now_ms(), Relaxed);
         }
     }
+}
+
+/// What the idle timer finds (see [`ConnState::idle_check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdleCheck {
+    Busy,
+    Close,
+    /// Look again then ([`now_ms`]).
+    Until(u64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -439,6 +496,23 @@ impl ProgressIo {
         });
     }
 
+    /// Notes bytes read (HTTP/1.1 on cleartext) while no request is in flight
+    /// and every response is done: the next request's head starts, and must
+    /// be whole within the header read timeout (see
+    /// [`ConnState::idle_check`]). Bytes of a request body still coming after
+    /// its response count too: that body is then held to the same timeout.
+    fn head_bytes(&self, read: bool) {
+        let conn = &self.conn;
+        if read
+            && self.release.is_some()
+            && conn.head_since.load(Relaxed) == 0
+            && conn.active.load(Relaxed) == 0
+            && conn.exchanges.load(Relaxed) == 0
+        {
+            conn.head_since.store(now_ms(), Relaxed);
+        }
+    }
+
     /// Whether hyper was told the client closed.
     fn released(&self) -> bool {
         self.release.as_ref().is_some_and(|r| r.released)
@@ -476,9 +550,11 @@ impl AsyncRead for ProgressIo {
         if self.released() {
             return Poll::Ready(Ok(()));
         }
+        let filled = buf.filled().len();
         if self.at_boundary() {
             let poll = Pin::new(&mut self.stream).poll_read(cx, buf);
             if !poll.is_pending() {
+                self.head_bytes(buf.filled().len() > filled);
                 return poll;
             }
             let due = self.release_due();
@@ -495,7 +571,9 @@ impl AsyncRead for ProgressIo {
             self.conn.released.store(true, Relaxed);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        let poll = Pin::new(&mut self.stream).poll_read(cx, buf);
+        self.head_bytes(buf.filled().len() > filled);
+        poll
     }
 }
 
@@ -937,10 +1015,12 @@ pub(crate) fn serve_connection<H: Send + 'static>(
                 {
                     break Ended::Closed;
                 }
-                // The next request's head has `header_read_timeout` from now; the
-                // idle timer starts over.
+                // The next request's head has `header_read_timeout` from now
+                // (hyper's own timer is off on this path: it cost a timer per
+                // request); the idle timer starts over.
                 state.touch();
-                deadline = tokio::time::Instant::now() + limits.idle_timeout;
+                state.head_since.store(now_ms(), Relaxed);
+                deadline = tokio::time::Instant::now() + limits.header_timeout;
             }
         } else {
             Box::pin(async {
@@ -1145,21 +1225,14 @@ where
                 continue;
             }
             if idle.as_mut().poll(&mut signal_cx).is_ready() {
-                let now = tokio::time::Instant::now();
-                match state.idle_for() {
-                    Some((idle_for, seen)) => {
-                        let timeout = if seen {
-                            limits.idle_timeout
-                        } else {
-                            limits.header_timeout
-                        };
-                        if idle_for >= timeout {
-                            close = true;
-                        } else {
-                            idle.as_mut().reset(now + (timeout - idle_for));
-                        }
+                let (now, at) = (tokio::time::Instant::now(), now_ms());
+                match state.idle_check(&limits, at) {
+                    IdleCheck::Close => close = true,
+                    IdleCheck::Until(due) => {
+                        idle.as_mut()
+                            .reset(now + Duration::from_millis(due.saturating_sub(at)));
                     }
-                    None => idle.as_mut().reset(now + limits.idle_timeout),
+                    IdleCheck::Busy => idle.as_mut().reset(now + limits.idle_timeout),
                 }
                 // Poll the timer again, for its new deadline.
                 signals.fire();
@@ -1223,6 +1296,57 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
+
+    /// The idle timer closes a connection `header_timeout` after it opened
+    /// when no request came, `header_timeout` after a request head started
+    /// (even when `idle_timeout` is longer: a client trickling a head does not
+    /// get the idle time), and `idle_timeout` after the last request; in
+    /// between it looks again no later than a head starting now would be due.
+    #[test]
+    fn the_idle_timer_holds_a_head_to_the_header_timeout_and_an_idle_connection_to_the_idle_timeout()
+     {
+        let limits = Limits {
+            idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(30),
+            max_requests: 100,
+        };
+        let state = ConnState::new(100, Arc::new(Metrics::default()));
+        let created = state.created;
+        // No request yet.
+        assert_eq!(
+            state.idle_check(&limits, created + 29_999),
+            IdleCheck::Until(created + 30_000)
+        );
+        assert_eq!(
+            state.idle_check(&limits, created + 30_000),
+            IdleCheck::Close
+        );
+        // A request ended at `last`; no head since.
+        let last = created + 10_000;
+        state.last_activity.store(last, Relaxed);
+        assert_eq!(
+            state.idle_check(&limits, last + 1),
+            IdleCheck::Until(last + 30_001)
+        );
+        assert_eq!(
+            state.idle_check(&limits, last + 59_999),
+            IdleCheck::Until(last + 60_000)
+        );
+        assert_eq!(state.idle_check(&limits, last + 60_000), IdleCheck::Close);
+        // A head started 10 s after it: closed 30 s later, before the idle timeout.
+        state.head_since.store(last + 10_000, Relaxed);
+        assert_eq!(
+            state.idle_check(&limits, last + 39_999),
+            IdleCheck::Until(last + 40_000)
+        );
+        assert_eq!(state.idle_check(&limits, last + 40_000), IdleCheck::Close);
+        // Its request came: the head is whole, and in flight nothing is timed here.
+        assert_eq!(state.admit(), Admission::Served);
+        assert_eq!(state.head_since.load(Relaxed), 0);
+        state.active.store(1, Relaxed);
+        assert_eq!(state.idle_check(&limits, last + 40_000), IdleCheck::Busy);
+    }
 
     /// The first bytes read to tell HTTP/1.1 from HTTP/2 come back to hyper
     /// with the rest of what the client sent, in one read: a first read of
