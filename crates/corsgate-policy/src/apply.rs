@@ -321,10 +321,16 @@ fn spare_for(status: StatusCode) -> usize {
 /// The length of an answer made here: none said on a 204, which has no content
 /// (RFC 9110 §8.6), `0` on any other status so that no client waits for a body.
 fn finish_local<B>(mut response: Response<B>) -> Response<B> {
-    if response.status() != StatusCode::NO_CONTENT {
-        response.headers_mut().insert(CONTENT_LENGTH, ZERO);
-    }
+    let status = response.status();
+    set_length(response.headers_mut(), status);
     response
+}
+
+/// [`finish_local`] on the headers alone, before they are in a response.
+pub(crate) fn set_length(headers: &mut HeaderMap, status: StatusCode) {
+    if status != StatusCode::NO_CONTENT {
+        headers.insert(CONTENT_LENGTH, ZERO);
+    }
 }
 
 /// Whether a header name is one of the CORS response or request headers.

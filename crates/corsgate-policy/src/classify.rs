@@ -105,6 +105,7 @@ impl<'a> Head<'a> {
     }
 
     /// Everything a preflight needs.
+    #[inline(always)]
     pub(crate) fn preflight(headers: &'a HeaderMap) -> Self {
         if headers.keys_len() > SCAN_KEYS {
             let mut head = Head::origin(headers);

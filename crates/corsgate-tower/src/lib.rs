@@ -90,13 +90,20 @@ enum Source {
 }
 
 impl Source {
-    fn decide<B>(&self, request: &Request<B>) -> Decision {
+    /// The answer made here, or the decision to apply to the app's response.
+    #[allow(clippy::result_large_err)]
+    fn answer_or_decide<ReqBody, ResBody>(
+        &self,
+        request: &Request<ReqBody>,
+        empty_body: ResBody,
+    ) -> Result<Response<ResBody>, Decision> {
+        let (method, headers) = (request.method(), request.headers());
         match self {
-            Source::Fixed(policy) => policy.decide(request.method(), request.headers()),
+            Source::Fixed(policy) => policy.answer_or_decide(method, headers, empty_body),
             Source::Swappable(handle) => handle
                 .current
                 .load()
-                .decide(request.method(), request.headers()),
+                .answer_or_decide(method, headers, empty_body),
         }
     }
 }
@@ -197,9 +204,8 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let decision = self.source.decide(&request);
         // Preflights and refusals are answered here: the service never sees them.
-        match decision.into_local_response(ResBody::default()) {
+        match self.source.answer_or_decide(&request, ResBody::default()) {
             Ok(response) => ResponseFuture {
                 state: State::Ready {
                     response: Some(response),
