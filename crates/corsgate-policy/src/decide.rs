@@ -303,8 +303,16 @@ impl Policy {
         // covers Authorization.
         let listed = |name: &[u8], head: u64| self.headers.contains_ignore_case(name, head);
         let other = |name: &[u8]| self.headers.any && !name.eq_ignore_ascii_case(b"authorization");
-        let run =
-            |value: &[u8], start: usize, most: usize| self.headers.listed_run(value, start, most);
+        // Under `*`, the usual names are allowed whatever they are: read as a
+        // run of plain names, sixteen bytes at a time. Otherwise as a run of
+        // listed names.
+        let run = |value: &[u8], start: usize, most: usize| {
+            if self.headers.any {
+                fetch::plain_run(value, start, most)
+            } else {
+                self.headers.listed_run(value, start, most)
+            }
+        };
         fetch::check_header_list(line.as_bytes(), max, self.headers.any, run, listed, other)
             .map_err(|err| {
                 let (reason, lo, hi) = match err {
