@@ -55,7 +55,7 @@ per_request() {
 iterations() {
     case "$1" in
         *64KiB | *1MiB) echo "1 21" ;;
-        *8KiB | *4096 | *4KiB) echo "1 101" ;;
+        *8KiB | *4096 | *4KiB | *4KiB-*) echo "1 101" ;;
         *) echo "1 401" ;;
     esac
 }
@@ -150,6 +150,7 @@ sizes = {
     "acrh-tokens-4096": len(",".join((["content-type", "x-api-key"] * 2048))),
     "acrh-one-letter-64KiB": 64 << 10, "acrh-longest-allowed-4KiB": 4096,
     "acrh-64-one-letter-names": 127, "acrh-65-one-letter-names": 129,
+    "acrh-longest-allowed-4KiB-underscores": 4096,
 }
 for (k, s) in order:
     if k != "decide":

@@ -152,12 +152,13 @@ impl NameSet {
             // `allow_headers = "*"` alone: nothing is listed.
             return (i, 0);
         }
+        let few = self.prefixes.len() <= FEW_NAMES;
         'names: while count < most {
             let Some(rest) = value.get(i..) else {
                 break;
             };
             let word = fetch::head_word(rest);
-            let from = if self.prefixes.len() <= FEW_NAMES {
+            let from = if few {
                 0
             } else {
                 let first = (word as u8).to_ascii_lowercase();
@@ -172,14 +173,17 @@ impl NameSet {
                 if p.len > 8 && !self.tail_at(p, rest) {
                     continue;
                 }
-                match rest.get(p.len) {
-                    Some(b',') => {
-                        // A space after the comma (rarely sent) ends the run:
-                        // the caller skips it and starts another.
-                        count += 1;
-                        i += p.len + 1;
-                        continue 'names;
-                    }
+                let next = rest.get(p.len);
+                // The comma first, one comparison: what follows a name in
+                // the lists browsers send.
+                if next == Some(&b',') {
+                    // A space after the comma (rarely sent) ends the run:
+                    // the caller skips it and starts another.
+                    count += 1;
+                    i += p.len + 1;
+                    continue 'names;
+                }
+                match next {
                     None => return (value.len(), count + 1),
                     // Whitespace before the comma: read by the caller.
                     Some(b' ' | b'\t') => break 'names,

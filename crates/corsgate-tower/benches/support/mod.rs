@@ -514,7 +514,7 @@ where
 }
 
 /// `Policy::decide` alone, for the per-origin-count and per-byte costs.
-pub(crate) const DECIDE_SCENARIOS: [&str; 16] = [
+pub(crate) const DECIDE_SCENARIOS: [&str; 17] = [
     "actual-allowed-1-origin",
     "actual-allowed-1000-origins",
     "actual-denied-1-origin",
@@ -534,16 +534,20 @@ pub(crate) const DECIDE_SCENARIOS: [&str; 16] = [
     "acrh-longest-allowed-4KiB",
     "acrh-64-one-letter-names",
     "acrh-65-one-letter-names",
+    // The longest again, each name with `_`, a token byte but not one of the
+    // bytes of the names pages send: read by the general walk, not the run.
+    "acrh-longest-allowed-4KiB-underscores",
 ];
 
 /// hyper's HTTP/1 parsing of the same preflight heads as the `acrh-*` decide
 /// scenarios: `httparse` (hyper's parser) over the bytes, then a `HeaderMap`
 /// made as hyper makes it (each value a slice of the read buffer).
-pub(crate) const PARSE_SCENARIOS: [&str; 4] = [
+pub(crate) const PARSE_SCENARIOS: [&str; 5] = [
     "acrh-commas-64KiB",
     "acrh-one-letter-64KiB",
     "acrh-longest-allowed-4KiB",
     "acrh-64-one-letter-names",
+    "acrh-longest-allowed-4KiB-underscores",
 ];
 
 /// The length of the hostile `Access-Control-Request-Headers` value of a decide
@@ -562,6 +566,13 @@ fn hostile_value(scenario: &str) -> Option<String> {
         "acrh-longest-allowed-4KiB" => Some(
             (0..64)
                 .map(|i| format!("x-{}{i:02}", "l".repeat(59)))
+                .collect::<Vec<_>>()
+                .join(",")
+                + "z",
+        ),
+        "acrh-longest-allowed-4KiB-underscores" => Some(
+            (0..64)
+                .map(|i| format!("x_{}{i:02}", "l".repeat(59)))
                 .collect::<Vec<_>>()
                 .join(",")
                 + "z",
@@ -608,14 +619,14 @@ pub(crate) fn prepare_decide(scenario: &str) -> Option<Run> {
             "http://localhost:5173",
             true,
         ),
-        "acrh-longest-allowed-4KiB" | "acrh-64-one-letter-names" => {
-            (exact(1), "https://app0.example.com", true)
-        }
+        "acrh-longest-allowed-4KiB"
+        | "acrh-longest-allowed-4KiB-underscores"
+        | "acrh-64-one-letter-names" => (exact(1), "https://app0.example.com", true),
         // Past a limit: refused before the list is read, or at the 65th name.
         _ if scenario.starts_with("acrh-") => (exact(1), "https://app0.example.com", false),
         _ => return None,
     };
-    let policy = if scenario == "acrh-longest-allowed-4KiB" {
+    let policy = if scenario.starts_with("acrh-longest-allowed-4KiB") {
         let config = CorsConfig::new()
             .allow_origins(origins.clone())
             .allow_methods(METHODS)
