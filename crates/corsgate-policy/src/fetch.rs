@@ -507,6 +507,27 @@ impl PlainRun<'_> {
     }
 }
 
+/// The bits of the bytes of `group` that `class` marks (all bits set in its
+/// result for such a byte), bit `i` for byte `i`: 16 bytes at a time.
+#[cfg(all(
+    any(target_arch = "x86", target_arch = "x86_64"),
+    target_feature = "sse2"
+))]
+#[inline(always)]
+fn mask64(group: &[u8; 64], class: impl Fn(safe_arch::m128i) -> safe_arch::m128i) -> u64 {
+    use safe_arch::{load_unaligned_m128i, move_mask_i8_m128i};
+    let mut mask = 0;
+    for (i, block) in group.chunks_exact(16).enumerate() {
+        let Ok(block) = <&[u8; 16]>::try_from(block) else {
+            continue;
+        };
+        let marked = class(load_unaligned_m128i(block));
+        let bits = u32::from_ne_bytes(move_mask_i8_m128i(marked).to_ne_bytes()) & 0xffff;
+        mask |= u64::from(bits) << (16 * i);
+    }
+    mask
+}
+
 /// The bits of the bytes of `group` that are ASCII letters, digits or `-`
 /// (bit `i` for byte `i`): the bytes of the names pages send.
 #[cfg(all(
@@ -515,17 +536,7 @@ impl PlainRun<'_> {
 ))]
 #[inline(always)]
 fn name_bytes(group: &[u8; 64]) -> u64 {
-    use safe_arch::{load_unaligned_m128i, move_mask_i8_m128i};
-    let mut mask = 0;
-    for (i, block) in group.chunks_exact(16).enumerate() {
-        let Ok(block) = <&[u8; 16]>::try_from(block) else {
-            continue;
-        };
-        let names = name_bytes16(load_unaligned_m128i(block));
-        let bits = u32::from_ne_bytes(move_mask_i8_m128i(names).to_ne_bytes()) & 0xffff;
-        mask |= u64::from(bits) << (16 * i);
-    }
-    mask
+    mask64(group, name_bytes16)
 }
 
 /// The bytes of `bytes` that are ASCII letters, digits or `-`, all bits set.
@@ -551,17 +562,7 @@ fn name_bytes16(bytes: safe_arch::m128i) -> safe_arch::m128i {
 ))]
 #[inline(always)]
 fn token_bytes(group: &[u8; 64]) -> u64 {
-    use safe_arch::{load_unaligned_m128i, move_mask_i8_m128i};
-    let mut mask = 0;
-    for (i, block) in group.chunks_exact(16).enumerate() {
-        let Ok(block) = <&[u8; 16]>::try_from(block) else {
-            continue;
-        };
-        let tokens = token_bytes16(load_unaligned_m128i(block));
-        let bits = u32::from_ne_bytes(move_mask_i8_m128i(tokens).to_ne_bytes()) & 0xffff;
-        mask |= u64::from(bits) << (16 * i);
-    }
-    mask
+    mask64(group, token_bytes16)
 }
 
 /// The bytes of `bytes` that are token bytes, all bits set: the visible ASCII

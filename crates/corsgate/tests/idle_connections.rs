@@ -79,13 +79,19 @@ async fn idle_keep_alive_connections_hold_no_request_buffers() {
         "{per_connection:.2} KiB per idle connection ({before} KiB -> {after} KiB)"
     );
     // And every one of them still serves its next request.
-    for stream in &mut held {
+    each_serves_another_get(&mut held).await;
+}
+
+/// Sends one more GET on each of `held` (all written, then all read): each is
+/// answered 200.
+async fn each_serves_another_get(held: &mut [TcpStream]) {
+    for stream in held.iter_mut() {
         stream
             .write_all(get("/api/items").as_bytes())
             .await
             .unwrap();
     }
-    for stream in &mut held {
+    for stream in held.iter_mut() {
         let (head, _) = read_response(stream).await.expect("no second answer");
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     }
@@ -144,16 +150,7 @@ async fn a_burst_of_connections_that_stay_idle_leaves_little_memory_behind() {
     .await;
     eprintln!("RSS {before} KiB -> {peak} KiB after a burst of {N} -> {after} KiB idle");
     // Each of them still serves its next request.
-    for stream in &mut held {
-        stream
-            .write_all(get("/api/items").as_bytes())
-            .await
-            .unwrap();
-    }
-    for stream in &mut held {
-        let (head, _) = read_response(stream).await.expect("no second answer");
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    }
+    each_serves_another_get(&mut held).await;
 }
 
 // The header read timeout on a keep-alive connection: hyper's own timer is

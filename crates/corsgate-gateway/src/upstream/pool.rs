@@ -1213,6 +1213,28 @@ mod tests {
         }
     }
 
+    /// Requests for `paths`, each made once the one before is waiting for a
+    /// connection (when all are busy), in that order; each releases its
+    /// connection once answered.
+    async fn queue(
+        pool: &Arc<Pool<TestBody>>,
+        up: &Upstream,
+        paths: &[&str],
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut waiters = Vec::new();
+        for path in paths {
+            waiters.push(tokio::spawn({
+                let pool = pool.clone();
+                let request = request(up, path);
+                async move { exchange(&pool, request).await.release() }
+            }));
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        }
+        waiters
+    }
+
     #[tokio::test]
     async fn a_released_connection_is_reused() {
         let up = upstream().await;
@@ -1314,17 +1336,7 @@ mod tests {
             },
         );
         let first = exchange(&pool, request(&up, "/first")).await;
-        let mut waiters = Vec::new();
-        for path in ["/left", "/w"] {
-            waiters.push(tokio::spawn({
-                let pool = pool.clone();
-                let request = request(&up, path);
-                async move { exchange(&pool, request).await.release() }
-            }));
-            for _ in 0..10 {
-                tokio::task::yield_now().await;
-            }
-        }
+        let mut waiters = queue(&pool, &up, &["/left", "/w"]).await;
         let served = waiters.pop().unwrap();
         let left = waiters.pop().unwrap();
         // Handed to "/left" (the longest waiting), which leaves before it
@@ -1446,17 +1458,7 @@ mod tests {
         assert_eq!(*up.seen.lock().unwrap(), ["/hold"]);
         // Three requests queue, in this order. Each needs one poll to queue;
         // on this single-threaded runtime yielding gives it that poll.
-        let mut waiters = Vec::new();
-        for path in ["/w1", "/w2", "/w3"] {
-            waiters.push(tokio::spawn({
-                let pool = pool.clone();
-                let request = request(&up, path);
-                async move { exchange(&pool, request).await.release() }
-            }));
-            for _ in 0..10 {
-                tokio::task::yield_now().await;
-            }
-        }
+        let waiters = queue(&pool, &up, &["/w1", "/w2", "/w3"]).await;
         up.release.notify_one();
         let (response, checkout) = held.await.unwrap();
         let _ = response.into_body().collect().await.unwrap();
@@ -1529,17 +1531,7 @@ mod tests {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let mut waiters = Vec::new();
-        for path in ["/gone", "/w"] {
-            waiters.push(tokio::spawn({
-                let pool = pool.clone();
-                let request = request(&up, path);
-                async move { exchange(&pool, request).await.release() }
-            }));
-            for _ in 0..10 {
-                tokio::task::yield_now().await;
-            }
-        }
+        let mut waiters = queue(&pool, &up, &["/gone", "/w"]).await;
         let served = waiters.pop().unwrap();
         let gone = waiters.pop().unwrap();
         gone.abort();
