@@ -105,9 +105,9 @@ fn a_request_map_without_room_still_gets_the_whole_answer() {
     assert_eq!(reused.headers().len(), 8, "{:?}", reused.headers());
 }
 
-#[test]
-fn an_answer_in_the_requests_own_map_allocates_nothing() {
-    let policy = Policy::compile(
+/// The policy of a page's API: one origin, PUT, two headers, credentials.
+fn app_policy() -> Policy {
+    Policy::compile(
         &CorsConfig::new()
             .allow_origins("https://app.example.com")
             .allow_methods("PUT")
@@ -115,7 +115,12 @@ fn an_answer_in_the_requests_own_map_allocates_nothing() {
             .allow_credentials(true)
             .max_age(600),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn an_answer_in_the_requests_own_map_allocates_nothing() {
+    let policy = app_policy();
     // A browser's preflight, values as slices of one shared buffer (as hyper
     // reads them), in a map with room for as many headers as it has.
     let request = || {
@@ -181,15 +186,7 @@ fn answer_or_decide_gives_what_decide_then_into_local_response_give_for_every_ca
 
 #[test]
 fn an_allowed_preflight_answered_straight_allocates_only_its_header_map() {
-    let policy = Policy::compile(
-        &CorsConfig::new()
-            .allow_origins("https://app.example.com")
-            .allow_methods("PUT")
-            .allow_headers(["content-type", "x-api-key"])
-            .allow_credentials(true)
-            .max_age(600),
-    )
-    .unwrap();
+    let policy = app_policy();
     let mut request = HeaderMap::new();
     for (name, value) in [
         ("origin", "https://app.example.com"),

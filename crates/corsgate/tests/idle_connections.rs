@@ -39,13 +39,18 @@ async fn start() -> (Spy, TempDir, Serve, std::net::SocketAddr) {
 /// Opens a connection and makes one GET on it, answered 200.
 async fn one_get(listen: std::net::SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(listen).await.unwrap();
+    get_ok(&mut stream).await;
+    stream
+}
+
+/// One GET on `stream`, answered 200.
+async fn get_ok(stream: &mut TcpStream) {
     stream
         .write_all(get("/api/items").as_bytes())
         .await
         .unwrap();
-    let (head, _) = read_response(&mut stream).await.expect("no answer");
+    let (head, _) = read_response(stream).await.expect("no answer");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    stream
 }
 
 // Each idle keep-alive connection held hyper's read buffer (8 to 16 KiB), its
@@ -191,12 +196,7 @@ async fn a_head_that_stalls_on_a_kept_alive_connection_is_closed_at_the_header_t
     // A head sent whole after an idle stretch is served.
     let mut stream = one_get(listen).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stream
-        .write_all(get("/api/items").as_bytes())
-        .await
-        .unwrap();
-    let (head, _) = read_response(&mut stream).await.expect("no answer");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    get_ok(&mut stream).await;
 }
 
 // Pipelined requests written at once are answered in order by one hyper

@@ -1213,6 +1213,17 @@ mod tests {
         }
     }
 
+    /// A pool that opens at most one connection to `up`.
+    fn one_connection(up: &Upstream) -> Arc<Pool<TestBody>> {
+        pool(
+            up,
+            PoolSettings {
+                max_connections: 1,
+                ..settings()
+            },
+        )
+    }
+
     /// Requests for `paths`, each made once the one before is waiting for a
     /// connection (when all are busy), in that order; each releases its
     /// connection once answered.
@@ -1328,13 +1339,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_handed_to_a_request_that_then_left_goes_to_the_next() {
         let up = upstream().await;
-        let pool = pool(
-            &up,
-            PoolSettings {
-                max_connections: 1,
-                ..settings()
-            },
-        );
+        let pool = one_connection(&up);
         let first = exchange(&pool, request(&up, "/first")).await;
         let mut waiters = queue(&pool, &up, &["/left", "/w"]).await;
         let served = waiters.pop().unwrap();
@@ -1446,13 +1451,7 @@ mod tests {
     #[tokio::test]
     async fn a_returned_connection_goes_to_the_longest_waiting_request() {
         let up = upstream().await;
-        let pool = pool(
-            &up,
-            PoolSettings {
-                max_connections: 1,
-                ..settings()
-            },
-        );
+        let pool = one_connection(&up);
         // The one connection, held by the upstream until released.
         let held = hold(&pool, &up).await;
         assert_eq!(*up.seen.lock().unwrap(), ["/hold"]);
@@ -1513,13 +1512,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_that_gave_up_is_skipped() {
         let up = upstream().await;
-        let pool = pool(
-            &up,
-            PoolSettings {
-                max_connections: 1,
-                ..settings()
-            },
-        );
+        let pool = one_connection(&up);
         let held = tokio::spawn({
             let pool = pool.clone();
             let request = request(&up, "/hold");
